@@ -127,7 +127,8 @@ extension VGGWeights {
     static func locate(explicit: String?, environment: [String: String], executablePath: String,
                        sourceTreeFile: String) throws -> String {
         if let explicit {
-            guard isRegularFile(explicit) else { throw WeightsError.notFound(searched: [explicit]) }
+            // Taken as given when it exists at all, so that `load` names what is wrong with it.
+            guard FileManager.default.fileExists(atPath: explicit) else { throw WeightsError.notFound(searched: [explicit]) }
             return explicit
         }
         var candidates: [String] = []

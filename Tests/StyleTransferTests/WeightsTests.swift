@@ -242,6 +242,8 @@ final class WeightsTests: XCTestCase {
         XCTAssertThrowsError(try locate(missingExplicit, environment)) { error in
             XCTAssertEqual(error as? WeightsError, .notFound(searched: [missingExplicit]))
         }
+        // An explicit directory is returned, for load(from:) to refuse with its own message.
+        XCTAssertEqual(try locate(root.path, environment), root.path)
         // A variable naming a missing file or a directory falls through to the next place.
         XCTAssertEqual(try locate(nil, ["PAMSTYLE_WEIGHTS": root.appendingPathComponent("gone.pstw").path]), installed)
         XCTAssertEqual(try locate(nil, ["PAMSTYLE_WEIGHTS": root.path]), installed)
