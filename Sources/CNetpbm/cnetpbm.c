@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,22 +28,23 @@ static pthread_once_t libraryInit = PTHREAD_ONCE_INIT;
 static char lastError[1024];
 static int lastErrno;
 
-/* Copies message into buffer as one printable line: control characters become spaces, bytes outside
- * ASCII become \xNN, trailing spaces and a final period are dropped. */
+/* Copies message into buffer as one printable line: runs of spaces, tabs and line breaks become one
+ * space, other control characters and bytes outside ASCII \xNN; a trailing period is dropped. */
 static void
 copyLine(char * const buffer, size_t const capacity, const char * const message) {
     size_t n = 0;
     if (capacity == 0)
         return;
     for (const unsigned char * p = (const unsigned char *)message; *p != '\0' && n + 5 < capacity; ++p) {
-        if (*p >= 0x80) {
+        if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
+            if (n > 0 && buffer[n - 1] != ' ')
+                buffer[n++] = ' ';
+        } else if (*p < 0x20 || *p >= 0x7f) {
             static const char hex[] = "0123456789abcdef";
             buffer[n++] = '\\';
             buffer[n++] = 'x';
             buffer[n++] = hex[*p >> 4];
             buffer[n++] = hex[*p & 0xf];
-        } else if (*p < 0x20 || *p == 0x7f) {
-            buffer[n++] = ' ';
         } else {
             buffer[n++] = (char)*p;
         }
@@ -402,7 +404,7 @@ cnp_write_image(FILE * const file, int const width, int const height, const floa
     struct pam pam;
     memset(&pam, 0, sizeof(pam));
     pam.size = sizeof(pam);
-    pam.len = PAM_STRUCT_SIZE(comment_p);
+    pam.len = offsetof(struct pam, comment_p) + sizeof(pam.comment_p);   /* PAM_STRUCT_SIZE, without UB */
     pam.file = file;
     pam.format = alpha != NULL ? PAM_FORMAT : RPPM_FORMAT;
     pam.plainformat = 0;

@@ -48,7 +48,8 @@ final class ReaderErrorTests: XCTestCase {
     }
 
     func testZeroWidthAndHeight() {
-        assertDescription(readError(netpbm("P6\n0 96\n255\n")).error, contains: ["bad header", "Width is zero"])
+        XCTAssertEqual(readError(netpbm("P6\n0 96\n255\n")).error?.errorDescription,
+                       "test: bad header: Width is zero. Image must be at least one pixel wide")
         assertDescription(readError(netpbm("P5\n3 0\n255\n")).error, contains: ["bad header", "Height is zero"])
     }
 
@@ -65,7 +66,9 @@ final class ReaderErrorTests: XCTestCase {
 
     func testPAMWithoutENDHDR() {
         let header = "P7\nWIDTH 2\nHEIGHT 2\nDEPTH 4\nMAXVAL 255\nTUPLTYPE RGB_ALPHA\n"
-        assertDescription(readError(netpbm(header, [0xFF, 0x10, 0x20, 0x30])).error, contains: ["bad header", "ENDHDR"])
+        // libnetpbm quotes the raster's first word; its bytes reach the message escaped, never raw.
+        assertDescription(readError(netpbm(header, [0xFF, 0x10, 0x20, 0x30])).error,
+                          contains: ["bad header", "'\\xff\\x10'", "ENDHDR"])
         assertDescription(readError(netpbm(header)).error, contains: ["bad header", "EOF", "PAM header"])
     }
 
