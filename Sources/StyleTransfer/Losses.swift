@@ -1,0 +1,284 @@
+import CBLAS
+
+// The three loss terms of Gatys-style transfer, as value + gradient over flat CHW float32 buffers.
+//
+// Layout: a feature map F of one layer is (channels, pixels) row-major, pixels = height · width, so
+// element (c, p) sits at c · stride + p, where stride is the row length of the buffer (the full
+// map's pixel count, or a stripe buffer's own length).
+//
+// Gradient contract, shared by every function here: the returned value is the loss term E itself,
+// unweighted, so that the caller can report each term; the gradient buffer receives
+// `weight · ∂E/∂F` ADDED to what it holds (the caller zeroes it once per evaluation), so several
+// terms at one layer, or several stripes of one layer, accumulate into one buffer.
+//
+// Normalization, chosen so that the default weights give the same balance at any image size and
+// at any layer (N = pixels of the feature map, C = its channels):
+//
+//   Gram          G = F Fᵀ / N                         a mean over pixels, size-independent
+//   style         E = Σᵢⱼ (Gᵢⱼ − Tᵢⱼ)² / C²             a mean over Gram entries, channel-independent
+//                 ∂E/∂F = 4 / (C² N) · (G − T) F
+//   content       E = Σ (F − P)² / (C N)                mean squared error
+//                 ∂E/∂F = 2 (F − P) / (C N)
+//   total var.    E = Σ_c Σ (horizontal and vertical neighbour differences)² / (C H W)
+//                 on the image itself, (C, H, W)
+//
+// For a feature map whose statistics do not depend on how many pixels it has (a stationary texture,
+// or the same scene at two resolutions), all three values therefore converge to fixed numbers as
+// N grows, and so do the ratios between them: the loss balance chosen at 128 px holds at 1024 px.
+// Both gradients per element scale as 1/N, so their ratio is size-independent too. Gatys et al.
+// write the style term as Σ (Graw − Araw)² / (4 C² N²) with unnormalized Grams; that equals this E / 4.
+
+// MARK: - Gram matrices
+
+/// Accumulates the Gram matrix `G = F Fᵀ / N` of a feature map F (channels × N pixels), possibly
+/// over several stripes of pixels added one after another (`G = Σ over pixels of f fᵀ / N`).
+///
+/// Each `add` computes partial products with `cblas_ssyrk` (half the work of a full product) in
+/// float32 over at most `chunkPixels` pixels at a time, and sums the chunks in float64, so the
+/// rounding error does not grow with the image size. `N` is the total number of pixels added.
+public struct GramAccumulator: Sendable {
+    /// Channel count C; the Gram is C × C.
+    public let channels: Int
+    /// Total pixels N added since the last `reset()`.
+    public private(set) var pixelCount: Int
+    /// Pixels per `cblas_ssyrk` call: float32 sums run over at most this many terms.
+    public static let chunkPixels = 4096
+
+    private var sum: [Double]  // (channels, channels), upper triangle (column ≥ row) valid: Σ f fᵀ
+    private var partial: [Float]  // (channels, channels), upper triangle: one chunk's F Fᵀ
+
+    /// An empty accumulator for C = `channels`.
+    public init(channels: Int) {
+        precondition(channels > 0, "a Gram matrix needs at least one channel")
+        self.channels = channels
+        self.pixelCount = 0
+        self.sum = [Double](repeating: 0, count: channels * channels)
+        self.partial = [Float](repeating: 0, count: channels * channels)
+    }
+
+    /// Forgets everything added, keeping the storage.
+    public mutating func reset() {
+        for i in sum.indices { sum[i] = 0 }
+        pixelCount = 0
+    }
+
+    /// Adds the pixels of one stripe: `features[c · stride + p]` for c < C, p < `pixels`.
+    /// `stride` is the buffer's row length (≥ `pixels`); `features.count` must be at least
+    /// `(C − 1) · stride + pixels`.
+    public mutating func add(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int) {
+        let c = channels
+        precondition(pixels >= 0 && stride >= pixels && stride <= Int(Int32.max))
+        guard pixels > 0 else { return }
+        precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
+        sum.withUnsafeMutableBufferPointer { sum in
+            partial.withUnsafeMutableBufferPointer { partial in
+                var start = 0
+                while start < pixels {
+                    let n = min(Self.chunkPixels, pixels - start)
+                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
+                                1, features.baseAddress! + start, Int32(stride),
+                                0, partial.baseAddress!, Int32(c))
+                    for i in 0..<c {
+                        let row = i &* c
+                        for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                    }
+                    start += n
+                }
+            }
+        }
+        pixelCount += pixels
+    }
+
+    /// Writes the full symmetric `G = Σ f fᵀ / N` (C × C) into `gram`. At least one pixel must
+    /// have been added.
+    public func gram(into gram: UnsafeMutableBufferPointer<Float>) {
+        let c = channels
+        precondition(pixelCount > 0, "Gram matrix of an empty feature map")
+        precondition(gram.count == c * c)
+        let scale = 1 / Double(pixelCount)
+        for i in 0..<c {
+            for j in i..<c {
+                let value = Float(sum[i &* c &+ j] * scale)
+                gram[i &* c &+ j] = value
+                gram[j &* c &+ i] = value
+            }
+        }
+    }
+
+    /// The full symmetric `G = Σ f fᵀ / N`, (channels, channels).
+    public func gram() -> [Float] {
+        var result = [Float](repeating: 0, count: channels * channels)
+        result.withUnsafeMutableBufferPointer { gram(into: $0) }
+        return result
+    }
+}
+
+/// The Gram matrix `G = F Fᵀ / N` of a whole feature map F, (channels, pixels) contiguous;
+/// returns (channels, channels). Use it for style targets; see `GramAccumulator` for stripes.
+public func gramMatrix(_ features: UnsafeBufferPointer<Float>, channels: Int, pixels: Int) -> [Float] {
+    var accumulator = GramAccumulator(channels: channels)
+    accumulator.add(features, pixels: pixels, stride: pixels)
+    return accumulator.gram()
+}
+
+/// The style target of several style images: the weighted mean `T = Σᵢ wᵢ Tᵢ / Σᵢ wᵢ` of their
+/// Gram matrices at one layer (all C × C; each normalized by its own pixel count, so style images
+/// of different sizes blend on an equal footing). Weights must be finite, non-negative, and not
+/// all zero; the sum runs in float64.
+public func blendedGram(_ grams: [[Float]], weights: [Double]) -> [Float] {
+    precondition(!grams.isEmpty && grams.count == weights.count, "one weight per Gram matrix")
+    precondition(weights.allSatisfy { $0.isFinite && $0 >= 0 }, "blend weights must be finite and non-negative")
+    let total = weights.reduce(0, +)
+    precondition(total > 0, "blend weights must not all be zero")
+    let count = grams[0].count
+    precondition(grams.allSatisfy { $0.count == count }, "Gram matrices of one layer differ in size")
+    var blend = [Double](repeating: 0, count: count)
+    for (gram, weight) in zip(grams, weights) where weight > 0 {
+        let share = weight / total
+        for i in 0..<count { blend[i] += share * Double(gram[i]) }
+    }
+    return blend.map { Float($0) }
+}
+
+// MARK: - Style loss
+
+/// The style loss of one layer against a fixed target Gram T (C × C, symmetric):
+///
+///     E = Σᵢⱼ (Gᵢⱼ − Tᵢⱼ)² / C²,   G = F Fᵀ / N
+///     ∂E/∂F = 4 / (C² N) · (G − T) F
+///
+/// E is the mean squared difference over Gram entries, so neither the image size (N) nor the
+/// layer's width (C) changes its scale for features of the same statistics. One evaluation goes:
+/// add the feature map to `accumulator` (whole, or stripe by stripe), `finish()` for the value,
+/// then `addGradient` over the same pixels (whole, or stripe by stripe). `evaluate` does all three
+/// for a whole map. Storage, C² floats for G − T and the accumulator's, is allocated once.
+public struct StyleLoss: Sendable {
+    /// Channel count C of the layer.
+    public let channels: Int
+    /// The target Gram T, (channels, channels), symmetric (a Gram matrix or a blend of them).
+    public let target: [Float]
+    /// Receives the current features of this evaluation; emptied by `finish()`.
+    public var accumulator: GramAccumulator
+
+    private var residual: [Float]  // (channels, channels): G − T of the last finished evaluation
+    private var residualPixels = 0  // N of the last finished evaluation
+
+    /// A style loss for a layer of `channels` channels matching the Gram `target`.
+    public init(target: [Float], channels: Int) {
+        precondition(target.count == channels * channels, "target Gram must be channels × channels")
+        self.channels = channels
+        self.target = target
+        self.accumulator = GramAccumulator(channels: channels)
+        self.residual = [Float](repeating: 0, count: channels * channels)
+    }
+
+    /// Ends the accumulation of this evaluation: forms G, keeps G − T and N for `addGradient`,
+    /// empties `accumulator` for the next evaluation, and returns E (unweighted; float64 sum).
+    public mutating func finish() -> Double {
+        residual.withUnsafeMutableBufferPointer { accumulator.gram(into: $0) }
+        residualPixels = accumulator.pixelCount
+        accumulator.reset()
+        var sum = 0.0
+        for i in residual.indices {
+            let difference = residual[i] - target[i]
+            residual[i] = difference
+            sum += Double(difference) * Double(difference)
+        }
+        return sum / Double(channels * channels)
+    }
+
+    /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` for one stripe of the pixels that went
+    /// into the last `finish()`: `features[c · featureStride + p]` and `gradient[c · gradientStride + p]`
+    /// for p < `pixels`. One `cblas_sgemm` with β = 1.
+    public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
+                            weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
+        let c = channels
+        precondition(residualPixels > 0, "addGradient before finish")
+        precondition(pixels >= 0 && featureStride >= pixels && gradientStride >= pixels)
+        precondition(featureStride <= Int(Int32.max) && gradientStride <= Int(Int32.max))
+        guard pixels > 0 else { return }
+        precondition(features.count >= (c - 1) * featureStride + pixels, "feature buffer smaller than its shape")
+        precondition(gradient.count >= (c - 1) * gradientStride + pixels, "gradient buffer smaller than its shape")
+        let alpha = Float(Double(weight) * 4 / (Double(c * c) * Double(residualPixels)))
+        residual.withUnsafeBufferPointer { residual in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(c), Int32(pixels), Int32(c),
+                        alpha, residual.baseAddress!, Int32(c),
+                        features.baseAddress!, Int32(featureStride),
+                        1, gradient.baseAddress!, Int32(gradientStride))
+        }
+    }
+
+    /// One whole evaluation on a contiguous feature map F, (channels, pixels): discards anything in
+    /// `accumulator`, returns E and adds `weight · ∂E/∂F` into `gradient`, (channels, pixels).
+    public mutating func evaluate(features: UnsafeBufferPointer<Float>, pixels: Int, weight: Float,
+                                  addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
+        accumulator.reset()
+        accumulator.add(features, pixels: pixels, stride: pixels)
+        let value = finish()
+        addGradient(features: features, pixels: pixels, featureStride: pixels,
+                    weight: weight, into: gradient, gradientStride: pixels)
+        return value
+    }
+}
+
+// MARK: - Content loss
+
+/// The content loss, the mean squared error between features F and the content target P (same
+/// shape, any layout; M = element count = C · N):
+///
+///     E = Σ (F − P)² / M,   ∂E/∂F = 2 (F − P) / M
+///
+/// Returns E (float64 sum) and adds `weight · ∂E/∂F` into `gradient` (same shape).
+public func contentLoss(features: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>, weight: Float,
+                        addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
+    let count = features.count
+    precondition(count > 0 && target.count == count && gradient.count == count, "content loss buffers differ in size")
+    let scale = Float(2 * Double(weight) / Double(count))
+    var sum = 0.0
+    for i in 0..<count {
+        let difference = features[i] - target[i]
+        sum += Double(difference) * Double(difference)
+        gradient[i] += scale * difference
+    }
+    return sum / Double(count)
+}
+
+// MARK: - Total variation
+
+/// The total variation regularizer on the image X, (channels, height, width): the squared ("β = 2")
+/// form, smooth everywhere so that L-BFGS sees a well-conditioned quadratic,
+///
+///     E = Σ_c [ Σ_{y, x<W−1} (X[c,y,x+1] − X[c,y,x])² + Σ_{y<H−1, x} (X[c,y+1,x] − X[c,y,x])² ] / (C H W)
+///
+/// normalized per sample, so pixel-level noise of a given amplitude costs the same at any image size
+/// (a smooth gradient costs less at a higher resolution, which is the point: it penalizes noise, not
+/// shading). Units are those of X squared. Returns E (float64 sum) and adds `weight · ∂E/∂X` into
+/// `gradient`, (channels, height, width).
+public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int, height: Int, width: Int, weight: Float,
+                               addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
+    let count = channels * height * width
+    precondition(channels > 0 && height > 0 && width > 0, "image must not be empty")
+    precondition(image.count == count && gradient.count == count, "total variation buffers differ from the shape")
+    let scale = Float(2 * Double(weight) / Double(count))
+    var sum = 0.0
+    for c in 0..<channels {
+        let plane = c &* height &* width
+        for y in 0..<height {
+            let row = plane &+ y &* width
+            for x in 0..<(width &- 1) {
+                let difference = image[row &+ x &+ 1] - image[row &+ x]
+                sum += Double(difference) * Double(difference)
+                gradient[row &+ x &+ 1] += scale * difference
+                gradient[row &+ x] -= scale * difference
+            }
+            guard y < height &- 1 else { continue }
+            for x in 0..<width {
+                let difference = image[row &+ width &+ x] - image[row &+ x]
+                sum += Double(difference) * Double(difference)
+                gradient[row &+ width &+ x] += scale * difference
+                gradient[row &+ x] -= scale * difference
+            }
+        }
+    }
+    return sum / Double(count)
+}

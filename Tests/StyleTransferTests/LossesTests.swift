@@ -1,0 +1,304 @@
+import Foundation
+import XCTest
+import StyleTransfer
+
+/// A small seeded generator (SplitMix64) local to this file, so the tests depend on nothing else.
+private struct TestRandom {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [low, high).
+    mutating func uniform(_ low: Float, _ high: Float) -> Float {
+        low + (high - low) * Float(next() >> 40) / Float(1 << 24)
+    }
+    mutating func array(_ count: Int, _ low: Float, _ high: Float) -> [Float] {
+        (0..<count).map { _ in uniform(low, high) }
+    }
+}
+
+final class LossesTests: XCTestCase {
+    // MARK: Gram
+
+    func testGramMatchesNaiveTripleLoop() {
+        var random = TestRandom(state: 1)
+        let channels = 7, pixels = 5000  // more than one ssyrk chunk
+        let features = random.array(channels * pixels, -1, 2)
+        let gram = features.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
+        let reference = naiveGram(features, channels: channels, pixels: pixels)
+        let scale = reference.map { abs($0) }.max()!
+        for i in 0..<(channels * channels) {
+            XCTAssertEqual(Double(gram[i]), reference[i], accuracy: 1e-6 * scale, "entry \(i)")
+        }
+    }
+
+    func testGramAccumulatedInStripesEqualsWholeMap() {
+        var random = TestRandom(state: 2)
+        let channels = 5, pixels = 300
+        let features = random.array(channels * pixels, 0, 3)
+        let whole = features.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
+        var accumulator = GramAccumulator(channels: channels)
+        features.withUnsafeBufferPointer { all in
+            for (start, end) in [(0, 37), (37, 200), (200, 300)] {
+                // A stripe is a window of every channel's row: stride stays the full map's pixel count.
+                let stripe = UnsafeBufferPointer(rebasing: all[start...])
+                accumulator.add(stripe, pixels: end - start, stride: pixels)
+            }
+        }
+        XCTAssertEqual(accumulator.pixelCount, pixels)
+        let striped = accumulator.gram()
+        for i in whole.indices { XCTAssertEqual(striped[i], whole[i], accuracy: 1e-6 * abs(whole[i]) + 1e-7) }
+        XCTAssertEqual(striped[1 * channels + 3], striped[3 * channels + 1], "Gram must be symmetric")
+    }
+
+    func testBlendedGramIsWeightedMean() {
+        let a: [Float] = [1, 2, 2, 4], b: [Float] = [5, 0, 0, 1]
+        let blend = blendedGram([a, b], weights: [3, 1])
+        XCTAssertEqual(blend, [2, 1.5, 1.5, 3.25])
+        XCTAssertEqual(blendedGram([a, b], weights: [0, 2]), b)
+    }
+
+    // MARK: Style loss
+
+    func testStyleLossValueAndGradient() {
+        var random = TestRandom(state: 3)
+        let channels = 4, pixels = 12
+        let features = random.array(channels * pixels, 0, 2)
+        let other = random.array(channels * pixels, 0, 2)
+        let target = other.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
+        let weight: Float = 1.7
+        func evaluate(_ f: [Float]) -> (value: Double, gradient: [Float]) {
+            var loss = StyleLoss(target: target, channels: channels)
+            var gradient = [Float](repeating: 0, count: f.count)
+            let value = f.withUnsafeBufferPointer { f in
+                gradient.withUnsafeMutableBufferPointer { loss.evaluate(features: f, pixels: pixels, weight: weight, addingGradientTo: $0) }
+            }
+            return (value, gradient)
+        }
+        let (value, gradient) = evaluate(features)
+
+        // E = Σ (G − T)² / C² against a float64 Gram.
+        let gram = naiveGram(features, channels: channels, pixels: pixels)
+        var expected = 0.0
+        for i in gram.indices { expected += (gram[i] - Double(target[i])) * (gram[i] - Double(target[i])) }
+        expected /= Double(channels * channels)
+        XCTAssertEqual(value, expected, accuracy: 1e-6 * expected)
+
+        assertGradient(gradient.map { $0 / weight }, matchesDifferencesOf: { evaluate($0).value }, at: features)
+    }
+
+    func testStyleLossStripesEqualWholeMap() {
+        var random = TestRandom(state: 4)
+        let channels = 6, pixels = 90
+        let features = random.array(channels * pixels, 0, 1)
+        let target = random.array(channels * pixels, 0, 1).withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
+        var whole = StyleLoss(target: target, channels: channels)
+        var wholeGradient = [Float](repeating: 0.5, count: features.count)
+        let wholeValue = features.withUnsafeBufferPointer { f in
+            wholeGradient.withUnsafeMutableBufferPointer { whole.evaluate(features: f, pixels: pixels, weight: 2, addingGradientTo: $0) }
+        }
+
+        // The same evaluation as an engine streaming stripes would run it: all stripes' Grams, then
+        // all stripes' gradients, each stripe in a buffer of its own (stride = stripe length).
+        let stripes = [(0, 40), (40, 41), (41, 90)]
+        func stripe(_ buffer: [Float], _ range: (Int, Int)) -> [Float] {
+            (0..<channels).flatMap { c in buffer[(c * pixels + range.0)..<(c * pixels + range.1)] }
+        }
+        var striped = StyleLoss(target: target, channels: channels)
+        for range in stripes {
+            stripe(features, range).withUnsafeBufferPointer { striped.accumulator.add($0, pixels: range.1 - range.0, stride: range.1 - range.0) }
+        }
+        let stripedValue = striped.finish()
+        XCTAssertEqual(striped.accumulator.pixelCount, 0, "finish() empties the accumulator")
+        XCTAssertEqual(stripedValue, wholeValue, accuracy: 1e-6 * wholeValue)
+        for range in stripes {
+            let n = range.1 - range.0
+            var gradient = [Float](repeating: 0.5, count: channels * n)
+            stripe(features, range).withUnsafeBufferPointer { f in
+                gradient.withUnsafeMutableBufferPointer {
+                    striped.addGradient(features: f, pixels: n, featureStride: n, weight: 2, into: $0, gradientStride: n)
+                }
+            }
+            let expected = stripe(wholeGradient, range)
+            for i in gradient.indices { XCTAssertEqual(gradient[i], expected[i], accuracy: 1e-6) }
+        }
+    }
+
+    // MARK: Content and total variation
+
+    func testContentLossValueAndGradient() {
+        var random = TestRandom(state: 5)
+        let features = random.array(3 * 10, -1, 1), target = random.array(3 * 10, -1, 1)
+        func evaluate(_ f: [Float]) -> (value: Double, gradient: [Float]) {
+            var gradient = [Float](repeating: 0, count: f.count)
+            let value = f.withUnsafeBufferPointer { f in
+                target.withUnsafeBufferPointer { t in
+                    gradient.withUnsafeMutableBufferPointer { contentLoss(features: f, target: t, weight: 3, addingGradientTo: $0) }
+                }
+            }
+            return (value, gradient)
+        }
+        let (value, gradient) = evaluate(features)
+        let expected = zip(features, target).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +) / 30
+        XCTAssertEqual(value, expected, accuracy: 1e-12)
+        assertGradient(gradient.map { $0 / 3 }, matchesDifferencesOf: { evaluate($0).value }, at: features)
+    }
+
+    func testTotalVariationValueAndGradient() {
+        // A horizontal ramp of slope 2 in one channel of a (2, 3, 4) image: 3 rows × 3 differences of 2.
+        var ramp = [Float](repeating: 0, count: 2 * 3 * 4)
+        for y in 0..<3 { for x in 0..<4 { ramp[y * 4 + x] = Float(2 * x) } }
+        var unused = [Float](repeating: 0, count: ramp.count)
+        let rampValue = ramp.withUnsafeBufferPointer { image in
+            unused.withUnsafeMutableBufferPointer {
+                totalVariationLoss(image: image, channels: 2, height: 3, width: 4, weight: 1, addingGradientTo: $0)
+            }
+        }
+        XCTAssertEqual(rampValue, 9 * 4 / 24)
+
+        var random = TestRandom(state: 6)
+        let image = random.array(3 * 5 * 4, 0, 1)
+        func evaluate(_ x: [Float]) -> (value: Double, gradient: [Float]) {
+            var gradient = [Float](repeating: 0, count: x.count)
+            let value = x.withUnsafeBufferPointer { image in
+                gradient.withUnsafeMutableBufferPointer {
+                    totalVariationLoss(image: image, channels: 3, height: 5, width: 4, weight: 0.5, addingGradientTo: $0)
+                }
+            }
+            return (value, gradient)
+        }
+        assertGradient(evaluate(image).gradient.map { $0 / 0.5 }, matchesDifferencesOf: { evaluate($0).value }, at: image)
+    }
+
+    // MARK: Size independence
+
+    /// The content-to-style ratio of the same statistics at "128 px" (a 32² feature map, relu3_1 of a
+    /// 128² image) and "1024 px" (256²) must agree: the normalization makes both terms means.
+    /// With unnormalized sums (Gatys' Graw, Σ (F − P)²) the ratio would shift by 64² / 64 = 64×.
+    func testContentStyleBalanceIsSizeIndependentForRandomFields() {
+        let channels = 16, latent = 8
+        var random = TestRandom(state: 7)
+        let contentMix = random.array(channels * latent, -1, 1), targetMix = random.array(channels * latent, -1, 1)
+        let styleMix = random.array(channels * latent, -1, 1.2)
+        let bias = random.array(channels, -0.2, 0.4)
+        func ratio(side: Int, seed: UInt64) -> Double {
+            var noise = TestRandom(state: seed)
+            let z = stationaryNoise(latent: latent, side: side, using: &noise)
+            let features = relu(mix: contentMix, bias: bias, z, channels: channels, latent: latent)
+            let content = relu(mix: targetMix, bias: bias, z, channels: channels, latent: latent)
+            let styleZ = stationaryNoise(latent: latent, side: side, using: &noise)
+            let style = relu(mix: styleMix, bias: bias, styleZ, channels: channels, latent: latent)
+            return contentToStyleRatio(features: features, content: content, style: style, channels: channels)
+        }
+        let small = ratio(side: 32, seed: 100), large = ratio(side: 256, seed: 200)
+        XCTAssertEqual(small / large, 1, accuracy: 0.2, "ratio \(small) at 32², \(large) at 256²")
+    }
+
+    /// The same for a smooth pattern sampled at two resolutions (the same scene at 128 and 1024 px).
+    func testContentStyleBalanceIsSizeIndependentForSmoothPatterns() {
+        let channels = 8
+        func pattern(side: Int, phase: Double, frequencyOffset: Int) -> [Float] {
+            var map = [Float](repeating: 0, count: channels * side * side)
+            for c in 0..<channels {
+                let fu = Double(1 + (c + frequencyOffset) % 3), fv = Double(1 + (c * 2 + frequencyOffset) % 4)
+                for y in 0..<side {
+                    for x in 0..<side {
+                        let u = (Double(x) + 0.5) / Double(side), v = (Double(y) + 0.5) / Double(side)
+                        let s = sin(2 * Double.pi * (fu * u + fv * v) + phase + Double(c))
+                        map[(c * side + y) * side + x] = Float(max(0, s + 0.3))
+                    }
+                }
+            }
+            return map
+        }
+        func ratio(side: Int) -> Double {
+            contentToStyleRatio(features: pattern(side: side, phase: 0, frequencyOffset: 0),
+                                content: pattern(side: side, phase: 0.4, frequencyOffset: 0),
+                                style: pattern(side: side, phase: 1, frequencyOffset: 1), channels: channels)
+        }
+        let small = ratio(side: 32), large = ratio(side: 256)
+        XCTAssertEqual(small / large, 1, accuracy: 0.2, "ratio \(small) at 32², \(large) at 256²")
+    }
+}
+
+// MARK: - Helpers
+
+/// G = F Fᵀ / N in float64 by the triple loop.
+private func naiveGram(_ features: [Float], channels: Int, pixels: Int) -> [Double] {
+    var gram = [Double](repeating: 0, count: channels * channels)
+    for i in 0..<channels {
+        for j in 0..<channels {
+            var sum = 0.0
+            for p in 0..<pixels { sum += Double(features[i * pixels + p]) * Double(features[j * pixels + p]) }
+            gram[i * channels + j] = sum / Double(pixels)
+        }
+    }
+    return gram
+}
+
+/// Compares an analytic gradient with float64 central differences of `value`, coordinate by
+/// coordinate, within 10⁻³ of the gradient's largest magnitude.
+private func assertGradient(_ gradient: [Float], matchesDifferencesOf value: ([Float]) -> Double, at x: [Float],
+                            file: StaticString = #filePath, line: UInt = #line) {
+    let scale = gradient.map { abs(Double($0)) }.max()!
+    XCTAssertGreaterThan(scale, 0, file: file, line: line)
+    for i in x.indices {
+        var plus = x, minus = x
+        plus[i] += 1e-3
+        minus[i] -= 1e-3
+        let difference = (value(plus) - value(minus)) / (Double(plus[i]) - Double(minus[i]))
+        XCTAssertEqual(difference, Double(gradient[i]), accuracy: 1e-3 * scale, "coordinate \(i)", file: file, line: line)
+    }
+}
+
+/// (latent, side, side) noise that is the same in distribution at every position and every size:
+/// uniform white noise averaged over a 3 × 3 window, wrapping around the borders.
+private func stationaryNoise(latent: Int, side: Int, using random: inout TestRandom) -> [Float] {
+    let white = random.array(latent * side * side, -1, 1)
+    var smooth = [Float](repeating: 0, count: white.count)
+    for k in 0..<latent {
+        for y in 0..<side {
+            for x in 0..<side {
+                var sum: Float = 0
+                for dy in -1...1 {
+                    for dx in -1...1 { sum += white[(k * side + (y + dy + side) % side) * side + (x + dx + side) % side] }
+                }
+                smooth[(k * side + y) * side + x] = sum / 3  // variance of one white sample
+            }
+        }
+    }
+    return smooth
+}
+
+/// max(0, A z + b) per pixel: a (channels, pixels) feature map from (latent, pixels) noise.
+private func relu(mix: [Float], bias: [Float], _ z: [Float], channels: Int, latent: Int) -> [Float] {
+    let pixels = z.count / latent
+    var map = [Float](repeating: 0, count: channels * pixels)
+    for c in 0..<channels {
+        for p in 0..<pixels {
+            var sum = bias[c]
+            for k in 0..<latent { sum += mix[c * latent + k] * z[k * pixels + p] }
+            map[c * pixels + p] = max(0, sum)
+        }
+    }
+    return map
+}
+
+/// Content loss of `features` against `content` over style loss against the Gram of `style`.
+private func contentToStyleRatio(features: [Float], content: [Float], style: [Float], channels: Int) -> Double {
+    let pixels = features.count / channels
+    var scratch = [Float](repeating: 0, count: features.count)
+    let target = style.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
+    var styleLoss = StyleLoss(target: target, channels: channels)
+    return features.withUnsafeBufferPointer { f in
+        scratch.withUnsafeMutableBufferPointer { gradient in
+            let contentValue = content.withUnsafeBufferPointer { contentLoss(features: f, target: $0, weight: 1, addingGradientTo: gradient) }
+            let styleValue = styleLoss.evaluate(features: f, pixels: pixels, weight: 1, addingGradientTo: gradient)
+            return contentValue / styleValue
+        }
+    }
+}
