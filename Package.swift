@@ -32,7 +32,7 @@ let package = Package(
         .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer"], path: "bench/Sources/pamstyle-bench",
                           swiftSettings: fastMath),
         .testTarget(name: "NetpbmTests", dependencies: ["Netpbm"]),
-        .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer"]),
+        .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer"], exclude: ["Fixtures"]),
         .testTarget(name: "pamstyleTests", dependencies: ["Netpbm"]),
     ]
 )
