@@ -355,3 +355,24 @@ func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, plane: Int, into r
         for i in 0 ..< plane { d[i] = s[i] * 255 }
     }
 }
+
+// MARK: - Whole tensors
+
+/// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
+func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer) {
+    applyReLUMask(gradient.storage, mask: mask.storage, channels: gradient.channels, height: gradient.height,
+                  width: gradient.width, rows: 0 ..< gradient.height)
+}
+
+/// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
+func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
+    precondition(bgr.channels == 3 && rgb.count == bgr.count)
+    caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
+}
+
+/// `rgbGradient` from `bgrGradient`, (3, height, width), into an image buffer of the same size.
+func rgbGradient(fromCaffe bgrGradient: Tensor, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
+    precondition(bgrGradient.channels == 3 && rgbGradient.count == bgrGradient.count)
+    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, plane: bgrGradient.planeSize,
+                              into: rgbGradient.baseAddress!)
+}

@@ -34,6 +34,12 @@ public final class Tensor {
         values.withUnsafeBufferPointer { storage.update(from: $0.baseAddress!, count: $0.count) }
     }
 
+    /// A tensor holding a copy of `other`'s values, with its shape and no spare capacity.
+    public convenience init(copying other: Tensor) {
+        self.init(channels: other.channels, height: other.height, width: other.width)
+        storage.update(from: other.storage, count: other.count)
+    }
+
     deinit {
         storage.deinitialize(count: max(1, capacity))
         storage.deallocate()
