@@ -1,0 +1,378 @@
+// The loops of the network that BLAS does not do: im2col, bias + ReLU with its bit mask, pooling, the
+// preprocessing of the image and its inverse for gradients. Every tensor here is CHW float32, every loop runs over
+// raw pointers with wrapping index arithmetic, and nothing allocates. The slow references in the tests check them.
+
+import CBLAS
+import Dispatch
+import Foundation
+
+// MARK: - Threads
+
+/// A value handed to `DispatchQueue.concurrentPerform`, whose closure must be `@Sendable`. The kernels give each task
+/// disjoint memory, so sharing the pointers they capture is safe.
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+}
+
+/// The number of cores the kernels spread their loops over.
+let kernelThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on several threads when `count × cost`
+/// (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
+func parallelFor(_ count: Int, cost: Int, _ body: (Range<Int>) -> Void) {
+    let tasks = min(count, kernelThreads &* 4, (count &* cost) / 16_384)
+    if tasks <= 1 {
+        if count > 0 { body(0 ..< count) }
+        return
+    }
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(value: body)
+        DispatchQueue.concurrentPerform(iterations: tasks) { task in
+            shared.value((count &* task / tasks) ..< (count &* (task &+ 1) / tasks))
+        }
+    }
+}
+
+// MARK: - GEMM
+
+/// C (m, n) = A (m, k) · B (k, n) + beta · C, row-major with leading dimensions; A is read transposed, (k, m), when
+/// `transposeA`.
+@inline(__always)
+func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+           b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
+
+// MARK: - im2col
+
+/// Fills the GEMM operand of a 3x3 pad-1 convolution for the output rows `rows`:
+/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the image.
+/// - input: (channels, height, width)
+/// - col: (channels · 9, rows.count · width)
+func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
+            into col: UnsafeMutablePointer<Float>) {
+    let n = rows.count &* width
+    let plane = height &* width
+    parallelFor(channels, cost: 9 &* n) { slice in
+        for c in slice {
+            let source = input + c &* plane
+            for ky in 0 ..< 3 {
+                for kx in 0 ..< 3 {
+                    var d = col + (c &* 9 &+ ky &* 3 &+ kx) &* n
+                    for y in rows {
+                        let sy = y &+ ky &- 1
+                        if sy < 0 || sy >= height {
+                            d.update(repeating: 0, count: width)
+                        } else {
+                            let s = source + sy &* width
+                            switch kx {
+                            case 0:
+                                d[0] = 0
+                                (d + 1).update(from: s, count: width &- 1)
+                            case 1:
+                                d.update(from: s, count: width)
+                            default:
+                                d.update(from: s + 1, count: width &- 1)
+                                d[width &- 1] = 0
+                            }
+                        }
+                        d += width
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The transpose of `im2col` for the input gradient of a convolution with 3 input channels: adds the columns of `col`
+/// for the rows `rows` back onto the pixels they were read from.
+/// - col: (channels · 9, rows.count · width), as `im2col` lays it out
+/// - gradInput: (channels, height, width), accumulated into
+func col2imAdd(_ col: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
+               into gradInput: UnsafeMutablePointer<Float>) {
+    let n = rows.count &* width
+    let plane = height &* width
+    // Each task owns whole channels, so no two tasks add to the same pixel.
+    parallelFor(channels, cost: 9 &* n) { slice in
+        for c in slice {
+            let target = gradInput + c &* plane
+            for ky in 0 ..< 3 {
+                for kx in 0 ..< 3 {
+                    var s = UnsafePointer(col + (c &* 9 &+ ky &* 3 &+ kx) &* n)
+                    for y in rows {
+                        let ty = y &+ ky &- 1
+                        if ty >= 0 && ty < height {
+                            let t = target + ty &* width
+                            switch kx {
+                            case 0:
+                                for x in 1 ..< max(1, width) { t[x &- 1] += s[x] }
+                            case 1:
+                                for x in 0 ..< width { t[x] += s[x] }
+                            default:
+                                for x in 0 ..< max(0, width &- 1) { t[x &+ 1] += s[x] }
+                            }
+                        }
+                        s += width
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Bias, ReLU and its mask
+
+/// Bytes per row of a ReLU mask: one bit per element, each row starting on a byte so that rows are independent.
+@inline(__always)
+func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
+
+/// Adds the per-channel bias to the rows `rows` of `output` and, when `mask` is given, applies ReLU and records
+/// which elements passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
+/// - output: (channels, height, width), updated in place
+/// - bias: (channels)
+/// - mask: (channels, height, maskRowBytes(width))
+func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, height: Int,
+             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?) {
+    let plane = height &* width
+    let rowBytes = maskRowBytes(width: width)
+    parallelFor(channels, cost: rows.count &* width) { slice in
+        for c in slice {
+            let b = bias[c]
+            guard let mask else {
+                let p = output + (c &* plane &+ rows.lowerBound &* width)
+                for i in 0 ..< rows.count &* width { p[i] += b }
+                continue
+            }
+            for y in rows {
+                let p = output + (c &* plane &+ y &* width)
+                for x in 0 ..< width { p[x] = max(p[x] + b, 0) }
+                let m = mask + (c &* height &+ y) &* rowBytes
+                var x = 0
+                while x &+ 8 <= width {
+                    var byte: UInt8 = 0
+                    for j in 0 ..< 8 where p[x &+ j] > 0 { byte |= 1 << UInt8(j) }
+                    m[x >> 3] = byte
+                    x &+= 8
+                }
+                if x < width {
+                    var byte: UInt8 = 0
+                    for j in 0 ..< width &- x where p[x &+ j] > 0 { byte |= 1 << UInt8(j) }
+                    m[x >> 3] = byte
+                }
+            }
+        }
+    }
+}
+
+/// Zeroes the elements of the rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
+/// - gradient: (channels, height, width), updated in place
+/// - mask: (channels, height, maskRowBytes(width)), as `addBias` records it
+func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, mask: UnsafePointer<UInt8>, channels: Int, height: Int,
+                   width: Int, rows: Range<Int>) {
+    let plane = height &* width
+    let rowBytes = maskRowBytes(width: width)
+    parallelFor(channels, cost: rows.count &* width) { slice in
+        for c in slice {
+            for y in rows {
+                let g = gradient + (c &* plane &+ y &* width)
+                let m = mask + (c &* height &+ y) &* rowBytes
+                var x = 0
+                while x < width {
+                    let byte = m[x >> 3]
+                    let end = min(x &+ 8, width)
+                    if byte == 0 {
+                        (g + x).update(repeating: 0, count: end &- x)
+                    } else if byte != 0xFF {
+                        for i in x ..< end where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
+                    }
+                    x = end
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func maskBit(_ mask: UnsafePointer<UInt8>, row: Int, rowBytes: Int, x: Int) -> Bool {
+    mask[row &* rowBytes &+ (x >> 3)] & (1 << UInt8(x & 7)) != 0
+}
+
+// MARK: - Pooling
+
+/// 2x2 stride-2 max pooling, PyTorch's `MaxPool2d(2, 2)`: an odd last row or column is dropped, and the first of equal
+/// values wins. Records in `choice` which of the four inputs won: 0 top left, 1 top right, 2 bottom left, 3 bottom right.
+/// - input: (channels, height, width)
+/// - output, choice: (channels, height / 2, width / 2)
+func maxPoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+                    into output: UnsafeMutablePointer<Float>, choice: UnsafeMutablePointer<UInt8>) {
+    let oh = height >> 1, ow = width >> 1
+    parallelFor(channels, cost: height &* width) { slice in
+        for c in slice {
+            for oy in 0 ..< oh {
+                let top = input + (c &* height &+ 2 &* oy) &* width
+                let bottom = top + width
+                let o = (c &* oh &+ oy) &* ow
+                for ox in 0 ..< ow {
+                    var best = top[2 &* ox], k: UInt8 = 0
+                    if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; k = 1 }
+                    if bottom[2 &* ox] > best { best = bottom[2 &* ox]; k = 2 }
+                    if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; k = 3 }
+                    output[o &+ ox] = best
+                    choice[o &+ ox] = k
+                }
+            }
+        }
+    }
+}
+
+/// The input gradient of `maxPoolForward`: each output's gradient goes to the input that won, every other input gets
+/// zero (dropped odd rows and columns included). With `reluMask` (the mask of the ReLU that produced the pooled input),
+/// the gradient is also passed back through that ReLU.
+/// - gradOutput, choice: (channels, height / 2, width / 2)
+/// - gradInput: (channels, height, width), overwritten
+/// - reluMask: (channels, height, maskRowBytes(width))
+func maxPoolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>, channels: Int, height: Int,
+                     width: Int, into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?) {
+    let oh = height >> 1, ow = width >> 1
+    let rowBytes = maskRowBytes(width: width)
+    parallelFor(channels, cost: height &* width) { slice in
+        for c in slice {
+            let plane = gradInput + c &* height &* width
+            for oy in 0 ..< oh {
+                let top = plane + 2 &* oy &* width
+                let bottom = top + width
+                let o = (c &* oh &+ oy) &* ow
+                for ox in 0 ..< ow {
+                    let k = Int(choice[o &+ ox])
+                    var g = gradOutput[o &+ ox]
+                    if let reluMask,
+                       !maskBit(reluMask, row: c &* height &+ 2 &* oy &+ k >> 1, rowBytes: rowBytes,
+                                x: 2 &* ox &+ k & 1) {
+                        g = 0
+                    }
+                    top[2 &* ox] = k == 0 ? g : 0
+                    top[2 &* ox &+ 1] = k == 1 ? g : 0
+                    bottom[2 &* ox] = k == 2 ? g : 0
+                    bottom[2 &* ox &+ 1] = k == 3 ? g : 0
+                }
+                if width & 1 == 1 {
+                    top[width &- 1] = 0
+                    bottom[width &- 1] = 0
+                }
+            }
+            if height & 1 == 1 {
+                (plane + (height &- 1) &* width).update(repeating: 0, count: width)
+            }
+        }
+    }
+}
+
+/// 2x2 stride-2 average pooling, PyTorch's `AvgPool2d(2, 2)`: an odd last row or column is dropped.
+/// - input: (channels, height, width)
+/// - output: (channels, height / 2, width / 2)
+func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+                        into output: UnsafeMutablePointer<Float>) {
+    let oh = height >> 1, ow = width >> 1
+    parallelFor(channels, cost: height &* width) { slice in
+        for c in slice {
+            for oy in 0 ..< oh {
+                let top = input + (c &* height &+ 2 &* oy) &* width
+                let bottom = top + width
+                let o = output + (c &* oh &+ oy) &* ow
+                for ox in 0 ..< ow {
+                    o[ox] = 0.25 * ((top[2 &* ox] + top[2 &* ox &+ 1]) + (bottom[2 &* ox] + bottom[2 &* ox &+ 1]))
+                }
+            }
+        }
+    }
+}
+
+/// The input gradient of `averagePoolForward`: a quarter of each output's gradient to each of its four inputs, zero
+/// to dropped odd rows and columns; passed back through the ReLU of `reluMask` when given.
+/// - gradOutput: (channels, height / 2, width / 2)
+/// - gradInput: (channels, height, width), overwritten
+/// - reluMask: (channels, height, maskRowBytes(width))
+func averagePoolBackward(_ gradOutput: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
+                         into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?) {
+    let oh = height >> 1, ow = width >> 1
+    let rowBytes = maskRowBytes(width: width)
+    parallelFor(channels, cost: height &* width) { slice in
+        for c in slice {
+            let plane = gradInput + c &* height &* width
+            for oy in 0 ..< oh {
+                let top = plane + 2 &* oy &* width
+                let bottom = top + width
+                let go = gradOutput + (c &* oh &+ oy) &* ow
+                for ox in 0 ..< ow {
+                    let g = 0.25 * go[ox]
+                    top[2 &* ox] = g
+                    top[2 &* ox &+ 1] = g
+                    bottom[2 &* ox] = g
+                    bottom[2 &* ox &+ 1] = g
+                }
+                if width & 1 == 1 {
+                    top[width &- 1] = 0
+                    bottom[width &- 1] = 0
+                }
+            }
+            if height & 1 == 1 {
+                (plane + (height &- 1) &* width).update(repeating: 0, count: width)
+            }
+            if let reluMask {
+                let m = reluMask + c &* height &* rowBytes
+                for y in 0 ..< 2 &* oh {
+                    let row = plane + y &* width
+                    for x in 0 ..< 2 &* ow where !maskBit(m, row: y, rowBytes: rowBytes, x: x) { row[x] = 0 }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Preprocessing
+
+/// The per-channel means subtracted from the 0…255 BGR input of the original VGG weights, in the order B, G, R.
+let caffeMeanBGR: (Float, Float, Float) = (103.939, 116.779, 123.68)
+
+/// The network's input from an RGB image: BGR planes of 0…255 values minus the mean pixel.
+/// - rgb: (3, plane), values 0…1
+/// - bgr: (3, plane)
+func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeMutablePointer<Float>) {
+    let means = [caffeMeanBGR.0, caffeMeanBGR.1, caffeMeanBGR.2]
+    for c in 0 ..< 3 {
+        let s = rgb + (2 &- c) &* plane, d = bgr + c &* plane, mean = means[c]
+        for i in 0 ..< plane { d[i] = s[i] * 255 - mean }
+    }
+}
+
+/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed.
+/// - bgrGradient: (3, plane)
+/// - rgbGradient: (3, plane), overwritten
+func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, plane: Int, into rgbGradient: UnsafeMutablePointer<Float>) {
+    for c in 0 ..< 3 {
+        let s = bgrGradient + (2 &- c) &* plane, d = rgbGradient + c &* plane
+        for i in 0 ..< plane { d[i] = s[i] * 255 }
+    }
+}
+
+// MARK: - Whole tensors
+
+/// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
+func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer) {
+    applyReLUMask(gradient.storage, mask: mask.storage, channels: gradient.channels, height: gradient.height,
+                  width: gradient.width, rows: 0 ..< gradient.height)
+}
+
+/// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
+func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
+    precondition(bgr.channels == 3 && rgb.count == bgr.count)
+    caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
+}
+
+/// `rgbGradient` from `bgrGradient`, (3, height, width), into an image buffer of the same size.
+func rgbGradient(fromCaffe bgrGradient: Tensor, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
+    precondition(bgrGradient.channels == 3 && rgbGradient.count == bgrGradient.count)
+    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, plane: bgrGradient.planeSize,
+                              into: rgbGradient.baseAddress!)
+}

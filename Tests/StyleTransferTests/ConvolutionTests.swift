@@ -1,0 +1,130 @@
+import XCTest
+@testable import StyleTransfer
+
+final class ConvolutionTests: XCTestCase {
+    /// (inChannels, outChannels, height, width): 1x1 and single-row/column images, odd sizes, the image's 3 input
+    /// channels and the col2im path's 1, a single output channel.
+    let shapes: [(Int, Int, Int, Int)] = [
+        (3, 8, 1, 1), (1, 1, 1, 5), (5, 1, 5, 1), (3, 16, 7, 9), (1, 4, 6, 6), (8, 3, 5, 7),
+        (16, 16, 13, 11), (6, 5, 2, 3), (4, 7, 3, 8), (9, 2, 10, 4), (2, 9, 9, 2),
+    ]
+
+    /// Scratch limits in floats: one row per band, two rows, and the whole map in one band.
+    let scratchLimits = [1, 2, Int.max / 2]
+
+    func testForwardMatchesDirectConvolution() {
+        var rng = SplitMix64(seed: 1)
+        for (ci, co, h, w) in shapes {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let input = randomValues(ci * h * w, using: &rng)
+            let expected = naiveConvolution(input, height: h, width: w, weights: weights)
+            let conv = Convolution(weights)
+            for limit in scratchLimits {
+                let rowLimit = limit <= 2 ? limit * max(ci, co) * 9 * w : limit
+                let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: rowLimit))
+                let output = Tensor(channels: co, height: h, width: w)
+                conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
+                             scratch: scratch)
+                assertClose(output.values, expected, relative: 1e-5, "forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+            }
+        }
+    }
+
+    func testForwardReLUAndMask() {
+        var rng = SplitMix64(seed: 2)
+        for (ci, co, h, w) in shapes {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let input = randomValues(ci * h * w, using: &rng)
+            let reference = naiveConvolution(input, height: h, width: w, weights: weights)
+            let conv = Convolution(weights)
+            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 2 * co * 9 * w))
+            let output = Tensor(channels: co, height: h, width: w)
+            let mask = ByteBuffer(capacity: co * h * maskRowBytes(width: w))
+            mask.storage.update(repeating: 0xA5, count: mask.capacity)
+            conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: mask,
+                         scratch: scratch)
+            assertClose(output.values, reference.map { max($0, 0) }, relative: 1e-5, "relu \(ci)→\(co) \(h)x\(w)")
+            var wrong = 0
+            for o in 0 ..< co {
+                for y in 0 ..< h {
+                    for x in 0 ..< w where maskBit(mask, row: o * h + y, width: w, x: x) != (output[o, y, x] > 0) {
+                        wrong += 1
+                    }
+                }
+            }
+            XCTAssertEqual(wrong, 0, "mask bits \(ci)→\(co) \(h)x\(w)")
+        }
+    }
+
+    func testInputGradientMatchesDirectReference() {
+        var rng = SplitMix64(seed: 3)
+        for (ci, co, h, w) in shapes {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let gradOutput = randomValues(co * h * w, using: &rng)
+            let expected = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
+            let conv = Convolution(weights)
+            for limit in scratchLimits {
+                let rowLimit = limit <= 2 ? limit * max(ci, co) * 9 * w : limit
+                let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: rowLimit))
+                let gradInput = Tensor(channels: ci, height: h, width: w)
+                gradInput.assign(randomValues(ci * h * w, using: &rng))  // must be overwritten, not added to
+                conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                                   inputMask: nil, scratch: scratch)
+                assertClose(gradInput.values, expected, relative: 1e-5, "backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+            }
+        }
+    }
+
+    /// The input gradient equals the adjoint of the forward pass: ⟨conv(x) − b, g⟩ = ⟨x, backward(g)⟩.
+    func testInputGradientIsTheAdjointOfForward() {
+        var rng = SplitMix64(seed: 4)
+        for (ci, co, h, w) in [(3, 64, 9, 7), (64, 32, 6, 5), (2, 3, 1, 1)] {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let conv = Convolution(weights)
+            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 1 << 20))
+            let x = Tensor(channels: ci, height: h, width: w, values: randomValues(ci * h * w, using: &rng))
+            let g = Tensor(channels: co, height: h, width: w, values: randomValues(co * h * w, using: &rng))
+            let y = Tensor(channels: co, height: h, width: w)
+            let gx = Tensor(channels: ci, height: h, width: w)
+            conv.forward(x, into: y, reluMask: nil, scratch: scratch)
+            conv.backwardInput(g, into: gx, inputMask: nil, scratch: scratch)
+            var lhs = 0.0, rhs = 0.0, size = 0.0
+            for o in 0 ..< co {
+                for p in 0 ..< h * w {
+                    let term = Double(y.values[o * h * w + p] - weights.bias[o]) * Double(g.values[o * h * w + p])
+                    lhs += term
+                    size += abs(term)
+                }
+            }
+            for k in 0 ..< x.count { rhs += Double(x.values[k]) * Double(gx.values[k]) }
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-5 * size, "adjoint \(ci)→\(co) \(h)x\(w)")
+        }
+    }
+
+    func testInputGradientThroughInputMask() {
+        var rng = SplitMix64(seed: 5)
+        for (ci, co, h, w) in [(3, 5, 4, 11), (12, 4, 7, 9), (6, 6, 1, 17)] {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let gradOutput = randomValues(co * h * w, using: &rng)
+            let reference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
+            let mask = ByteBuffer(capacity: ci * h * maskRowBytes(width: w))
+            for k in 0 ..< mask.capacity { mask.storage[k] = UInt8.random(in: 0 ... 255, using: &rng) }
+            mask.storage[0] = 0xFF
+            if mask.capacity > 1 { mask.storage[1] = 0 }
+            var expected = reference
+            for i in 0 ..< ci {
+                for y in 0 ..< h {
+                    for x in 0 ..< w where !maskBit(mask, row: i * h + y, width: w, x: x) {
+                        expected[(i * h + y) * w + x] = 0
+                    }
+                }
+            }
+            let conv = Convolution(weights)
+            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 3 * co * 9 * w))
+            let gradInput = Tensor(channels: ci, height: h, width: w)
+            conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                               inputMask: mask, scratch: scratch)
+            assertClose(gradInput.values, expected, relative: 1e-5, "masked backward \(ci)→\(co) \(h)x\(w)")
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import XCTest
+@testable import StyleTransfer
+
+final class PoolingTests: XCTestCase {
+    /// (channels, height, width), odd sizes and sizes that pool to nothing included.
+    let shapes: [(Int, Int, Int)] = [(1, 1, 1), (2, 1, 4), (3, 2, 2), (2, 5, 7), (4, 8, 6), (1, 3, 1), (3, 7, 9), (5, 6, 3)]
+
+    /// Values from a handful of levels, so that windows often hold equal values (ReLU outputs tie at zero).
+    func tiedValues(_ count: Int, using rng: inout SplitMix64) -> [Float] {
+        (0 ..< count).map { _ in Float(Int.random(in: -2 ... 3, using: &rng)) }
+    }
+
+    func naivePool(_ input: [Float], _ c: Int, _ h: Int, _ w: Int, max: Bool) -> (values: [Double], winners: [Int]) {
+        var values: [Double] = [], winners: [Int] = []
+        for ch in 0 ..< c {
+            for oy in 0 ..< h / 2 {
+                for ox in 0 ..< w / 2 {
+                    let window = [(0, 0), (0, 1), (1, 0), (1, 1)].map { dy, dx in
+                        input[(ch * h + 2 * oy + dy) * w + 2 * ox + dx]
+                    }
+                    if max {
+                        var k = 0
+                        for j in 1 ..< 4 where window[j] > window[k] { k = j }  // the first of equal values wins
+                        values.append(Double(window[k]))
+                        winners.append(k)
+                    } else {
+                        values.append(window.reduce(0.0) { $0 + Double($1) } / 4)
+                    }
+                }
+            }
+        }
+        return (values, winners)
+    }
+
+    func testMaxPoolForwardAndChoices() {
+        var rng = SplitMix64(seed: 11)
+        for (c, h, w) in shapes {
+            let input = tiedValues(c * h * w, using: &rng)
+            let expected = naivePool(input, c, h, w, max: true)
+            let output = Tensor(channels: 0, height: 0, width: 0, capacity: c * h * w)
+            let choice = ByteBuffer(capacity: c * (h / 2) * (w / 2))
+            Pooling.max.forward(Tensor(channels: c, height: h, width: w, values: input), into: output, choice: choice)
+            XCTAssertEqual([output.channels, output.height, output.width], [c, h / 2, w / 2])
+            XCTAssertEqual(output.values.map(Double.init), expected.values, "max pool \(c)x\(h)x\(w)")
+            XCTAssertEqual((0 ..< expected.winners.count).map { Int(choice.storage[$0]) }, expected.winners,
+                           "winners \(c)x\(h)x\(w)")
+        }
+    }
+
+    func testAveragePoolForward() {
+        var rng = SplitMix64(seed: 12)
+        for (c, h, w) in shapes {
+            let input = randomValues(c * h * w, using: &rng)
+            let output = Tensor(channels: 0, height: 0, width: 0, capacity: c * h * w)
+            Pooling.average.forward(Tensor(channels: c, height: h, width: w, values: input), into: output, choice: nil)
+            assertClose(output.values, naivePool(input, c, h, w, max: false).values, relative: 1e-6,
+                        "average pool \(c)x\(h)x\(w)")
+        }
+    }
+
+    /// The backward passes against the chain rule written out: each input gets the gradient of the outputs whose
+    /// window it won (max) or a quarter of its window's (average), zero in dropped rows and columns, and zero where
+    /// the ReLU mask given for the input is clear.
+    func testBackwardWithAndWithoutReLUMask() {
+        var rng = SplitMix64(seed: 13)
+        for pooling in Pooling.allCases {
+            for (c, h, w) in shapes {
+                let input = tiedValues(c * h * w, using: &rng)
+                let (oh, ow) = (h / 2, w / 2)
+                let gradOutput = randomValues(c * oh * ow, using: &rng)
+                let choice = ByteBuffer(capacity: c * oh * ow)
+                let pooled = Tensor(channels: 0, height: 0, width: 0, capacity: c * h * w)
+                pooling.forward(Tensor(channels: c, height: h, width: w, values: input), into: pooled, choice: choice)
+                let mask = ByteBuffer(capacity: c * h * maskRowBytes(width: w))
+                for k in 0 ..< mask.capacity { mask.storage[k] = UInt8.random(in: 0 ... 255, using: &rng) }
+                let winners = naivePool(input, c, h, w, max: true).winners
+                for useMask in [false, true] {
+                    var expected = [Double](repeating: 0, count: c * h * w)
+                    for ch in 0 ..< c {
+                        for oy in 0 ..< oh {
+                            for ox in 0 ..< ow {
+                                let o = (ch * oh + oy) * ow + ox
+                                for k in 0 ..< 4 where pooling == .average || winners[o] == k {
+                                    let (y, x) = (2 * oy + k / 2, 2 * ox + k % 2)
+                                    let share = pooling == .max ? 1.0 : 0.25
+                                    if !useMask || maskBit(mask, row: ch * h + y, width: w, x: x) {
+                                        expected[(ch * h + y) * w + x] = share * Double(gradOutput[o])
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    let gradInput = Tensor(channels: c, height: h, width: w)
+                    gradInput.assign(randomValues(c * h * w, using: &rng))  // must be overwritten everywhere
+                    pooling.backward(Tensor(channels: c, height: oh, width: ow, values: gradOutput), choice: choice,
+                                     height: h, width: w, into: gradInput, reluMask: useMask ? mask : nil)
+                    assertClose(gradInput.values, expected, relative: 1e-6,
+                                "\(pooling) backward \(c)x\(h)x\(w) mask \(useMask)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import XCTest
+@testable import StyleTransfer
+
+/// VGG-19 weights with the real layer table, uniform random with He initialization's variance, made once per run.
+let randomVGGWeights: VGGWeights = {
+    var rng = SplitMix64(seed: 19)
+    let layers = VGG19.convolutionTable.map { row in
+        let count = row.outChannels * row.inChannels * 9
+        let scale = (6 / Float(row.inChannels * 9)).squareRoot()
+        let kernel = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            for k in 0 ..< count { buffer[k] = scale * (Float(rng.next() >> 40) * 0x1p-23 - 1) }
+            initialized = count
+        }
+        return ConvLayerWeights(name: row.name, inChannels: row.inChannels, outChannels: row.outChannels,
+                                kernel: kernel, bias: randomValues(row.outChannels, scale: 0.1, using: &rng))
+    }
+    return VGGWeights(layers: layers)
+}()
+
+final class VGG19Tests: XCTestCase {
+    static let styleLayers: Set<String> = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+    func randomImage(height: Int, width: Int, seed: UInt64) -> [Float] {
+        var rng = SplitMix64(seed: seed)
+        return (0 ..< 3 * height * width).map { _ in Float.random(in: 0 ... 1, using: &rng) }
+    }
+
+    func testLayerTableNamesAndShapes() {
+        XCTAssertEqual(VGG19.layerNames, [
+            "relu1_1", "relu1_2", "pool1", "relu2_1", "relu2_2", "pool2",
+            "relu3_1", "relu3_2", "relu3_3", "relu3_4", "pool3", "relu4_1", "relu4_2", "relu4_3", "relu4_4", "pool4",
+            "relu5_1", "relu5_2", "relu5_3", "relu5_4", "pool5",
+        ])
+        XCTAssertTrue(VGG19.shape(of: "relu1_1", height: 20, width: 18) == (64, 20, 18))
+        XCTAssertTrue(VGG19.shape(of: "pool1", height: 20, width: 18) == (64, 10, 9))
+        XCTAssertTrue(VGG19.shape(of: "relu3_1", height: 20, width: 18) == (256, 5, 4))
+        XCTAssertTrue(VGG19.shape(of: "relu5_1", height: 20, width: 18) == (512, 1, 1))
+        XCTAssertTrue(VGG19.shape(of: "pool5", height: 20, width: 18) == (512, 0, 0))
+        // The design's figures: the forward pass to relu5_1 is 47 GFLOP at 256² and 189 GFLOP at 512².
+        XCTAssertEqual(Double(2 * VGG19.multiplyAdds(through: "relu5_1", height: 256, width: 256)) / 1e9, 47.3, accuracy: 0.1)
+        XCTAssertEqual(Double(2 * VGG19.multiplyAdds(through: "relu5_1", height: 512, width: 512)) / 1e9, 189.3, accuracy: 0.1)
+    }
+
+    func testWeightsThatAreNotVGG19AreRefused() {
+        var layers = randomVGGWeights.layers
+        layers.removeLast()
+        XCTAssertThrowsError(try VGG19(weights: VGGWeights(layers: layers))) { error in
+            XCTAssertEqual(error.localizedDescription, "The VGG-19 weights hold 15 convolution layers; the network has 16.")
+        }
+        var rng = SplitMix64(seed: 5)
+        layers = randomVGGWeights.layers
+        layers[2] = randomConvWeights(name: "conv2_1", inChannels: 64, outChannels: 64, using: &rng)
+        XCTAssertThrowsError(try VGG19(weights: VGGWeights(layers: layers))) { error in
+            XCTAssertEqual(error.localizedDescription,
+                           "Layer 3 of the VGG-19 weights is conv2_1 (64 → 64 channels); the network expects conv2_1 (64 → 128 channels) there.")
+        }
+    }
+
+    /// The first two blocks against the slow references: preprocessing, convolution, ReLU, both poolings, odd sizes.
+    func testForwardMatchesNaiveNetwork() throws {
+        let (h, w) = (11, 9)
+        let image = randomImage(height: h, width: w, seed: 7)
+        let means: [Float] = [103.939, 116.779, 123.68]
+        let bgr = (0 ..< 3 * h * w).map { k in image[(2 - k / (h * w)) * h * w + k % (h * w)] * 255 - means[k / (h * w)] }
+        let layers = randomVGGWeights.layers
+        func convReLU(_ x: [Float], _ layer: Int, _ h: Int, _ w: Int) -> [Float] {
+            naiveConvolution(x, height: h, width: w, weights: layers[layer]).map { Float(max($0, 0)) }
+        }
+        let relu1_1 = convReLU(bgr, 0, h, w)
+        let relu1_2 = convReLU(relu1_1, 1, h, w)
+        for pooling in Pooling.allCases {
+            var pool1: [Float] = []
+            for c in 0 ..< 64 {
+                for oy in 0 ..< h / 2 {
+                    for ox in 0 ..< w / 2 {
+                        let window = [0, 1, w, w + 1].map { relu1_2[(c * h + 2 * oy) * w + 2 * ox + $0] }
+                        pool1.append(pooling == .max ? window.max()! : window.reduce(0, +) / 4)
+                    }
+                }
+            }
+            let relu2_1 = convReLU(pool1, 2, h / 2, w / 2)
+            let net = try VGG19(weights: randomVGGWeights, pooling: pooling)
+            let result = net.activations(image: image, height: h, width: w,
+                                         layers: ["relu1_1", "relu1_2", "pool1", "relu2_1"])
+            XCTAssertEqual(Set(result.keys), ["relu1_1", "relu1_2", "pool1", "relu2_1"])
+            for (name, expected, shape) in [("relu1_1", relu1_1, (64, h, w)), ("relu1_2", relu1_2, (64, h, w)),
+                                            ("pool1", pool1, (64, h / 2, w / 2)), ("relu2_1", relu2_1, (128, h / 2, w / 2))] {
+                let actual = try XCTUnwrap(result[name])
+                XCTAssertTrue((actual.channels, actual.height, actual.width) == shape, "\(name) shape")
+                assertClose(actual.values, expected.map(Double.init), relative: 1e-5, "\(pooling) \(name)")
+            }
+        }
+    }
+
+    /// L = Σ over the loss layers of Σ activation · R, R fixed random; returns L in float64.
+    func probeLoss(_ net: VGG19, _ image: [Float], _ h: Int, _ w: Int, _ probes: [String: [Float]]) -> Double {
+        var total = 0.0
+        net.forward(image: image, height: h, width: w, layers: Set(probes.keys)) { map in
+            let r = probes[map.layer]!, v = map.values.values
+            for k in 0 ..< v.count { total += Double(v[k]) * Double(r[k]) }
+        }
+        return total
+    }
+
+    func probeGradient(_ net: VGG19, _ image: [Float], _ h: Int, _ w: Int, _ probes: [String: [Float]]) -> [Float] {
+        net.forward(image: image, height: h, width: w, layers: Set(probes.keys)) { _ in }
+        var gradient = [Float](repeating: .nan, count: image.count)
+        net.backward(into: &gradient) { activation, g in
+            let r = probes[activation.layer]!
+            XCTAssertEqual(r.count, g.count)
+            for k in 0 ..< g.count { g.buffer[k] += r[k] }
+        }
+        return gradient
+    }
+
+    /// The image gradient of the whole truncated network against central finite differences of a fixed scalar loss.
+    func checkGradient(pooling: Pooling, height h: Int, width w: Int, layers: Set<String>, seed: UInt64,
+                       scratchBytes: Int = 32 << 20) throws {
+        let net = try VGG19(weights: randomVGGWeights, pooling: pooling, scratchBytes: scratchBytes)
+        var rng = SplitMix64(seed: seed)
+        var probes: [String: [Float]] = [:]
+        for layer in layers.sorted() {
+            let s = VGG19.shape(of: layer, height: h, width: w)
+            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
+        }
+        let image = randomImage(height: h, width: w, seed: seed)
+        let gradient = probeGradient(net, image, h, w, probes)
+        let scale = Double(gradient.map { abs($0) }.max()!)
+        XCTAssertGreaterThan(scale, 0)
+        // L is piecewise linear: a step that crosses a ReLU or max-pooling kink, or float32 rounding in the forward
+        // passes, puts a few samples off. Nearly all must agree closely, and none may be far off.
+        let step: Float = 1e-3
+        var errors: [Double] = []
+        for _ in 0 ..< 30 {
+            let k = Int.random(in: 0 ..< image.count, using: &rng)
+            var plus = image, minus = image
+            plus[k] += step
+            minus[k] -= step
+            let difference = (probeLoss(net, plus, h, w, probes) - probeLoss(net, minus, h, w, probes))
+                / Double(plus[k] - minus[k])
+            errors.append(abs(difference - Double(gradient[k])) / scale)
+        }
+        errors.sort()
+        let label = "\(pooling) \(h)x\(w) \(layers.sorted()): errors relative to max |gradient| \(errors)"
+        XCTAssertLessThan(errors[errors.count * 85 / 100], 5e-3, label)
+        XCTAssertLessThan(errors.last!, 5e-2, label)
+    }
+
+    func testImageGradientMatchesFiniteDifferencesMaxPooling() throws {
+        try checkGradient(pooling: .max, height: 20, width: 18, layers: Self.styleLayers, seed: 21)
+    }
+
+    /// Average pooling, a pooling layer read by a loss, a loss on the ReLU that feeds a pooling, odd sizes, and a
+    /// scratch so small that every convolution runs one row at a time.
+    func testImageGradientMatchesFiniteDifferencesAveragePooling() throws {
+        try checkGradient(pooling: .average, height: 19, width: 13, layers: ["relu1_2", "pool2", "relu3_3"], seed: 22,
+                          scratchBytes: 1)
+    }
+
+    func testEvaluationsAreRepeatableAcrossSizes() throws {
+        let net = try VGG19(weights: randomVGGWeights)
+        var rng = SplitMix64(seed: 30)
+        var probes: [String: [Float]] = [:]
+        for layer in Self.styleLayers {
+            let s = VGG19.shape(of: layer, height: 17, width: 16)
+            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
+        }
+        let image = randomImage(height: 17, width: 16, seed: 31)
+        let first = probeGradient(net, image, 17, 16, probes)
+        _ = net.activations(image: randomImage(height: 8, width: 9, seed: 32), height: 8, width: 9, layers: ["relu2_2"])
+        XCTAssertEqual(probeGradient(net, image, 17, 16, probes), first)
+        XCTAssertEqual(probeGradient(net, image, 17, 16, probes), first)
+        XCTAssertFalse(first.contains { $0.isNaN })
+    }
+
+    /// Buffers are sized by the layers (no 9 × channels × pixels im2col): at 64×48 for the style layers the total
+    /// is the two 64-channel maps, the kept activations, the input, masks, pooling choices, and the bounded scratch.
+    func testAllocatedBytes() throws {
+        let (h, w) = (64, 48), p = 64 * 48
+        let net = try VGG19(weights: randomVGGWeights, scratchBytes: 1 << 20)
+        net.prepare(height: h, width: w, layers: Self.styleLayers)
+        let floats = 3 * p + 2 * 64 * p + (128 * p / 4 + 256 * p / 16 + 2 * 512 * p / 64 + 512 * p / 256)
+        let maskBytes = 64 * h * 6 * 2 + 128 * 32 * 3 * 2 + 256 * 16 * 2 * 4 + 512 * 8 * 1 * 4 + 512 * 4 * 1
+        let choiceBytes = 64 * p / 4 + 128 * p / 16 + 256 * p / 64 + 512 * p / 256
+        let scratch = net.allocatedBytes - 4 * floats - maskBytes - choiceBytes
+        XCTAssertGreaterThan(scratch, 0)
+        XCTAssertLessThanOrEqual(scratch, 1 << 20)
+    }
+}
