@@ -1,0 +1,64 @@
+/// Everything that steers one pamstyle run, as plain values. The command line fills it in; the core reads
+/// nothing else. Defaults are the ones documented in the manual.
+public struct Options: Sendable {
+    public enum OptimizerKind: String, Sendable, CaseIterable {
+        case lbfgs, adam
+    }
+
+    /// Where the optimization of each image starts.
+    public enum Initialization: Sendable {
+        case content
+        /// Uniform noise around mid-gray, from `seed`.
+        case random
+        /// A given image, resampled to the working size.
+        case image(RGBImage)
+    }
+
+    /// A layer and its relative weight, e.g. `relu3_1:0.5`.
+    public struct WeightedLayer: Sendable, Equatable {
+        public var name: String
+        public var weight: Float
+        public init(_ name: String, _ weight: Float = 1) {
+            self.name = name
+            self.weight = weight
+        }
+    }
+
+    public var contentWeight: Float = 1
+    public var styleWeight: Float = 1
+    public var tvWeight: Float = 1
+    public var contentLayers = [WeightedLayer("relu4_2")]
+    public var styleLayers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map { WeightedLayer($0) }
+    /// One weight per style image; empty means equal weights.
+    public var styleBlend: [Float] = []
+    /// The style images' working size relative to the content's working size.
+    public var styleScale: Float = 1
+
+    public var optimizer = OptimizerKind.lbfgs
+    /// Iterations at the working size.
+    public var iterations = 200
+    /// Iterations at each of the smaller sizes of the coarse-to-fine schedule.
+    public var scaleIterations = 200
+    /// Number of sizes in the coarse-to-fine schedule, the working size included.
+    public var scales = 3
+    /// Adam's step, in pixel units of 0…255.
+    public var learningRate: Float = 2
+    /// L-BFGS history length.
+    public var history = 8
+
+    public var initialization = Initialization.content
+    public var seed: UInt64 = 0
+    /// Longest side of the working size, in pixels; images are optimized at this size and resampled back.
+    public var size = 512
+    public var pooling = Pooling.max
+    /// Transfer style onto the luminance only and keep the content's colors.
+    public var preserveColors = false
+    /// Start each image of a stream from the previous result when the sizes match (video frames).
+    public var temporal = false
+    /// Seconds of optimization per image; nil means no limit.
+    public var timeLimit: Double? = nil
+    /// Report the current image every this many iterations (0: never).
+    public var checkpointEvery = 0
+
+    public init() {}
+}

@@ -1,0 +1,16 @@
+/// A planar RGB image with samples in 0…1, the core's only image type.
+public struct RGBImage: Sendable, Equatable {
+    public var width: Int
+    public var height: Int
+    /// (3, height, width): the red plane, then green, then blue.
+    public var pixels: [Float]
+
+    public init(width: Int, height: Int, pixels: [Float]) {
+        precondition(width > 0 && height > 0 && pixels.count == 3 * width * height)
+        self.width = width
+        self.height = height
+        self.pixels = pixels
+    }
+
+    public var pixelCount: Int { width * height }
+}

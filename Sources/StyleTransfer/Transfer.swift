@@ -1,0 +1,383 @@
+import Foundation
+
+/// The loss terms of one evaluation, each already multiplied by its weight: `total` is exactly what the
+/// optimizer minimizes.
+public struct LossTerms: Sendable, Equatable {
+    public var content: Double
+    public var style: Double
+    public var tv: Double
+    public var total: Double { content + style + tv }
+}
+
+/// Where the optimization of one image stands, after each iteration.
+public struct TransferProgress {
+    /// The scale of the coarse-to-fine schedule, 1-based, and their number.
+    public let scale: Int
+    public let scales: Int
+    /// The iteration within this scale, 1-based, and the iterations planned for it.
+    public let iteration: Int
+    public let iterations: Int
+    /// Iterations done for this image over all scales, and planned over all scales.
+    public let totalIteration: Int
+    public let totalIterations: Int
+    /// The size being optimized at this scale.
+    public let width: Int
+    public let height: Int
+    /// The loss terms at the current image.
+    public let losses: LossTerms
+    /// Seconds since the image's optimization began.
+    public let elapsed: Double
+    /// Whether `Options.checkpointEvery` asks for a checkpoint at this iteration.
+    public let isCheckpoint: Bool
+    /// The current image at the content's dimensions, as it would be written now.
+    public let snapshot: () -> RGBImage
+}
+
+/// Gatys-style transfer for a stream of images that share options and style images.
+///
+/// Building one loads nothing and computes nothing large; the style targets (blended Gram matrices) are
+/// computed the first time a working size needs them and kept for every later image of that size, so a
+/// stream of frames computes them once. Each image is optimized coarse to fine: at `Options.scales`
+/// sizes, each twice the previous, up to the working size, starting from the content (or noise, or a
+/// given image) at the smallest and from the upsampled result of the previous scale at the others.
+///
+/// The optimized variable is the RGB image at the current scale, planar (3, height, width) with values
+/// in 0…1 (Adam's learning rate, given in 0…255 units, is scaled to match). The loss is
+///
+///     contentWeight · Σ_l a_l E_content,l / Σ a_l + styleWeight · Σ_l b_l E_style,l / Σ b_l + tvWeight · E_tv
+///
+/// with the per-layer weights a_l, b_l of `Options.contentLayers` and `Options.styleLayers` (so the
+/// weights' sum does not change the balance) and the size-independent terms of `Losses.swift`; the total
+/// variation is taken in 0…255 units, like the network's input.
+public final class Stylizer {
+    /// The least width and height the network is evaluated at: VGG-19 halves the image four times before
+    /// relu5_1 and five before pool5. Smaller images are optimized at this size and resampled back.
+    public static let minimumSide = 32
+    /// Each scale of the coarse-to-fine schedule is this many times smaller than the next.
+    public static let scaleFactor = 2
+    /// Scales whose longer side would be shorter than this are left out of the schedule.
+    public static let smallestScale = 64
+
+    private let options: Options
+    private let network: VGG19
+    /// The style images as the network sees them (luminance only with `preserveColors`).
+    private let styles: [RGBImage]
+    private let styleBlend: [Double]
+    private let contentLayers: [Options.WeightedLayer]
+    private let styleLayers: [Options.WeightedLayer]
+    private let layers: Set<String>
+    /// Blended style Gram targets per working size: (channels, channels) per style layer, in
+    /// `styleLayers` order.
+    private var styleTargets: [Size: [[Float]]] = [:]
+    /// The last image's result at its working size, for `Options.temporal`.
+    private var previous: (content: Size, result: RGBImage)?
+
+    private struct Size: Hashable {
+        var width: Int
+        var height: Int
+    }
+
+    /// - Parameters:
+    ///   - weights: the 16 VGG-19 convolution layers.
+    ///   - options: validated options; `styleBlend` is empty or has one weight per style image.
+    ///   - styles: the style images, at their own sizes.
+    public init(weights: VGGWeights, options: Options, styles: [RGBImage]) throws {
+        precondition(!styles.isEmpty, "no style image")
+        precondition(options.styleBlend.isEmpty || options.styleBlend.count == styles.count)
+        self.options = options
+        network = try VGG19(weights: weights, pooling: options.pooling)
+        self.styles = options.preserveColors ? styles.map(Stylizer.luminanceImage) : styles
+        styleBlend = options.styleBlend.isEmpty
+            ? Array(repeating: 1, count: styles.count) : options.styleBlend.map(Double.init)
+        contentLayers = options.contentLayers.filter { $0.weight > 0 }
+        styleLayers = options.styleLayers.filter { $0.weight > 0 }
+        layers = Set((contentLayers + styleLayers).map(\.name))
+    }
+
+    /// Stylizes one image and returns the result at the content's dimensions.
+    /// - Parameter observe: called after each iteration; an error it throws ends the stylization.
+    public func stylize(_ content: RGBImage, observe: (TransferProgress) throws -> Void) throws -> RGBImage {
+        let started = DispatchTime.now().uptimeNanoseconds
+        let elapsed = { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
+        let deadline = options.timeLimit
+        let working = workingSize(of: content)
+        let networkContent = options.preserveColors ? Stylizer.luminanceImage(content) : content
+
+        var schedule = self.schedule(for: working)
+        var x: RGBImage
+        let originalSize = Size(width: content.width, height: content.height)
+        if options.temporal, let previous, previous.content == originalSize {
+            schedule = [working]
+            x = previous.result
+        } else {
+            x = try start(for: networkContent, at: schedule[0])
+        }
+        let iterationsPerScale = schedule.indices.map {
+            $0 == schedule.count - 1 ? options.iterations : options.scaleIterations
+        }
+        let totalIterations = iterationsPerScale.reduce(0, +)
+        var done = 0
+
+        scales: for (index, size) in schedule.enumerated() {
+            if x.width != size.width || x.height != size.height {
+                x = resized(x, to: size)
+            }
+            let problem = try makeProblem(content: resized(networkContent, to: size), size: size)
+            var best = x.pixels
+            var bestValue = Double.infinity
+            let optimizer: Optimizer = options.optimizer == .lbfgs
+                ? LBFGS(parameterCount: x.pixels.count, historySize: options.history)
+                : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
+            var unmoved = 0
+            for iteration in stride(from: 1, through: iterationsPerScale[index], by: 1) {
+                if let deadline, elapsed() >= deadline { x.pixels = best; break scales }
+                let info = try x.pixels.withUnsafeMutableBufferPointer { pixels in
+                    try optimizer.step(pixels) { point, gradient in try problem.evaluate(point, gradient: gradient) }
+                }
+                done += 1
+                let terms = problem.lastTerms
+                if info.value < bestValue {
+                    bestValue = info.value
+                    best = x.pixels
+                }
+                let current = x
+                let progress = TransferProgress(
+                    scale: index + 1, scales: schedule.count, iteration: iteration,
+                    iterations: iterationsPerScale[index], totalIteration: done, totalIterations: totalIterations,
+                    width: size.width, height: size.height, losses: terms, elapsed: elapsed(),
+                    isCheckpoint: options.checkpointEvery > 0 && done % options.checkpointEvery == 0,
+                    snapshot: { self.finish(current, content: content) })
+                try observe(progress)
+                unmoved = info.moved ? 0 : unmoved + 1
+                if unmoved >= 2 { break }
+            }
+            if bestValue.isFinite {
+                x.pixels = best
+            }
+        }
+        if x.width != working.width || x.height != working.height {
+            x = resized(x, to: working)
+        }
+        previous = (originalSize, x)
+        return finish(x, content: content)
+    }
+
+    // MARK: - Sizes and schedule
+
+    /// The size the image is optimized at: its own, shrunk so the longer side is at most `Options.size`,
+    /// with each side at least `minimumSide`.
+    private func workingSize(of image: RGBImage) -> Size {
+        let longest = max(image.width, image.height)
+        let scale = longest > options.size ? Double(options.size) / Double(longest) : 1
+        return Size(width: max(Self.minimumSide, Int((Double(image.width) * scale).rounded())),
+                    height: max(Self.minimumSide, Int((Double(image.height) * scale).rounded())))
+    }
+
+    /// The sizes of the coarse-to-fine schedule, smallest first, ending with `working`.
+    private func schedule(for working: Size) -> [Size] {
+        var sizes = [working]
+        for step in 1 ..< max(1, options.scales) {
+            let divisor = Double(Self.scaleFactor ^^ step)
+            let size = Size(width: Int((Double(working.width) / divisor).rounded()),
+                            height: Int((Double(working.height) / divisor).rounded()))
+            guard max(size.width, size.height) >= Self.smallestScale,
+                  min(size.width, size.height) >= Self.minimumSide else { break }
+            sizes.insert(size, at: 0)
+        }
+        return sizes
+    }
+
+    private func resized(_ image: RGBImage, to size: Size) -> RGBImage {
+        if image.width == size.width && image.height == size.height { return image }
+        return RGBImage(width: size.width, height: size.height,
+                        pixels: resample(image.pixels, channels: 3, height: image.height, width: image.width,
+                                         toHeight: size.height, toWidth: size.width))
+    }
+
+    /// The first image of the schedule's first scale.
+    private func start(for content: RGBImage, at size: Size) throws -> RGBImage {
+        switch options.initialization {
+        case .content:
+            return resized(content, to: size)
+        case .random:
+            var generator = SplitMix64(seed: options.seed)
+            let count = 3 * size.width * size.height
+            let pixels = (0 ..< count).map { _ in 0.5 + 0.2 * (Float(generator.next() >> 40) / Float(1 << 24) - 0.5) }
+            return RGBImage(width: size.width, height: size.height, pixels: pixels)
+        case .image(let image):
+            return resized(options.preserveColors ? Stylizer.luminanceImage(image) : image, to: size)
+        }
+    }
+
+    /// The image to hand back: at the content's dimensions, with the content's colors when they are kept.
+    private func finish(_ result: RGBImage, content: RGBImage) -> RGBImage {
+        let size = Size(width: content.width, height: content.height)
+        let full = resized(result, to: size)
+        guard options.preserveColors else { return full }
+        let luminance = YIQ.luminance(ofRGB: full.pixels)
+        return RGBImage(width: content.width, height: content.height,
+                        pixels: YIQ.replacingLuminance(of: content.pixels, with: luminance))
+    }
+
+    /// A gray image (all three planes equal) holding the luminance of `image`.
+    private static func luminanceImage(_ image: RGBImage) -> RGBImage {
+        let y = YIQ.luminance(ofRGB: image.pixels)
+        return RGBImage(width: image.width, height: image.height, pixels: y + y + y)
+    }
+
+    // MARK: - The objective
+
+    private func makeProblem(content: RGBImage, size: Size) throws -> Problem {
+        let targets = styleTargets(for: size, contentLuminance: options.preserveColors ? content : nil)
+        var contentTargets: [String: [Float]] = [:]
+        let contentNames = Set(contentLayers.map(\.name))
+        content.pixels.withUnsafeBufferPointer { image in
+            network.forward(image: image, height: size.height, width: size.width, layers: layers) { map in
+                if contentNames.contains(map.layer) {
+                    contentTargets[map.layer] = map.values.values
+                }
+            }
+        }
+        return Problem(network: network, width: size.width, height: size.height, options: options,
+                       contentLayers: contentLayers, contentTargets: contentTargets,
+                       styleLayers: styleLayers, styleTargets: targets)
+    }
+
+    /// The blended Gram targets at the style layers for a content working size, computed once per size.
+    /// Each style image is seen with its longer side `styleScale` times the content's longer side.
+    private func styleTargets(for size: Size, contentLuminance: RGBImage?) -> [[Float]] {
+        if let cached = styleTargets[size], contentLuminance == nil { return cached }
+        let longest = Double(max(size.width, size.height)) * Double(options.styleScale)
+        let styleNames = Set(styleLayers.map(\.name))
+        var grams: [[[Float]]] = Array(repeating: [], count: styleLayers.count)
+        for var style in styles {
+            if let contentLuminance {
+                // Luminance-only transfer: match the style's luminance statistics to the content's.
+                var plane = Array(style.pixels[0 ..< style.pixelCount])
+                matchMeanAndDeviation(&plane, to: Array(contentLuminance.pixels[0 ..< contentLuminance.pixelCount]))
+                style = RGBImage(width: style.width, height: style.height, pixels: plane + plane + plane)
+            }
+            let scale = longest / Double(max(style.width, style.height))
+            let styleSize = Size(width: max(Self.minimumSide, Int((Double(style.width) * scale).rounded())),
+                                 height: max(Self.minimumSide, Int((Double(style.height) * scale).rounded())))
+            let image = resized(style, to: styleSize)
+            var perLayer: [String: [Float]] = [:]
+            image.pixels.withUnsafeBufferPointer { pixels in
+                network.forward(image: pixels, height: styleSize.height, width: styleSize.width,
+                                layers: styleNames) { map in
+                    perLayer[map.layer] = map.values.buffer.withMemoryRebound(to: Float.self) {
+                        gramMatrix(UnsafeBufferPointer($0), channels: map.channels,
+                                   pixels: map.values.planeSize)
+                    }
+                }
+            }
+            for (index, layer) in styleLayers.enumerated() {
+                grams[index].append(perLayer[layer.name]!)
+            }
+        }
+        let blended = grams.map { blendedGram($0, weights: styleBlend) }
+        if contentLuminance == nil { styleTargets[size] = blended }
+        return blended
+    }
+}
+
+/// The loss at one scale: the network, the content features and the style targets at that size, and
+/// the evaluation of loss and gradient that the optimizers call.
+private final class Problem {
+    private let network: VGG19
+    private let width: Int
+    private let height: Int
+    private let layers: Set<String>
+    private let contentWeight: Float
+    private let styleWeight: Float
+    /// The total-variation weight for an image in 0…1 units: the term is taken in 0…255 units.
+    private let tvWeight: Float
+    /// Relative layer weights, each divided by their sum.
+    private let contentLayers: [String: Float]
+    private let styleLayers: [String: Float]
+    /// Content features per layer, (channels, height, width) of that layer.
+    private let contentTargets: [String: [Float]]
+    private var styleLosses: [String: StyleLoss]
+    /// The weighted terms of the last evaluation.
+    private(set) var lastTerms = LossTerms(content: 0, style: 0, tv: 0)
+
+    init(network: VGG19, width: Int, height: Int, options: Options,
+         contentLayers: [Options.WeightedLayer], contentTargets: [String: [Float]],
+         styleLayers: [Options.WeightedLayer], styleTargets: [[Float]]) {
+        self.network = network
+        self.width = width
+        self.height = height
+        layers = Set((contentLayers + styleLayers).map(\.name))
+        contentWeight = options.contentWeight
+        styleWeight = options.styleWeight
+        tvWeight = options.tvWeight * 255 * 255
+        self.contentLayers = Problem.normalized(contentLayers)
+        self.styleLayers = Problem.normalized(styleLayers)
+        self.contentTargets = contentTargets
+        var losses: [String: StyleLoss] = [:]
+        for (layer, target) in zip(styleLayers, styleTargets) {
+            losses[layer.name] = StyleLoss(target: target, channels: VGG19.shape(of: layer.name, height: 1, width: 1).channels)
+        }
+        styleLosses = losses
+    }
+
+    private static func normalized(_ layers: [Options.WeightedLayer]) -> [String: Float] {
+        let sum = layers.reduce(Float(0)) { $0 + $1.weight }
+        return Dictionary(uniqueKeysWithValues: layers.map { ($0.name, sum > 0 ? $0.weight / sum : 0) })
+    }
+
+    /// The loss at `image`, (3, height, width) RGB 0…1, with its gradient written into `gradient`.
+    func evaluate(_ image: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
+        var terms = LossTerms(content: 0, style: 0, tv: 0)
+        network.forward(image: image, height: height, width: width, layers: layers) { map in
+            guard let weight = styleLayers[map.layer] else { return }
+            let plane = map.values.planeSize
+            styleLosses[map.layer]!.accumulator.add(UnsafeBufferPointer(map.values.buffer), pixels: plane,
+                                                    stride: plane)
+            if map.rows.upperBound == map.height {
+                terms.style += Double(styleWeight * weight) * styleLosses[map.layer]!.finish()
+            }
+        }
+        network.backward(into: gradient) { activation, layerGradient in
+            let features = UnsafeBufferPointer(activation.values.buffer)
+            if let weight = contentLayers[activation.layer], let target = contentTargets[activation.layer] {
+                precondition(activation.rows == 0 ..< activation.height, "content layers are evaluated whole")
+                terms.content += Double(contentWeight * weight) * target.withUnsafeBufferPointer {
+                    contentLoss(features: features, target: $0, weight: contentWeight * weight,
+                                addingGradientTo: layerGradient.buffer)
+                }
+            }
+            if let weight = styleLayers[activation.layer] {
+                let plane = activation.values.planeSize
+                styleLosses[activation.layer]!.addGradient(features: features, pixels: plane, featureStride: plane,
+                                                           weight: styleWeight * weight,
+                                                           into: layerGradient.buffer, gradientStride: plane)
+            }
+        }
+        terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
+                                                         weight: tvWeight, addingGradientTo: gradient)
+        lastTerms = terms
+        let total = terms.total
+        guard total.isFinite else { throw TransferError.diverged }
+        return total
+    }
+}
+
+/// Why an image could not be stylized.
+public enum TransferError: Error, LocalizedError, Equatable {
+    /// The loss became infinite or NaN.
+    case diverged
+
+    public var errorDescription: String? {
+        switch self {
+        case .diverged:
+            "the optimization diverged (the loss is no longer finite); try a smaller -learning-rate or other weights"
+        }
+    }
+}
+
+/// Integer power for small schedules.
+infix operator ^^ : MultiplicationPrecedence
+private func ^^ (base: Int, exponent: Int) -> Int {
+    (0 ..< exponent).reduce(1) { result, _ in result * base }
+}

@@ -1,0 +1,129 @@
+import ArgumentParser
+import Foundation
+import StyleTransfer
+
+/// A netpbm-style option name: `-name`, with `--name` accepted too.
+private func netpbm(_ name: String) -> NameSpecification {
+    [.customLong(name, withSingleDash: true), .customLong(name)]
+}
+
+/// The command line of pamstyle. It only collects and checks values; `options()` turns them into the
+/// core's `Options`, and nothing downstream sees the arguments.
+struct Command: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pamstyle",
+        abstract: "Repaint Netpbm images in the style of other images (neural style transfer, VGG-19).",
+        usage: "pamstyle [options] STYLEFILE [STYLEFILE...] < content.pnm > stylized.pnm",
+        discussion: """
+            Reads a stream of PBM/PGM/PPM/PAM images on standard input and writes one stylized image per \
+            input image on standard output, with the input's dimensions: PPM, or PAM RGB_ALPHA when the \
+            input has an alpha channel (kept unchanged). Options take one dash or two, and a value either \
+            as the next word or after '='. The manual, pamstyle(1), says more.
+            """,
+        helpNames: [.customLong("help", withSingleDash: true), .long, .short]
+    )
+
+    @Argument(help: ArgumentHelp("Style images: Netpbm files (the first image of each is used).",
+                                 valueName: "STYLEFILE"))
+    var styleFiles: [String] = []
+
+    // Balance of the loss terms.
+    @Option(name: netpbm("content-weight"), help: "Weight of the content loss.")
+    var contentWeight: Float = Options().contentWeight
+    @Option(name: netpbm("style-weight"), help: "Weight of the style loss.")
+    var styleWeight: Float = Options().styleWeight
+    @Option(name: netpbm("tv-weight"), help: "Weight of the total-variation (smoothness) loss.")
+    var tvWeight: Float = Options().tvWeight
+
+    // Layers and styles.
+    @Option(name: netpbm("content-layers"), help: ArgumentHelp(
+        "Content layers, comma-separated, each with an optional weight (relu4_2:1).", valueName: "list"))
+    var contentLayers: String = Command.describe(Options().contentLayers)
+    @Option(name: netpbm("style-layers"), help: ArgumentHelp(
+        "Style layers, comma-separated, each with an optional weight (relu3_1:0.5).", valueName: "list"))
+    var styleLayers: String = Command.describe(Options().styleLayers)
+    @Option(name: netpbm("style-blend"), help: ArgumentHelp(
+        "Weights of the style images, comma-separated, one per STYLEFILE (default: equal).", valueName: "list"))
+    var styleBlend: String?
+    @Option(name: netpbm("style-scale"), help: "Size of the style images relative to the working size.")
+    var styleScale: Float = Options().styleScale
+
+    // Optimization.
+    @Option(name: netpbm("optimizer"), help: "lbfgs or adam.")
+    var optimizer: String = Options().optimizer.rawValue
+    @Option(name: netpbm("iterations"), help: "Iterations at the working size.")
+    var iterations: Int = Options().iterations
+    @Option(name: netpbm("scale-iterations"), help: "Iterations at each smaller size of the coarse-to-fine schedule.")
+    var scaleIterations: Int = Options().scaleIterations
+    @Option(name: netpbm("scales"), help: "Number of sizes in the coarse-to-fine schedule (1: working size only).")
+    var scales: Int = Options().scales
+    @Option(name: netpbm("learning-rate"), help: "Adam's step size, in pixel units of 0...255.")
+    var learningRate: Float = Options().learningRate
+    @Option(name: netpbm("history"), help: "L-BFGS history length.")
+    var history: Int = Options().history
+    @Option(name: netpbm("init"), help: ArgumentHelp("Start from: content, random, or an image FILE.",
+                                                     valueName: "content|random|FILE"))
+    var initialization: String = "content"
+    @Option(name: netpbm("seed"), help: "Seed of the random start.")
+    var seed: UInt64 = Options().seed
+
+    // Size and network.
+    @Option(name: netpbm("size"), help: "Working size: the longest side, in pixels.")
+    var size: Int = Options().size
+    @Option(name: netpbm("pooling"), help: "max or avg.")
+    var pooling: String = "max"
+    @Flag(name: netpbm("preserve-colors"), help: "Transfer the style to the luminance only; keep the content's colors.")
+    var preserveColors = false
+    @Option(name: netpbm("weights"), help: ArgumentHelp("The VGG-19 weights file.", valueName: "file"))
+    var weights: String?
+
+    // Streams, limits and reporting.
+    @Flag(name: netpbm("temporal"), help: "Start each image from the previous result when the sizes match (video).")
+    var temporal = false
+    @Option(name: netpbm("max-pixels"), help: "Refuse input images with more pixels than this.")
+    var maxPixels: Int = 16_777_216
+    @Option(name: netpbm("time-limit"), help: ArgumentHelp(
+        "Stop optimizing an image after this many seconds and write the best result so far.", valueName: "seconds"))
+    var timeLimit: Double?
+    @Option(name: netpbm("checkpoint"), help: ArgumentHelp(
+        "Write the current image to this file every -checkpoint-every iterations.", valueName: "file"))
+    var checkpoint: String?
+    @Option(name: netpbm("checkpoint-every"), help: "Iterations between checkpoints.")
+    var checkpointEvery: Int = 50
+    @Option(name: netpbm("threads"), help: "Threads for the network (default: all cores).")
+    var threads: Int?
+    @Flag(name: netpbm("quiet"), help: "No progress and no messages but errors.")
+    var quiet = false
+    @Flag(name: netpbm("verbose"), help: "Print the loss terms as the optimization goes.")
+    var verbose = false
+    @Flag(name: netpbm("version"), help: "Print the version and exit.")
+    var version = false
+
+    static func describe(_ layers: [Options.WeightedLayer]) -> String {
+        layers.map { $0.weight == 1 ? $0.name : "\($0.name):\($0.weight)" }.joined(separator: ",")
+    }
+}
+
+/// The version `-version` prints.
+let pamstyleVersion = "1.0"
+
+extension Command {
+    /// Parses the process's arguments. `-help` prints the help and exits 0; any other problem is one
+    /// line on standard error, "pamstyle: ...", and exit status 1.
+    static func parseOrExitOneLine() -> Command {
+        do {
+            guard let command = try parseAsRoot() as? Command else {
+                fatalError("pamstyle has no subcommands")
+            }
+            return command
+        } catch {
+            if exitCode(for: error) == .success {
+                exit(withError: error)
+            }
+            let lines = message(for: error).split(separator: "\n")
+            let text = lines.first.map(String.init) ?? "invalid command line"
+            FileHandle.standardError.write(Data("pamstyle: \(text)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import StyleTransfer
+
+/// A command-line value pamstyle refuses; the text names the option and repeats the value.
+struct UsageError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Command {
+    /// Every check of a value and every rule across options, in one place, before any work starts.
+    func options() throws -> Options {
+        guard !styleFiles.isEmpty else {
+            throw UsageError("no style image given (usage: pamstyle [options] STYLEFILE... < content.pnm)")
+        }
+        var options = Options()
+        options.contentWeight = try nonNegative(contentWeight, "-content-weight")
+        options.styleWeight = try nonNegative(styleWeight, "-style-weight")
+        options.tvWeight = try nonNegative(tvWeight, "-tv-weight")
+        options.contentLayers = try layerList(contentLayers, "-content-layers")
+        options.styleLayers = try layerList(styleLayers, "-style-layers")
+        if let styleBlend {
+            let weights = try numberList(styleBlend, "-style-blend")
+            guard weights.count == styleFiles.count else {
+                throw UsageError("-style-blend has \(weights.count) weight\(weights.count == 1 ? "" : "s") "
+                    + "('\(styleBlend)') for \(styleFiles.count) style image\(styleFiles.count == 1 ? "" : "s")")
+            }
+            guard weights.contains(where: { $0 > 0 }) else {
+                throw UsageError("-style-blend needs at least one positive weight; you specified '\(styleBlend)'")
+            }
+            options.styleBlend = weights
+        }
+        options.styleScale = try positive(styleScale, "-style-scale", atMost: 8)
+
+        guard let kind = Options.OptimizerKind(rawValue: optimizer) else {
+            throw UsageError("-optimizer must be lbfgs or adam; you specified '\(optimizer)'")
+        }
+        options.optimizer = kind
+        options.iterations = try count(iterations, "-iterations", from: 0)
+        options.scaleIterations = try count(scaleIterations, "-scale-iterations", from: 0)
+        options.scales = try count(scales, "-scales", from: 1, to: 8)
+        options.learningRate = try positive(learningRate, "-learning-rate")
+        options.history = try count(history, "-history", from: 1, to: 100)
+        options.seed = seed
+
+        options.size = try count(size, "-size", from: Stylizer.minimumSide, to: 16384)
+        guard let poolingKind = ["max": Pooling.max, "avg": .average, "average": .average][pooling] else {
+            throw UsageError("-pooling must be max or avg; you specified '\(pooling)'")
+        }
+        options.pooling = poolingKind
+        options.preserveColors = preserveColors
+        options.temporal = temporal
+        if let timeLimit {
+            guard timeLimit.isFinite, timeLimit > 0 else {
+                throw UsageError("-time-limit must be a positive number of seconds; you specified \(timeLimit)")
+            }
+            options.timeLimit = timeLimit
+        }
+        options.checkpointEvery = checkpoint == nil ? 0 : try count(checkpointEvery, "-checkpoint-every", from: 1)
+        _ = try count(maxPixels, "-max-pixels", from: 1)
+        if let threads { _ = try count(threads, "-threads", from: 1, to: 256) }
+        if quiet && verbose {
+            throw UsageError("-quiet and -verbose contradict each other; give one of them")
+        }
+        return options
+    }
+
+    /// Where each image starts, once the `-init` file (if any) has been read by the caller.
+    var initializationFile: String? {
+        ["content", "random"].contains(initialization) ? nil : initialization
+    }
+}
+
+private func nonNegative(_ value: Float, _ option: String) throws -> Float {
+    guard value.isFinite, value >= 0 else {
+        throw UsageError("\(option) must be a nonnegative number; you specified \(value)")
+    }
+    return value
+}
+
+private func positive(_ value: Float, _ option: String, atMost limit: Float = .greatestFiniteMagnitude) throws -> Float {
+    guard value.isFinite, value > 0, value <= limit else {
+        let range = limit == .greatestFiniteMagnitude ? "a positive number" : "a positive number up to \(limit)"
+        throw UsageError("\(option) must be \(range); you specified \(value)")
+    }
+    return value
+}
+
+private func count(_ value: Int, _ option: String, from low: Int, to high: Int = .max) throws -> Int {
+    guard value >= low, value <= high else {
+        let range = high == .max ? "at least \(low)" : "from \(low) to \(high)"
+        throw UsageError("\(option) must be \(range); you specified \(value)")
+    }
+    return value
+}
+
+private func numberList(_ text: String, _ option: String) throws -> [Float] {
+    try text.split(separator: ",", omittingEmptySubsequences: false).map { item in
+        guard let value = Float(item.trimmingCharacters(in: .whitespaces)), value.isFinite, value >= 0 else {
+            throw UsageError("\(option): '\(item)' is not a nonnegative number (in '\(text)')")
+        }
+        return value
+    }
+}
+
+/// Parses `relu4_2` or `relu3_1:0.5,relu4_1` into named, weighted layers the network has.
+private func layerList(_ text: String, _ option: String) throws -> [Options.WeightedLayer] {
+    var layers: [Options.WeightedLayer] = []
+    for item in text.split(separator: ",", omittingEmptySubsequences: false) {
+        let parts = item.split(separator: ":", omittingEmptySubsequences: false)
+        let name = String(parts[0]).trimmingCharacters(in: .whitespaces)
+        guard VGG19.layerNames.contains(name) else {
+            throw UsageError("\(option): '\(name)' is not a VGG-19 layer (relu1_1 ... relu5_4, pool1 ... pool5)")
+        }
+        var weight: Float = 1
+        if parts.count == 2 {
+            guard let value = Float(parts[1]), value.isFinite, value >= 0 else {
+                throw UsageError("\(option): the weight '\(parts[1])' of \(name) is not a nonnegative number")
+            }
+            weight = value
+        } else if parts.count > 2 {
+            throw UsageError("\(option): '\(item)' is not LAYER or LAYER:WEIGHT")
+        }
+        guard !layers.contains(where: { $0.name == name }) else {
+            throw UsageError("\(option): \(name) is listed twice in '\(text)'")
+        }
+        layers.append(Options.WeightedLayer(name, weight))
+    }
+    return layers
+}
