@@ -33,6 +33,6 @@ let package = Package(
                           swiftSettings: fastMath),
         .testTarget(name: "NetpbmTests", dependencies: ["Netpbm"]),
         .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer"], exclude: ["Fixtures"]),
-        .testTarget(name: "pamstyleTests", dependencies: ["Netpbm"]),
+        .testTarget(name: "pamstyleTests", dependencies: ["Netpbm", "pamstyle"]),
     ]
 )

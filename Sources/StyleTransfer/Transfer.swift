@@ -56,7 +56,7 @@ public final class Stylizer {
     /// Each scale of the coarse-to-fine schedule is this many times smaller than the next.
     public static let scaleFactor = 2
     /// Scales whose longer side would be shorter than this are left out of the schedule.
-    public static let smallestScale = 64
+    public static let smallestScale = 128
 
     private let options: Options
     private let network: VGG19

@@ -112,10 +112,7 @@ extension Command {
     /// line on standard error, "pamstyle: ...", and exit status 1.
     static func parseOrExitOneLine() -> Command {
         do {
-            guard let command = try parseAsRoot() as? Command else {
-                fatalError("pamstyle has no subcommands")
-            }
-            return command
+            return try parse()
         } catch {
             if exitCode(for: error) == .success {
                 exit(withError: error)

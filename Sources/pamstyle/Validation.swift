@@ -42,6 +42,9 @@ extension Command {
         options.learningRate = try positive(learningRate, "-learning-rate")
         options.history = try count(history, "-history", from: 1, to: 100)
         options.seed = seed
+        if initialization == "random" {
+            options.initialization = .random
+        }
 
         options.size = try count(size, "-size", from: Stylizer.minimumSide, to: 16384)
         guard let poolingKind = ["max": Pooling.max, "avg": .average, "average": .average][pooling] else {

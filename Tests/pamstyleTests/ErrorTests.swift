@@ -1,0 +1,141 @@
+import Foundation
+import XCTest
+
+/// Every way a run can go wrong ends with one line "pamstyle: ..." on standard error, exit status 1, and
+/// nothing on standard output for the image that failed.
+final class ErrorTests: XCTestCase {
+    let quick = ["-size", "48", "-scales", "1", "-iterations", "2", "-quiet"]
+    var directory: URL!
+    var style: String!
+
+    override func setUpWithError() throws {
+        directory = try scratchDirectory(self)
+        style = try file("style.ppm", in: directory, patternPPM(width: 40, height: 36, phase: 2))
+    }
+
+    /// Runs pamstyle and checks the failure: status 1, one line naming what went wrong, and the expected
+    /// output (nothing, by default).
+    @discardableResult
+    func expectFailure(_ arguments: [String], input: [UInt8] = [], saying fragments: [String],
+                       stdout expected: [UInt8] = [], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let result = try pamstyle(arguments, input: input, timeout: 120)
+        XCTAssertEqual(result.status, 1, result.stderr, file: file, line: line)
+        XCTAssertEqual(result.stderrLines.count, 1, "one line: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderr.hasPrefix("pamstyle: "), result.stderr, file: file, line: line)
+        for fragment in fragments {
+            XCTAssertTrue(result.stderr.contains(fragment), "'\(fragment)' in: \(result.stderr)", file: file, line: line)
+        }
+        XCTAssertTrue(result.stdout == expected, "standard output: \(result.stdout.count) bytes, expected \(expected.count)",
+                      file: file, line: line)
+        return result.stderr
+    }
+
+    // MARK: Malformed input on standard input
+
+    func testMalformedInputs() throws {
+        let cases: [(name: String, bytes: [UInt8], says: String)] = [
+            ("truncated raster", Array("P6\n128 96\n255\n".utf8) + Array(repeating: 7, count: 18000), "cannot read row"),
+            ("truncated header", Array("P6\n128 96\n".utf8), "bad header"),
+            ("non-numeric size", Array("P6\nabc def\n255\n".utf8), "bad header"),
+            ("zero width", Array("P6\n0 96\n255\n".utf8), "bad header"),
+            ("maxval 0", Array("P6\n4 4\n0\n".utf8) + Array(repeating: 0, count: 48), "maxval"),
+            ("PAM without ENDHDR", Array("P7\nWIDTH 4\nHEIGHT 4\nDEPTH 3\nMAXVAL 255\nTUPLTYPE RGB\n".utf8) + [0xFF, 0, 1],
+             "ENDHDR"),
+            ("JPEG", [0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10] + Array("JFIF".utf8) + Array(repeating: 0, count: 100), "JPEG"),
+            ("huge header", Array("P6\n100000 100000\n255\n".utf8) + Array(repeating: 0, count: 12), "100000x100000"),
+            ("empty input", [], "no image"),
+        ]
+        for (name, bytes, says) in cases {
+            let message = try expectFailure(quick + [style], input: bytes, saying: ["standard input", says])
+            XCTAssertFalse(message.isEmpty, name)
+        }
+    }
+
+    func testAGoodImageStaysWrittenBeforeABadOne() throws {
+        let good = patternPPM(width: 48, height: 36)
+        let single = try pamstyle(quick + [style], input: good)
+        XCTAssertEqual(single.status, 0, single.stderr)
+        try expectFailure(quick + [style], input: good + Array("P6\n48 36\n255\n".utf8) + [1, 2, 3],
+                          saying: ["standard input: image 2", "cannot read row"], stdout: single.stdout)
+    }
+
+    func testPixelLimitIsCheckedBeforeTheRaster() throws {
+        try expectFailure(quick + ["-max-pixels", "1500", style], input: patternPPM(width: 48, height: 36),
+                          saying: ["standard input", "48x36", "1500", "-max-pixels"])
+    }
+
+    // MARK: Style, init and weights files
+
+    func testBadStyleFilesNameTheFile() throws {
+        let input = patternPPM(width: 48, height: 36)
+        let missing = directory.appendingPathComponent("missing.ppm").path
+        try expectFailure(quick + [missing], input: input, saying: [missing, "No such file"])
+        let truncated = try file("truncated.ppm", in: directory, Array("P6\n40 40\n255\n".utf8) + [1, 2, 3])
+        try expectFailure(quick + [truncated], input: input, saying: [truncated, "cannot read row"])
+        let jpeg = try file("photo.ppm", in: directory, [0xFF, 0xD8, 0xFF, 0xE1] + Array(repeating: 0, count: 64))
+        try expectFailure(quick + [jpeg], input: input, saying: [jpeg, "JPEG"])
+        let empty = try file("empty.ppm", in: directory, [])
+        try expectFailure(quick + [empty], input: input, saying: [empty, "no image"])
+        let flipped = try file("flipped.ppm", in: directory, [0x50, 0x39] + patternPPM(width: 8, height: 8).dropFirst(2))
+        try expectFailure(quick + [flipped], input: input, saying: [flipped])
+        let initFile = directory.appendingPathComponent("nothing.ppm").path
+        try expectFailure(quick + ["-init", initFile, style], input: input, saying: [initFile])
+    }
+
+    func testBadWeightsFilesNameTheFile() throws {
+        let input = patternPPM(width: 48, height: 36)
+        let real = packageRoot.appendingPathComponent("weights/vgg19-conv-q8.pstw")
+        let bytes = [UInt8](try Data(contentsOf: real))
+
+        let missing = directory.appendingPathComponent("none.pstw").path
+        try expectFailure(quick + ["-weights", missing, style], input: input, saying: [missing])
+        let truncated = try file("truncated.pstw", in: directory, Array(bytes.prefix(5_000_000)))
+        try expectFailure(quick + ["-weights", truncated, style], input: input, saying: [truncated, "truncated"])
+        let short = try file("short.pstw", in: directory, Array(bytes.prefix(40)))
+        try expectFailure(quick + ["-weights", short, style], input: input, saying: [short])
+        var magic = bytes
+        magic[0] = UInt8(ascii: "X")
+        let wrongMagic = try file("magic.pstw", in: directory, magic)
+        try expectFailure(quick + ["-weights", wrongMagic, style], input: input,
+                          saying: [wrongMagic, "not a pamstyle weights file"])
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x10
+        let corrupt = try file("flipped.pstw", in: directory, flipped)
+        try expectFailure(quick + ["-weights", corrupt, style], input: input, saying: [corrupt])
+        let longer = try file("longer.pstw", in: directory, bytes + [0])
+        try expectFailure(quick + ["-weights", longer, style], input: input, saying: [longer])
+        let image = try file("image.pstw", in: directory, patternPPM(width: 8, height: 8))
+        try expectFailure(quick + ["-weights", image, style], input: input, saying: [image, "not a pamstyle weights file"])
+
+        let environment = try pamstyle(quick + [style], input: input, environment: ["PAMSTYLE_WEIGHTS": wrongMagic])
+        XCTAssertEqual(environment.status, 1)
+        XCTAssertTrue(environment.stderr.contains(wrongMagic), environment.stderr)
+    }
+
+    // MARK: Usage errors
+
+    func testUsageErrorsNameTheOptionAndValue() throws {
+        let input = patternPPM(width: 48, height: 36)
+        let cases: [(arguments: [String], says: [String])] = [
+            ([], ["no style image"]),
+            (["-iterations", "many", style], ["-iterations", "many"]),
+            (["-scales", "0", style], ["-scales", "0"]),
+            (["-size", "8", style], ["-size", "8"]),
+            (["-style-weight=-1", style], ["-style-weight", "-1"]),
+            (["-optimizer", "sgd", style], ["-optimizer", "sgd"]),
+            (["-pooling", "min", style], ["-pooling", "min"]),
+            (["-style-layers", "relu9_9", style], ["-style-layers", "relu9_9"]),
+            (["-content-layers", "relu4_2:x", style], ["-content-layers", "x"]),
+            (["-style-blend", "1,2", style], ["-style-blend", "1,2"]),
+            (["-learning-rate", "0", style], ["-learning-rate", "0"]),
+            (["-time-limit", "0", style], ["-time-limit", "0"]),
+            (["-history", "0", style], ["-history", "0"]),
+            (["-max-pixels", "0", style], ["-max-pixels", "0"]),
+            (["-bogus", style], ["-bogus"]),
+            (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
+        ]
+        for (arguments, says) in cases {
+            try expectFailure(arguments, input: input, saying: says)
+        }
+    }
+}
