@@ -127,6 +127,9 @@ func col2imAdd(_ col: UnsafePointer<Float>, channels: Int, height: Int, width: I
 @inline(__always)
 func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 
+/// The bit of each lane in a mask byte: lane j is bit j.
+private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+
 /// Adds the per-channel bias to the rows `rows` of `output` and, when `mask` is given, applies ReLU and records
 /// which elements passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
 /// - output: (channels, height, width), updated in place
@@ -144,20 +147,25 @@ func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, 
                 for i in 0 ..< rows.count &* width { p[i] += b }
                 continue
             }
+            let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
             for y in rows {
                 let p = output + (c &* plane &+ y &* width)
-                for x in 0 ..< width { p[x] = max(p[x] + b, 0) }
                 let m = mask + (c &* height &+ y) &* rowBytes
                 var x = 0
                 while x &+ 8 <= width {
-                    var byte: UInt8 = 0
-                    for j in 0 ..< 8 where p[x &+ j] > 0 { byte |= 1 << UInt8(j) }
-                    m[x >> 3] = byte
+                    let raw = UnsafeMutableRawPointer(p + x)
+                    let v = pointwiseMax(raw.loadUnaligned(as: SIMD8<Float>.self) + b, zero)
+                    raw.storeBytes(of: v, as: SIMD8<Float>.self)
+                    m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: v .> zero).wrappedSum())
                     x &+= 8
                 }
                 if x < width {
                     var byte: UInt8 = 0
-                    for j in 0 ..< width &- x where p[x &+ j] > 0 { byte |= 1 << UInt8(j) }
+                    for j in 0 ..< width &- x {
+                        let v = max(p[x &+ j] + b, 0)
+                        p[x &+ j] = v
+                        if v > 0 { byte |= 1 << UInt8(j) }
+                    }
                     m[x >> 3] = byte
                 }
             }
@@ -173,21 +181,21 @@ func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, mask: UnsafePointer<
     let plane = height &* width
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width) { slice in
+        let none = SIMD8<UInt32>(repeating: 0)
         for c in slice {
             for y in rows {
                 let g = gradient + (c &* plane &+ y &* width)
                 let m = mask + (c &* height &+ y) &* rowBytes
                 var x = 0
-                while x < width {
-                    let byte = m[x >> 3]
-                    let end = min(x &+ 8, width)
-                    if byte == 0 {
-                        (g + x).update(repeating: 0, count: end &- x)
-                    } else if byte != 0xFF {
-                        for i in x ..< end where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
-                    }
-                    x = end
+                while x &+ 8 <= width {
+                    let raw = UnsafeMutableRawPointer(g + x)
+                    var v = raw.loadUnaligned(as: SIMD8<Float>.self)
+                    v.replace(with: 0, where: SIMD8<UInt32>(repeating: UInt32(m[x >> 3])) & laneBits .== none)
+                    raw.storeBytes(of: v, as: SIMD8<Float>.self)
+                    x &+= 8
                 }
+                let byte = x < width ? m[x >> 3] : 0
+                for i in x ..< width where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
             }
         }
     }

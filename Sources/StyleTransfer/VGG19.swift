@@ -33,6 +33,15 @@ public struct FeatureMap {
     public var width: Int { values.width }
 }
 
+/// The time the network spent in one step of its last evaluation (see `VGG19.recordsLayerTimes`).
+public struct LayerTime: Sendable {
+    /// The step's name: `reluB_N` for a convolution with its ReLU, `poolB` for a pooling.
+    public let layer: String
+    public var forwardSeconds: Double
+    /// The backward pass through the step (the losses' own time excluded).
+    public var backwardSeconds: Double
+}
+
 /// VGG-19's sixteen 3x3 convolutions with their ReLUs and the pooling between the blocks, evaluated on the CPU for one
 /// image: a forward pass that stops at the deepest layer a loss needs, and a backward pass that returns the gradient
 /// with respect to the image only.
@@ -96,6 +105,11 @@ public final class VGG19 {
     /// Whether the buffers hold a forward pass that `backward` may use.
     private var forwardIsCurrent = false
 
+    /// When set, each evaluation records the time of each step in `layerTimes` (for benchmarks).
+    public var recordsLayerTimes = false
+    /// The steps of the last evaluation with their times, in network order, when `recordsLayerTimes` is set.
+    public private(set) var layerTimes: [LayerTime] = []
+
     /// Builds the network from the 16 convolution layers of `weights`.
     /// - Parameters:
     ///   - pooling: max pooling as published, or average pooling.
@@ -149,13 +163,19 @@ public final class VGG19 {
         let plan = plan!
         caffeInput(fromRGB: image, into: plan.input)
         var current = plan.input
+        layerTimes = []
         for index in 0 ... plan.deepest {
+            let start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
             let output = plan.stored[index] ?? (current === plan.ping ? plan.pong : plan.ping)
             switch Self.steps[index].kind {
             case .convolution(let k):
                 convolutions[k].forward(current, into: output, reluMask: plan.masks[index], scratch: plan.scratch)
             case .pool:
                 pooling.forward(current, into: output, choice: plan.choices[index])
+            }
+            if recordsLayerTimes {
+                layerTimes.append(LayerTime(layer: Self.steps[index].name, forwardSeconds: seconds(since: start),
+                                            backwardSeconds: 0))
             }
             if plan.requested[index] {
                 observe(FeatureMap(layer: Self.steps[index].name, height: output.height, rows: 0 ..< output.height,
@@ -185,6 +205,7 @@ public final class VGG19 {
         var throughReLU = false
         for index in stride(from: plan.deepest, through: 0, by: -1) {
             let other = gradient === plan.ping ? plan.pong : plan.ping
+            var start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
             if plan.requested[index] {
                 let activation: Tensor
                 if let stored = plan.stored[index] {
@@ -194,8 +215,10 @@ public final class VGG19 {
                     convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
                     activation = other
                 }
+                let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
                 addGradient(FeatureMap(layer: Self.steps[index].name, height: activation.height,
                                        rows: 0 ..< activation.height, values: activation), gradient)
+                if recordsLayerTimes { start += DispatchTime.now().uptimeNanoseconds - lossStart }
             }
             // The ReLU before this step can take the gradient through its mask at once unless a loss adds to it first.
             let fuseReLU = index > 0 && !plan.requested[index - 1] && plan.masks[index - 1] != nil
@@ -213,6 +236,7 @@ public final class VGG19 {
             }
             throughReLU = fuseReLU
             gradient = other
+            if recordsLayerTimes && index < layerTimes.count { layerTimes[index].backwardSeconds = seconds(since: start) }
         }
         rgbGradient(fromCaffe: gradient, into: imageGradient)
     }
@@ -227,6 +251,10 @@ public final class VGG19 {
         }
         forwardIsCurrent = false
         return result
+    }
+
+    private func seconds(since start: UInt64) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
     // MARK: - The layer sequence
