@@ -17,10 +17,10 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
 /// The number of cores the kernels spread their loops over.
 let kernelThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
-/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on several threads when `count × cost`
-/// (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
-func parallelFor(_ count: Int, cost: Int, _ body: (Range<Int>) -> Void) {
-    let tasks = min(count, kernelThreads &* 4, (count &* cost) / 16_384)
+/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on several threads when `parallel` and
+/// `count × cost` (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
+func parallelFor(_ count: Int, cost: Int, parallel: Bool = true, _ body: (Range<Int>) -> Void) {
+    let tasks = parallel ? min(count, kernelThreads &* 4, (count &* cost) / 16_384) : 1
     if tasks <= 1 {
         if count > 0 { body(0 ..< count) }
         return
@@ -29,6 +29,43 @@ func parallelFor(_ count: Int, cost: Int, _ body: (Range<Int>) -> Void) {
         let shared = UncheckedSendable(value: body)
         DispatchQueue.concurrentPerform(iterations: tasks) { task in
             shared.value((count &* task / tasks) ..< (count &* (task &+ 1) / tasks))
+        }
+    }
+}
+
+/// Hands out the integers 0, 1, 2, … to threads, one at a time.
+private final class Ticket: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    func take() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        next &+= 1
+        return next &- 1
+    }
+}
+
+/// Calls `body(band, worker)` for every band in `0..<bands`, on `workers` threads (worker is 0..<workers) that each take
+/// the next band as soon as they finish one, so that a core slowed by another process simply does fewer bands. While
+/// the workers run, OpenBLAS runs single-threaded in each of them; it gets its thread count back afterwards.
+func parallelBands(_ bands: Int, workers: Int, _ body: (_ band: Int, _ worker: Int) -> Void) {
+    if workers <= 1 {
+        for band in 0 ..< bands { body(band, 0) }
+        return
+    }
+    let blasThreads = openblas_get_num_threads()
+    openblas_set_num_threads(1)
+    defer { openblas_set_num_threads(blasThreads) }
+    let ticket = Ticket()
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(value: body)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            while true {
+                let band = ticket.take()
+                if band >= bands { break }
+                shared.value(band, worker)
+            }
         }
     }
 }
@@ -51,10 +88,10 @@ func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA
 /// - input: (channels, height, width)
 /// - col: (channels · 9, rows.count · width)
 func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
-            into col: UnsafeMutablePointer<Float>) {
+            into col: UnsafeMutablePointer<Float>, parallel: Bool = true) {
     let n = rows.count &* width
     let plane = height &* width
-    parallelFor(channels, cost: 9 &* n) { slice in
+    parallelFor(channels, cost: 9 &* n, parallel: parallel) { slice in
         for c in slice {
             let source = input + c &* plane
             for ky in 0 ..< 3 {
@@ -85,36 +122,29 @@ func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: In
     }
 }
 
-/// The transpose of `im2col` for the input gradient of a convolution with 3 input channels: adds the columns of `col`
-/// for the rows `rows` back onto the pixels they were read from.
-/// - col: (channels · 9, rows.count · width), as `im2col` lays it out
-/// - gradInput: (channels, height, width), accumulated into
-func col2imAdd(_ col: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
-               into gradInput: UnsafeMutablePointer<Float>) {
-    let n = rows.count &* width
+/// The transpose of `im2col`, for the input gradient of a convolution: given col = kernelᵀ · gradOutput for the rows
+/// `colRows`, writes gradInput[c, y, x] = Σ over (ky, kx) of col[c·9 + ky·3 + kx, y − ky + 1, x − kx + 1] for the rows
+/// `rows` (terms outside the image are zero). `colRows` must cover rows.lowerBound − 1 ..< rows.upperBound + 1 within
+/// the image: the rows next to a band contribute to its edge rows.
+/// - col: (channels · 9, colRows.count · width)
+/// - gradInput: (channels, height, width), rows `rows` overwritten
+func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, height: Int, width: Int, rows: Range<Int>,
+            into gradInput: UnsafeMutablePointer<Float>, parallel: Bool = true) {
+    let n = colRows.count &* width
     let plane = height &* width
-    // Each task owns whole channels, so no two tasks add to the same pixel.
-    parallelFor(channels, cost: 9 &* n) { slice in
+    parallelFor(channels, cost: 9 &* rows.count &* width, parallel: parallel) { slice in
         for c in slice {
-            let target = gradInput + c &* plane
-            for ky in 0 ..< 3 {
-                for kx in 0 ..< 3 {
-                    var s = UnsafePointer(col + (c &* 9 &+ ky &* 3 &+ kx) &* n)
-                    for y in rows {
-                        let ty = y &+ ky &- 1
-                        if ty >= 0 && ty < height {
-                            let t = target + ty &* width
-                            switch kx {
-                            case 0:
-                                for x in 1 ..< max(1, width) { t[x &- 1] += s[x] }
-                            case 1:
-                                for x in 0 ..< width { t[x] += s[x] }
-                            default:
-                                for x in 0 ..< max(0, width &- 1) { t[x &+ 1] += s[x] }
-                            }
-                        }
-                        s += width
-                    }
+            for y in rows {
+                let t = gradInput + (c &* plane &+ y &* width)
+                t.update(repeating: 0, count: width)
+                for ky in 0 ..< 3 {
+                    let sy = y &- ky &+ 1
+                    guard sy >= 0 && sy < height else { continue }
+                    let base = col + ((c &* 9 &+ ky &* 3) &* n &+ (sy &- colRows.lowerBound) &* width)
+                    let s0 = base, s1 = base + n, s2 = base + 2 &* n
+                    for x in 0 ..< width &- 1 { t[x] += s0[x &+ 1] }
+                    for x in 0 ..< width { t[x] += s1[x] }
+                    for x in 1 ..< max(1, width) { t[x] += s2[x &- 1] }
                 }
             }
         }
@@ -136,10 +166,10 @@ private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 /// - bias: (channels)
 /// - mask: (channels, height, maskRowBytes(width))
 func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, height: Int,
-             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?) {
+             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, parallel: Bool = true) {
     let plane = height &* width
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: rows.count &* width) { slice in
+    parallelFor(channels, cost: rows.count &* width, parallel: parallel) { slice in
         for c in slice {
             let b = bias[c]
             guard let mask else {
@@ -177,10 +207,10 @@ func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, 
 /// - gradient: (channels, height, width), updated in place
 /// - mask: (channels, height, maskRowBytes(width)), as `addBias` records it
 func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, mask: UnsafePointer<UInt8>, channels: Int, height: Int,
-                   width: Int, rows: Range<Int>) {
+                   width: Int, rows: Range<Int>, parallel: Bool = true) {
     let plane = height &* width
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: rows.count &* width) { slice in
+    parallelFor(channels, cost: rows.count &* width, parallel: parallel) { slice in
         let none = SIMD8<UInt32>(repeating: 0)
         for c in slice {
             for y in rows {

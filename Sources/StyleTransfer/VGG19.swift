@@ -96,7 +96,7 @@ public final class VGG19 {
     }
 
     public let pooling: Pooling
-    /// The convolutions in network order, weights prepacked.
+    /// The convolutions in network order.
     private let convolutions: [Convolution]
     /// The most floats one convolution's im2col band may use.
     private let scratchLimit: Int
@@ -134,9 +134,10 @@ public final class VGG19 {
     /// not counting the prepacked weights.
     public var allocatedBytes: Int { plan?.allocatedBytes ?? 0 }
 
-    /// The bytes of the prepacked weights (each kernel is kept twice: as is, and rotated for the backward pass).
-    public var weightBytes: Int {
-        convolutions.reduce(0) { $0 + 2 * $1.inChannels * $1.outChannels * 9 * 4 + $1.outChannels * 4 }
+    /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
+    /// the rotated kernels for the backward pass, made the first time each layer is differentiated.
+    public var kernelCopyBytes: Int {
+        convolutions.reduce(0) { $0 + $1.allocatedBytes }
     }
 
     /// Allocates the buffers for evaluations at height × width whose losses read `layers`; does nothing when they

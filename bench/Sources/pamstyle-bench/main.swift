@@ -144,7 +144,7 @@ func run(_ options: BenchOptions) throws {
         FileHandle.standardOutput.write((json([("size", size), ("seconds_per_eval", seconds), ("forward_seconds", median(forwardTimes)),
                     ("peak_rss_mb", peakRSSMegabytes()), ("gflops", flops / seconds / 1e9),
                     ("allocated_mb", Double(net.allocatedBytes) / 1048576),
-                    ("weights_mb", Double(net.weightBytes) / 1048576), ("repeats", options.repeats)]) + "\n").data(using: .utf8)!)
+                    ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576), ("repeats", options.repeats)]) + "\n").data(using: .utf8)!)
         if options.verbose {
             var report = "size \(size): layer, forward ms, backward ms (medians)\n"
             for name in VGG19.layerNames {
