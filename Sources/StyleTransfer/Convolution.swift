@@ -26,7 +26,12 @@ final class Convolution {
     /// At most this many input channels take the col2im path backward.
     private static let col2imInputChannels = 4
 
-    init(_ weights: ConvLayerWeights) {
+    /// The threads a pass runs on.
+    let threads: Int
+
+    init(_ weights: ConvLayerWeights, threads: Int = coreCount) {
+        precondition(threads >= 1)
+        self.threads = threads
         inChannels = weights.inChannels
         outChannels = weights.outChannels
         kernel = weights.kernel
@@ -70,13 +75,13 @@ final class Convolution {
     /// Bands for a pass whose im2col operand has `depth` rows per pixel, plus `halo` extra rows of it per band, when each
     /// worker may use `perWorker` floats: as large as the memory allows up to `bandTarget`, and at least four per
     /// worker when the map is tall enough, so that the workers stay balanced.
-    private static func bands(depth: Int, halo: Int, height: Int, width: Int, perWorker: Int) -> Bands {
+    private func bands(depth: Int, halo: Int, height: Int, width: Int, perWorker: Int) -> Bands {
         let rowFloats = depth * width
-        let byMemory = max(1, min(perWorker, bandTarget) / rowFloats - halo)
-        let byBalance = max(1, (height + 4 * kernelThreads - 1) / (4 * kernelThreads))
+        let byMemory = max(1, min(perWorker, Self.bandTarget) / rowFloats - halo)
+        let byBalance = max(1, (height + 4 * threads - 1) / (4 * threads))
         let rows = min(height, byMemory, byBalance)
         let count = (height + rows - 1) / rows
-        return Bands(rows: rows, count: count, workers: min(kernelThreads, count),
+        return Bands(rows: rows, count: count, workers: min(threads, count),
                      scratchPerWorker: (rows + halo) * rowFloats)
     }
 
@@ -84,16 +89,16 @@ final class Convolution {
     /// floats (but never less than one row per worker).
     func scratchCount(height: Int, width: Int, limit: Int) -> Int {
         guard height > 0 && width > 0 else { return 0 }
-        let perWorker = max(1, limit / kernelThreads)
-        let passes = [Self.bands(depth: inChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker),
+        let perWorker = max(1, limit / threads)
+        let passes = [bands(depth: inChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker),
                       backwardBands(height: height, width: width, perWorker: perWorker)]
-        return kernelThreads * passes.map(\.scratchPerWorker).max()!
+        return threads * passes.map(\.scratchPerWorker).max()!
     }
 
     private func backwardBands(height: Int, width: Int, perWorker: Int) -> Bands {
         inChannels <= Self.col2imInputChannels
-            ? Self.bands(depth: inChannels * 9, halo: 2, height: height, width: width, perWorker: perWorker)
-            : Self.bands(depth: outChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker)
+            ? bands(depth: inChannels * 9, halo: 2, height: height, width: width, perWorker: perWorker)
+            : bands(depth: outChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker)
     }
 
     /// output = conv(input) + bias, then ReLU recording its mask when `reluMask` is given.
@@ -108,21 +113,21 @@ final class Convolution {
         guard height > 0 && width > 0 else { return }
         let depth = inChannels * 9
         let plane = height * width
-        let perWorker = scratch.capacity / kernelThreads
-        let bands = Self.bands(depth: depth, halo: 0, height: height, width: width, perWorker: perWorker)
+        let perWorker = scratch.capacity / threads
+        let bands = self.bands(depth: depth, halo: 0, height: height, width: width, perWorker: perWorker)
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
-        let inner = bands.workers == 1
+        let inner = bands.workers == 1 ? threads : 1
         kernel.withUnsafeBufferPointer { kernel in
             bias.withUnsafeBufferPointer { bias in
-                parallelBands(bands.count, workers: bands.workers) { band, worker in
+                parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
                     let rows = band * bands.rows ..< min(height, (band + 1) * bands.rows)
                     let col = scratch.storage + worker * perWorker
                     im2col(input.storage, channels: inChannels, height: height, width: width, rows: rows, into: col,
-                           parallel: inner)
+                           threads: inner)
                     sgemm(m: outChannels, n: rows.count * width, k: depth, a: kernel.baseAddress!, lda: depth,
                           b: col, ldb: rows.count * width, c: output.storage + rows.lowerBound * width, ldc: plane)
                     addBias(output.storage, bias: bias.baseAddress!, channels: outChannels, height: height,
-                            width: width, rows: rows, reluMask: reluMask?.storage, parallel: inner)
+                            width: width, rows: rows, reluMask: reluMask?.storage, threads: inner)
                 }
             }
         }
@@ -140,14 +145,14 @@ final class Convolution {
         gradInput.reshape(channels: inChannels, height: height, width: width)
         guard height > 0 && width > 0 else { return }
         let plane = height * width
-        let perWorker = scratch.capacity / kernelThreads
+        let perWorker = scratch.capacity / threads
         let bands = backwardBands(height: height, width: width, perWorker: perWorker)
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
-        let inner = bands.workers == 1
+        let inner = bands.workers == 1 ? threads : 1
         let col2imPath = inChannels <= Self.col2imInputChannels
         let rotated = col2imPath ? nil : backwardKernel()
         kernel.withUnsafeBufferPointer { kernel in
-            parallelBands(bands.count, workers: bands.workers) { band, worker in
+            parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
                 let rows = band * bands.rows ..< min(height, (band + 1) * bands.rows)
                 let col = scratch.storage + worker * perWorker
                 if col2imPath {
@@ -158,17 +163,17 @@ final class Convolution {
                           transposeA: true, b: gradOutput.storage + colRows.lowerBound * width, ldb: plane,
                           c: col, ldc: colRows.count * width)
                     col2im(col, colRows: colRows, channels: inChannels, height: height, width: width, rows: rows,
-                           into: gradInput.storage, parallel: inner)
+                           into: gradInput.storage, threads: inner)
                 } else {
                     let depth = outChannels * 9
                     im2col(gradOutput.storage, channels: outChannels, height: height, width: width, rows: rows,
-                           into: col, parallel: inner)
+                           into: col, threads: inner)
                     sgemm(m: inChannels, n: rows.count * width, k: depth, a: rotated!.storage, lda: depth,
                           b: col, ldb: rows.count * width, c: gradInput.storage + rows.lowerBound * width, ldc: plane)
                 }
                 if let inputMask {
                     applyReLUMask(gradInput.storage, mask: inputMask.storage, channels: inChannels, height: height,
-                                  width: width, rows: rows, parallel: inner)
+                                  width: width, rows: rows, threads: inner)
                 }
             }
         }

@@ -14,13 +14,13 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
 }
 
-/// The number of cores the kernels spread their loops over.
-let kernelThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+/// The number of cores, the default number of threads of the kernels.
+let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
-/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on several threads when `parallel` and
+/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on up to `threads` threads when
 /// `count × cost` (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
-func parallelFor(_ count: Int, cost: Int, parallel: Bool = true, _ body: (Range<Int>) -> Void) {
-    let tasks = parallel ? min(count, kernelThreads &* 4, (count &* cost) / 16_384) : 1
+func parallelFor(_ count: Int, cost: Int, threads: Int, _ body: (Range<Int>) -> Void) {
+    let tasks = threads > 1 ? min(count, threads &* 4, (count &* cost) / 16_384) : 1
     if tasks <= 1 {
         if count > 0 { body(0 ..< count) }
         return
@@ -47,16 +47,18 @@ private final class Ticket: @unchecked Sendable {
 }
 
 /// Calls `body(band, worker)` for every band in `0..<bands`, on `workers` threads (worker is 0..<workers) that each take
-/// the next band as soon as they finish one, so that a core slowed by another process simply does fewer bands. While
-/// the workers run, OpenBLAS runs single-threaded in each of them; it gets its thread count back afterwards.
-func parallelBands(_ bands: Int, workers: Int, _ body: (_ band: Int, _ worker: Int) -> Void) {
+/// the next band as soon as they finish one, so that a core slowed by another process simply does fewer bands. OpenBLAS
+/// runs on at most `blasThreads` threads meanwhile (single-threaded in each worker when there are several), and gets
+/// its thread count back afterwards.
+func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band: Int, _ worker: Int) -> Void) {
+    let saved = openblas_get_num_threads()
+    let limit = workers > 1 ? 1 : min(saved, Int32(clamping: max(1, blasThreads)))
+    if limit != saved { openblas_set_num_threads(limit) }
+    defer { if limit != saved { openblas_set_num_threads(saved) } }
     if workers <= 1 {
         for band in 0 ..< bands { body(band, 0) }
         return
     }
-    let blasThreads = openblas_get_num_threads()
-    openblas_set_num_threads(1)
-    defer { openblas_set_num_threads(blasThreads) }
     let ticket = Ticket()
     withoutActuallyEscaping(body) { body in
         let shared = UncheckedSendable(value: body)
@@ -88,10 +90,10 @@ func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA
 /// - input: (channels, height, width)
 /// - col: (channels · 9, rows.count · width)
 func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
-            into col: UnsafeMutablePointer<Float>, parallel: Bool = true) {
+            into col: UnsafeMutablePointer<Float>, threads: Int) {
     let n = rows.count &* width
     let plane = height &* width
-    parallelFor(channels, cost: 9 &* n, parallel: parallel) { slice in
+    parallelFor(channels, cost: 9 &* n, threads: threads) { slice in
         for c in slice {
             let source = input + c &* plane
             for ky in 0 ..< 3 {
@@ -129,10 +131,10 @@ func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: In
 /// - col: (channels · 9, colRows.count · width)
 /// - gradInput: (channels, height, width), rows `rows` overwritten
 func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, height: Int, width: Int, rows: Range<Int>,
-            into gradInput: UnsafeMutablePointer<Float>, parallel: Bool = true) {
+            into gradInput: UnsafeMutablePointer<Float>, threads: Int) {
     let n = colRows.count &* width
     let plane = height &* width
-    parallelFor(channels, cost: 9 &* rows.count &* width, parallel: parallel) { slice in
+    parallelFor(channels, cost: 9 &* rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
                 let t = gradInput + (c &* plane &+ y &* width)
@@ -166,10 +168,10 @@ private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 /// - bias: (channels)
 /// - mask: (channels, height, maskRowBytes(width))
 func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, height: Int,
-             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, parallel: Bool = true) {
+             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, threads: Int) {
     let plane = height &* width
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: rows.count &* width, parallel: parallel) { slice in
+    parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             let b = bias[c]
             guard let mask else {
@@ -207,10 +209,10 @@ func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, 
 /// - gradient: (channels, height, width), updated in place
 /// - mask: (channels, height, maskRowBytes(width)), as `addBias` records it
 func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, mask: UnsafePointer<UInt8>, channels: Int, height: Int,
-                   width: Int, rows: Range<Int>, parallel: Bool = true) {
+                   width: Int, rows: Range<Int>, threads: Int) {
     let plane = height &* width
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: rows.count &* width, parallel: parallel) { slice in
+    parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         let none = SIMD8<UInt32>(repeating: 0)
         for c in slice {
             for y in rows {
@@ -243,9 +245,9 @@ private func maskBit(_ mask: UnsafePointer<UInt8>, row: Int, rowBytes: Int, x: I
 /// - input: (channels, height, width)
 /// - output, choice: (channels, height / 2, width / 2)
 func maxPoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                    into output: UnsafeMutablePointer<Float>, choice: UnsafeMutablePointer<UInt8>) {
+                    into output: UnsafeMutablePointer<Float>, choice: UnsafeMutablePointer<UInt8>, threads: Int) {
     let oh = height >> 1, ow = width >> 1
-    parallelFor(channels, cost: height &* width) { slice in
+    parallelFor(channels, cost: height &* width, threads: threads) { slice in
         for c in slice {
             for oy in 0 ..< oh {
                 let top = input + (c &* height &+ 2 &* oy) &* width
@@ -271,10 +273,10 @@ func maxPoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, w
 /// - gradInput: (channels, height, width), overwritten
 /// - reluMask: (channels, height, maskRowBytes(width))
 func maxPoolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>, channels: Int, height: Int,
-                     width: Int, into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?) {
+                     width: Int, into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?, threads: Int) {
     let oh = height >> 1, ow = width >> 1
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: height &* width) { slice in
+    parallelFor(channels, cost: height &* width, threads: threads) { slice in
         for c in slice {
             let plane = gradInput + c &* height &* width
             for oy in 0 ..< oh {
@@ -310,9 +312,9 @@ func maxPoolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<U
 /// - input: (channels, height, width)
 /// - output: (channels, height / 2, width / 2)
 func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                        into output: UnsafeMutablePointer<Float>) {
+                        into output: UnsafeMutablePointer<Float>, threads: Int) {
     let oh = height >> 1, ow = width >> 1
-    parallelFor(channels, cost: height &* width) { slice in
+    parallelFor(channels, cost: height &* width, threads: threads) { slice in
         for c in slice {
             for oy in 0 ..< oh {
                 let top = input + (c &* height &+ 2 &* oy) &* width
@@ -332,10 +334,10 @@ func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: In
 /// - gradInput: (channels, height, width), overwritten
 /// - reluMask: (channels, height, maskRowBytes(width))
 func averagePoolBackward(_ gradOutput: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                         into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?) {
+                         into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?, threads: Int) {
     let oh = height >> 1, ow = width >> 1
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: height &* width) { slice in
+    parallelFor(channels, cost: height &* width, threads: threads) { slice in
         for c in slice {
             let plane = gradInput + c &* height &* width
             for oy in 0 ..< oh {
@@ -397,9 +399,9 @@ func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, plane: Int, into r
 // MARK: - Whole tensors
 
 /// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
-func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer) {
+func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
     applyReLUMask(gradient.storage, mask: mask.storage, channels: gradient.channels, height: gradient.height,
-                  width: gradient.width, rows: 0 ..< gradient.height)
+                  width: gradient.width, rows: 0 ..< gradient.height, threads: threads)
 }
 
 /// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.

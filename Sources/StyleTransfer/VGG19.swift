@@ -100,6 +100,8 @@ public final class VGG19 {
     private let convolutions: [Convolution]
     /// The most floats one convolution's im2col band may use.
     private let scratchLimit: Int
+    /// The threads the network's own loops run on.
+    public let threads: Int
     /// The buffers for the size and layers of the last evaluation.
     private var plan: Plan?
     /// Whether the buffers hold a forward pass that `backward` may use.
@@ -114,8 +116,10 @@ public final class VGG19 {
     /// - Parameters:
     ///   - pooling: max pooling as published, or average pooling.
     ///   - scratchBytes: the bound on the im2col scratch of a convolution; any image size works within it.
+    ///   - threads: the threads of the convolutions and the other loops (OpenBLAS runs single-threaded inside
+    ///     each); the number of cores by default.
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
-    public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20) throws {
+    public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil) throws {
         guard weights.layers.count == Self.convolutionTable.count else {
             throw NetworkError.layerCount(found: weights.layers.count)
         }
@@ -126,7 +130,9 @@ public final class VGG19 {
                                              found: "\(layer.name) (\(layer.inChannels) → \(layer.outChannels) channels)")
         }
         self.pooling = pooling
-        convolutions = weights.layers.map(Convolution.init)
+        let threads = max(1, threads ?? coreCount)
+        self.threads = threads
+        convolutions = weights.layers.map { Convolution($0, threads: threads) }
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
     }
 
@@ -172,7 +178,7 @@ public final class VGG19 {
             case .convolution(let k):
                 convolutions[k].forward(current, into: output, reluMask: plan.masks[index], scratch: plan.scratch)
             case .pool:
-                pooling.forward(current, into: output, choice: plan.choices[index])
+                pooling.forward(current, into: output, choice: plan.choices[index], threads: threads)
             }
             if recordsLayerTimes {
                 layerTimes.append(LayerTime(layer: Self.steps[index].name, forwardSeconds: seconds(since: start),
@@ -226,14 +232,14 @@ public final class VGG19 {
             switch Self.steps[index].kind {
             case .convolution(let k):
                 if !throughReLU, let mask = plan.masks[index] {
-                    applyReLUMask(gradient, mask: mask)
+                    applyReLUMask(gradient, mask: mask, threads: threads)
                 }
                 convolutions[k].backwardInput(gradient, into: other, inputMask: fuseReLU ? plan.masks[index - 1] : nil,
                                               scratch: plan.scratch)
             case .pool:
                 let input = plan.shapes[index - 1]
                 pooling.backward(gradient, choice: plan.choices[index], height: input.height, width: input.width,
-                                 into: other, reluMask: fuseReLU ? plan.masks[index - 1] : nil)
+                                 into: other, reluMask: fuseReLU ? plan.masks[index - 1] : nil, threads: threads)
             }
             throughReLU = fuseReLU
             gradient = other

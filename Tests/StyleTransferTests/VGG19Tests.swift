@@ -173,6 +173,20 @@ final class VGG19Tests: XCTestCase {
         XCTAssertFalse(first.contains { $0.isNaN })
     }
 
+    /// One thread and several give the same gradient (up to the order of float additions).
+    func testThreadCountsAgree() throws {
+        var rng = SplitMix64(seed: 40)
+        var probes: [String: [Float]] = [:]
+        for layer in Self.styleLayers {
+            let s = VGG19.shape(of: layer, height: 24, width: 21)
+            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
+        }
+        let image = randomImage(height: 24, width: 21, seed: 41)
+        let one = probeGradient(try VGG19(weights: randomVGGWeights, threads: 1), image, 24, 21, probes)
+        let several = probeGradient(try VGG19(weights: randomVGGWeights, threads: 3), image, 24, 21, probes)
+        assertClose(several, one.map(Double.init), relative: 1e-5, "threads 3 vs 1")
+    }
+
     /// Buffers are sized by the layers (no 9 × channels × pixels im2col): at 64×48 for the style layers the total
     /// is the two 64-channel maps, the kept activations, the input, masks, pooling choices, and the bounded scratch.
     func testAllocatedBytes() throws {
