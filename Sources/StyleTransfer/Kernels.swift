@@ -186,9 +186,11 @@ func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, 
                 var x = 0
                 while x &+ 8 <= width {
                     let raw = UnsafeMutableRawPointer(p + x)
-                    let v = pointwiseMax(raw.loadUnaligned(as: SIMD8<Float>.self) + b, zero)
+                    var v = raw.loadUnaligned(as: SIMD8<Float>.self) + b
+                    let passed = v .> zero
+                    v.replace(with: 0, where: .!passed)
                     raw.storeBytes(of: v, as: SIMD8<Float>.self)
-                    m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: v .> zero).wrappedSum())
+                    m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: passed).wrappedSum())
                     x &+= 8
                 }
                 if x < width {
