@@ -107,27 +107,44 @@ final class Convolution {
     /// - reluMask: (outChannels, height, maskRowBytes(width)) bytes
     /// - scratch: `scratchCount` floats for this size, or more
     func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, scratch: Tensor) {
-        precondition(input.channels == inChannels && input !== output)
-        let height = input.height, width = input.width
-        output.reshape(channels: outChannels, height: height, width: width)
-        guard height > 0 && width > 0 else { return }
+        let span = RowSpan.whole(height: input.height, width: input.width)
+        output.reshape(channels: outChannels, height: input.height, width: input.width)
+        forward(rows: 0 ..< input.height, input: input, inputSpan: span, into: output, outputSpan: span,
+                reluMask: reluMask, scratch: scratch)
+    }
+
+    /// The stripe form of `forward`: computes the rows `rows` of the output map from an input that holds the rows
+    /// `inputSpan` of its map (at least rows.lowerBound − 1 ..< rows.upperBound + 1 where they exist), into an output
+    /// that holds the rows `outputSpan` (at least `rows`). Rows outside `rows` are left alone; the mask covers the map.
+    /// - input: (inChannels, inputSpan.rows, width)
+    /// - output: (outChannels, outputSpan.rows, width)
+    /// - reluMask: (outChannels, map height, maskRowBytes(width)) bytes
+    func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
+                 reluMask: ByteBuffer?, scratch: Tensor) {
+        let height = inputSpan.height, width = inputSpan.width
+        precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
+        precondition(output.channels == outChannels && output.count == outChannels * outputSpan.plane)
+        precondition(outputSpan.height == height && outputSpan.width == width && outputSpan.holds(rows))
+        precondition(inputSpan.holds(max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)))
+        guard !rows.isEmpty && width > 0 else { return }
         let depth = inChannels * 9
-        let plane = height * width
         let perWorker = scratch.capacity / threads
-        let bands = self.bands(depth: depth, halo: 0, height: height, width: width, perWorker: perWorker)
+        let bands = self.bands(depth: depth, halo: 0, height: rows.count, width: width, perWorker: perWorker)
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
         let inner = bands.workers == 1 ? threads : 1
         kernel.withUnsafeBufferPointer { kernel in
             bias.withUnsafeBufferPointer { bias in
                 parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
-                    let rows = band * bands.rows ..< min(height, (band + 1) * bands.rows)
+                    let first = rows.lowerBound + band * bands.rows
+                    let band = first ..< min(rows.upperBound, first + bands.rows)
                     let col = scratch.storage + worker * perWorker
-                    im2col(input.storage, channels: inChannels, height: height, width: width, rows: rows, into: col,
-                           threads: inner)
-                    sgemm(m: outChannels, n: rows.count * width, k: depth, a: kernel.baseAddress!, lda: depth,
-                          b: col, ldb: rows.count * width, c: output.storage + rows.lowerBound * width, ldc: plane)
-                    addBias(output.storage, bias: bias.baseAddress!, channels: outChannels, height: height,
-                            width: width, rows: rows, reluMask: reluMask?.storage, threads: inner)
+                    im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, into: col, threads: inner)
+                    sgemm(m: outChannels, n: band.count * width, k: depth, a: kernel.baseAddress!, lda: depth,
+                          b: col, ldb: band.count * width,
+                          c: output.storage + outputSpan.offset(channel: 0, row: band.lowerBound),
+                          ldc: outputSpan.plane)
+                    addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
+                            rows: band, reluMask: reluMask?.storage, threads: inner)
                 }
             }
         }
@@ -140,40 +157,60 @@ final class Convolution {
     /// - inputMask: (inChannels, height, maskRowBytes(width)) bytes
     /// - scratch: `scratchCount` floats for this size, or more
     func backwardInput(_ gradOutput: Tensor, into gradInput: Tensor, inputMask: ByteBuffer?, scratch: Tensor) {
-        precondition(gradOutput.channels == outChannels && gradOutput !== gradInput)
-        let height = gradOutput.height, width = gradOutput.width
-        gradInput.reshape(channels: inChannels, height: height, width: width)
-        guard height > 0 && width > 0 else { return }
-        let plane = height * width
+        let span = RowSpan.whole(height: gradOutput.height, width: gradOutput.width)
+        gradInput.reshape(channels: inChannels, height: gradOutput.height, width: gradOutput.width)
+        backwardInput(rows: 0 ..< gradOutput.height, gradOutput: gradOutput, gradOutputSpan: span, into: gradInput,
+                      gradInputSpan: span, inputMask: inputMask, scratch: scratch)
+    }
+
+    /// The stripe form of `backwardInput`: computes the rows `rows` of the input gradient from an output gradient that
+    /// holds the rows `gradOutputSpan` of its map (at least rows.lowerBound − 1 ..< rows.upperBound + 1 where they
+    /// exist), into a buffer that holds the rows `gradInputSpan` (at least `rows`). Other rows are left alone.
+    /// - gradOutput: (outChannels, gradOutputSpan.rows, width)
+    /// - gradInput: (inChannels, gradInputSpan.rows, width)
+    /// - inputMask: (inChannels, map height, maskRowBytes(width)) bytes
+    func backwardInput(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, into gradInput: Tensor,
+                       gradInputSpan: RowSpan, inputMask: ByteBuffer?, scratch: Tensor) {
+        let height = gradOutputSpan.height, width = gradOutputSpan.width
+        precondition(gradOutput.channels == outChannels && gradOutput.count == outChannels * gradOutputSpan.plane)
+        precondition(gradInput.channels == inChannels && gradInput.count == inChannels * gradInputSpan.plane)
+        precondition(gradOutput !== gradInput && gradInputSpan.height == height && gradInputSpan.width == width)
+        precondition(gradInputSpan.holds(rows))
+        precondition(gradOutputSpan.holds(max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)))
+        guard !rows.isEmpty && width > 0 else { return }
         let perWorker = scratch.capacity / threads
-        let bands = backwardBands(height: height, width: width, perWorker: perWorker)
+        let bands = backwardBands(height: rows.count, width: width, perWorker: perWorker)
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
         let inner = bands.workers == 1 ? threads : 1
         let col2imPath = inChannels <= Self.col2imInputChannels
         let rotated = col2imPath ? nil : backwardKernel()
         kernel.withUnsafeBufferPointer { kernel in
             parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
-                let rows = band * bands.rows ..< min(height, (band + 1) * bands.rows)
+                let first = rows.lowerBound + band * bands.rows
+                let band = first ..< min(rows.upperBound, first + bands.rows)
                 let col = scratch.storage + worker * perWorker
                 if col2imPath {
                     // col = kernelᵀ · gradOutput over the band and one row either side, then gathered onto the pixels.
                     let depth = inChannels * 9
-                    let colRows = max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)
+                    let colRows = max(0, band.lowerBound - 1) ..< min(height, band.upperBound + 1)
                     sgemm(m: depth, n: colRows.count * width, k: outChannels, a: kernel.baseAddress!, lda: depth,
-                          transposeA: true, b: gradOutput.storage + colRows.lowerBound * width, ldb: plane,
-                          c: col, ldc: colRows.count * width)
-                    col2im(col, colRows: colRows, channels: inChannels, height: height, width: width, rows: rows,
+                          transposeA: true,
+                          b: gradOutput.storage + gradOutputSpan.offset(channel: 0, row: colRows.lowerBound),
+                          ldb: gradOutputSpan.plane, c: col, ldc: colRows.count * width)
+                    col2im(col, colRows: colRows, channels: inChannels, span: gradInputSpan, rows: band,
                            into: gradInput.storage, threads: inner)
                 } else {
                     let depth = outChannels * 9
-                    im2col(gradOutput.storage, channels: outChannels, height: height, width: width, rows: rows,
-                           into: col, threads: inner)
-                    sgemm(m: inChannels, n: rows.count * width, k: depth, a: rotated!.storage, lda: depth,
-                          b: col, ldb: rows.count * width, c: gradInput.storage + rows.lowerBound * width, ldc: plane)
+                    im2col(gradOutput.storage, span: gradOutputSpan, channels: outChannels, rows: band, into: col,
+                           threads: inner)
+                    sgemm(m: inChannels, n: band.count * width, k: depth, a: rotated!.storage, lda: depth,
+                          b: col, ldb: band.count * width,
+                          c: gradInput.storage + gradInputSpan.offset(channel: 0, row: band.lowerBound),
+                          ldc: gradInputSpan.plane)
                 }
                 if let inputMask {
-                    applyReLUMask(gradInput.storage, mask: inputMask.storage, channels: inChannels, height: height,
-                                  width: width, rows: rows, threads: inner)
+                    applyReLUMask(gradInput.storage, span: gradInputSpan, mask: inputMask.storage,
+                                  channels: inChannels, rows: band, threads: inner)
                 }
             }
         }

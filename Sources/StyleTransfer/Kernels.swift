@@ -83,19 +83,47 @@ func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA
                 Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+// MARK: - Row spans
+
+/// Which rows of a feature map a buffer holds: rows `first ..< first + rows` of a map `height` rows tall and `width`
+/// wide, stored channel after channel (rows × width floats per channel). A whole map is the span of all its rows; a
+/// horizontal stripe is a span of some.
+struct RowSpan {
+    let first: Int
+    let rows: Int
+    let height: Int
+    let width: Int
+
+    static func whole(height: Int, width: Int) -> RowSpan {
+        RowSpan(first: 0, rows: height, height: height, width: width)
+    }
+
+    /// Whether the buffer holds the rows `range` of the map.
+    func holds(_ range: Range<Int>) -> Bool {
+        range.isEmpty || (range.lowerBound >= first && range.upperBound <= first &+ rows)
+    }
+
+    /// Floats per channel in the buffer.
+    var plane: Int { rows &* width }
+
+    /// Where row `row` of the map (not of the buffer) starts in channel `channel` of the buffer.
+    @inline(__always)
+    func offset(channel: Int, row: Int) -> Int { channel &* plane &+ (row &- first) &* width }
+}
+
 // MARK: - im2col
 
-/// Fills the GEMM operand of a 3x3 pad-1 convolution for the output rows `rows`:
-/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the image.
-/// - input: (channels, height, width)
-/// - col: (channels · 9, rows.count · width)
-func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
+/// Fills the GEMM operand of a 3x3 pad-1 convolution for the output rows `rows` of the map:
+/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the map.
+/// The input must hold the rows rows.lowerBound − 1 ..< rows.upperBound + 1 that exist in the map.
+/// - input: (channels, span.rows, span.width)
+/// - col: (channels · 9, rows.count · span.width)
+func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int, rows: Range<Int>,
             into col: UnsafeMutablePointer<Float>, threads: Int) {
+    let width = span.width, height = span.height
     let n = rows.count &* width
-    let plane = height &* width
     parallelFor(channels, cost: 9 &* n, threads: threads) { slice in
         for c in slice {
-            let source = input + c &* plane
             for ky in 0 ..< 3 {
                 for kx in 0 ..< 3 {
                     var d = col + (c &* 9 &+ ky &* 3 &+ kx) &* n
@@ -104,7 +132,7 @@ func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: In
                         if sy < 0 || sy >= height {
                             d.update(repeating: 0, count: width)
                         } else {
-                            let s = source + sy &* width
+                            let s = input + span.offset(channel: c, row: sy)
                             switch kx {
                             case 0:
                                 d[0] = 0
@@ -124,20 +152,20 @@ func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: In
     }
 }
 
-/// The transpose of `im2col`, for the input gradient of a convolution: given col = kernelᵀ · gradOutput for the rows
-/// `colRows`, writes gradInput[c, y, x] = Σ over (ky, kx) of col[c·9 + ky·3 + kx, y − ky + 1, x − kx + 1] for the rows
-/// `rows` (terms outside the image are zero). `colRows` must cover rows.lowerBound − 1 ..< rows.upperBound + 1 within
-/// the image: the rows next to a band contribute to its edge rows.
-/// - col: (channels · 9, colRows.count · width)
-/// - gradInput: (channels, height, width), rows `rows` overwritten
-func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, height: Int, width: Int, rows: Range<Int>,
+/// The transpose of `im2col`, for the input gradient of a convolution: given col = kernelᵀ · gradOutput for the map
+/// rows `colRows`, writes gradInput[c, y, x] = Σ over (ky, kx) of col[c·9 + ky·3 + kx, y − ky + 1, x − kx + 1] for the
+/// map rows `rows` (terms outside the map are zero). `colRows` must cover rows.lowerBound − 1 ..< rows.upperBound + 1
+/// within the map: the rows next to a band contribute to its edge rows.
+/// - col: (channels · 9, colRows.count · span.width)
+/// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
+func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, span: RowSpan, rows: Range<Int>,
             into gradInput: UnsafeMutablePointer<Float>, threads: Int) {
+    let width = span.width, height = span.height
     let n = colRows.count &* width
-    let plane = height &* width
     parallelFor(channels, cost: 9 &* rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
-                let t = gradInput + (c &* plane &+ y &* width)
+                let t = gradInput + span.offset(channel: c, row: y)
                 t.update(repeating: 0, count: width)
                 for ky in 0 ..< 3 {
                     let sy = y &- ky &+ 1
@@ -162,26 +190,26 @@ func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 /// The bit of each lane in a mask byte: lane j is bit j.
 private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 
-/// Adds the per-channel bias to the rows `rows` of `output` and, when `mask` is given, applies ReLU and records
+/// Adds the per-channel bias to the map rows `rows` of `output` and, when `mask` is given, applies ReLU and records
 /// which elements passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
-/// - output: (channels, height, width), updated in place
+/// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
-/// - mask: (channels, height, maskRowBytes(width))
-func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, height: Int,
-             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, threads: Int) {
-    let plane = height &* width
+/// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
+func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
+             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, threads: Int) {
+    let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             let b = bias[c]
             guard let mask else {
-                let p = output + (c &* plane &+ rows.lowerBound &* width)
+                let p = output + span.offset(channel: c, row: rows.lowerBound)
                 for i in 0 ..< rows.count &* width { p[i] += b }
                 continue
             }
             let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
             for y in rows {
-                let p = output + (c &* plane &+ y &* width)
+                let p = output + span.offset(channel: c, row: y)
                 let m = mask + (c &* height &+ y) &* rowBytes
                 var x = 0
                 while x &+ 8 <= width {
@@ -207,18 +235,18 @@ func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, 
     }
 }
 
-/// Zeroes the elements of the rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
-/// - gradient: (channels, height, width), updated in place
-/// - mask: (channels, height, maskRowBytes(width)), as `addBias` records it
-func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, mask: UnsafePointer<UInt8>, channels: Int, height: Int,
-                   width: Int, rows: Range<Int>, threads: Int) {
-    let plane = height &* width
+/// Zeroes the elements of the map rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
+/// - gradient: (channels, span.rows, span.width), updated in place
+/// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map, as `addBias` records it
+func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask: UnsafePointer<UInt8>, channels: Int,
+                   rows: Range<Int>, threads: Int) {
+    let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         let none = SIMD8<UInt32>(repeating: 0)
         for c in slice {
             for y in rows {
-                let g = gradient + (c &* plane &+ y &* width)
+                let g = gradient + span.offset(channel: c, row: y)
                 let m = mask + (c &* height &+ y) &* rowBytes
                 var x = 0
                 while x &+ 8 <= width {
@@ -402,8 +430,8 @@ func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, plane: Int, into r
 
 /// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
 func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
-    applyReLUMask(gradient.storage, mask: mask.storage, channels: gradient.channels, height: gradient.height,
-                  width: gradient.width, rows: 0 ..< gradient.height, threads: threads)
+    applyReLUMask(gradient.storage, span: .whole(height: gradient.height, width: gradient.width), mask: mask.storage,
+                  channels: gradient.channels, rows: 0 ..< gradient.height, threads: threads)
 }
 
 /// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
