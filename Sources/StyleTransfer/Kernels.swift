@@ -263,93 +263,50 @@ func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask:
     }
 }
 
-@inline(__always)
-private func maskBit(_ mask: UnsafePointer<UInt8>, row: Int, rowBytes: Int, x: Int) -> Bool {
-    mask[row &* rowBytes &+ (x >> 3)] & (1 << UInt8(x & 7)) != 0
-}
-
 // MARK: - Pooling
 
 /// 2x2 stride-2 max pooling, PyTorch's `MaxPool2d(2, 2)`: an odd last row or column is dropped, and the first of equal
-/// values wins. Records in `choice` which of the four inputs won: 0 top left, 1 top right, 2 bottom left, 3 bottom right.
-/// - input: (channels, height, width)
-/// - output, choice: (channels, height / 2, width / 2)
-func maxPoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                    into output: UnsafeMutablePointer<Float>, choice: UnsafeMutablePointer<UInt8>, threads: Int) {
-    let oh = height >> 1, ow = width >> 1
-    parallelFor(channels, cost: height &* width, threads: threads) { slice in
+/// values wins. Computes the pooled rows `rows` and records in `choice` which of the four inputs won: 0 top left,
+/// 1 top right, 2 bottom left, 3 bottom right.
+/// - input: (channels, inputSpan.rows, inputSpan.width), holding input rows 2·rows.lowerBound ..< 2·rows.upperBound
+/// - output: (channels, outputSpan.rows, inputSpan.width / 2), holding `rows` of the (height / 2)-row pooled map
+/// - choice: (channels, inputSpan.height / 2, inputSpan.width / 2), for the whole pooled map
+func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
+                    into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
+                    choice: UnsafeMutablePointer<UInt8>, threads: Int) {
+    let oh = inputSpan.height >> 1, ow = inputSpan.width >> 1
+    parallelFor(channels, cost: 4 &* rows.count &* ow, threads: threads) { slice in
         for c in slice {
-            for oy in 0 ..< oh {
-                let top = input + (c &* height &+ 2 &* oy) &* width
-                let bottom = top + width
-                let o = (c &* oh &+ oy) &* ow
+            for oy in rows {
+                let top = input + inputSpan.offset(channel: c, row: 2 &* oy)
+                let bottom = top + inputSpan.width
+                let o = output + outputSpan.offset(channel: c, row: oy)
+                let k = choice + (c &* oh &+ oy) &* ow
                 for ox in 0 ..< ow {
-                    var best = top[2 &* ox], k: UInt8 = 0
-                    if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; k = 1 }
-                    if bottom[2 &* ox] > best { best = bottom[2 &* ox]; k = 2 }
-                    if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; k = 3 }
-                    output[o &+ ox] = best
-                    choice[o &+ ox] = k
+                    var best = top[2 &* ox], winner: UInt8 = 0
+                    if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; winner = 1 }
+                    if bottom[2 &* ox] > best { best = bottom[2 &* ox]; winner = 2 }
+                    if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; winner = 3 }
+                    o[ox] = best
+                    k[ox] = winner
                 }
             }
         }
     }
 }
 
-/// The input gradient of `maxPoolForward`: each output's gradient goes to the input that won, every other input gets
-/// zero (dropped odd rows and columns included). With `reluMask` (the mask of the ReLU that produced the pooled input),
-/// the gradient is also passed back through that ReLU.
-/// - gradOutput, choice: (channels, height / 2, width / 2)
-/// - gradInput: (channels, height, width), overwritten
-/// - reluMask: (channels, height, maskRowBytes(width))
-func maxPoolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>, channels: Int, height: Int,
-                     width: Int, into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?, threads: Int) {
-    let oh = height >> 1, ow = width >> 1
-    let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: height &* width, threads: threads) { slice in
+/// 2x2 stride-2 average pooling, PyTorch's `AvgPool2d(2, 2)`: an odd last row or column is dropped. Computes the
+/// pooled rows `rows`; the buffers are as for `maxPoolForward`.
+func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
+                        into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
+                        threads: Int) {
+    let ow = inputSpan.width >> 1
+    parallelFor(channels, cost: 4 &* rows.count &* ow, threads: threads) { slice in
         for c in slice {
-            let plane = gradInput + c &* height &* width
-            for oy in 0 ..< oh {
-                let top = plane + 2 &* oy &* width
-                let bottom = top + width
-                let o = (c &* oh &+ oy) &* ow
-                for ox in 0 ..< ow {
-                    let k = Int(choice[o &+ ox])
-                    var g = gradOutput[o &+ ox]
-                    if let reluMask,
-                       !maskBit(reluMask, row: c &* height &+ 2 &* oy &+ k >> 1, rowBytes: rowBytes,
-                                x: 2 &* ox &+ k & 1) {
-                        g = 0
-                    }
-                    top[2 &* ox] = k == 0 ? g : 0
-                    top[2 &* ox &+ 1] = k == 1 ? g : 0
-                    bottom[2 &* ox] = k == 2 ? g : 0
-                    bottom[2 &* ox &+ 1] = k == 3 ? g : 0
-                }
-                if width & 1 == 1 {
-                    top[width &- 1] = 0
-                    bottom[width &- 1] = 0
-                }
-            }
-            if height & 1 == 1 {
-                (plane + (height &- 1) &* width).update(repeating: 0, count: width)
-            }
-        }
-    }
-}
-
-/// 2x2 stride-2 average pooling, PyTorch's `AvgPool2d(2, 2)`: an odd last row or column is dropped.
-/// - input: (channels, height, width)
-/// - output: (channels, height / 2, width / 2)
-func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                        into output: UnsafeMutablePointer<Float>, threads: Int) {
-    let oh = height >> 1, ow = width >> 1
-    parallelFor(channels, cost: height &* width, threads: threads) { slice in
-        for c in slice {
-            for oy in 0 ..< oh {
-                let top = input + (c &* height &+ 2 &* oy) &* width
-                let bottom = top + width
-                let o = output + (c &* oh &+ oy) &* ow
+            for oy in rows {
+                let top = input + inputSpan.offset(channel: c, row: 2 &* oy)
+                let bottom = top + inputSpan.width
+                let o = output + outputSpan.offset(channel: c, row: oy)
                 for ox in 0 ..< ow {
                     o[ox] = 0.25 * ((top[2 &* ox] + top[2 &* ox &+ 1]) + (bottom[2 &* ox] + bottom[2 &* ox &+ 1]))
                 }
@@ -358,42 +315,48 @@ func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: In
     }
 }
 
-/// The input gradient of `averagePoolForward`: a quarter of each output's gradient to each of its four inputs, zero
-/// to dropped odd rows and columns; passed back through the ReLU of `reluMask` when given.
-/// - gradOutput: (channels, height / 2, width / 2)
-/// - gradInput: (channels, height, width), overwritten
-/// - reluMask: (channels, height, maskRowBytes(width))
-func averagePoolBackward(_ gradOutput: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                         into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?, threads: Int) {
+/// The input gradient of 2x2 stride-2 pooling for the input rows `rows`: with `choice` (max pooling), each output's
+/// gradient goes to the input that won and every other input gets zero; without (average pooling), each input gets a
+/// quarter of its window's. Dropped odd rows and columns get zero. With `reluMask` (the mask of the ReLU that produced
+/// the pooled input), the gradient is also passed back through that ReLU.
+/// - gradOutput: (channels, height / 2, width / 2), the whole pooled map
+/// - choice: (channels, height / 2, width / 2)
+/// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
+/// - reluMask: (channels, span.height, maskRowBytes(span.width)), for the whole map
+func poolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>?, channels: Int,
+                  into gradInput: UnsafeMutablePointer<Float>, span: RowSpan, rows: Range<Int>,
+                  reluMask: UnsafePointer<UInt8>?, threads: Int) {
+    let width = span.width, height = span.height
     let oh = height >> 1, ow = width >> 1
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: height &* width, threads: threads) { slice in
+    parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
-            let plane = gradInput + c &* height &* width
-            for oy in 0 ..< oh {
-                let top = plane + 2 &* oy &* width
-                let bottom = top + width
-                let go = gradOutput + (c &* oh &+ oy) &* ow
-                for ox in 0 ..< ow {
-                    let g = 0.25 * go[ox]
-                    top[2 &* ox] = g
-                    top[2 &* ox &+ 1] = g
-                    bottom[2 &* ox] = g
-                    bottom[2 &* ox &+ 1] = g
+            for y in rows {
+                let t = gradInput + span.offset(channel: c, row: y)
+                let oy = y >> 1
+                guard oy < oh else {
+                    t.update(repeating: 0, count: width)
+                    continue
                 }
-                if width & 1 == 1 {
-                    top[width &- 1] = 0
-                    bottom[width &- 1] = 0
+                let g = gradOutput + (c &* oh &+ oy) &* ow
+                if let choice {
+                    let k = choice + (c &* oh &+ oy) &* ow
+                    let half = UInt8(y & 1) << 1
+                    for ox in 0 ..< ow {
+                        let winner = k[ox]
+                        t[2 &* ox] = winner == half ? g[ox] : 0
+                        t[2 &* ox &+ 1] = winner == (half | 1) ? g[ox] : 0
+                    }
+                } else {
+                    for ox in 0 ..< ow {
+                        t[2 &* ox] = 0.25 * g[ox]
+                        t[2 &* ox &+ 1] = 0.25 * g[ox]
+                    }
                 }
-            }
-            if height & 1 == 1 {
-                (plane + (height &- 1) &* width).update(repeating: 0, count: width)
-            }
-            if let reluMask {
-                let m = reluMask + c &* height &* rowBytes
-                for y in 0 ..< 2 &* oh {
-                    let row = plane + y &* width
-                    for x in 0 ..< 2 &* ow where !maskBit(m, row: y, rowBytes: rowBytes, x: x) { row[x] = 0 }
+                if width & 1 == 1 { t[width &- 1] = 0 }
+                if let reluMask {
+                    let m = reluMask + (c &* height &+ y) &* rowBytes
+                    for x in 0 ..< 2 &* ow where m[x >> 3] & (1 << UInt8(x & 7)) == 0 { t[x] = 0 }
                 }
             }
         }
@@ -416,13 +379,15 @@ func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeM
     }
 }
 
-/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed.
-/// - bgrGradient: (3, plane)
-/// - rgbGradient: (3, plane), overwritten
-func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, plane: Int, into rgbGradient: UnsafeMutablePointer<Float>) {
+/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed, for the rows `span`.
+/// - bgrGradient: (3, span.rows, span.width)
+/// - rgbGradient: (3, span.height, span.width), rows `span` overwritten
+func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, into rgbGradient: UnsafeMutablePointer<Float>) {
+    let whole = RowSpan.whole(height: span.height, width: span.width)
     for c in 0 ..< 3 {
-        let s = bgrGradient + (2 &- c) &* plane, d = rgbGradient + c &* plane
-        for i in 0 ..< plane { d[i] = s[i] * 255 }
+        let s = bgrGradient + span.offset(channel: 2 &- c, row: span.first)
+        let d = rgbGradient + whole.offset(channel: c, row: span.first)
+        for i in 0 ..< span.plane { d[i] = s[i] * 255 }
     }
 }
 
@@ -434,15 +399,25 @@ func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
                   channels: gradient.channels, rows: 0 ..< gradient.height, threads: threads)
 }
 
+/// Copies the map rows `rows` of `source`, which holds the rows `span`, into `target`, (channels, rows.count, width).
+func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: Tensor) {
+    precondition(span.holds(rows) && target.channels == source.channels && target.count == source.channels * rows.count * span.width)
+    let n = rows.count &* span.width
+    for c in 0 ..< source.channels {
+        (target.storage + c &* n).update(from: source.storage + span.offset(channel: c, row: rows.lowerBound), count: n)
+    }
+}
+
 /// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
 func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
     precondition(bgr.channels == 3 && rgb.count == bgr.count)
     caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
 }
 
-/// `rgbGradient` from `bgrGradient`, (3, height, width), into an image buffer of the same size.
-func rgbGradient(fromCaffe bgrGradient: Tensor, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
-    precondition(bgrGradient.channels == 3 && rgbGradient.count == bgrGradient.count)
-    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, plane: bgrGradient.planeSize,
-                              into: rgbGradient.baseAddress!)
+/// `rgbGradient` from `bgrGradient`, which holds the rows `span` of the image, into those rows of an image buffer,
+/// (3, span.height, span.width).
+func rgbGradient(fromCaffe bgrGradient: Tensor, span: RowSpan, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
+    precondition(bgrGradient.channels == 3 && bgrGradient.count == 3 * span.plane)
+    precondition(rgbGradient.count == 3 * span.height * span.width)
+    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, span: span, into: rgbGradient.baseAddress!)
 }

@@ -2,7 +2,7 @@
 // then the gradient back to the image), achieved GFLOP/s and peak RSS, one JSON object per size on stdout.
 //
 //   pamstyle-bench --random-weights [--sizes 256,512,1024] [--repeats 5] [--warmup 1] [--pooling max|average]
-//                  [--scratch-mb 32] [--threads N] [--verbose]
+//                  [--scratch-mb 32] [--threads N] [--stripe-rows N] [--verbose]
 //
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
@@ -18,6 +18,7 @@ struct BenchOptions {
     var pooling = Pooling.max
     var scratchMB = 32
     var threads: Int?
+    var stripeRows: Int?
     var verbose = false
 }
 
@@ -59,6 +60,7 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
             ?? { throw BenchError.usage("--warmup must be a nonnegative integer") }()
         case "--scratch-mb": options.scratchMB = try positive(argument)
         case "--threads": options.threads = try positive(argument)
+        case "--stripe-rows": options.stripeRows = try positive(argument)
         case "--pooling":
             let text = try value(argument)
             guard let pooling = Pooling(rawValue: text) else {
@@ -115,7 +117,7 @@ func json(_ fields: [(String, Any)]) -> String {
 func run(_ options: BenchOptions) throws {
     let layers: Set<String> = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
     let net = try VGG19(weights: randomWeights(seed: 1), pooling: options.pooling, scratchBytes: options.scratchMB << 20,
-                        threads: options.threads)
+                        threads: options.threads, stripeRows: options.stripeRows)
     net.recordsLayerTimes = options.verbose
     for size in options.sizes {
         var rng = SplitMix64(seed: UInt64(size))
@@ -147,7 +149,7 @@ func run(_ options: BenchOptions) throws {
         FileHandle.standardOutput.write((json([("size", size), ("seconds_per_eval", seconds), ("forward_seconds", median(forwardTimes)),
                     ("peak_rss_mb", peakRSSMegabytes()), ("gflops", flops / seconds / 1e9),
                     ("allocated_mb", Double(net.allocatedBytes) / 1048576),
-                    ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576), ("repeats", options.repeats), ("threads", net.threads)]) + "\n").data(using: .utf8)!)
+                    ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576), ("repeats", options.repeats), ("threads", net.threads), ("stripe_rows", options.stripeRows.map(String.init) ?? "null")]) + "\n").data(using: .utf8)!)
         if options.verbose {
             var report = "size \(size): layer, forward ms, backward ms (medians)\n"
             for name in VGG19.layerNames {
