@@ -56,9 +56,6 @@ final class Convolution {
         return rotated
     }
 
-    /// Multiply-adds of one pass (forward, or backward) over a height × width map.
-    func multiplyAdds(height: Int, width: Int) -> Int { inChannels * outChannels * 9 * height * width }
-
     /// The im2col band one worker aims for, in floats: small enough to stay in the caches while the GEMM reads it.
     static let bandTarget = 1 << 20
 

@@ -147,8 +147,8 @@ public final class VGG19 {
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
     }
 
-    /// The bytes allocated for evaluations at the prepared size (activations, masks, pooling choices, scratch),
-    /// not counting the prepacked weights.
+    /// The bytes allocated for evaluations at the prepared size (activations, gradients, masks, pooling choices,
+    /// scratch), not counting weights.
     public var allocatedBytes: Int { plan?.allocatedBytes ?? 0 }
 
     /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
@@ -229,7 +229,7 @@ public final class VGG19 {
         for index in stride(from: plan.deepest, through: 0, by: -1) {
             let other = gradient === plan.ping ? plan.pong : plan.ping
             var start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
-            if plan.requested[index] && !(plan.stripes != nil && index < Self.firstBlockSteps - 1) {
+            if plan.requested[index] {
                 let activation: Tensor
                 if let stored = plan.stored[index] {
                     activation = stored
