@@ -4,71 +4,146 @@
 /// budget, whatever the image size: forward, output (outC, band) = kernel (outC, inC·9) · col (inC·9, band); backward,
 /// the input gradient is the forward convolution of the output gradient with the kernel transposed and rotated by
 /// 180°. For few input channels (the image's 3), where that GEMM would have only 3 rows, the backward pass instead
-/// computes col = kernelᵀ · gradient and adds the columns back onto the pixels (col2im).
+/// computes col = kernelᵀ · gradient and gathers the columns back onto the pixels (col2im).
+///
+/// The bands are the unit of parallelism: each core takes the next band and runs im2col, a single-threaded GEMM and
+/// the epilogue (bias, ReLU and mask; or the mask of the input's ReLU) on it, in its own slice of the scratch. Bands
+/// write disjoint rows, so nothing is shared but the input.
+///
+/// The forward kernel is the caller's array itself, not a copy; the rotated kernel is made on the first backward pass,
+/// so layers that are never differentiated cost nothing more.
 final class Convolution {
     let inChannels: Int
     let outChannels: Int
-    /// (outChannels, inChannels · 9): the kernel as GEMM rows, taps in (ky, kx) order.
-    private let forwardKernel: Tensor
-    /// (inChannels, outChannels · 9): forwardKernel[o, i·9 + t] at [i, o·9 + 8 − t], for the input gradient.
-    private let backwardKernel: Tensor
-    /// (outChannels)
-    private let bias: Tensor
+    /// (outChannels, inChannels · 9): the kernel as GEMM rows, taps in (ky, kx) order; shared with the weights.
+    private let kernel: [Float]
+    /// (outChannels); shared with the weights.
+    private let bias: [Float]
+    /// (inChannels, outChannels · 9): kernel[o, i·9 + t] at [i, o·9 + 8 − t], for the input gradient; nil until the
+    /// first backward pass that needs it.
+    private var rotatedKernel: Tensor?
 
     /// At most this many input channels take the col2im path backward.
     private static let col2imInputChannels = 4
 
-    init(_ weights: ConvLayerWeights) {
+    /// The threads a pass runs on.
+    let threads: Int
+
+    init(_ weights: ConvLayerWeights, threads: Int = coreCount) {
+        precondition(threads >= 1)
+        self.threads = threads
         inChannels = weights.inChannels
         outChannels = weights.outChannels
-        forwardKernel = Tensor(channels: 1, height: outChannels, width: inChannels * 9, values: weights.kernel)
-        bias = Tensor(channels: 1, height: 1, width: outChannels, values: weights.bias)
-        var rotated = [Float](repeating: 0, count: weights.kernel.count)
+        kernel = weights.kernel
+        bias = weights.bias
+    }
+
+    /// The bytes this convolution added to the weights it was given: its rotated kernel, once made.
+    var allocatedBytes: Int { rotatedKernel?.allocatedBytes ?? 0 }
+
+    /// The kernel for the input gradient, made on first use.
+    private func backwardKernel() -> Tensor {
+        if let rotatedKernel { return rotatedKernel }
+        let rotated = Tensor(channels: 1, height: inChannels, width: outChannels * 9)
         for o in 0 ..< outChannels {
             for i in 0 ..< inChannels {
                 for t in 0 ..< 9 {
-                    rotated[(i * outChannels + o) * 9 + 8 - t] = weights.kernel[(o * inChannels + i) * 9 + t]
+                    rotated.storage[(i * outChannels + o) * 9 + 8 - t] = kernel[(o * inChannels + i) * 9 + t]
                 }
             }
         }
-        backwardKernel = Tensor(channels: 1, height: inChannels, width: outChannels * 9, values: rotated)
+        rotatedKernel = rotated
+        return rotated
     }
 
-    /// Multiply-adds of one pass (forward, or backward) over a height × width map.
-    func multiplyAdds(height: Int, width: Int) -> Int { inChannels * outChannels * 9 * height * width }
+    /// The im2col band one worker aims for, in floats: small enough to stay in the caches while the GEMM reads it.
+    static let bandTarget = 1 << 20
 
-    /// The scratch floats this convolution wants for a height × width map: a band of as many rows as fit in `limit`
-    /// floats (at least one row, at most the whole map) of the larger of its two im2col operands.
+    /// How one pass splits a map into bands of rows that workers take in turn.
+    private struct Bands {
+        /// Rows per band (the last band may have fewer).
+        let rows: Int
+        let count: Int
+        let workers: Int
+        /// Floats of scratch each worker owns.
+        let scratchPerWorker: Int
+    }
+
+    /// Bands for a pass whose im2col operand has `depth` rows per pixel, plus `halo` extra rows of it per band, when each
+    /// worker may use `perWorker` floats: as large as the memory allows up to `bandTarget`, and at least four per
+    /// worker when the map is tall enough, so that the workers stay balanced.
+    private func bands(depth: Int, halo: Int, height: Int, width: Int, perWorker: Int) -> Bands {
+        let rowFloats = depth * width
+        let byMemory = max(1, min(perWorker, Self.bandTarget) / rowFloats - halo)
+        let byBalance = max(1, (height + 4 * threads - 1) / (4 * threads))
+        let rows = min(height, byMemory, byBalance)
+        let count = (height + rows - 1) / rows
+        return Bands(rows: rows, count: count, workers: min(threads, count),
+                     scratchPerWorker: (rows + halo) * rowFloats)
+    }
+
+    /// The scratch floats this convolution needs for a height × width map when one pass may use at most `limit`
+    /// floats (but never less than one row per worker).
     func scratchCount(height: Int, width: Int, limit: Int) -> Int {
-        var count = 0
-        for depth in [inChannels * 9, outChannels * 9] {
-            let rowFloats = depth * width
-            guard rowFloats > 0 else { continue }
-            count = max(count, rowFloats * min(height, max(1, limit / rowFloats)))
-        }
-        return count
+        guard height > 0 && width > 0 else { return 0 }
+        let perWorker = max(1, limit / threads)
+        let passes = [bands(depth: inChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker),
+                      backwardBands(height: height, width: width, perWorker: perWorker)]
+        return threads * passes.map(\.scratchPerWorker).max()!
+    }
+
+    private func backwardBands(height: Int, width: Int, perWorker: Int) -> Bands {
+        inChannels <= Self.col2imInputChannels
+            ? bands(depth: inChannels * 9, halo: 2, height: height, width: width, perWorker: perWorker)
+            : bands(depth: outChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker)
     }
 
     /// output = conv(input) + bias, then ReLU recording its mask when `reluMask` is given.
     /// - input: (inChannels, height, width)
     /// - output: reshaped to (outChannels, height, width)
     /// - reluMask: (outChannels, height, maskRowBytes(width)) bytes
-    /// - scratch: at least one row of `scratchCount`
+    /// - scratch: `scratchCount` floats for this size, or more
     func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, scratch: Tensor) {
-        precondition(input.channels == inChannels && input !== output)
-        let height = input.height, width = input.width
-        output.reshape(channels: outChannels, height: height, width: width)
-        guard height > 0 && width > 0 else { return }
+        let span = RowSpan.whole(height: input.height, width: input.width)
+        output.reshape(channels: outChannels, height: input.height, width: input.width)
+        forward(rows: 0 ..< input.height, input: input, inputSpan: span, into: output, outputSpan: span,
+                reluMask: reluMask, scratch: scratch)
+    }
+
+    /// The stripe form of `forward`: computes the rows `rows` of the output map from an input that holds the rows
+    /// `inputSpan` of its map (at least rows.lowerBound − 1 ..< rows.upperBound + 1 where they exist), into an output
+    /// that holds the rows `outputSpan` (at least `rows`). Rows outside `rows` are left alone; the mask covers the map.
+    /// - input: (inChannels, inputSpan.rows, width)
+    /// - output: (outChannels, outputSpan.rows, width)
+    /// - reluMask: (outChannels, map height, maskRowBytes(width)) bytes
+    func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
+                 reluMask: ByteBuffer?, scratch: Tensor) {
+        let height = inputSpan.height, width = inputSpan.width
+        precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
+        precondition(output.channels == outChannels && output.count == outChannels * outputSpan.plane)
+        precondition(outputSpan.height == height && outputSpan.width == width && outputSpan.holds(rows))
+        precondition(inputSpan.holds(max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)))
+        guard !rows.isEmpty && width > 0 else { return }
         let depth = inChannels * 9
-        let plane = height * width
-        let band = bandRows(depth: depth, height: height, width: width, scratch: scratch)
-        for first in stride(from: 0, to: height, by: band) {
-            let rows = first ..< min(height, first + band)
-            im2col(input.storage, channels: inChannels, height: height, width: width, rows: rows, into: scratch.storage)
-            sgemm(m: outChannels, n: rows.count * width, k: depth, a: forwardKernel.storage, lda: depth,
-                  b: scratch.storage, ldb: rows.count * width, c: output.storage + first * width, ldc: plane)
-            addBias(output.storage, bias: bias.storage, channels: outChannels, height: height, width: width,
-                    rows: rows, reluMask: reluMask?.storage)
+        let perWorker = scratch.capacity / threads
+        let bands = self.bands(depth: depth, halo: 0, height: rows.count, width: width, perWorker: perWorker)
+        precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
+        let inner = bands.workers == 1 ? threads : 1
+        kernel.withUnsafeBufferPointer { kernel in
+            bias.withUnsafeBufferPointer { bias in
+                parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
+                    let first = rows.lowerBound + band * bands.rows
+                    let band = first ..< min(rows.upperBound, first + bands.rows)
+                    let col = scratch.storage + worker * perWorker
+                    im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, into: col, threads: inner)
+                    sgemm(m: outChannels, n: band.count * width, k: depth, a: kernel.baseAddress!, lda: depth,
+                          b: col, ldb: band.count * width,
+                          c: output.storage + outputSpan.offset(channel: 0, row: band.lowerBound),
+                          ldc: outputSpan.plane)
+                    addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
+                            rows: band, reluMask: reluMask?.storage, threads: inner)
+                }
+            }
         }
     }
 
@@ -77,50 +152,64 @@ final class Convolution {
     /// - gradOutput: (outChannels, height, width)
     /// - gradInput: reshaped to (inChannels, height, width)
     /// - inputMask: (inChannels, height, maskRowBytes(width)) bytes
-    /// - scratch: at least one row of `scratchCount`
+    /// - scratch: `scratchCount` floats for this size, or more
     func backwardInput(_ gradOutput: Tensor, into gradInput: Tensor, inputMask: ByteBuffer?, scratch: Tensor) {
-        precondition(gradOutput.channels == outChannels && gradOutput !== gradInput)
-        let height = gradOutput.height, width = gradOutput.width
-        gradInput.reshape(channels: inChannels, height: height, width: width)
-        guard height > 0 && width > 0 else { return }
-        let plane = height * width
-        if inChannels <= Self.col2imInputChannels {
-            gradInput.zero()
-            let depth = inChannels * 9
-            let band = bandRows(depth: depth, height: height, width: width, scratch: scratch)
-            for first in stride(from: 0, to: height, by: band) {
-                let rows = first ..< min(height, first + band)
-                sgemm(m: depth, n: rows.count * width, k: outChannels, a: forwardKernel.storage, lda: depth,
-                      transposeA: true, b: gradOutput.storage + first * width, ldb: plane,
-                      c: scratch.storage, ldc: rows.count * width)
-                col2imAdd(scratch.storage, channels: inChannels, height: height, width: width, rows: rows,
-                          into: gradInput.storage)
-            }
-            if let inputMask {
-                applyReLUMask(gradInput.storage, mask: inputMask.storage, channels: inChannels, height: height,
-                              width: width, rows: 0 ..< height)
-            }
-        } else {
-            let depth = outChannels * 9
-            let band = bandRows(depth: depth, height: height, width: width, scratch: scratch)
-            for first in stride(from: 0, to: height, by: band) {
-                let rows = first ..< min(height, first + band)
-                im2col(gradOutput.storage, channels: outChannels, height: height, width: width, rows: rows,
-                       into: scratch.storage)
-                sgemm(m: inChannels, n: rows.count * width, k: depth, a: backwardKernel.storage, lda: depth,
-                      b: scratch.storage, ldb: rows.count * width, c: gradInput.storage + first * width, ldc: plane)
+        let span = RowSpan.whole(height: gradOutput.height, width: gradOutput.width)
+        gradInput.reshape(channels: inChannels, height: gradOutput.height, width: gradOutput.width)
+        backwardInput(rows: 0 ..< gradOutput.height, gradOutput: gradOutput, gradOutputSpan: span, into: gradInput,
+                      gradInputSpan: span, inputMask: inputMask, scratch: scratch)
+    }
+
+    /// The stripe form of `backwardInput`: computes the rows `rows` of the input gradient from an output gradient that
+    /// holds the rows `gradOutputSpan` of its map (at least rows.lowerBound − 1 ..< rows.upperBound + 1 where they
+    /// exist), into a buffer that holds the rows `gradInputSpan` (at least `rows`). Other rows are left alone.
+    /// - gradOutput: (outChannels, gradOutputSpan.rows, width)
+    /// - gradInput: (inChannels, gradInputSpan.rows, width)
+    /// - inputMask: (inChannels, map height, maskRowBytes(width)) bytes
+    func backwardInput(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, into gradInput: Tensor,
+                       gradInputSpan: RowSpan, inputMask: ByteBuffer?, scratch: Tensor) {
+        let height = gradOutputSpan.height, width = gradOutputSpan.width
+        precondition(gradOutput.channels == outChannels && gradOutput.count == outChannels * gradOutputSpan.plane)
+        precondition(gradInput.channels == inChannels && gradInput.count == inChannels * gradInputSpan.plane)
+        precondition(gradOutput !== gradInput && gradInputSpan.height == height && gradInputSpan.width == width)
+        precondition(gradInputSpan.holds(rows))
+        precondition(gradOutputSpan.holds(max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)))
+        guard !rows.isEmpty && width > 0 else { return }
+        let perWorker = scratch.capacity / threads
+        let bands = backwardBands(height: rows.count, width: width, perWorker: perWorker)
+        precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
+        let inner = bands.workers == 1 ? threads : 1
+        let col2imPath = inChannels <= Self.col2imInputChannels
+        let rotated = col2imPath ? nil : backwardKernel()
+        kernel.withUnsafeBufferPointer { kernel in
+            parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
+                let first = rows.lowerBound + band * bands.rows
+                let band = first ..< min(rows.upperBound, first + bands.rows)
+                let col = scratch.storage + worker * perWorker
+                if col2imPath {
+                    // col = kernelᵀ · gradOutput over the band and one row either side, then gathered onto the pixels.
+                    let depth = inChannels * 9
+                    let colRows = max(0, band.lowerBound - 1) ..< min(height, band.upperBound + 1)
+                    sgemm(m: depth, n: colRows.count * width, k: outChannels, a: kernel.baseAddress!, lda: depth,
+                          transposeA: true,
+                          b: gradOutput.storage + gradOutputSpan.offset(channel: 0, row: colRows.lowerBound),
+                          ldb: gradOutputSpan.plane, c: col, ldc: colRows.count * width)
+                    col2im(col, colRows: colRows, channels: inChannels, span: gradInputSpan, rows: band,
+                           into: gradInput.storage, threads: inner)
+                } else {
+                    let depth = outChannels * 9
+                    im2col(gradOutput.storage, span: gradOutputSpan, channels: outChannels, rows: band, into: col,
+                           threads: inner)
+                    sgemm(m: inChannels, n: band.count * width, k: depth, a: rotated!.storage, lda: depth,
+                          b: col, ldb: band.count * width,
+                          c: gradInput.storage + gradInputSpan.offset(channel: 0, row: band.lowerBound),
+                          ldc: gradInputSpan.plane)
+                }
                 if let inputMask {
-                    applyReLUMask(gradInput.storage, mask: inputMask.storage, channels: inChannels, height: height,
-                                  width: width, rows: rows)
+                    applyReLUMask(gradInput.storage, span: gradInputSpan, mask: inputMask.storage,
+                                  channels: inChannels, rows: band, threads: inner)
                 }
             }
         }
-    }
-
-    /// The rows per band for an im2col operand of `depth` rows per pixel in `scratch`.
-    private func bandRows(depth: Int, height: Int, width: Int, scratch: Tensor) -> Int {
-        let rows = min(height, scratch.capacity / (depth * width))
-        precondition(rows >= 1, "convolution scratch smaller than one row")
-        return rows
     }
 }

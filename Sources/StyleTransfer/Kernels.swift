@@ -14,13 +14,13 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
     let value: Value
 }
 
-/// The number of cores the kernels spread their loops over.
-let kernelThreads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+/// The number of cores, the default number of threads of the kernels.
+let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
-/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on several threads when `count × cost`
-/// (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
-func parallelFor(_ count: Int, cost: Int, _ body: (Range<Int>) -> Void) {
-    let tasks = min(count, kernelThreads &* 4, (count &* cost) / 16_384)
+/// Calls `body` on consecutive slices of `0..<count` covering it exactly, on up to `threads` threads when
+/// `count × cost` (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
+func parallelFor(_ count: Int, cost: Int, threads: Int, _ body: (Range<Int>) -> Void) {
+    let tasks = threads > 1 ? min(count, threads &* 4, (count &* cost) / 16_384) : 1
     if tasks <= 1 {
         if count > 0 { body(0 ..< count) }
         return
@@ -29,6 +29,45 @@ func parallelFor(_ count: Int, cost: Int, _ body: (Range<Int>) -> Void) {
         let shared = UncheckedSendable(value: body)
         DispatchQueue.concurrentPerform(iterations: tasks) { task in
             shared.value((count &* task / tasks) ..< (count &* (task &+ 1) / tasks))
+        }
+    }
+}
+
+/// Hands out the integers 0, 1, 2, … to threads, one at a time.
+private final class Ticket: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+
+    func take() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        next &+= 1
+        return next &- 1
+    }
+}
+
+/// Calls `body(band, worker)` for every band in `0..<bands`, on `workers` threads (worker is 0..<workers) that each take
+/// the next band as soon as they finish one, so that a core slowed by another process simply does fewer bands. OpenBLAS
+/// runs on at most `blasThreads` threads meanwhile (single-threaded in each worker when there are several), and gets
+/// its thread count back afterwards.
+func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band: Int, _ worker: Int) -> Void) {
+    let saved = openblas_get_num_threads()
+    let limit = workers > 1 ? 1 : min(saved, Int32(clamping: max(1, blasThreads)))
+    if limit != saved { openblas_set_num_threads(limit) }
+    defer { if limit != saved { openblas_set_num_threads(saved) } }
+    if workers <= 1 {
+        for band in 0 ..< bands { body(band, 0) }
+        return
+    }
+    let ticket = Ticket()
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(value: body)
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            while true {
+                let band = ticket.take()
+                if band >= bands { break }
+                shared.value(band, worker)
+            }
         }
     }
 }
@@ -44,19 +83,47 @@ func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA
                 Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+// MARK: - Row spans
+
+/// Which rows of a feature map a buffer holds: rows `first ..< first + rows` of a map `height` rows tall and `width`
+/// wide, stored channel after channel (rows × width floats per channel). A whole map is the span of all its rows; a
+/// horizontal stripe is a span of some.
+struct RowSpan {
+    let first: Int
+    let rows: Int
+    let height: Int
+    let width: Int
+
+    static func whole(height: Int, width: Int) -> RowSpan {
+        RowSpan(first: 0, rows: height, height: height, width: width)
+    }
+
+    /// Whether the buffer holds the rows `range` of the map.
+    func holds(_ range: Range<Int>) -> Bool {
+        range.isEmpty || (range.lowerBound >= first && range.upperBound <= first &+ rows)
+    }
+
+    /// Floats per channel in the buffer.
+    var plane: Int { rows &* width }
+
+    /// Where row `row` of the map (not of the buffer) starts in channel `channel` of the buffer.
+    @inline(__always)
+    func offset(channel: Int, row: Int) -> Int { channel &* plane &+ (row &- first) &* width }
+}
+
 // MARK: - im2col
 
-/// Fills the GEMM operand of a 3x3 pad-1 convolution for the output rows `rows`:
-/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the image.
-/// - input: (channels, height, width)
-/// - col: (channels · 9, rows.count · width)
-func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
-            into col: UnsafeMutablePointer<Float>) {
+/// Fills the GEMM operand of a 3x3 pad-1 convolution for the output rows `rows` of the map:
+/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the map.
+/// The input must hold the rows rows.lowerBound − 1 ..< rows.upperBound + 1 that exist in the map.
+/// - input: (channels, span.rows, span.width)
+/// - col: (channels · 9, rows.count · span.width)
+func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int, rows: Range<Int>,
+            into col: UnsafeMutablePointer<Float>, threads: Int) {
+    let width = span.width, height = span.height
     let n = rows.count &* width
-    let plane = height &* width
-    parallelFor(channels, cost: 9 &* n) { slice in
+    parallelFor(channels, cost: 9 &* n, threads: threads) { slice in
         for c in slice {
-            let source = input + c &* plane
             for ky in 0 ..< 3 {
                 for kx in 0 ..< 3 {
                     var d = col + (c &* 9 &+ ky &* 3 &+ kx) &* n
@@ -65,7 +132,7 @@ func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: In
                         if sy < 0 || sy >= height {
                             d.update(repeating: 0, count: width)
                         } else {
-                            let s = source + sy &* width
+                            let s = input + span.offset(channel: c, row: sy)
                             switch kx {
                             case 0:
                                 d[0] = 0
@@ -85,36 +152,29 @@ func im2col(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: In
     }
 }
 
-/// The transpose of `im2col` for the input gradient of a convolution with 3 input channels: adds the columns of `col`
-/// for the rows `rows` back onto the pixels they were read from.
-/// - col: (channels · 9, rows.count · width), as `im2col` lays it out
-/// - gradInput: (channels, height, width), accumulated into
-func col2imAdd(_ col: UnsafePointer<Float>, channels: Int, height: Int, width: Int, rows: Range<Int>,
-               into gradInput: UnsafeMutablePointer<Float>) {
-    let n = rows.count &* width
-    let plane = height &* width
-    // Each task owns whole channels, so no two tasks add to the same pixel.
-    parallelFor(channels, cost: 9 &* n) { slice in
+/// The transpose of `im2col`, for the input gradient of a convolution: given col = kernelᵀ · gradOutput for the map
+/// rows `colRows`, writes gradInput[c, y, x] = Σ over (ky, kx) of col[c·9 + ky·3 + kx, y − ky + 1, x − kx + 1] for the
+/// map rows `rows` (terms outside the map are zero). `colRows` must cover rows.lowerBound − 1 ..< rows.upperBound + 1
+/// within the map: the rows next to a band contribute to its edge rows.
+/// - col: (channels · 9, colRows.count · span.width)
+/// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
+func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, span: RowSpan, rows: Range<Int>,
+            into gradInput: UnsafeMutablePointer<Float>, threads: Int) {
+    let width = span.width, height = span.height
+    let n = colRows.count &* width
+    parallelFor(channels, cost: 9 &* rows.count &* width, threads: threads) { slice in
         for c in slice {
-            let target = gradInput + c &* plane
-            for ky in 0 ..< 3 {
-                for kx in 0 ..< 3 {
-                    var s = UnsafePointer(col + (c &* 9 &+ ky &* 3 &+ kx) &* n)
-                    for y in rows {
-                        let ty = y &+ ky &- 1
-                        if ty >= 0 && ty < height {
-                            let t = target + ty &* width
-                            switch kx {
-                            case 0:
-                                for x in 1 ..< max(1, width) { t[x &- 1] += s[x] }
-                            case 1:
-                                for x in 0 ..< width { t[x] += s[x] }
-                            default:
-                                for x in 0 ..< max(0, width &- 1) { t[x &+ 1] += s[x] }
-                            }
-                        }
-                        s += width
-                    }
+            for y in rows {
+                let t = gradInput + span.offset(channel: c, row: y)
+                t.update(repeating: 0, count: width)
+                for ky in 0 ..< 3 {
+                    let sy = y &- ky &+ 1
+                    guard sy >= 0 && sy < height else { continue }
+                    let base = col + ((c &* 9 &+ ky &* 3) &* n &+ (sy &- colRows.lowerBound) &* width)
+                    let s0 = base, s1 = base + n, s2 = base + 2 &* n
+                    for x in 0 ..< width &- 1 { t[x] += s0[x &+ 1] }
+                    for x in 0 ..< width { t[x] += s1[x] }
+                    for x in 1 ..< max(1, width) { t[x] += s2[x &- 1] }
                 }
             }
         }
@@ -127,37 +187,47 @@ func col2imAdd(_ col: UnsafePointer<Float>, channels: Int, height: Int, width: I
 @inline(__always)
 func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 
-/// Adds the per-channel bias to the rows `rows` of `output` and, when `mask` is given, applies ReLU and records
+/// The bit of each lane in a mask byte: lane j is bit j.
+private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
+
+/// Adds the per-channel bias to the map rows `rows` of `output` and, when `mask` is given, applies ReLU and records
 /// which elements passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
-/// - output: (channels, height, width), updated in place
+/// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
-/// - mask: (channels, height, maskRowBytes(width))
-func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, channels: Int, height: Int,
-             width: Int, rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?) {
-    let plane = height &* width
+/// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
+func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
+             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, threads: Int) {
+    let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: rows.count &* width) { slice in
+    parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             let b = bias[c]
             guard let mask else {
-                let p = output + (c &* plane &+ rows.lowerBound &* width)
+                let p = output + span.offset(channel: c, row: rows.lowerBound)
                 for i in 0 ..< rows.count &* width { p[i] += b }
                 continue
             }
+            let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
             for y in rows {
-                let p = output + (c &* plane &+ y &* width)
-                for x in 0 ..< width { p[x] = max(p[x] + b, 0) }
+                let p = output + span.offset(channel: c, row: y)
                 let m = mask + (c &* height &+ y) &* rowBytes
                 var x = 0
                 while x &+ 8 <= width {
-                    var byte: UInt8 = 0
-                    for j in 0 ..< 8 where p[x &+ j] > 0 { byte |= 1 << UInt8(j) }
-                    m[x >> 3] = byte
+                    let raw = UnsafeMutableRawPointer(p + x)
+                    var v = raw.loadUnaligned(as: SIMD8<Float>.self) + b
+                    let passed = v .> zero
+                    v.replace(with: 0, where: .!passed)
+                    raw.storeBytes(of: v, as: SIMD8<Float>.self)
+                    m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: passed).wrappedSum())
                     x &+= 8
                 }
                 if x < width {
                     var byte: UInt8 = 0
-                    for j in 0 ..< width &- x where p[x &+ j] > 0 { byte |= 1 << UInt8(j) }
+                    for j in 0 ..< width &- x {
+                        let v = max(p[x &+ j] + b, 0)
+                        p[x &+ j] = v
+                        if v > 0 { byte |= 1 << UInt8(j) }
+                    }
                     m[x >> 3] = byte
                 }
             }
@@ -165,121 +235,78 @@ func addBias(_ output: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>, 
     }
 }
 
-/// Zeroes the elements of the rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
-/// - gradient: (channels, height, width), updated in place
-/// - mask: (channels, height, maskRowBytes(width)), as `addBias` records it
-func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, mask: UnsafePointer<UInt8>, channels: Int, height: Int,
-                   width: Int, rows: Range<Int>) {
-    let plane = height &* width
+/// Zeroes the elements of the map rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
+/// - gradient: (channels, span.rows, span.width), updated in place
+/// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map, as `addBias` records it
+func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask: UnsafePointer<UInt8>, channels: Int,
+                   rows: Range<Int>, threads: Int) {
+    let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: rows.count &* width) { slice in
+    parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
+        let none = SIMD8<UInt32>(repeating: 0)
         for c in slice {
             for y in rows {
-                let g = gradient + (c &* plane &+ y &* width)
+                let g = gradient + span.offset(channel: c, row: y)
                 let m = mask + (c &* height &+ y) &* rowBytes
                 var x = 0
-                while x < width {
-                    let byte = m[x >> 3]
-                    let end = min(x &+ 8, width)
-                    if byte == 0 {
-                        (g + x).update(repeating: 0, count: end &- x)
-                    } else if byte != 0xFF {
-                        for i in x ..< end where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
-                    }
-                    x = end
+                while x &+ 8 <= width {
+                    let raw = UnsafeMutableRawPointer(g + x)
+                    var v = raw.loadUnaligned(as: SIMD8<Float>.self)
+                    v.replace(with: 0, where: SIMD8<UInt32>(repeating: UInt32(m[x >> 3])) & laneBits .== none)
+                    raw.storeBytes(of: v, as: SIMD8<Float>.self)
+                    x &+= 8
                 }
+                let byte = x < width ? m[x >> 3] : 0
+                for i in x ..< width where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
             }
         }
     }
-}
-
-@inline(__always)
-private func maskBit(_ mask: UnsafePointer<UInt8>, row: Int, rowBytes: Int, x: Int) -> Bool {
-    mask[row &* rowBytes &+ (x >> 3)] & (1 << UInt8(x & 7)) != 0
 }
 
 // MARK: - Pooling
 
 /// 2x2 stride-2 max pooling, PyTorch's `MaxPool2d(2, 2)`: an odd last row or column is dropped, and the first of equal
-/// values wins. Records in `choice` which of the four inputs won: 0 top left, 1 top right, 2 bottom left, 3 bottom right.
-/// - input: (channels, height, width)
-/// - output, choice: (channels, height / 2, width / 2)
-func maxPoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                    into output: UnsafeMutablePointer<Float>, choice: UnsafeMutablePointer<UInt8>) {
-    let oh = height >> 1, ow = width >> 1
-    parallelFor(channels, cost: height &* width) { slice in
+/// values wins. Computes the pooled rows `rows` and records in `choice` which of the four inputs won: 0 top left,
+/// 1 top right, 2 bottom left, 3 bottom right.
+/// - input: (channels, inputSpan.rows, inputSpan.width), holding input rows 2·rows.lowerBound ..< 2·rows.upperBound
+/// - output: (channels, outputSpan.rows, inputSpan.width / 2), holding `rows` of the (height / 2)-row pooled map
+/// - choice: (channels, inputSpan.height / 2, inputSpan.width / 2), for the whole pooled map
+func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
+                    into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
+                    choice: UnsafeMutablePointer<UInt8>, threads: Int) {
+    let oh = inputSpan.height >> 1, ow = inputSpan.width >> 1
+    parallelFor(channels, cost: 4 &* rows.count &* ow, threads: threads) { slice in
         for c in slice {
-            for oy in 0 ..< oh {
-                let top = input + (c &* height &+ 2 &* oy) &* width
-                let bottom = top + width
-                let o = (c &* oh &+ oy) &* ow
+            for oy in rows {
+                let top = input + inputSpan.offset(channel: c, row: 2 &* oy)
+                let bottom = top + inputSpan.width
+                let o = output + outputSpan.offset(channel: c, row: oy)
+                let k = choice + (c &* oh &+ oy) &* ow
                 for ox in 0 ..< ow {
-                    var best = top[2 &* ox], k: UInt8 = 0
-                    if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; k = 1 }
-                    if bottom[2 &* ox] > best { best = bottom[2 &* ox]; k = 2 }
-                    if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; k = 3 }
-                    output[o &+ ox] = best
-                    choice[o &+ ox] = k
+                    var best = top[2 &* ox], winner: UInt8 = 0
+                    if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; winner = 1 }
+                    if bottom[2 &* ox] > best { best = bottom[2 &* ox]; winner = 2 }
+                    if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; winner = 3 }
+                    o[ox] = best
+                    k[ox] = winner
                 }
             }
         }
     }
 }
 
-/// The input gradient of `maxPoolForward`: each output's gradient goes to the input that won, every other input gets
-/// zero (dropped odd rows and columns included). With `reluMask` (the mask of the ReLU that produced the pooled input),
-/// the gradient is also passed back through that ReLU.
-/// - gradOutput, choice: (channels, height / 2, width / 2)
-/// - gradInput: (channels, height, width), overwritten
-/// - reluMask: (channels, height, maskRowBytes(width))
-func maxPoolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>, channels: Int, height: Int,
-                     width: Int, into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?) {
-    let oh = height >> 1, ow = width >> 1
-    let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: height &* width) { slice in
+/// 2x2 stride-2 average pooling, PyTorch's `AvgPool2d(2, 2)`: an odd last row or column is dropped. Computes the
+/// pooled rows `rows`; the buffers are as for `maxPoolForward`.
+func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
+                        into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
+                        threads: Int) {
+    let ow = inputSpan.width >> 1
+    parallelFor(channels, cost: 4 &* rows.count &* ow, threads: threads) { slice in
         for c in slice {
-            let plane = gradInput + c &* height &* width
-            for oy in 0 ..< oh {
-                let top = plane + 2 &* oy &* width
-                let bottom = top + width
-                let o = (c &* oh &+ oy) &* ow
-                for ox in 0 ..< ow {
-                    let k = Int(choice[o &+ ox])
-                    var g = gradOutput[o &+ ox]
-                    if let reluMask,
-                       !maskBit(reluMask, row: c &* height &+ 2 &* oy &+ k >> 1, rowBytes: rowBytes,
-                                x: 2 &* ox &+ k & 1) {
-                        g = 0
-                    }
-                    top[2 &* ox] = k == 0 ? g : 0
-                    top[2 &* ox &+ 1] = k == 1 ? g : 0
-                    bottom[2 &* ox] = k == 2 ? g : 0
-                    bottom[2 &* ox &+ 1] = k == 3 ? g : 0
-                }
-                if width & 1 == 1 {
-                    top[width &- 1] = 0
-                    bottom[width &- 1] = 0
-                }
-            }
-            if height & 1 == 1 {
-                (plane + (height &- 1) &* width).update(repeating: 0, count: width)
-            }
-        }
-    }
-}
-
-/// 2x2 stride-2 average pooling, PyTorch's `AvgPool2d(2, 2)`: an odd last row or column is dropped.
-/// - input: (channels, height, width)
-/// - output: (channels, height / 2, width / 2)
-func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                        into output: UnsafeMutablePointer<Float>) {
-    let oh = height >> 1, ow = width >> 1
-    parallelFor(channels, cost: height &* width) { slice in
-        for c in slice {
-            for oy in 0 ..< oh {
-                let top = input + (c &* height &+ 2 &* oy) &* width
-                let bottom = top + width
-                let o = output + (c &* oh &+ oy) &* ow
+            for oy in rows {
+                let top = input + inputSpan.offset(channel: c, row: 2 &* oy)
+                let bottom = top + inputSpan.width
+                let o = output + outputSpan.offset(channel: c, row: oy)
                 for ox in 0 ..< ow {
                     o[ox] = 0.25 * ((top[2 &* ox] + top[2 &* ox &+ 1]) + (bottom[2 &* ox] + bottom[2 &* ox &+ 1]))
                 }
@@ -288,42 +315,48 @@ func averagePoolForward(_ input: UnsafePointer<Float>, channels: Int, height: In
     }
 }
 
-/// The input gradient of `averagePoolForward`: a quarter of each output's gradient to each of its four inputs, zero
-/// to dropped odd rows and columns; passed back through the ReLU of `reluMask` when given.
-/// - gradOutput: (channels, height / 2, width / 2)
-/// - gradInput: (channels, height, width), overwritten
-/// - reluMask: (channels, height, maskRowBytes(width))
-func averagePoolBackward(_ gradOutput: UnsafePointer<Float>, channels: Int, height: Int, width: Int,
-                         into gradInput: UnsafeMutablePointer<Float>, reluMask: UnsafePointer<UInt8>?) {
+/// The input gradient of 2x2 stride-2 pooling for the input rows `rows`: with `choice` (max pooling), each output's
+/// gradient goes to the input that won and every other input gets zero; without (average pooling), each input gets a
+/// quarter of its window's. Dropped odd rows and columns get zero. With `reluMask` (the mask of the ReLU that produced
+/// the pooled input), the gradient is also passed back through that ReLU.
+/// - gradOutput: (channels, height / 2, width / 2), the whole pooled map
+/// - choice: (channels, height / 2, width / 2)
+/// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
+/// - reluMask: (channels, span.height, maskRowBytes(span.width)), for the whole map
+func poolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>?, channels: Int,
+                  into gradInput: UnsafeMutablePointer<Float>, span: RowSpan, rows: Range<Int>,
+                  reluMask: UnsafePointer<UInt8>?, threads: Int) {
+    let width = span.width, height = span.height
     let oh = height >> 1, ow = width >> 1
     let rowBytes = maskRowBytes(width: width)
-    parallelFor(channels, cost: height &* width) { slice in
+    parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
-            let plane = gradInput + c &* height &* width
-            for oy in 0 ..< oh {
-                let top = plane + 2 &* oy &* width
-                let bottom = top + width
-                let go = gradOutput + (c &* oh &+ oy) &* ow
-                for ox in 0 ..< ow {
-                    let g = 0.25 * go[ox]
-                    top[2 &* ox] = g
-                    top[2 &* ox &+ 1] = g
-                    bottom[2 &* ox] = g
-                    bottom[2 &* ox &+ 1] = g
+            for y in rows {
+                let t = gradInput + span.offset(channel: c, row: y)
+                let oy = y >> 1
+                guard oy < oh else {
+                    t.update(repeating: 0, count: width)
+                    continue
                 }
-                if width & 1 == 1 {
-                    top[width &- 1] = 0
-                    bottom[width &- 1] = 0
+                let g = gradOutput + (c &* oh &+ oy) &* ow
+                if let choice {
+                    let k = choice + (c &* oh &+ oy) &* ow
+                    let half = UInt8(y & 1) << 1
+                    for ox in 0 ..< ow {
+                        let winner = k[ox]
+                        t[2 &* ox] = winner == half ? g[ox] : 0
+                        t[2 &* ox &+ 1] = winner == (half | 1) ? g[ox] : 0
+                    }
+                } else {
+                    for ox in 0 ..< ow {
+                        t[2 &* ox] = 0.25 * g[ox]
+                        t[2 &* ox &+ 1] = 0.25 * g[ox]
+                    }
                 }
-            }
-            if height & 1 == 1 {
-                (plane + (height &- 1) &* width).update(repeating: 0, count: width)
-            }
-            if let reluMask {
-                let m = reluMask + c &* height &* rowBytes
-                for y in 0 ..< 2 &* oh {
-                    let row = plane + y &* width
-                    for x in 0 ..< 2 &* ow where !maskBit(m, row: y, rowBytes: rowBytes, x: x) { row[x] = 0 }
+                if width & 1 == 1 { t[width &- 1] = 0 }
+                if let reluMask {
+                    let m = reluMask + (c &* height &+ y) &* rowBytes
+                    for x in 0 ..< 2 &* ow where m[x >> 3] & (1 << UInt8(x & 7)) == 0 { t[x] = 0 }
                 }
             }
         }
@@ -346,22 +379,33 @@ func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeM
     }
 }
 
-/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed.
-/// - bgrGradient: (3, plane)
-/// - rgbGradient: (3, plane), overwritten
-func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, plane: Int, into rgbGradient: UnsafeMutablePointer<Float>) {
+/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed, for the rows `span`.
+/// - bgrGradient: (3, span.rows, span.width)
+/// - rgbGradient: (3, span.height, span.width), rows `span` overwritten
+func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, into rgbGradient: UnsafeMutablePointer<Float>) {
+    let whole = RowSpan.whole(height: span.height, width: span.width)
     for c in 0 ..< 3 {
-        let s = bgrGradient + (2 &- c) &* plane, d = rgbGradient + c &* plane
-        for i in 0 ..< plane { d[i] = s[i] * 255 }
+        let s = bgrGradient + span.offset(channel: 2 &- c, row: span.first)
+        let d = rgbGradient + whole.offset(channel: c, row: span.first)
+        for i in 0 ..< span.plane { d[i] = s[i] * 255 }
     }
 }
 
 // MARK: - Whole tensors
 
 /// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
-func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer) {
-    applyReLUMask(gradient.storage, mask: mask.storage, channels: gradient.channels, height: gradient.height,
-                  width: gradient.width, rows: 0 ..< gradient.height)
+func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
+    applyReLUMask(gradient.storage, span: .whole(height: gradient.height, width: gradient.width), mask: mask.storage,
+                  channels: gradient.channels, rows: 0 ..< gradient.height, threads: threads)
+}
+
+/// Copies the map rows `rows` of `source`, which holds the rows `span`, into `target`, (channels, rows.count, width).
+func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: Tensor) {
+    precondition(span.holds(rows) && target.channels == source.channels && target.count == source.channels * rows.count * span.width)
+    let n = rows.count &* span.width
+    for c in 0 ..< source.channels {
+        (target.storage + c &* n).update(from: source.storage + span.offset(channel: c, row: rows.lowerBound), count: n)
+    }
 }
 
 /// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
@@ -370,9 +414,10 @@ func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
     caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
 }
 
-/// `rgbGradient` from `bgrGradient`, (3, height, width), into an image buffer of the same size.
-func rgbGradient(fromCaffe bgrGradient: Tensor, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
-    precondition(bgrGradient.channels == 3 && rgbGradient.count == bgrGradient.count)
-    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, plane: bgrGradient.planeSize,
-                              into: rgbGradient.baseAddress!)
+/// `rgbGradient` from `bgrGradient`, which holds the rows `span` of the image, into those rows of an image buffer,
+/// (3, span.height, span.width).
+func rgbGradient(fromCaffe bgrGradient: Tensor, span: RowSpan, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
+    precondition(bgrGradient.channels == 3 && bgrGradient.count == 3 * span.plane)
+    precondition(rgbGradient.count == 3 * span.height * span.width)
+    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, span: span, into: rgbGradient.baseAddress!)
 }

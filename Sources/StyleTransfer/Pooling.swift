@@ -8,15 +8,28 @@ public enum Pooling: String, Sendable, CaseIterable {
     /// - input: (channels, height, width)
     /// - output: reshaped to (channels, height / 2, width / 2)
     /// - choice: (channels, height / 2, width / 2) bytes; needed for `.max` only
-    func forward(_ input: Tensor, into output: Tensor, choice: ByteBuffer?) {
-        precondition(input !== output)
-        let (c, h, w) = (input.channels, input.height, input.width)
-        output.reshape(channels: c, height: h / 2, width: w / 2)
+    func forward(_ input: Tensor, into output: Tensor, choice: ByteBuffer?, threads: Int = coreCount) {
+        let (h, w) = (input.height, input.width)
+        output.reshape(channels: input.channels, height: h / 2, width: w / 2)
+        forward(rows: 0 ..< h / 2, input: input, inputSpan: .whole(height: h, width: w), into: output,
+                outputSpan: .whole(height: h / 2, width: w / 2), choice: choice, threads: threads)
+    }
+
+    /// The stripe form of `forward`: the pooled rows `rows`, from an input that holds the rows `inputSpan` of its map
+    /// (at least 2·rows.lowerBound ..< 2·rows.upperBound) into an output that holds the rows `outputSpan` of the pooled
+    /// map (at least `rows`). `choice` covers the whole pooled map.
+    func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
+                 choice: ByteBuffer?, threads: Int = coreCount) {
+        precondition(input !== output && input.count == input.channels * inputSpan.plane)
+        precondition(output.channels == input.channels && output.count == output.channels * outputSpan.plane)
+        precondition(outputSpan.holds(rows) && inputSpan.holds(2 * rows.lowerBound ..< 2 * rows.upperBound))
         switch self {
         case .max:
-            maxPoolForward(input.storage, channels: c, height: h, width: w, into: output.storage, choice: choice!.storage)
+            maxPoolForward(input.storage, span: inputSpan, channels: input.channels, into: output.storage,
+                           span: outputSpan, rows: rows, choice: choice!.storage, threads: threads)
         case .average:
-            averagePoolForward(input.storage, channels: c, height: h, width: w, into: output.storage)
+            averagePoolForward(input.storage, span: inputSpan, channels: input.channels, into: output.storage,
+                               span: outputSpan, rows: rows, threads: threads)
         }
     }
 
@@ -27,17 +40,21 @@ public enum Pooling: String, Sendable, CaseIterable {
     /// - gradInput: reshaped to (channels, height, width) and overwritten
     /// - reluMask: (channels, height, maskRowBytes(width)) bytes
     func backward(_ gradOutput: Tensor, choice: ByteBuffer?, height: Int, width: Int, into gradInput: Tensor,
-                  reluMask: ByteBuffer?) {
-        precondition(gradOutput !== gradInput && gradOutput.height == height / 2 && gradOutput.width == width / 2)
-        let c = gradOutput.channels
-        gradInput.reshape(channels: c, height: height, width: width)
-        switch self {
-        case .max:
-            maxPoolBackward(gradOutput.storage, choice: choice!.storage, channels: c, height: height, width: width,
-                            into: gradInput.storage, reluMask: reluMask?.storage)
-        case .average:
-            averagePoolBackward(gradOutput.storage, channels: c, height: height, width: width, into: gradInput.storage,
-                                reluMask: reluMask?.storage)
-        }
+                  reluMask: ByteBuffer?, threads: Int = coreCount) {
+        gradInput.reshape(channels: gradOutput.channels, height: height, width: width)
+        backward(rows: 0 ..< height, gradOutput: gradOutput, choice: choice, into: gradInput,
+                 gradInputSpan: .whole(height: height, width: width), reluMask: reluMask, threads: threads)
+    }
+
+    /// The stripe form of `backward`: the input rows `rows`, into a buffer that holds the rows `gradInputSpan` of the
+    /// input map (at least `rows`); `gradOutput`, `choice` and `reluMask` cover their whole maps.
+    func backward(rows: Range<Int>, gradOutput: Tensor, choice: ByteBuffer?, into gradInput: Tensor,
+                  gradInputSpan: RowSpan, reluMask: ByteBuffer?, threads: Int = coreCount) {
+        precondition(gradOutput !== gradInput && gradInputSpan.holds(rows))
+        precondition(gradOutput.height == gradInputSpan.height / 2 && gradOutput.width == gradInputSpan.width / 2)
+        precondition(gradInput.channels == gradOutput.channels && gradInput.count == gradInput.channels * gradInputSpan.plane)
+        poolBackward(gradOutput.storage, choice: self == .max ? choice!.storage : nil, channels: gradOutput.channels,
+                     into: gradInput.storage, span: gradInputSpan, rows: rows, reluMask: reluMask?.storage,
+                     threads: threads)
     }
 }

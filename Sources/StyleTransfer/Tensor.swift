@@ -55,7 +55,7 @@ public final class Tensor {
     public var allocatedBytes: Int { capacity * MemoryLayout<Float>.stride }
 
     /// Gives the tensor a new shape within its capacity. The values are not moved or cleared.
-    public func reshape(channels: Int, height: Int, width: Int) {
+    func reshape(channels: Int, height: Int, width: Int) {
         precondition(channels >= 0 && height >= 0 && width >= 0, "negative tensor dimension")
         precondition(channels * height * width <= capacity, "shape exceeds the tensor's capacity")
         self.channels = channels

@@ -23,14 +23,25 @@ public struct FeatureMap {
     public let layer: String
     /// The height of the layer's whole map.
     public let height: Int
-    /// The rows of the whole map that `values` holds: all of them (`0 ..< height`) unless the network runs its early
-    /// layers in horizontal stripes, in which case a layer arrives as several consecutive stripes.
+    /// The rows of the whole map that `values` holds: all of them (`0 ..< height`), unless the network runs its first
+    /// block in horizontal stripes (`VGG19.stripeRows`). Then `relu1_1` arrives in stripes: in the forward pass,
+    /// consecutive stripes that cover the map once; in the backward pass, stripes that overlap their neighbours by a
+    /// row or two, so the gradient a loss adds must depend only on the activation rows it is given.
     public let rows: Range<Int>
     /// (channels, rows.count, width)
     public let values: Tensor
 
     public var channels: Int { values.channels }
     public var width: Int { values.width }
+}
+
+/// The time the network spent in one step of its last evaluation (see `VGG19.recordsLayerTimes`).
+public struct LayerTime: Sendable {
+    /// The step's name: `reluB_N` for a convolution with its ReLU, `poolB` for a pooling.
+    public let layer: String
+    public var forwardSeconds: Double
+    /// The backward pass through the step (the losses' own time excluded).
+    public var backwardSeconds: Double
 }
 
 /// VGG-19's sixteen 3x3 convolutions with their ReLUs and the pooling between the blocks, evaluated on the CPU for one
@@ -87,21 +98,38 @@ public final class VGG19 {
     }
 
     public let pooling: Pooling
-    /// The convolutions in network order, weights prepacked.
+    /// The convolutions in network order.
     private let convolutions: [Convolution]
     /// The most floats one convolution's im2col band may use.
     private let scratchLimit: Int
+    /// The threads the network's own loops run on.
+    public let threads: Int
+    /// The rows per stripe of the first block, or nil when it runs on whole maps (see `init`).
+    public let stripeRows: Int?
     /// The buffers for the size and layers of the last evaluation.
     private var plan: Plan?
     /// Whether the buffers hold a forward pass that `backward` may use.
     private var forwardIsCurrent = false
 
+    /// When set, each evaluation records the time of each step in `layerTimes` (for benchmarks).
+    public var recordsLayerTimes = false
+    /// The steps of the last evaluation with their times, in network order, when `recordsLayerTimes` is set.
+    public private(set) var layerTimes: [LayerTime] = []
+
     /// Builds the network from the 16 convolution layers of `weights`.
     /// - Parameters:
     ///   - pooling: max pooling as published, or average pooling.
     ///   - scratchBytes: the bound on the im2col scratch of a convolution; any image size works within it.
+    ///   - threads: the threads of the convolutions and the other loops (OpenBLAS runs single-threaded inside
+    ///     each); the number of cores by default.
+    ///   - stripeRows: when given (rounded up to even), the first block (`conv1_1`, `conv1_2`, `pool1`) runs in
+    ///     horizontal stripes of this many rows, forward and backward, so that its two full-resolution 64-channel maps
+    ///     are never whole: the largest buffers become those of block 2, half the size. The losses must then accept
+    ///     `relu1_1` in stripes (see `FeatureMap.rows`). Not used when a loss reads `relu1_2`, or the forward pass
+    ///     stops within the first block, or the image is no taller than a stripe.
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
-    public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20) throws {
+    public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
+                stripeRows: Int? = nil) throws {
         guard weights.layers.count == Self.convolutionTable.count else {
             throw NetworkError.layerCount(found: weights.layers.count)
         }
@@ -112,17 +140,21 @@ public final class VGG19 {
                                              found: "\(layer.name) (\(layer.inChannels) → \(layer.outChannels) channels)")
         }
         self.pooling = pooling
-        convolutions = weights.layers.map(Convolution.init)
+        let threads = max(1, threads ?? coreCount)
+        self.threads = threads
+        self.stripeRows = stripeRows.map { max(2, ($0 + 1) / 2 * 2) }
+        convolutions = weights.layers.map { Convolution($0, threads: threads) }
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
     }
 
-    /// The bytes allocated for evaluations at the prepared size (activations, masks, pooling choices, scratch),
-    /// not counting the prepacked weights.
+    /// The bytes allocated for evaluations at the prepared size (activations, gradients, masks, pooling choices,
+    /// scratch), not counting weights.
     public var allocatedBytes: Int { plan?.allocatedBytes ?? 0 }
 
-    /// The bytes of the prepacked weights (each kernel is kept twice: as is, and rotated for the backward pass).
-    public var weightBytes: Int {
-        convolutions.reduce(0) { $0 + 2 * $1.inChannels * $1.outChannels * 9 * 4 + $1.outChannels * 4 }
+    /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
+    /// the rotated kernels for the backward pass, made the first time each layer is differentiated.
+    public var kernelCopyBytes: Int {
+        convolutions.reduce(0) { $0 + $1.allocatedBytes }
     }
 
     /// Allocates the buffers for evaluations at height × width whose losses read `layers`; does nothing when they
@@ -134,7 +166,7 @@ public final class VGG19 {
         plan = nil
         forwardIsCurrent = false
         plan = Plan(height: height, width: width, layers: layers, pooling: pooling, convolutions: convolutions,
-                    scratchLimit: scratchLimit)
+                    scratchLimit: scratchLimit, stripeRows: stripeRows)
     }
 
     /// Runs the network on `image` up to the deepest of `layers`, calling `observe` with each of `layers` as soon as it
@@ -149,13 +181,24 @@ public final class VGG19 {
         let plan = plan!
         caffeInput(fromRGB: image, into: plan.input)
         var current = plan.input
-        for index in 0 ... plan.deepest {
+        layerTimes = []
+        var firstStep = 0
+        if plan.stripes != nil {
+            current = forwardFirstBlockInStripes(plan, observe: observe)
+            firstStep = Self.firstBlockSteps
+        }
+        for index in firstStep ..< plan.deepest + 1 {
+            let start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
             let output = plan.stored[index] ?? (current === plan.ping ? plan.pong : plan.ping)
             switch Self.steps[index].kind {
             case .convolution(let k):
                 convolutions[k].forward(current, into: output, reluMask: plan.masks[index], scratch: plan.scratch)
             case .pool:
-                pooling.forward(current, into: output, choice: plan.choices[index])
+                pooling.forward(current, into: output, choice: plan.choices[index], threads: threads)
+            }
+            if recordsLayerTimes {
+                layerTimes.append(LayerTime(layer: Self.steps[index].name, forwardSeconds: seconds(since: start),
+                                            backwardSeconds: 0))
             }
             if plan.requested[index] {
                 observe(FeatureMap(layer: Self.steps[index].name, height: output.height, rows: 0 ..< output.height,
@@ -185,6 +228,7 @@ public final class VGG19 {
         var throughReLU = false
         for index in stride(from: plan.deepest, through: 0, by: -1) {
             let other = gradient === plan.ping ? plan.pong : plan.ping
+            var start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
             if plan.requested[index] {
                 let activation: Tensor
                 if let stored = plan.stored[index] {
@@ -194,27 +238,140 @@ public final class VGG19 {
                     convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
                     activation = other
                 }
+                let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
                 addGradient(FeatureMap(layer: Self.steps[index].name, height: activation.height,
                                        rows: 0 ..< activation.height, values: activation), gradient)
+                if recordsLayerTimes { start += DispatchTime.now().uptimeNanoseconds - lossStart }
+            }
+            if plan.stripes != nil && index == Self.firstBlockSteps - 1 {
+                backwardFirstBlockInStripes(plan, gradient: gradient, into: imageGradient, addGradient: addGradient)
+                return
             }
             // The ReLU before this step can take the gradient through its mask at once unless a loss adds to it first.
             let fuseReLU = index > 0 && !plan.requested[index - 1] && plan.masks[index - 1] != nil
             switch Self.steps[index].kind {
             case .convolution(let k):
                 if !throughReLU, let mask = plan.masks[index] {
-                    applyReLUMask(gradient, mask: mask)
+                    applyReLUMask(gradient, mask: mask, threads: threads)
                 }
                 convolutions[k].backwardInput(gradient, into: other, inputMask: fuseReLU ? plan.masks[index - 1] : nil,
                                               scratch: plan.scratch)
             case .pool:
                 let input = plan.shapes[index - 1]
                 pooling.backward(gradient, choice: plan.choices[index], height: input.height, width: input.width,
-                                 into: other, reluMask: fuseReLU ? plan.masks[index - 1] : nil)
+                                 into: other, reluMask: fuseReLU ? plan.masks[index - 1] : nil, threads: threads)
             }
             throughReLU = fuseReLU
             gradient = other
+            if recordsLayerTimes && index < layerTimes.count { layerTimes[index].backwardSeconds = seconds(since: start) }
         }
-        rgbGradient(fromCaffe: gradient, into: imageGradient)
+        rgbGradient(fromCaffe: gradient, span: .whole(height: plan.height, width: plan.width), into: imageGradient)
+    }
+
+    /// The steps of the first block: conv1_1, conv1_2, pool1.
+    private static let firstBlockSteps = 3
+
+    /// The forward pass through the first block in stripes: conv1_1 on the stripe's rows and one more each side,
+    /// conv1_2 on the stripe's rows, pool1 into its rows of the whole pooled map, which it returns.
+    private func forwardFirstBlockInStripes(_ plan: Plan, observe: (FeatureMap) -> Void) -> Tensor {
+        let (height, width) = (plan.height, plan.width)
+        let stripes = plan.stripes!
+        let whole = RowSpan.whole(height: height, width: width)
+        let pooled = plan.stored[2] ?? plan.ping
+        pooled.reshape(channels: 64, height: height / 2, width: width / 2)
+        var times = [Double](repeating: 0, count: Self.firstBlockSteps)
+        for first in stride(from: 0, to: height, by: stripes.rows) {
+            let rows = first ..< min(height, first + stripes.rows)
+            let halo = max(0, first - 1) ..< min(height, rows.upperBound + 1)
+            let haloSpan = RowSpan(first: halo.lowerBound, rows: halo.count, height: height, width: width)
+            let rowSpan = RowSpan(first: first, rows: rows.count, height: height, width: width)
+            var start = DispatchTime.now().uptimeNanoseconds
+            let relu1 = stripes.a
+            relu1.reshape(channels: 64, height: halo.count, width: width)
+            convolutions[0].forward(rows: halo, input: plan.input, inputSpan: whole, into: relu1, outputSpan: haloSpan,
+                                    reluMask: plan.masks[0], scratch: plan.scratch)
+            times[0] += seconds(since: start)
+            if plan.requested[0] {
+                stripes.c.reshape(channels: 64, height: rows.count, width: width)
+                copyRows(of: relu1, span: haloSpan, rows: rows, into: stripes.c)
+                observe(FeatureMap(layer: Self.steps[0].name, height: height, rows: rows, values: stripes.c))
+            }
+            start = DispatchTime.now().uptimeNanoseconds
+            let relu2 = stripes.b
+            relu2.reshape(channels: 64, height: rows.count, width: width)
+            convolutions[1].forward(rows: rows, input: relu1, inputSpan: haloSpan, into: relu2, outputSpan: rowSpan,
+                                    reluMask: plan.masks[1], scratch: plan.scratch)
+            times[1] += seconds(since: start)
+            start = DispatchTime.now().uptimeNanoseconds
+            pooling.forward(rows: first / 2 ..< min(height / 2, rows.upperBound / 2), input: relu2, inputSpan: rowSpan,
+                            into: pooled, outputSpan: .whole(height: height / 2, width: width / 2),
+                            choice: plan.choices[2], threads: threads)
+            times[2] += seconds(since: start)
+        }
+        if recordsLayerTimes {
+            layerTimes = (0 ..< Self.firstBlockSteps).map {
+                LayerTime(layer: Self.steps[$0].name, forwardSeconds: times[$0], backwardSeconds: 0)
+            }
+        }
+        if plan.requested[2] {
+            observe(FeatureMap(layer: Self.steps[2].name, height: pooled.height, rows: 0 ..< pooled.height,
+                               values: pooled))
+        }
+        return pooled
+    }
+
+    /// The backward pass through the first block in stripes, from the gradient at pool1's output to the image: for
+    /// each stripe of image rows, pool1 backward on the stripe and two rows each side, conv1_2 backward on the stripe
+    /// and one row each side (recomputing relu1_1 there when a loss reads it), conv1_1 backward on the stripe.
+    private func backwardFirstBlockInStripes(_ plan: Plan, gradient pooledGradient: Tensor,
+                                             into imageGradient: UnsafeMutableBufferPointer<Float>,
+                                             addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
+        let (height, width) = (plan.height, plan.width)
+        let stripes = plan.stripes!
+        let whole = RowSpan.whole(height: height, width: width)
+        var times = [Double](repeating: 0, count: Self.firstBlockSteps)
+        for first in stride(from: 0, to: height, by: stripes.rows) {
+            let rows = first ..< min(height, first + stripes.rows)
+            let rows1 = max(0, first - 1) ..< min(height, rows.upperBound + 1)
+            let rows2 = max(0, first - 2) ..< min(height, rows.upperBound + 2)
+            let span1 = RowSpan(first: rows1.lowerBound, rows: rows1.count, height: height, width: width)
+            let span2 = RowSpan(first: rows2.lowerBound, rows: rows2.count, height: height, width: width)
+            let rowSpan = RowSpan(first: first, rows: rows.count, height: height, width: width)
+            var start = DispatchTime.now().uptimeNanoseconds
+            let gradient2 = stripes.a
+            gradient2.reshape(channels: 64, height: rows2.count, width: width)
+            pooling.backward(rows: rows2, gradOutput: pooledGradient, choice: plan.choices[2], into: gradient2,
+                             gradInputSpan: span2, reluMask: plan.masks[1], threads: threads)
+            times[2] += seconds(since: start)
+            start = DispatchTime.now().uptimeNanoseconds
+            let gradient1 = stripes.b
+            gradient1.reshape(channels: 64, height: rows1.count, width: width)
+            convolutions[1].backwardInput(rows: rows1, gradOutput: gradient2, gradOutputSpan: span2, into: gradient1,
+                                          gradInputSpan: span1, inputMask: plan.requested[0] ? nil : plan.masks[0],
+                                          scratch: plan.scratch)
+            times[1] += seconds(since: start)
+            start = DispatchTime.now().uptimeNanoseconds
+            if plan.requested[0] {
+                let relu1 = stripes.c
+                relu1.reshape(channels: 64, height: rows1.count, width: width)
+                convolutions[0].forward(rows: rows1, input: plan.input, inputSpan: whole, into: relu1, outputSpan: span1,
+                                        reluMask: nil, scratch: plan.scratch)
+                let lossStart = DispatchTime.now().uptimeNanoseconds
+                addGradient(FeatureMap(layer: Self.steps[0].name, height: height, rows: rows1, values: relu1), gradient1)
+                start += DispatchTime.now().uptimeNanoseconds - lossStart
+                applyReLUMask(gradient1.storage, span: span1, mask: plan.masks[0]!.storage, channels: 64, rows: rows1,
+                              threads: threads)
+            }
+            let imageRows = stripes.a
+            imageRows.reshape(channels: 3, height: rows.count, width: width)
+            convolutions[0].backwardInput(rows: rows, gradOutput: gradient1, gradOutputSpan: span1, into: imageRows,
+                                          gradInputSpan: rowSpan, inputMask: nil, scratch: plan.scratch)
+            rgbGradient(fromCaffe: imageRows, span: rowSpan, into: imageGradient)
+            times[0] += seconds(since: start)
+        }
+        if recordsLayerTimes {
+            for step in 0 ..< min(Self.firstBlockSteps, layerTimes.count) { layerTimes[step].backwardSeconds = times[step] }
+        }
     }
 
     /// Copies of the outputs of `layers` for `image`, (3, height, width) RGB 0…1: style targets, tests, fixtures.
@@ -227,6 +384,10 @@ public final class VGG19 {
         }
         forwardIsCurrent = false
         return result
+    }
+
+    private func seconds(since start: UInt64) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 
     // MARK: - The layer sequence
@@ -300,9 +461,12 @@ public final class VGG19 {
         let choices: [ByteBuffer?]
         /// (scratch floats): the im2col band of the convolution being run.
         let scratch: Tensor
+        /// The buffers of the first block's stripes, when it runs in stripes: (64, rows + 4, width) for `a`,
+        /// (64, rows + 2, width) for `b` and `c`, each holding whichever stripe of a map is being worked on.
+        let stripes: (rows: Int, a: Tensor, b: Tensor, c: Tensor)?
 
         init(height: Int, width: Int, layers: Set<String>, pooling: Pooling, convolutions: [Convolution],
-             scratchLimit: Int) {
+             scratchLimit: Int, stripeRows: Int?) {
             self.height = height
             self.width = width
             self.layers = layers
@@ -316,7 +480,17 @@ public final class VGG19 {
             requested = (0 ... deepest).map { indices.contains($0) }
             shapes = VGG19.shapes(height: height, width: width, through: deepest)
             input = Tensor(channels: 3, height: height, width: width)
-            let largest = shapes.map { $0.channels * $0.height * $0.width }.max()!
+            let firstBlock = VGG19.firstBlockSteps
+            if let stripeRows, deepest >= firstBlock - 1, !requested[1], height > stripeRows {
+                stripes = (stripeRows, Tensor(channels: 0, height: 0, width: 0, capacity: 64 * (stripeRows + 4) * width),
+                           Tensor(channels: 0, height: 0, width: 0, capacity: 64 * (stripeRows + 2) * width),
+                           Tensor(channels: 0, height: 0, width: 0, capacity: 64 * (stripeRows + 2) * width))
+            } else {
+                stripes = nil
+            }
+            // The whole maps that pass through ping and pong: all of them, or those after the first block.
+            let wholeMaps = stripes == nil ? shapes[...] : shapes[(firstBlock - 1)...]
+            let largest = wholeMaps.map { $0.channels * $0.height * $0.width }.max()!
             ping = Tensor(channels: 0, height: 0, width: 0, capacity: largest)
             pong = Tensor(channels: 0, height: 0, width: 0, capacity: largest)
             var stored: [Tensor?] = []
@@ -347,6 +521,7 @@ public final class VGG19 {
 
         var allocatedBytes: Int {
             let tensors = [input, ping, pong, scratch] + stored.compactMap { $0 }
+                + (stripes.map { [$0.a, $0.b, $0.c] } ?? [])
             return tensors.reduce(0) { $0 + $1.allocatedBytes }
                 + (masks + choices).reduce(0) { $0 + ($1?.capacity ?? 0) }
         }

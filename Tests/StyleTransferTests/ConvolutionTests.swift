@@ -127,4 +127,93 @@ final class ConvolutionTests: XCTestCase {
             assertClose(gradInput.values, expected, relative: 1e-5, "masked backward \(ci)→\(co) \(h)x\(w)")
         }
     }
+
+    /// Copies the rows `span` of a whole CHW map into a stripe tensor.
+    func stripe(_ values: [Float], channels: Int, span: RowSpan) -> Tensor {
+        let t = Tensor(channels: channels, height: span.rows, width: span.width)
+        for c in 0 ..< channels {
+            for y in 0 ..< span.rows {
+                for x in 0 ..< span.width {
+                    t[c, y, x] = values[(c * span.height + span.first + y) * span.width + x]
+                }
+            }
+        }
+        return t
+    }
+
+    /// The stripe forms compute exactly the rows asked, from stripes holding just the rows they need (one more on each
+    /// side where the map has them), and leave every other row and every other mask row alone.
+    func testStripesMatchTheWholeMap() {
+        var rng = SplitMix64(seed: 6)
+        for (ci, co, h, w) in [(3, 8, 9, 7), (8, 3, 10, 5), (16, 16, 7, 12), (2, 5, 1, 4), (5, 4, 2, 3)] {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let conv = Convolution(weights)
+            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 2 * 16 * 9 * w))
+            let input = randomValues(ci * h * w, using: &rng)
+            let gradOutput = randomValues(co * h * w, using: &rng)
+            let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
+            let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
+            for first in 0 ..< h {
+                for last in first + 1 ... h {
+                    let rows = first ..< last
+                    let needed = max(0, first - 1) ..< min(h, last + 1)
+                    let inSpan = RowSpan(first: needed.lowerBound, rows: needed.count, height: h, width: w)
+                    let outSpan = RowSpan(first: max(0, first - 1), rows: min(h, last + 1) - max(0, first - 1),
+                                          height: h, width: w)
+                    let sentinel: Float = 1234.5
+                    // Forward, with ReLU and its mask.
+                    let output = Tensor(channels: co, height: outSpan.rows, width: w)
+                    output.assign([Float](repeating: sentinel, count: output.count))
+                    let mask = ByteBuffer(capacity: co * h * maskRowBytes(width: w))
+                    mask.storage.update(repeating: 0x5A, count: mask.capacity)
+                    conv.forward(rows: rows, input: stripe(input, channels: ci, span: inSpan), inputSpan: inSpan,
+                                 into: output, outputSpan: outSpan, reluMask: mask, scratch: scratch)
+                    var wrong = 0
+                    for o in 0 ..< co {
+                        for y in outSpan.first ..< outSpan.first + outSpan.rows {
+                            for x in 0 ..< w {
+                                let value = output[o, y - outSpan.first, x]
+                                if rows.contains(y) {
+                                    let expected = max(forwardReference[(o * h + y) * w + x], 0)
+                                    if abs(Double(value) - expected) > 1e-5 * max(1, abs(expected)) { wrong += 1 }
+                                    if maskBit(mask, row: o * h + y, width: w, x: x) != (value > 0) { wrong += 1 }
+                                } else if value != sentinel {
+                                    wrong += 1
+                                }
+                            }
+                        }
+                        for y in 0 ..< h where !rows.contains(y) {
+                            for b in 0 ..< maskRowBytes(width: w)
+                            where mask.storage[(o * h + y) * maskRowBytes(width: w) + b] != 0x5A {
+                                wrong += 1
+                            }
+                        }
+                    }
+                    XCTAssertEqual(wrong, 0, "forward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                    // Backward.
+                    let gradSpan = RowSpan(first: needed.lowerBound, rows: needed.count, height: h, width: w)
+                    let gradInput = Tensor(channels: ci, height: outSpan.rows, width: w)
+                    gradInput.assign([Float](repeating: sentinel, count: gradInput.count))
+                    conv.backwardInput(rows: rows, gradOutput: stripe(gradOutput, channels: co, span: gradSpan),
+                                       gradOutputSpan: gradSpan, into: gradInput, gradInputSpan: outSpan,
+                                       inputMask: nil, scratch: scratch)
+                    wrong = 0
+                    for i in 0 ..< ci {
+                        for y in outSpan.first ..< outSpan.first + outSpan.rows {
+                            for x in 0 ..< w {
+                                let value = gradInput[i, y - outSpan.first, x]
+                                if rows.contains(y) {
+                                    let expected = backwardReference[(i * h + y) * w + x]
+                                    if abs(Double(value) - expected) > 1e-5 * max(1, abs(expected)) { wrong += 1 }
+                                } else if value != sentinel {
+                                    wrong += 1
+                                }
+                            }
+                        }
+                    }
+                    XCTAssertEqual(wrong, 0, "backward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                }
+            }
+        }
+    }
 }

@@ -100,4 +100,61 @@ final class PoolingTests: XCTestCase {
             }
         }
     }
+
+    /// The stripe forms compute the rows asked from buffers holding just the rows they need, and nothing else.
+    func testStripesMatchTheWholeMap() {
+        var rng = SplitMix64(seed: 14)
+        for pooling in Pooling.allCases {
+            for (c, h, w) in [(2, 9, 7), (3, 8, 6), (1, 5, 1)] {
+                let input = tiedValues(c * h * w, using: &rng)
+                let whole = Tensor(channels: c, height: h, width: w, values: input)
+                let pooled = Tensor(channels: 0, height: 0, width: 0, capacity: c * h * w)
+                let choice = ByteBuffer(capacity: c * (h / 2) * (w / 2))
+                pooling.forward(whole, into: pooled, choice: choice)
+                let mask = ByteBuffer(capacity: c * h * maskRowBytes(width: w))
+                for k in 0 ..< mask.capacity { mask.storage[k] = UInt8.random(in: 0 ... 255, using: &rng) }
+                let gradOutput = Tensor(channels: c, height: h / 2, width: w / 2,
+                                        values: randomValues(c * (h / 2) * (w / 2), using: &rng))
+                let wholeGradient = Tensor(channels: c, height: h, width: w)
+                pooling.backward(gradOutput, choice: choice, height: h, width: w, into: wholeGradient, reluMask: mask)
+                for first in 0 ..< h / 2 {
+                    // Forward: pooled rows first ..< first + 1 from input rows 2·first ..< 2·first + 2.
+                    let inSpan = RowSpan(first: 2 * first, rows: 2, height: h, width: w)
+                    let stripe = Tensor(channels: c, height: 2, width: w)
+                    for ch in 0 ..< c {
+                        for y in 0 ..< 2 {
+                            for x in 0 ..< w { stripe[ch, y, x] = whole[ch, 2 * first + y, x] }
+                        }
+                    }
+                    let out = Tensor(channels: c, height: h / 2, width: w / 2)
+                    let stripeChoice = ByteBuffer(capacity: choice.capacity)
+                    pooling.forward(rows: first ..< first + 1, input: stripe, inputSpan: inSpan, into: out,
+                                    outputSpan: .whole(height: h / 2, width: w / 2), choice: stripeChoice)
+                    for ch in 0 ..< c {
+                        for x in 0 ..< w / 2 {
+                            XCTAssertEqual(out[ch, first, x], pooled[ch, first, x], "\(pooling) forward row \(first)")
+                            let k = (ch * (h / 2) + first) * (w / 2) + x
+                            if pooling == .max { XCTAssertEqual(stripeChoice.storage[k], choice.storage[k]) }
+                        }
+                    }
+                }
+                for first in 0 ..< h {
+                    for last in first + 1 ... h {
+                        let span = RowSpan(first: first, rows: last - first, height: h, width: w)
+                        let g = Tensor(channels: c, height: last - first, width: w)
+                        pooling.backward(rows: first ..< last, gradOutput: gradOutput, choice: choice, into: g,
+                                         gradInputSpan: span, reluMask: mask)
+                        for ch in 0 ..< c {
+                            for y in first ..< last {
+                                for x in 0 ..< w {
+                                    XCTAssertEqual(g[ch, y - first, x], wholeGradient[ch, y, x],
+                                                   "\(pooling) backward rows \(first)..<\(last)")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,1 +1,170 @@
-print("bench")
+// pamstyle-bench: seconds per evaluation of the VGG-19 engine (forward to relu5_1 reading the default loss layers,
+// then the gradient back to the image), achieved GFLOP/s and peak RSS, one JSON object per size on stdout.
+//
+//   pamstyle-bench --random-weights [--sizes 256,512,1024] [--repeats 5] [--warmup 1] [--pooling max|average]
+//                  [--scratch-mb 32] [--threads N] [--stripe-rows N] [--verbose]
+//
+// Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
+// one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
+
+import Foundation
+import StyleTransfer
+
+struct BenchOptions {
+    var sizes = [256, 512, 1024]
+    var repeats = 5
+    var warmup = 1
+    var randomWeights = false
+    var pooling = Pooling.max
+    var scratchMB = 32
+    var threads: Int?
+    var stripeRows: Int?
+    var verbose = false
+}
+
+enum BenchError: LocalizedError {
+    case usage(String)
+
+    var errorDescription: String? {
+        switch self {
+        case .usage(let message): return message
+        }
+    }
+}
+
+func parseOptions(_ arguments: [String]) throws -> BenchOptions {
+    var options = BenchOptions()
+    var rest = arguments[...]
+    func value(_ option: String) throws -> String {
+        guard let value = rest.popFirst() else { throw BenchError.usage("\(option) needs a value") }
+        return value
+    }
+    func positive(_ option: String) throws -> Int {
+        let text = try value(option)
+        guard let number = Int(text), number > 0 else {
+            throw BenchError.usage("\(option) must be a positive integer; you specified \(text)")
+        }
+        return number
+    }
+    while let argument = rest.popFirst() {
+        switch argument {
+        case "--sizes":
+            let text = try value(argument)
+            let sizes = text.split(separator: ",").map { Int($0) }
+            guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 16 }) else {
+                throw BenchError.usage("--sizes must list sizes of at least 16, like 256,512; you specified \(text)")
+            }
+            options.sizes = sizes.map { $0! }
+        case "--repeats": options.repeats = try positive(argument)
+        case "--warmup": options.warmup = try Int(value(argument)).flatMap { $0 >= 0 ? $0 : nil }
+            ?? { throw BenchError.usage("--warmup must be a nonnegative integer") }()
+        case "--scratch-mb": options.scratchMB = try positive(argument)
+        case "--threads": options.threads = try positive(argument)
+        case "--stripe-rows": options.stripeRows = try positive(argument)
+        case "--pooling":
+            let text = try value(argument)
+            guard let pooling = Pooling(rawValue: text) else {
+                throw BenchError.usage("--pooling must be max or average; you specified \(text)")
+            }
+            options.pooling = pooling
+        case "--random-weights": options.randomWeights = true
+        case "--verbose": options.verbose = true
+        default: throw BenchError.usage("unknown option \(argument)")
+        }
+    }
+    guard options.randomWeights else {
+        throw BenchError.usage("give --random-weights: random weights with VGG-19's shapes (the timing does not depend on the values)")
+    }
+    return options
+}
+
+/// Uniform random weights with He initialization's variance and VGG-19's shapes.
+func randomWeights(seed: UInt64) -> VGGWeights {
+    var rng = SplitMix64(seed: seed)
+    return VGGWeights(layers: VGG19.convolutionTable.map { row in
+        let scale = (6 / Float(row.inChannels * 9)).squareRoot()
+        let kernel = (0 ..< row.outChannels * row.inChannels * 9).map { _ in Float.random(in: -scale ... scale, using: &rng) }
+        let bias = (0 ..< row.outChannels).map { _ in Float.random(in: -0.1 ... 0.1, using: &rng) }
+        return ConvLayerWeights(name: row.name, inChannels: row.inChannels, outChannels: row.outChannels,
+                                kernel: kernel, bias: bias)
+    })
+}
+
+/// The process's peak resident set (VmHWM) in MiB, from /proc/self/status.
+func peakRSSMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+          let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+    return kilobytes / 1024
+}
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func json(_ fields: [(String, Any)]) -> String {
+    "{" + fields.map { key, value in
+        switch value {
+        case let number as Double: return "\"\(key)\": \(String(format: "%.4f", number))"
+        default: return "\"\(key)\": \(value)"
+        }
+    }.joined(separator: ", ") + "}"
+}
+
+func run(_ options: BenchOptions) throws {
+    let layers: Set<String> = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    let net = try VGG19(weights: randomWeights(seed: 1), pooling: options.pooling, scratchBytes: options.scratchMB << 20,
+                        threads: options.threads, stripeRows: options.stripeRows)
+    net.recordsLayerTimes = options.verbose
+    for size in options.sizes {
+        var rng = SplitMix64(seed: UInt64(size))
+        let image = (0 ..< 3 * size * size).map { _ in Float.random(in: 0 ... 1, using: &rng) }
+        var gradient = [Float](repeating: 0, count: image.count)
+        net.prepare(height: size, width: size, layers: layers)
+        var forwardTimes: [Double] = [], totalTimes: [Double] = []
+        var layerTotals: [String: (forward: [Double], backward: [Double])] = [:]
+        for iteration in 0 ..< options.warmup + options.repeats {
+            let start = now()
+            net.forward(image: image, height: size, width: size, layers: layers) { _ in }
+            let middle = now()
+            // A stand-in loss: ∂L/∂activation = 10⁻³ · activation, a pass over each map as a real loss makes.
+            net.backward(into: &gradient) { activation, g in
+                let a = activation.values.buffer, d = g.buffer
+                for k in 0 ..< d.count { d[k] += 1e-3 * a[k] }
+            }
+            let end = now()
+            guard iteration >= options.warmup else { continue }
+            forwardTimes.append(middle - start)
+            totalTimes.append(end - start)
+            for time in net.layerTimes {
+                layerTotals[time.layer, default: ([], [])].forward.append(time.forwardSeconds)
+                layerTotals[time.layer, default: ([], [])].backward.append(time.backwardSeconds)
+            }
+        }
+        let seconds = median(totalTimes)
+        let flops = 2.0 * 2.0 * Double(VGG19.multiplyAdds(through: "relu5_1", height: size, width: size))
+        FileHandle.standardOutput.write((json([("size", size), ("seconds_per_eval", seconds), ("forward_seconds", median(forwardTimes)),
+                    ("peak_rss_mb", peakRSSMegabytes()), ("gflops", flops / seconds / 1e9),
+                    ("allocated_mb", Double(net.allocatedBytes) / 1048576),
+                    ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576), ("repeats", options.repeats), ("threads", net.threads), ("stripe_rows", options.stripeRows.map(String.init) ?? "null")]) + "\n").data(using: .utf8)!)
+        if options.verbose {
+            var report = "size \(size): layer, forward ms, backward ms (medians)\n"
+            for name in VGG19.layerNames {
+                guard let times = layerTotals[name] else { continue }
+                report += String(format: "  %-8@ %9.2f %9.2f\n", name as NSString, 1e3 * median(times.forward),
+                                 1e3 * median(times.backward))
+            }
+            FileHandle.standardError.write(report.data(using: .utf8)!)
+        }
+    }
+}
+
+do {
+    try run(parseOptions(Array(CommandLine.arguments.dropFirst())))
+} catch {
+    FileHandle.standardError.write("pamstyle-bench: \(error.localizedDescription)\n".data(using: .utf8)!)
+    exit(1)
+}
