@@ -9,6 +9,11 @@ RELEASE   := .build/release
 
 .PHONY: all setup build test demo bench install uninstall clean
 
+DEMO_CONTENT := examples/images/chelsea.ppm
+DEMO_STYLE   := examples/images/scream.ppm
+DEMO_OUT     := examples/out/chelsea-scream
+BENCH_SIZES  ?= 256 512 1024
+
 all: build
 
 ## setup: install the Debian packages pamstyle builds against, when missing
@@ -30,5 +35,30 @@ test: setup
 	$(SWIFT) build
 	$(SWIFT) test
 
+## demo: stylize the bundled photo with the default settings
+demo: build
+	@mkdir -p examples/out
+	@echo "demo: repainting $(DEMO_CONTENT) in the style of $(DEMO_STYLE) (default settings; a few minutes on a CPU)"
+	$(RELEASE)/pamstyle $(DEMO_STYLE) < $(DEMO_CONTENT) > $(DEMO_OUT).ppm.tmp
+	mv $(DEMO_OUT).ppm.tmp $(DEMO_OUT).ppm
+	pnmtopng $(DEMO_OUT).ppm > $(DEMO_OUT).png
+	@echo "demo: wrote $(DEMO_OUT).ppm and $(DEMO_OUT).png"
+
+## bench: seconds per evaluation, GFLOP/s and peak memory at each size in BENCH_SIZES (one process each)
+bench: setup
+	$(SWIFT) build -c release --product pamstyle-bench
+	@for size in $(BENCH_SIZES); do $(RELEASE)/pamstyle-bench --sizes $$size || exit 1; done
+
+## install: the binary, the manual and the weights under PREFIX
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/pamstyle
+	install -m 755 $(RELEASE)/pamstyle $(DESTDIR)$(PREFIX)/bin/pamstyle
+	install -m 644 man/pamstyle.1 $(DESTDIR)$(PREFIX)/share/man/man1/pamstyle.1
+	install -m 644 weights/vgg19-conv-q8.pstw $(DESTDIR)$(PREFIX)/share/pamstyle/vgg19-conv-q8.pstw
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/pamstyle $(DESTDIR)$(PREFIX)/share/man/man1/pamstyle.1
+	rm -rf $(DESTDIR)$(PREFIX)/share/pamstyle
+
 clean:
-	rm -rf .build
+	rm -rf .build examples/out

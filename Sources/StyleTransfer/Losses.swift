@@ -243,6 +243,68 @@ public func contentLoss(features: UnsafeBufferPointer<Float>, target: UnsafeBuff
     return sum / Double(count)
 }
 
+/// The content loss of one layer, `E = Σ (F − P)² / M` (M = C · H · W, as `contentLoss`), for feature
+/// maps that may arrive in horizontal stripes of rows: `add` sums the squared error of each stripe of the
+/// forward pass (stripes that cover the map once), `finish` gives E, and `addGradient` adds
+/// `weight · 2 (F − P) / M` for any rows (stripes of the backward pass may overlap; each row's gradient
+/// depends on that row only).
+public struct ContentLoss: Sendable {
+    public let channels: Int
+    public let height: Int
+    public let width: Int
+    /// The content features P, (channels, height, width).
+    public let target: [Float]
+    private var sum = 0.0
+
+    public init(target: [Float], channels: Int, height: Int, width: Int) {
+        precondition(target.count == channels * height * width, "content target does not match its shape")
+        self.target = target
+        self.channels = channels
+        self.height = height
+        self.width = width
+    }
+
+    /// Adds the squared error of `rows` of the map; `features` is (channels, rows.count, width).
+    public mutating func add(_ features: UnsafeBufferPointer<Float>, rows: Range<Int>) {
+        let stripe = rows.count * width
+        precondition(features.count == channels * stripe && rows.upperBound <= height)
+        var total = 0.0
+        target.withUnsafeBufferPointer { target in
+            for c in 0 ..< channels {
+                let from = c &* height &* width &+ rows.lowerBound &* width
+                for i in 0 ..< stripe {
+                    let difference = Double(features[c &* stripe &+ i] - target[from &+ i])
+                    total += difference * difference
+                }
+            }
+        }
+        sum += total
+    }
+
+    /// E for the rows added since the last `finish`, which it forgets.
+    public mutating func finish() -> Double {
+        defer { sum = 0 }
+        return sum / Double(channels * height * width)
+    }
+
+    /// Adds `weight · ∂E/∂F = weight · 2 (F − P) / M` for `rows` into `gradient`; both buffers are
+    /// (channels, rows.count, width).
+    public func addGradient(features: UnsafeBufferPointer<Float>, rows: Range<Int>, weight: Float,
+                            into gradient: UnsafeMutableBufferPointer<Float>) {
+        let stripe = rows.count * width
+        precondition(features.count == channels * stripe && gradient.count == features.count)
+        let scale = Float(2 * Double(weight) / Double(channels * height * width))
+        target.withUnsafeBufferPointer { target in
+            for c in 0 ..< channels {
+                let from = c &* height &* width &+ rows.lowerBound &* width
+                for i in 0 ..< stripe {
+                    gradient[c &* stripe &+ i] += scale * (features[c &* stripe &+ i] - target[from &+ i])
+                }
+            }
+        }
+    }
+}
+
 // MARK: - Total variation
 
 /// The total variation regularizer on the image X, (channels, height, width): the squared ("β = 2")

@@ -59,6 +59,8 @@ public struct Options: Sendable {
     public var timeLimit: Double? = nil
     /// Report the current image every this many iterations (0: never).
     public var checkpointEvery = 0
+    /// Threads for the network; nil means one per core.
+    public var threads: Int? = nil
 
     public init() {}
 }

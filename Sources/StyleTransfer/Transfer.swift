@@ -55,6 +55,9 @@ public final class Stylizer {
     public static let minimumSide = 32
     /// Each scale of the coarse-to-fine schedule is this many times smaller than the next.
     public static let scaleFactor = 2
+    /// Rows per stripe of the network's first block, which runs in stripes to keep its two full-size maps
+    /// out of memory.
+    public static let stripeRows = 32
     /// Scales whose longer side would be shorter than this are left out of the schedule.
     public static let smallestScale = 128
 
@@ -85,7 +88,9 @@ public final class Stylizer {
         precondition(!styles.isEmpty, "no style image")
         precondition(options.styleBlend.isEmpty || options.styleBlend.count == styles.count)
         self.options = options
-        network = try VGG19(weights: weights, pooling: options.pooling)
+        network = try VGG19(weights: weights, pooling: options.pooling,
+                            threads: options.threads,
+                            stripeRows: Stylizer.stripeRows)
         self.styles = options.preserveColors ? styles.map(Stylizer.luminanceImage) : styles
         styleBlend = options.styleBlend.isEmpty
             ? Array(repeating: 1, count: styles.count) : options.styleBlend.map(Double.init)
@@ -295,8 +300,7 @@ private final class Problem {
     /// Relative layer weights, each divided by their sum.
     private let contentLayers: [String: Float]
     private let styleLayers: [String: Float]
-    /// Content features per layer, (channels, height, width) of that layer.
-    private let contentTargets: [String: [Float]]
+    private var contentLosses: [String: ContentLoss]
     private var styleLosses: [String: StyleLoss]
     /// The weighted terms of the last evaluation.
     private(set) var lastTerms = LossTerms(content: 0, style: 0, tv: 0)
@@ -313,7 +317,11 @@ private final class Problem {
         tvWeight = options.tvWeight * 255 * 255
         self.contentLayers = Problem.normalized(contentLayers)
         self.styleLayers = Problem.normalized(styleLayers)
-        self.contentTargets = contentTargets
+        contentLosses = contentTargets.reduce(into: [:]) { losses, entry in
+            let shape = VGG19.shape(of: entry.key, height: height, width: width)
+            losses[entry.key] = ContentLoss(target: entry.value, channels: shape.channels, height: shape.height,
+                                            width: shape.width)
+        }
         var losses: [String: StyleLoss] = [:]
         for (layer, target) in zip(styleLayers, styleTargets) {
             losses[layer.name] = StyleLoss(target: target, channels: VGG19.shape(of: layer.name, height: 1, width: 1).channels)
@@ -330,22 +338,23 @@ private final class Problem {
     func evaluate(_ image: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         var terms = LossTerms(content: 0, style: 0, tv: 0)
         network.forward(image: image, height: height, width: width, layers: layers) { map in
-            guard let weight = styleLayers[map.layer] else { return }
-            let plane = map.values.planeSize
-            styleLosses[map.layer]!.accumulator.add(UnsafeBufferPointer(map.values.buffer), pixels: plane,
-                                                    stride: plane)
-            if map.rows.upperBound == map.height {
-                terms.style += Double(styleWeight * weight) * styleLosses[map.layer]!.finish()
+            let features = UnsafeBufferPointer(map.values.buffer)
+            let complete = map.rows.upperBound == map.height
+            if let weight = contentLayers[map.layer] {
+                contentLosses[map.layer]!.add(features, rows: map.rows)
+                if complete { terms.content += Double(contentWeight * weight) * contentLosses[map.layer]!.finish() }
+            }
+            if let weight = styleLayers[map.layer] {
+                let plane = map.values.planeSize
+                styleLosses[map.layer]!.accumulator.add(features, pixels: plane, stride: plane)
+                if complete { terms.style += Double(styleWeight * weight) * styleLosses[map.layer]!.finish() }
             }
         }
         network.backward(into: gradient) { activation, layerGradient in
             let features = UnsafeBufferPointer(activation.values.buffer)
-            if let weight = contentLayers[activation.layer], let target = contentTargets[activation.layer] {
-                precondition(activation.rows == 0 ..< activation.height, "content layers are evaluated whole")
-                terms.content += Double(contentWeight * weight) * target.withUnsafeBufferPointer {
-                    contentLoss(features: features, target: $0, weight: contentWeight * weight,
-                                addingGradientTo: layerGradient.buffer)
-                }
+            if let weight = contentLayers[activation.layer] {
+                contentLosses[activation.layer]!.addGradient(features: features, rows: activation.rows,
+                                                             weight: contentWeight * weight, into: layerGradient.buffer)
             }
             if let weight = styleLayers[activation.layer] {
                 let plane = activation.values.planeSize

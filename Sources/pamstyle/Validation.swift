@@ -61,7 +61,7 @@ extension Command {
         }
         options.checkpointEvery = checkpoint == nil ? 0 : try count(checkpointEvery, "-checkpoint-every", from: 1)
         _ = try count(maxPixels, "-max-pixels", from: 1)
-        if let threads { _ = try count(threads, "-threads", from: 1, to: 256) }
+        if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
         if quiet && verbose {
             throw UsageError("-quiet and -verbose contradict each other; give one of them")
         }
