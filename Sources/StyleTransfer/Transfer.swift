@@ -100,8 +100,12 @@ public final class Stylizer {
     }
 
     /// Stylizes one image and returns the result at the content's dimensions.
-    /// - Parameter observe: called after each iteration; an error it throws ends the stylization.
-    public func stylize(_ content: RGBImage, observe: (TransferProgress) throws -> Void) throws -> RGBImage {
+    /// - Parameters:
+    ///   - observeStart: also evaluate the loss where each scale starts and report it as iteration 0 (one
+    ///     more evaluation per scale).
+    ///   - observe: called after each iteration; an error it throws ends the stylization.
+    public func stylize(_ content: RGBImage, observeStart: Bool = false,
+                        observe: (TransferProgress) throws -> Void) throws -> RGBImage {
         let started = DispatchTime.now().uptimeNanoseconds
         let elapsed = { Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9 }
         let deadline = options.timeLimit
@@ -133,6 +137,21 @@ public final class Stylizer {
             let optimizer: Optimizer = options.optimizer == .lbfgs
                 ? LBFGS(parameterCount: x.pixels.count, historySize: options.history)
                 : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
+            func report(_ iteration: Int, _ current: RGBImage) throws {
+                try observe(TransferProgress(
+                    scale: index + 1, scales: schedule.count, iteration: iteration,
+                    iterations: iterationsPerScale[index], totalIteration: done, totalIterations: totalIterations,
+                    width: size.width, height: size.height, losses: problem.lastTerms, elapsed: elapsed(),
+                    isCheckpoint: iteration > 0 && options.checkpointEvery > 0 && done % options.checkpointEvery == 0,
+                    snapshot: { self.finish(current, content: content) }))
+            }
+            if observeStart {
+                var gradient = [Float](repeating: 0, count: x.pixels.count)
+                _ = try x.pixels.withUnsafeBufferPointer { pixels in
+                    try gradient.withUnsafeMutableBufferPointer { try problem.evaluate(pixels, gradient: $0) }
+                }
+                try report(0, x)
+            }
             var unmoved = 0
             for iteration in stride(from: 1, through: iterationsPerScale[index], by: 1) {
                 if let deadline, elapsed() >= deadline { x.pixels = best; break scales }
@@ -140,19 +159,11 @@ public final class Stylizer {
                     try optimizer.step(pixels) { point, gradient in try problem.evaluate(point, gradient: gradient) }
                 }
                 done += 1
-                let terms = problem.lastTerms
                 if info.value < bestValue {
                     bestValue = info.value
                     best = x.pixels
                 }
-                let current = x
-                let progress = TransferProgress(
-                    scale: index + 1, scales: schedule.count, iteration: iteration,
-                    iterations: iterationsPerScale[index], totalIteration: done, totalIterations: totalIterations,
-                    width: size.width, height: size.height, losses: terms, elapsed: elapsed(),
-                    isCheckpoint: options.checkpointEvery > 0 && done % options.checkpointEvery == 0,
-                    snapshot: { self.finish(current, content: content) })
-                try observe(progress)
+                try report(iteration, x)
                 unmoved = info.moved ? 0 : unmoved + 1
                 if unmoved >= 2 { break }
             }

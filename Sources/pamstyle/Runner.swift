@@ -49,7 +49,7 @@ struct Runner {
         while let image = try reader.next() {
             index += 1
             report.startImage(index, width: image.width, height: image.height)
-            let result = try stylizer.stylize(image.rgb) { progress in
+            let result = try stylizer.stylize(image.rgb, observeStart: command.verbose) { progress in
                 report.progress(progress)
                 if let checkpoint = command.checkpoint, progress.isCheckpoint {
                     try writeCheckpoint(progress.snapshot(), alpha: image.alpha, to: checkpoint)

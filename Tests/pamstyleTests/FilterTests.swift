@@ -143,7 +143,7 @@ final class FilterTests: XCTestCase {
             guard let range = line.range(of: ": loss ") else { return nil }
             return Double(line[range.upperBound...].prefix { $0 != " " })
         }
-        XCTAssertEqual(losses.count, 3, result.stderr)
+        XCTAssertEqual(losses.count, 4, result.stderr)  // iterations 0 (the start), 10, 20, 30
         XCTAssertLessThan(losses.last!, losses.first!)
         // Each line's total is the sum of its terms.
         for line in result.stderrLines where line.contains(": loss ") {
