@@ -32,3 +32,10 @@ test: setup
 
 clean:
 	rm -rf .build
+
+## fuzz: libFuzzer with ASan/UBSan on the Netpbm reader and the weights loader, SECONDS (default 60) per
+## target; see fuzz/README.md. Not part of `test`.
+fuzz: setup
+	./fuzz/run.sh $(or $(SECONDS),60)
+
+.PHONY: fuzz
