@@ -140,7 +140,8 @@ def netpbm_seeds():
         "height-0": b"P7\nWIDTH 2\nHEIGHT 0\nDEPTH 3\nMAXVAL 255\nENDHDR\n",
         "depth-0": b"P7\nWIDTH 1\nHEIGHT 1\nDEPTH 0\nMAXVAL 255\nENDHDR\n",
         "huge": b"P6\n100000 100000\n255\n",
-        "over-limit": b"P4\n2048 1024\n",
+        "over-limit": b"P4\n257 256\n",                 # the harness's limit is 65536 pixels
+        "at-limit-truncated": b"P4\n256 256\n\xff",
         "int-overflow": b"P5\n4294967297 3\n255\n",
         "negative": b"P2\n-3 2\n255\n",
         "sample-over-maxval": b"P2\n2 1\n10\n5 11\n",
