@@ -61,4 +61,11 @@ uninstall:
 	rm -rf $(DESTDIR)$(PREFIX)/share/pamstyle
 
 clean:
-	rm -rf .build examples/out
+	rm -rf .build examples/out fuzz/build fuzz/corpus-run
+
+## fuzz: libFuzzer with ASan/UBSan on the Netpbm reader and the weights loader, SECONDS (default 60) per
+## target; see fuzz/README.md. Not part of `test`.
+fuzz: setup
+	./fuzz/run.sh $(or $(SECONDS),60)
+
+.PHONY: fuzz

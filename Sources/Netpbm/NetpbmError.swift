@@ -38,7 +38,7 @@ public enum NetpbmError: Error, LocalizedError, Equatable {
         case let .tooLarge(source, image, width, height, limit):
             "\(Self.place(source, image))\(width)x\(height) pixels exceeds the limit of \(limit) (-max-pixels)"
         case let .unsupportedTupleType(source, image, tupleType, depth):
-            "\(Self.place(source, image))PAM tuple type \"\(tupleType)\" with depth \(depth) is not an image "
+            "\(Self.place(source, image))PAM tuple type \"\(Self.printable(tupleType))\" with depth \(depth) is not an image "
                 + "pamstyle can read (it reads BLACKANDWHITE, GRAYSCALE, RGB and their _ALPHA forms)"
         case let .brokenPipe(destination):
             "\(destination): broken pipe (the reading end was closed)"
@@ -50,6 +50,23 @@ public enum NetpbmError: Error, LocalizedError, Equatable {
     /// "source: " for the first image of a stream, "source: image N: " after it.
     private static func place(_ source: String, _ image: Int) -> String {
         image > 1 ? "\(source): image \(image): " : "\(source): "
+    }
+
+    /// `text` on one line of ASCII: an ASCII control character becomes \xNN (as the C shim shows such bytes
+    /// in libnetpbm's messages), any other character outside printable ASCII \u{N…} (hexadecimal).
+    static func printable(_ text: String) -> String {
+        var result = ""
+        for scalar in text.unicodeScalars {
+            switch scalar.value {
+            case 0x20..<0x7F:
+                result.unicodeScalars.append(scalar)
+            case 0..<0x80:
+                result += String(format: "\\x%02x", scalar.value)
+            default:
+                result += "\\u{\(String(scalar.value, radix: 16))}"
+            }
+        }
+        return result
     }
 
     /// Names the file format the bytes start like, or shows the bytes.
