@@ -74,13 +74,13 @@ func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band
 
 // MARK: - GEMM
 
-/// C (m, n) = A (m, k) · B (k, n) + beta · C, row-major with leading dimensions; A is read transposed, (k, m), when
+/// C (m, n) = alpha · A (m, k) · B (k, n) + beta · C, row-major with leading dimensions; A is read transposed, (k, m), when
 /// `transposeA`.
 @inline(__always)
-func sgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
            b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
 // MARK: - Row spans
@@ -190,8 +190,58 @@ func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 /// The bit of each lane in a mask byte: lane j is bit j.
 private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 
+/// Adds `bias` to the `width` values of one map row and, when `mask` is given, applies ReLU and records which elements
+/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
+/// - row: (width), updated in place
+/// - mask: (maskRowBytes(width)), this row's mask bytes
+@inline(__always)
+func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?) {
+    guard let m else {
+        for i in 0 ..< width { p[i] += b }
+        return
+    }
+    let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
+    var x = 0
+    while x &+ 8 <= width {
+        let raw = UnsafeMutableRawPointer(p + x)
+        var v = raw.loadUnaligned(as: SIMD8<Float>.self) + b
+        let passed = v .> zero
+        v.replace(with: 0, where: .!passed)
+        raw.storeBytes(of: v, as: SIMD8<Float>.self)
+        m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: passed).wrappedSum())
+        x &+= 8
+    }
+    if x < width {
+        var byte: UInt8 = 0
+        for j in 0 ..< width &- x {
+            let v = max(p[x &+ j] + b, 0)
+            p[x &+ j] = v
+            if v > 0 { byte |= 1 << UInt8(j) }
+        }
+        m[x >> 3] = byte
+    }
+}
+
+/// Zeroes the values of one gradient row whose ReLU did not pass.
+/// - gradient: (width), updated in place
+/// - mask: (maskRowBytes(width)), the row's mask bytes as `addBias` records them
+@inline(__always)
+func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: UnsafePointer<UInt8>) {
+    let none = SIMD8<UInt32>(repeating: 0)
+    var x = 0
+    while x &+ 8 <= width {
+        let raw = UnsafeMutableRawPointer(g + x)
+        var v = raw.loadUnaligned(as: SIMD8<Float>.self)
+        v.replace(with: 0, where: SIMD8<UInt32>(repeating: UInt32(m[x >> 3])) & laneBits .== none)
+        raw.storeBytes(of: v, as: SIMD8<Float>.self)
+        x &+= 8
+    }
+    let byte = x < width ? m[x >> 3] : 0
+    for i in x ..< width where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
+}
+
 /// Adds the per-channel bias to the map rows `rows` of `output` and, when `mask` is given, applies ReLU and records
-/// which elements passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
+/// its mask (see `addBias(row:width:bias:reluMask:)`).
 /// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
 /// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
@@ -201,35 +251,9 @@ func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafeP
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
-            let b = bias[c]
-            guard let mask else {
-                let p = output + span.offset(channel: c, row: rows.lowerBound)
-                for i in 0 ..< rows.count &* width { p[i] += b }
-                continue
-            }
-            let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
             for y in rows {
-                let p = output + span.offset(channel: c, row: y)
-                let m = mask + (c &* height &+ y) &* rowBytes
-                var x = 0
-                while x &+ 8 <= width {
-                    let raw = UnsafeMutableRawPointer(p + x)
-                    var v = raw.loadUnaligned(as: SIMD8<Float>.self) + b
-                    let passed = v .> zero
-                    v.replace(with: 0, where: .!passed)
-                    raw.storeBytes(of: v, as: SIMD8<Float>.self)
-                    m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: passed).wrappedSum())
-                    x &+= 8
-                }
-                if x < width {
-                    var byte: UInt8 = 0
-                    for j in 0 ..< width &- x {
-                        let v = max(p[x &+ j] + b, 0)
-                        p[x &+ j] = v
-                        if v > 0 { byte |= 1 << UInt8(j) }
-                    }
-                    m[x >> 3] = byte
-                }
+                addBias(row: output + span.offset(channel: c, row: y), width: width, bias: bias[c],
+                        reluMask: mask.map { $0 + (c &* height &+ y) &* rowBytes })
             }
         }
     }
@@ -243,21 +267,10 @@ func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask:
     let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
-        let none = SIMD8<UInt32>(repeating: 0)
         for c in slice {
             for y in rows {
-                let g = gradient + span.offset(channel: c, row: y)
-                let m = mask + (c &* height &+ y) &* rowBytes
-                var x = 0
-                while x &+ 8 <= width {
-                    let raw = UnsafeMutableRawPointer(g + x)
-                    var v = raw.loadUnaligned(as: SIMD8<Float>.self)
-                    v.replace(with: 0, where: SIMD8<UInt32>(repeating: UInt32(m[x >> 3])) & laneBits .== none)
-                    raw.storeBytes(of: v, as: SIMD8<Float>.self)
-                    x &+= 8
-                }
-                let byte = x < width ? m[x >> 3] : 0
-                for i in x ..< width where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
+                applyReLUMask(row: gradient + span.offset(channel: c, row: y), width: width,
+                              mask: mask + (c &* height &+ y) &* rowBytes)
             }
         }
     }

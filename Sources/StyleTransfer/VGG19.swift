@@ -127,9 +127,10 @@ public final class VGG19 {
     ///     are never whole: the largest buffers become those of block 2, half the size. The losses must then accept
     ///     `relu1_1` in stripes (see `FeatureMap.rows`). Not used when a loss reads `relu1_2`, or the forward pass
     ///     stops within the first block, or the image is no taller than a stripe.
+    ///   - convolution: how the convolutions of many input channels are computed (`conv1_1` always uses im2col).
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
     public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
-                stripeRows: Int? = nil) throws {
+                stripeRows: Int? = nil, convolution: ConvolutionAlgorithm = .winograd) throws {
         guard weights.layers.count == Self.convolutionTable.count else {
             throw NetworkError.layerCount(found: weights.layers.count)
         }
@@ -143,7 +144,7 @@ public final class VGG19 {
         let threads = max(1, threads ?? coreCount)
         self.threads = threads
         self.stripeRows = stripeRows.map { max(2, ($0 + 1) / 2 * 2) }
-        convolutions = weights.layers.map { Convolution($0, threads: threads) }
+        convolutions = weights.layers.map { Convolution($0, threads: threads, algorithm: convolution) }
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
     }
 
@@ -152,7 +153,8 @@ public final class VGG19 {
     public var allocatedBytes: Int { plan?.allocatedBytes ?? 0 }
 
     /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
-    /// the rotated kernels for the backward pass, made the first time each layer is differentiated.
+    /// the Winograd-transformed kernels, made the first time each layer runs (or with im2col, the rotated kernels for
+    /// the backward pass, made the first time each layer is differentiated).
     public var kernelCopyBytes: Int {
         convolutions.reduce(0) { $0 + $1.allocatedBytes }
     }

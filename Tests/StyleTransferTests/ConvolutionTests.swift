@@ -6,44 +6,49 @@ final class ConvolutionTests: XCTestCase {
     /// channels and the col2im path's 1, a single output channel.
     let shapes: [(Int, Int, Int, Int)] = [
         (3, 8, 1, 1), (1, 1, 1, 5), (5, 1, 5, 1), (3, 16, 7, 9), (1, 4, 6, 6), (8, 3, 5, 7),
-        (16, 16, 13, 11), (6, 5, 2, 3), (4, 7, 3, 8), (9, 2, 10, 4), (2, 9, 9, 2),
+        (16, 16, 13, 11), (6, 5, 2, 3), (4, 7, 3, 8), (9, 2, 10, 4), (2, 9, 9, 2), (8, 6, 9, 37), (12, 20, 14, 5),
     ]
+
+    /// Each case once per algorithm (Winograd applies to more than 4 input channels on maps of at least 4×4).
+    func withAlgorithms(_ cases: [(Int, Int, Int, Int)]) -> [(Int, Int, Int, Int, ConvolutionAlgorithm)] {
+        ConvolutionAlgorithm.allCases.flatMap { algorithm in cases.map { ($0.0, $0.1, $0.2, $0.3, algorithm) } }
+    }
 
     /// Scratch limits in floats: one row per band, two rows, and the whole map in one band.
     let scratchLimits = [1, 2, Int.max / 2]
 
     func testForwardMatchesDirectConvolution() {
         var rng = SplitMix64(seed: 1)
-        for (ci, co, h, w) in shapes {
+        for (ci, co, h, w, algorithm) in withAlgorithms(shapes) {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
             let input = randomValues(ci * h * w, using: &rng)
             let expected = naiveConvolution(input, height: h, width: w, weights: weights)
-            let conv = Convolution(weights)
+            let conv = Convolution(weights, algorithm: algorithm)
             for limit in scratchLimits {
                 let rowLimit = limit <= 2 ? limit * max(ci, co) * 9 * w : limit
                 let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: rowLimit))
                 let output = Tensor(channels: co, height: h, width: w)
                 conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
                              scratch: scratch)
-                assertClose(output.values, expected, relative: 1e-5, "forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                assertClose(output.values, expected, relative: 1e-5, "\(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
             }
         }
     }
 
     func testForwardReLUAndMask() {
         var rng = SplitMix64(seed: 2)
-        for (ci, co, h, w) in shapes {
+        for (ci, co, h, w, algorithm) in withAlgorithms(shapes) {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
             let input = randomValues(ci * h * w, using: &rng)
             let reference = naiveConvolution(input, height: h, width: w, weights: weights)
-            let conv = Convolution(weights)
+            let conv = Convolution(weights, algorithm: algorithm)
             let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 2 * co * 9 * w))
             let output = Tensor(channels: co, height: h, width: w)
             let mask = ByteBuffer(capacity: co * h * maskRowBytes(width: w))
             mask.storage.update(repeating: 0xA5, count: mask.capacity)
             conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: mask,
                          scratch: scratch)
-            assertClose(output.values, reference.map { max($0, 0) }, relative: 1e-5, "relu \(ci)→\(co) \(h)x\(w)")
+            assertClose(output.values, reference.map { max($0, 0) }, relative: 1e-5, "\(algorithm) relu \(ci)→\(co) \(h)x\(w)")
             var wrong = 0
             for o in 0 ..< co {
                 for y in 0 ..< h {
@@ -52,17 +57,17 @@ final class ConvolutionTests: XCTestCase {
                     }
                 }
             }
-            XCTAssertEqual(wrong, 0, "mask bits \(ci)→\(co) \(h)x\(w)")
+            XCTAssertEqual(wrong, 0, "\(algorithm) mask bits \(ci)→\(co) \(h)x\(w)")
         }
     }
 
     func testInputGradientMatchesDirectReference() {
         var rng = SplitMix64(seed: 3)
-        for (ci, co, h, w) in shapes {
+        for (ci, co, h, w, algorithm) in withAlgorithms(shapes) {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
             let gradOutput = randomValues(co * h * w, using: &rng)
             let expected = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
-            let conv = Convolution(weights)
+            let conv = Convolution(weights, algorithm: algorithm)
             for limit in scratchLimits {
                 let rowLimit = limit <= 2 ? limit * max(ci, co) * 9 * w : limit
                 let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: rowLimit))
@@ -70,7 +75,7 @@ final class ConvolutionTests: XCTestCase {
                 gradInput.assign(randomValues(ci * h * w, using: &rng))  // must be overwritten, not added to
                 conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
                                    inputMask: nil, scratch: scratch)
-                assertClose(gradInput.values, expected, relative: 1e-5, "backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                assertClose(gradInput.values, expected, relative: 1e-5, "\(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
             }
         }
     }
@@ -78,9 +83,9 @@ final class ConvolutionTests: XCTestCase {
     /// The input gradient equals the adjoint of the forward pass: ⟨conv(x) − b, g⟩ = ⟨x, backward(g)⟩.
     func testInputGradientIsTheAdjointOfForward() {
         var rng = SplitMix64(seed: 4)
-        for (ci, co, h, w) in [(3, 64, 9, 7), (64, 32, 6, 5), (2, 3, 1, 1)] {
+        for (ci, co, h, w, algorithm) in withAlgorithms([(3, 64, 9, 7), (64, 32, 6, 5), (2, 3, 1, 1)]) {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
-            let conv = Convolution(weights)
+            let conv = Convolution(weights, algorithm: algorithm)
             let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 1 << 20))
             let x = Tensor(channels: ci, height: h, width: w, values: randomValues(ci * h * w, using: &rng))
             let g = Tensor(channels: co, height: h, width: w, values: randomValues(co * h * w, using: &rng))
@@ -97,13 +102,13 @@ final class ConvolutionTests: XCTestCase {
                 }
             }
             for k in 0 ..< x.count { rhs += Double(x.values[k]) * Double(gx.values[k]) }
-            XCTAssertEqual(lhs, rhs, accuracy: 1e-5 * size, "adjoint \(ci)→\(co) \(h)x\(w)")
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-5 * size, "\(algorithm) adjoint \(ci)→\(co) \(h)x\(w)")
         }
     }
 
     func testInputGradientThroughInputMask() {
         var rng = SplitMix64(seed: 5)
-        for (ci, co, h, w) in [(3, 5, 4, 11), (12, 4, 7, 9), (6, 6, 1, 17)] {
+        for (ci, co, h, w, algorithm) in withAlgorithms([(3, 5, 4, 11), (12, 4, 7, 9), (6, 6, 1, 17)]) {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
             let gradOutput = randomValues(co * h * w, using: &rng)
             let reference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
@@ -119,12 +124,12 @@ final class ConvolutionTests: XCTestCase {
                     }
                 }
             }
-            let conv = Convolution(weights)
+            let conv = Convolution(weights, algorithm: algorithm)
             let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 3 * co * 9 * w))
             let gradInput = Tensor(channels: ci, height: h, width: w)
             conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
                                inputMask: mask, scratch: scratch)
-            assertClose(gradInput.values, expected, relative: 1e-5, "masked backward \(ci)→\(co) \(h)x\(w)")
+            assertClose(gradInput.values, expected, relative: 1e-5, "\(algorithm) masked backward \(ci)→\(co) \(h)x\(w)")
         }
     }
 
@@ -145,12 +150,14 @@ final class ConvolutionTests: XCTestCase {
     /// side where the map has them), and leave every other row and every other mask row alone.
     func testStripesMatchTheWholeMap() {
         var rng = SplitMix64(seed: 6)
-        for (ci, co, h, w) in [(3, 8, 9, 7), (8, 3, 10, 5), (16, 16, 7, 12), (2, 5, 1, 4), (5, 4, 2, 3)] {
+        for (ci, co, h, w, algorithm) in withAlgorithms([(3, 8, 9, 7), (8, 3, 10, 5), (16, 16, 7, 12), (2, 5, 1, 4), (5, 4, 2, 3)]) {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
-            let conv = Convolution(weights)
+            let conv = Convolution(weights, algorithm: algorithm)
             let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 2 * 16 * 9 * w))
             let input = randomValues(ci * h * w, using: &rng)
             let gradOutput = randomValues(co * h * w, using: &rng)
+            // Per element: Winograd's rounding relative to one element (not the map's scale) is several times im2col's.
+            let tolerance = algorithm == .winograd ? 1e-4 : 1e-5
             let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
             let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
             for first in 0 ..< h {
@@ -175,7 +182,7 @@ final class ConvolutionTests: XCTestCase {
                                 let value = output[o, y - outSpan.first, x]
                                 if rows.contains(y) {
                                     let expected = max(forwardReference[(o * h + y) * w + x], 0)
-                                    if abs(Double(value) - expected) > 1e-5 * max(1, abs(expected)) { wrong += 1 }
+                                    if abs(Double(value) - expected) > tolerance * max(1, abs(expected)) { wrong += 1 }
                                     if maskBit(mask, row: o * h + y, width: w, x: x) != (value > 0) { wrong += 1 }
                                 } else if value != sentinel {
                                     wrong += 1
@@ -189,7 +196,7 @@ final class ConvolutionTests: XCTestCase {
                             }
                         }
                     }
-                    XCTAssertEqual(wrong, 0, "forward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                    XCTAssertEqual(wrong, 0, "\(algorithm) forward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
                     // Backward.
                     let gradSpan = RowSpan(first: needed.lowerBound, rows: needed.count, height: h, width: w)
                     let gradInput = Tensor(channels: ci, height: outSpan.rows, width: w)
@@ -204,14 +211,14 @@ final class ConvolutionTests: XCTestCase {
                                 let value = gradInput[i, y - outSpan.first, x]
                                 if rows.contains(y) {
                                     let expected = backwardReference[(i * h + y) * w + x]
-                                    if abs(Double(value) - expected) > 1e-5 * max(1, abs(expected)) { wrong += 1 }
+                                    if abs(Double(value) - expected) > tolerance * max(1, abs(expected)) { wrong += 1 }
                                 } else if value != sentinel {
                                     wrong += 1
                                 }
                             }
                         }
                     }
-                    XCTAssertEqual(wrong, 0, "backward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                    XCTAssertEqual(wrong, 0, "\(algorithm) backward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
                 }
             }
         }

@@ -1,8 +1,14 @@
 // pamstyle-bench: seconds per evaluation of the VGG-19 engine (forward to relu5_1 reading the default loss layers,
-// then the gradient back to the image), achieved GFLOP/s and peak RSS, one JSON object per size on stdout.
+// then the gradient back to the image), GFLOP/s of the direct convolution's count, and peak RSS, one JSON object per
+// size (and algorithm) on stdout.
 //
-//   pamstyle-bench --random-weights [--sizes 256,512,1024] [--repeats 5] [--warmup 1] [--pooling max|average]
-//                  [--scratch-mb 32] [--threads N] [--stripe-rows N] [--verbose]
+//   pamstyle-bench [--weights PATH | --random-weights] [--conv winograd|im2col|both] [--sizes 256,512,1024]
+//                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
+//                  [--stripe-rows N] [--verbose]
+//
+// The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
+// depend on the values). --conv both times the two convolution algorithms side by side, alternating evaluations, and
+// adds the ratio im2col / winograd.
 //
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
@@ -15,6 +21,8 @@ struct BenchOptions {
     var repeats = 5
     var warmup = 1
     var randomWeights = false
+    var weightsPath: String?
+    var algorithms: [ConvolutionAlgorithm] = [.winograd]
     var pooling = Pooling.max
     var scratchMB = 32
     var threads: Int?
@@ -68,12 +76,22 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
             }
             options.pooling = pooling
         case "--random-weights": options.randomWeights = true
+        case "--weights": options.weightsPath = try value(argument)
+        case "--conv":
+            let text = try value(argument)
+            if text == "both" {
+                options.algorithms = [.winograd, .im2col]
+            } else if let algorithm = ConvolutionAlgorithm(rawValue: text) {
+                options.algorithms = [algorithm]
+            } else {
+                throw BenchError.usage("--conv must be winograd, im2col or both; you specified \(text)")
+            }
         case "--verbose": options.verbose = true
         default: throw BenchError.usage("unknown option \(argument)")
         }
     }
-    guard options.randomWeights else {
-        throw BenchError.usage("give --random-weights: random weights with VGG-19's shapes (the timing does not depend on the values)")
+    if options.randomWeights && options.weightsPath != nil {
+        throw BenchError.usage("give --weights or --random-weights, not both")
     }
     return options
 }
@@ -114,50 +132,95 @@ func json(_ fields: [(String, Any)]) -> String {
     }.joined(separator: ", ") + "}"
 }
 
+/// One network under test and the times of its evaluations at the current size.
+final class Subject {
+    let algorithm: ConvolutionAlgorithm
+    let net: VGG19
+    var forwardTimes: [Double] = []
+    var totalTimes: [Double] = []
+    var layerTotals: [String: (forward: [Double], backward: [Double])] = [:]
+
+    init(algorithm: ConvolutionAlgorithm, net: VGG19) {
+        self.algorithm = algorithm
+        self.net = net
+    }
+}
+
 func run(_ options: BenchOptions) throws {
     let layers: Set<String> = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
-    let net = try VGG19(weights: randomWeights(seed: 1), pooling: options.pooling, scratchBytes: options.scratchMB << 20,
-                        threads: options.threads, stripeRows: options.stripeRows)
-    net.recordsLayerTimes = options.verbose
+    let weights: VGGWeights
+    if options.randomWeights {
+        weights = randomWeights(seed: 1)
+    } else {
+        weights = try VGGWeights.load(from: VGGWeights.locate(explicit: options.weightsPath,
+                                                              environment: ProcessInfo.processInfo.environment,
+                                                              executablePath: VGGWeights.runningExecutablePath))
+    }
+    let subjects = try options.algorithms.map { algorithm in
+        let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
+                            threads: options.threads, stripeRows: options.stripeRows, convolution: algorithm)
+        net.recordsLayerTimes = options.verbose
+        return Subject(algorithm: algorithm, net: net)
+    }
     for size in options.sizes {
         var rng = SplitMix64(seed: UInt64(size))
         let image = (0 ..< 3 * size * size).map { _ in Float.random(in: 0 ... 1, using: &rng) }
         var gradient = [Float](repeating: 0, count: image.count)
-        net.prepare(height: size, width: size, layers: layers)
-        var forwardTimes: [Double] = [], totalTimes: [Double] = []
-        var layerTotals: [String: (forward: [Double], backward: [Double])] = [:]
+        for subject in subjects {
+            subject.net.prepare(height: size, width: size, layers: layers)
+            subject.forwardTimes = []
+            subject.totalTimes = []
+            subject.layerTotals = [:]
+        }
+        // The subjects take turns, so that a load from other processes falls on all of them alike.
         for iteration in 0 ..< options.warmup + options.repeats {
-            let start = now()
-            net.forward(image: image, height: size, width: size, layers: layers) { _ in }
-            let middle = now()
-            // A stand-in loss: ∂L/∂activation = 10⁻³ · activation, a pass over each map as a real loss makes.
-            net.backward(into: &gradient) { activation, g in
-                let a = activation.values.buffer, d = g.buffer
-                for k in 0 ..< d.count { d[k] += 1e-3 * a[k] }
-            }
-            let end = now()
-            guard iteration >= options.warmup else { continue }
-            forwardTimes.append(middle - start)
-            totalTimes.append(end - start)
-            for time in net.layerTimes {
-                layerTotals[time.layer, default: ([], [])].forward.append(time.forwardSeconds)
-                layerTotals[time.layer, default: ([], [])].backward.append(time.backwardSeconds)
+            for subject in subjects {
+                let net = subject.net
+                let start = now()
+                net.forward(image: image, height: size, width: size, layers: layers) { _ in }
+                let middle = now()
+                // A stand-in loss: ∂L/∂activation = 10⁻³ · activation, a pass over each map as a real loss makes.
+                net.backward(into: &gradient) { activation, g in
+                    let a = activation.values.buffer, d = g.buffer
+                    for k in 0 ..< d.count { d[k] += 1e-3 * a[k] }
+                }
+                let end = now()
+                guard iteration >= options.warmup else { continue }
+                subject.forwardTimes.append(middle - start)
+                subject.totalTimes.append(end - start)
+                for time in net.layerTimes {
+                    subject.layerTotals[time.layer, default: ([], [])].forward.append(time.forwardSeconds)
+                    subject.layerTotals[time.layer, default: ([], [])].backward.append(time.backwardSeconds)
+                }
             }
         }
-        let seconds = median(totalTimes)
         let flops = 2.0 * 2.0 * Double(VGG19.multiplyAdds(through: "relu5_1", height: size, width: size))
-        FileHandle.standardOutput.write((json([("size", size), ("seconds_per_eval", seconds), ("forward_seconds", median(forwardTimes)),
-                    ("peak_rss_mb", peakRSSMegabytes()), ("gflops", flops / seconds / 1e9),
-                    ("allocated_mb", Double(net.allocatedBytes) / 1048576),
-                    ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576), ("repeats", options.repeats), ("threads", net.threads), ("stripe_rows", options.stripeRows.map(String.init) ?? "null")]) + "\n").data(using: .utf8)!)
-        if options.verbose {
-            var report = "size \(size): layer, forward ms, backward ms (medians)\n"
-            for name in VGG19.layerNames {
-                guard let times = layerTotals[name] else { continue }
-                report += String(format: "  %-8@ %9.2f %9.2f\n", name as NSString, 1e3 * median(times.forward),
-                                 1e3 * median(times.backward))
+        for subject in subjects {
+            let net = subject.net
+            let seconds = median(subject.totalTimes)
+            var fields: [(String, Any)] = [("size", size), ("conv", "\"\(subject.algorithm.rawValue)\""),
+                                           ("seconds_per_eval", seconds),
+                                           ("forward_seconds", median(subject.forwardTimes)),
+                                           ("peak_rss_mb", peakRSSMegabytes()),
+                                           ("direct_gflops", flops / seconds / 1e9),
+                                           ("allocated_mb", Double(net.allocatedBytes) / 1048576),
+                                           ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576),
+                                           ("repeats", options.repeats), ("threads", net.threads),
+                                           ("stripe_rows", options.stripeRows.map(String.init) ?? "null")]
+            if subjects.count > 1, subject.algorithm == .winograd,
+               let reference = subjects.first(where: { $0.algorithm == .im2col }) {
+                fields.append(("speedup_vs_im2col", median(reference.totalTimes) / seconds))
             }
-            FileHandle.standardError.write(report.data(using: .utf8)!)
+            FileHandle.standardOutput.write((json(fields) + "\n").data(using: .utf8)!)
+            if options.verbose {
+                var report = "size \(size) \(subject.algorithm.rawValue): layer, forward ms, backward ms (medians)\n"
+                for name in VGG19.layerNames {
+                    guard let times = subject.layerTotals[name] else { continue }
+                    report += String(format: "  %-8@ %9.2f %9.2f\n", name as NSString, 1e3 * median(times.forward),
+                                     1e3 * median(times.backward))
+                }
+                FileHandle.standardError.write(report.data(using: .utf8)!)
+            }
         }
     }
 }

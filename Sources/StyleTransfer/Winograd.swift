@@ -1,0 +1,266 @@
+// The kernels of Winograd's minimal filtering algorithm F(4×4, 3×3) for the 3x3 pad-1 convolutions: the transforms of
+// kernels, input tiles and output tiles. The multiplications in between are GEMMs (see `Convolution`).
+//
+// A 4×4 output tile Y of a 3x3 correlation of a 6×6 input tile d with a kernel g is Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A.
+// The matrices come from the Toom–Cook construction on the points 0, 1, −1, −2, −1/2 and ∞, with the rows of G and Bᵀ
+// scaled so that Bᵀ is integral:
+//
+//        ⎡ 1  1  1   1    1    0 ⎤         ⎡ 1/2     0     0  ⎤         ⎡ 2   5   0  −5  −2   0 ⎤
+//   Aᵀ = ⎢ 0  1 −1  −2  −1/2   0 ⎥    G =  ⎢ 1/18  1/18  1/18 ⎥    Bᵀ = ⎢ 0   2   7   7   2   0 ⎥
+//        ⎢ 0  1  1   4   1/4   0 ⎥         ⎢−1/2   1/2  −1/2  ⎥         ⎢ 0  −2  −3   3   2   0 ⎥
+//        ⎣ 0  1 −1  −8  −1/8   1 ⎦         ⎢ 1/18 −1/9   2/9  ⎥         ⎢ 0  −1  −2   1   2   0 ⎥
+//                                          ⎢ 16/9 −8/9   4/9  ⎥         ⎢ 0  −2  −1   2   1   0 ⎥
+//                                          ⎣  0     0    1/2  ⎦         ⎣ 0  −2  −5   0   5   2 ⎦
+//
+// The point set is closed under a ↦ 1/a, which makes G of the kernel turned by 180° a scaled permutation of G's rows:
+// G·J = D·P·G with P swapping rows 0↔5 and 3↔4 and D = diag(1, 1, 1, 1/8, 8, 1). So the input gradient, the
+// correlation with the turned and transposed kernel, uses the forward pass's transformed kernel, position π(ξ),
+// transposed and scaled by a power of two: no second copy of the kernels. (Lavin's points 0, ±1, ±2, ∞ are not closed
+// under a ↦ 1/a; these are about as accurate in float32.)
+//
+// Layouts: a transformed kernel is (36, outChannels, inChannels), position ξ = 6·i + k for row i and column k of the 6×6
+// tile. A band of tiles is (36, channels, tileStride): position, channel, then the band's tiles row by row.
+
+/// The side of an output tile and of an input tile, and the number of positions of a transformed tile.
+let winogradTile = 4
+let winogradInputTile = 6
+let winogradPositions = 36
+
+/// π: the position of the forward kernel that gives position ξ's row or column of the turned kernel.
+let winogradTurned = [5, 1, 2, 4, 3, 0]
+/// D: the scale of each row of G·J relative to the row of G it is (see above).
+let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
+
+/// U[ξ, o, i] = (G g[o, i] Gᵀ)[ξ] for the output channels `outputs`, computed in float64.
+/// - kernel: (outChannels, inChannels, 3, 3)
+/// - transformed: (36, outChannels, inChannels)
+func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, inChannels: Int, outputs: Range<Int>,
+                             into transformed: UnsafeMutablePointer<Float>) {
+    @inline(__always)
+    func g(_ a: Double, _ b: Double, _ c: Double) -> (Double, Double, Double, Double, Double, Double) {
+        (a / 2, (a + b + c) / 18, (b - a - c) / 2, (a - 2 * b + 4 * c) / 18, (16 * a - 8 * b + 4 * c) / 9, c / 2)
+    }
+    let plane = outChannels &* inChannels
+    for o in outputs {
+        for i in 0 ..< inChannels {
+            let k = kernel + (o &* inChannels &+ i) &* 9
+            // Columns of G g: t[kx] = G · (column kx of g).
+            var t = [[Double]](repeating: [Double](repeating: 0, count: 6), count: 3)
+            for kx in 0 ..< 3 {
+                let c = g(Double(k[kx]), Double(k[3 &+ kx]), Double(k[6 &+ kx]))
+                t[kx] = [c.0, c.1, c.2, c.3, c.4, c.5]
+            }
+            for row in 0 ..< 6 {
+                let r = g(t[0][row], t[1][row], t[2][row])
+                let values = [r.0, r.1, r.2, r.3, r.4, r.5]
+                for column in 0 ..< 6 {
+                    transformed[(row &* 6 &+ column) &* plane &+ o &* inChannels &+ i] = Float(values[column])
+                }
+            }
+        }
+    }
+}
+
+/// The geometry of a Winograd pass over a map: where its tiles sit and how a band of them is stored.
+struct WinogradGrid {
+    /// The map rows being computed; tile row r covers rows rows.lowerBound + 4r ..< + 4.
+    let rows: Range<Int>
+    /// The input rows that may be read: the rows next to `rows` that exist in the map. Others count as zero.
+    let inputRows: Range<Int>
+    let height: Int
+    let width: Int
+    /// Tiles per tile row, and tile rows.
+    let tilesX: Int
+    let tilesY: Int
+
+    init(rows: Range<Int>, height: Int, width: Int) {
+        self.rows = rows
+        self.height = height
+        self.width = width
+        inputRows = max(0, rows.lowerBound &- 1) ..< min(height, rows.upperBound &+ 1)
+        tilesX = (width &+ 3) >> 2
+        tilesY = (rows.count &+ 3) >> 2
+    }
+
+    /// Floats between the first tiles of consecutive channels in a band of `tileRows` tile rows: the band's tiles,
+    /// rounded up to a cache line when there are many.
+    static func tileStride(tileRows: Int, tilesX: Int) -> Int {
+        let n = tileRows &* tilesX
+        return n <= 64 ? n : (n &+ 15) & ~15
+    }
+
+    /// Floats between the phase arrays of the per-worker work area (see `winogradInputTransform`).
+    var phaseStride: Int { ((tilesX &+ 7) & ~7) &+ 8 }
+
+    /// Floats of the per-worker work area.
+    var workCount: Int { 24 &* phaseStride &+ winogradPositions &* 8 }
+}
+
+@inline(__always)
+private func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always)
+private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
+}
+
+/// Bᵀ d for eight tiles at once.
+@inline(__always)
+private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>,
+                            _ d4: SIMD8<Float>, _ d5: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let d13 = d1 - d3, d24 = d4 - d2, s14 = d1 + d4, s23 = d2 + d3
+    return (2 * (d0 - d4) + 5 * d13,
+            2 * s14 + 7 * s23,
+            2 * (d4 - d1) + 3 * (d3 - d2),
+            d3 - d1 + 2 * d24,
+            2 * (d3 - d1) + d24,
+            2 * (d5 - d1) + 5 * d24)
+}
+
+/// Aᵀ m for eight tiles at once.
+@inline(__always)
+private func outputTransform(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3: SIMD8<Float>,
+                             _ m4: SIMD8<Float>, _ m5: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let s12 = m1 + m2, d12 = m1 - m2
+    return (m0 + s12 + m3 + m4,
+            d12 - 2 * m3 - 0.5 * m4,
+            s12 + 4 * m3 + 0.25 * m4,
+            d12 - 8 * m3 - 0.125 * m4 + m5)
+}
+
+/// V[ξ, c, t] = (Bᵀ d B)[ξ] for the input tiles d of the channels `channels` and the tile rows `tileRows` of `grid`,
+/// t counting the band's tiles from tile row tileRows.lowerBound.
+/// - input: (channels, span.rows, span.width), holding grid.inputRows
+/// - transformed: (36, channels, tileStride)
+/// - work: grid.workCount floats, this worker's alone
+func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
+                            channelCount: Int, tileRows: Range<Int>, tileStride: Int,
+                            into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
+    let width = grid.width, tilesX = grid.tilesX, qs = grid.phaseStride
+    let positionStride = channelCount &* tileStride
+    let tmp = work + 24 &* qs
+    for c in channels {
+        for r in tileRows {
+            // The six input rows of tile row r, each split by x + 1 mod 4: q[j, p, s] = row j at x = 4s + p − 1.
+            for j in 0 ..< 6 {
+                let q = work + j &* 4 &* qs
+                let y = grid.rows.lowerBound &+ 4 &* r &- 1 &+ j
+                q.update(repeating: 0, count: 4 &* qs)
+                guard grid.inputRows.contains(y) else { continue }
+                let row = input + span.offset(channel: c, row: y)
+                var x = 0
+                while x &+ 4 <= width {
+                    // x = 4s + p − 1 for p = 1, 2, 3, and p = 0 of s + 1.
+                    let s = x >> 2
+                    q[qs &+ s] = row[x]
+                    q[2 &* qs &+ s] = row[x &+ 1]
+                    q[3 &* qs &+ s] = row[x &+ 2]
+                    q[s &+ 1] = row[x &+ 3]
+                    x &+= 4
+                }
+                while x < width {
+                    let p = (x &+ 1) & 3, s = (x &+ 1) >> 2
+                    q[p &* qs &+ s] = row[x]
+                    x &+= 1
+                }
+            }
+            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* tilesX)
+            var t = 0
+            while t < tilesX {
+                // Eight tiles at a time; the vector may overhang into the next tile rows, which overwrite it later, but
+                // not past the band's end.
+                let lanes = min(8, (tileRows.upperBound &- r) &* tilesX &- t)
+                for j in 0 ..< 6 {
+                    let q = work + (j &* 4 &* qs &+ t)
+                    let v = inputTransform(load(q), load(q + qs), load(q + 2 &* qs), load(q + 3 &* qs), load(q + 1),
+                                           load(q + (qs &+ 1)))
+                    let o = tmp + j &* 48
+                    store(v.0, o); store(v.1, o + 8); store(v.2, o + 16)
+                    store(v.3, o + 24); store(v.4, o + 32); store(v.5, o + 40)
+                }
+                for k in 0 ..< 6 {
+                    let s = tmp + k &* 8
+                    let v = inputTransform(load(s), load(s + 48), load(s + 96), load(s + 144), load(s + 192),
+                                           load(s + 240))
+                    let o = base + (k &* positionStride &+ t)
+                    if lanes == 8 {
+                        store(v.0, o); store(v.1, o + 6 &* positionStride); store(v.2, o + 12 &* positionStride)
+                        store(v.3, o + 18 &* positionStride); store(v.4, o + 24 &* positionStride)
+                        store(v.5, o + 30 &* positionStride)
+                    } else {
+                        // The band's last vector: only its tiles, the next channel's follow.
+                        for lane in 0 ..< lanes {
+                            o[lane] = v.0[lane]
+                            o[6 &* positionStride &+ lane] = v.1[lane]
+                            o[12 &* positionStride &+ lane] = v.2[lane]
+                            o[18 &* positionStride &+ lane] = v.3[lane]
+                            o[24 &* positionStride &+ lane] = v.4[lane]
+                            o[30 &* positionStride &+ lane] = v.5[lane]
+                        }
+                    }
+                }
+                t &+= 8
+            }
+        }
+    }
+}
+
+/// Writes the output tiles Aᵀ M A of the channels `channels` for the band's tile rows `tileRows` into the map rows
+/// they cover within grid.rows, then runs `epilogue(channel, row)` on each row written.
+/// - transformed: (36, channels, tileStride), as the GEMMs left it
+/// - output: (channels, span.rows, span.width), holding grid.rows
+/// - work: grid.workCount floats, this worker's alone
+func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Range<Int>, channelCount: Int,
+                             tileRows: Range<Int>, tileStride: Int, grid: WinogradGrid,
+                             into output: UnsafeMutablePointer<Float>, span: RowSpan,
+                             work: UnsafeMutablePointer<Float>,
+                             epilogue: (_ channel: Int, _ row: UnsafeMutablePointer<Float>, _ y: Int) -> Void) {
+    let width = grid.width, tilesX = grid.tilesX
+    let positionStride = channelCount &* tileStride
+    let tmp = work, line = work + 24 &* 8
+    for c in channels {
+        for r in tileRows {
+            let firstRow = grid.rows.lowerBound &+ 4 &* r
+            let rowsHere = min(4, grid.rows.upperBound &- firstRow)
+            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* tilesX)
+            var t = 0
+            while t < tilesX {
+                // Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[6i + k].
+                for k in 0 ..< 6 {
+                    let s = base + (k &* positionStride &+ t)
+                    let z = outputTransform(load(s), load(s + 6 &* positionStride), load(s + 12 &* positionStride),
+                                            load(s + 18 &* positionStride), load(s + 24 &* positionStride),
+                                            load(s + 30 &* positionStride))
+                    let o = tmp + k &* 8
+                    store(z.0, o); store(z.1, o + 48); store(z.2, o + 96); store(z.3, o + 144)
+                }
+                let lanes = min(8, tilesX &- t)
+                for i in 0 ..< rowsHere {
+                    let s = tmp + i &* 48
+                    let y = outputTransform(load(s), load(s + 8), load(s + 16), load(s + 24), load(s + 32),
+                                            load(s + 40))
+                    store(y.0, line); store(y.1, line + 8); store(y.2, line + 16); store(y.3, line + 24)
+                    let row = output + (span.offset(channel: c, row: firstRow &+ i) &+ 4 &* t)
+                    if 4 &* (t &+ lanes) <= width {
+                        for lane in 0 ..< lanes {
+                            row[4 &* lane] = line[lane]
+                            row[4 &* lane &+ 1] = line[8 &+ lane]
+                            row[4 &* lane &+ 2] = line[16 &+ lane]
+                            row[4 &* lane &+ 3] = line[24 &+ lane]
+                        }
+                    } else {
+                        for x in 0 ..< width &- 4 &* t { row[x] = line[(x & 3) &* 8 &+ (x >> 2)] }
+                    }
+                }
+                t &+= 8
+            }
+            for i in 0 ..< rowsHere {
+                epilogue(c, output + span.offset(channel: c, row: firstRow &+ i), firstRow &+ i)
+            }
+        }
+    }
+}
