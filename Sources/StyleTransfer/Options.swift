@@ -25,7 +25,7 @@ public struct Options: Sendable {
     }
 
     public var contentWeight: Float = 1
-    public var styleWeight: Float = 1
+    public var styleWeight: Float = 5e-4
     public var tvWeight: Float = 1
     public var contentLayers = [WeightedLayer("relu4_2")]
     public var styleLayers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"].map { WeightedLayer($0) }
@@ -36,7 +36,7 @@ public struct Options: Sendable {
 
     public var optimizer = OptimizerKind.lbfgs
     /// Iterations at the working size.
-    public var iterations = 200
+    public var iterations = 100
     /// Iterations at each of the smaller sizes of the coarse-to-fine schedule.
     public var scaleIterations = 200
     /// Number of sizes in the coarse-to-fine schedule, the working size included.
