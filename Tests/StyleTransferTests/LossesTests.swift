@@ -2,24 +2,6 @@ import Foundation
 import XCTest
 import StyleTransfer
 
-/// A small seeded generator (SplitMix64) local to this file, so the tests depend on nothing else.
-private struct TestRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [low, high).
-    mutating func uniform(_ low: Float, _ high: Float) -> Float {
-        low + (high - low) * Float(next() >> 40) / Float(1 << 24)
-    }
-    mutating func array(_ count: Int, _ low: Float, _ high: Float) -> [Float] {
-        (0..<count).map { _ in uniform(low, high) }
-    }
-}
 
 final class LossesTests: XCTestCase {
     // MARK: Gram

@@ -2,21 +2,6 @@ import Foundation
 import XCTest
 @testable import StyleTransfer
 
-/// A small seeded generator (SplitMix64) local to this file, so the tests depend on nothing else.
-private struct TestRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [low, high).
-    mutating func uniform(_ low: Double, _ high: Double) -> Double {
-        low + (high - low) * Double(next() >> 11) / Double(1 << 53)
-    }
-}
 
 /// f(x) = ½ (x − x*)ᵀ A (x − x*) with A = Q diag(λ) Qᵀ, λ log-spaced from 1 to `condition`, Q a
 /// product of three Householder reflections: minimum 0 at x*, evaluated in float64.
@@ -30,7 +15,7 @@ private struct Quadratic {
         var q = [Double](repeating: 0, count: dimension * dimension)
         for i in 0..<dimension { q[i * dimension + i] = 1 }
         for _ in 0..<3 {
-            let v = (0..<dimension).map { _ in random.uniform(-1, 1) }
+            let v = (0..<dimension).map { _ in random.uniformDouble(-1, 1) }
             let norm2 = v.reduce(0) { $0 + $1 * $1 }
             for r in 0..<dimension {  // Q ← Q (I − 2 v vᵀ / vᵀv)
                 let qv = (0..<dimension).reduce(0) { $0 + q[r * dimension + $1] * v[$1] }
@@ -46,7 +31,7 @@ private struct Quadratic {
         }
         self.dimension = dimension
         matrix = a
-        minimizer = (0..<dimension).map { _ in random.uniform(-2, 2) }
+        minimizer = (0..<dimension).map { _ in random.uniformDouble(-2, 2) }
     }
 
     func evaluate(_ x: UnsafeBufferPointer<Float>, _ gradient: UnsafeMutableBufferPointer<Float>) -> Double {
@@ -108,13 +93,13 @@ final class OptimizerTests: XCTestCase {
         let curvature = Quadratic(dimension: n, condition: 20, seed: 14).matrix  // y = A s: sᵀy > 0
         var s: [[Float]] = [], y: [[Float]] = [], rho: [Double] = []
         for _ in 0..<3 {
-            let step = (0..<n).map { _ in random.uniform(-1, 1) }
+            let step = (0..<n).map { _ in random.uniformDouble(-1, 1) }
             let change = (0..<n).map { i in (0..<n).reduce(0) { $0 + curvature[i * n + $1] * step[$1] } }
             s.append(step.map { Float($0) })
             y.append(change.map { Float($0) })
             rho.append(1 / zip(s.last!, y.last!).reduce(0) { $0 + Double($1.0) * Double($1.1) })
         }
-        let gradient = (0..<n).map { _ in Float(random.uniform(-1, 1)) }
+        let gradient = (0..<n).map { _ in Float(random.uniformDouble(-1, 1)) }
         let gamma = 0.37
 
         var h = [Double](repeating: 0, count: n * n)
@@ -191,8 +176,8 @@ final class OptimizerTests: XCTestCase {
     func testLBFGSOnStyleLossNeedsAboutOneEvaluationPerStep() throws {
         var random = TestRandom(state: 12)
         let channels = 8, pixels = 64
-        let start = (0..<(channels * pixels)).map { _ in Float(random.uniform(0, 1)) }
-        let style = (0..<(channels * pixels)).map { _ in Float(random.uniform(0, 2)) }
+        let start = (0..<(channels * pixels)).map { _ in Float(random.uniformDouble(0, 1)) }
+        let style = (0..<(channels * pixels)).map { _ in Float(random.uniformDouble(0, 2)) }
         let target = style.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
         var loss = StyleLoss(target: target, channels: channels)
         let objective: Objective = { x, gradient in

@@ -1,25 +1,11 @@
 import XCTest
 import StyleTransfer
 
-/// A small seeded generator (SplitMix64) local to this file, so the tests depend on nothing else.
-private struct TestRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func array(_ count: Int) -> [Float] {
-        (0..<count).map { _ in Float(next() >> 40) / Float(1 << 24) * 255 }
-    }
-}
 
 final class ResampleTests: XCTestCase {
     func testEqualSizeReturnsSameBytes() {
         var random = TestRandom(state: 1)
-        let image = random.array(3 * 7 * 5)
+        let image = random.array(3 * 7 * 5, 0, 255)
         let result = resample(image, channels: 3, height: 7, width: 5, toHeight: 7, toWidth: 5)
         XCTAssertEqual(result.map(\.bitPattern), image.map(\.bitPattern))
     }
@@ -39,7 +25,7 @@ final class ResampleTests: XCTestCase {
 
     func testDownsamplingByTwoIsTwoByTwoMean() {
         var random = TestRandom(state: 2)
-        let image = random.array(3 * 8 * 10)
+        let image = random.array(3 * 8 * 10, 0, 255)
         let result = resample(image, channels: 3, height: 8, width: 10, toHeight: 4, toWidth: 5)
         for c in 0..<3 {
             for y in 0..<4 {
@@ -59,7 +45,7 @@ final class ResampleTests: XCTestCase {
                        [(3 + 6 * 0.5) / 1.5, (6 * 0.5 + 12) / 1.5])
         // Any factor keeps the mean: Σ output · (in/out) = Σ input.
         var random = TestRandom(state: 3)
-        let column = random.array(17)
+        let column = random.array(17, 0, 255)
         let shrunk = resample(column, channels: 1, height: 17, width: 1, toHeight: 5, toWidth: 1)
         XCTAssertEqual(shrunk.reduce(0, +) * 17 / 5, column.reduce(0, +), accuracy: 1e-5 * column.reduce(0, +))
     }
