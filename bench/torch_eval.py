@@ -12,9 +12,11 @@ One evaluation, as pamstyle does once per optimizer step:
     forward   a (1, 3, S, S) float32 input that requires grad, through relu5_1, keeping relu1_1, relu2_1,
               relu3_1, relu4_1, relu4_2 and relu5_1, and a scalar loss from them:
                   L = sum over those layers l of sum over (c, y, x) of act_l[c, y, x] * a_l[c] * b_l[y] * d_l[x]
-              with a_l, b_l, d_l fixed standard-normal vectors (seeded). The weight tensor is rank one, so
-              the loss needs no stored tensor of an activation's size and costs one multiply-add per
+              with a_l, b_l, d_l fixed standard-normal vectors (seeded). The weight tensor is rank one and
+              the sum is taken as matrix-vector products over views of the activations, so the loss
+              stores and allocates nothing of an activation's size and costs one multiply-add per
               activation element: negligible beside the network, and it adds nothing to peak memory.
+              (Its gradient, full size, is what backward has to start from anyway.)
     backward  dL/dinput (autograd; no weight gradients are computed).
 `forward_seconds` is the forward part, timed on its own inside the same evaluation (grad tracking on),
 so that it is comparable with pamstyle's forward; `seconds_per_eval` is forward plus backward.
@@ -87,21 +89,23 @@ def forward(x, convs, wanted):
 
 
 def loss_vectors(size, channels_at, generator):
-    """Per loss layer, (a (1, C), b (1, 1, H), d (1, 1, 1, W)): the rank-one loss weights."""
+    """Per loss layer, the rank-one loss weights (a (C), b (H, 1), d (W, 1))."""
     vectors = {}
     for name in LOSS_LAYERS:
         height = width = size >> (int(name[4]) - 1)  # halved by each pooling before block B
-        vectors[name] = (torch.randn(1, channels_at[name], generator=generator),
-                         torch.randn(1, 1, height, generator=generator),
-                         torch.randn(1, 1, 1, width, generator=generator))
+        vectors[name] = (torch.randn(channels_at[name], generator=generator),
+                         torch.randn(height, 1, generator=generator),
+                         torch.randn(width, 1, generator=generator))
     return vectors
 
 
 def loss_of(outputs, vectors):
+    """Σ over layers of Σ act[c, y, x] a[c] b[y] d[x], as matrix products that make no copy of act."""
     total = 0.0
     for name in LOSS_LAYERS:
         a, b, d = vectors[name]
-        total = total + (((outputs[name] * d).sum(3) * b).sum(2) * a).sum()
+        rows = outputs[name].matmul(d).squeeze(3)  # (1, C, H): act viewed as (C·H, W) times d
+        total = total + torch.dot(rows.matmul(b).view(-1), a)
     return total
 
 
