@@ -75,7 +75,7 @@ public final class Stylizer {
     /// The last image's result at its working size, for `Options.temporal`.
     private var previous: (content: Size, result: RGBImage)?
 
-    private struct Size: Hashable {
+    struct Size: Hashable {
         var width: Int
         var height: Int
     }
@@ -261,7 +261,7 @@ public final class Stylizer {
 
     /// The blended Gram targets at the style layers for a content working size, computed once per size.
     /// Each style image is seen with its longer side `styleScale` times the content's longer side.
-    private func styleTargets(for size: Size, contentLuminance: RGBImage?) -> [[Float]] {
+    func styleTargets(for size: Size, contentLuminance: RGBImage?) -> [[Float]] {
         if let cached = styleTargets[size], contentLuminance == nil { return cached }
         let longest = Double(max(size.width, size.height)) * Double(options.styleScale)
         let styleNames = Set(styleLayers.map(\.name))
@@ -277,13 +277,17 @@ public final class Stylizer {
             let styleSize = Size(width: max(Self.minimumSide, Int((Double(style.width) * scale).rounded())),
                                  height: max(Self.minimumSide, Int((Double(style.height) * scale).rounded())))
             let image = resized(style, to: styleSize)
+            // Layers may arrive in stripes of rows: their Gram matrices are summed stripe by stripe.
+            var accumulators: [String: GramAccumulator] = [:]
             var perLayer: [String: [Float]] = [:]
             image.pixels.withUnsafeBufferPointer { pixels in
                 network.forward(image: pixels, height: styleSize.height, width: styleSize.width,
                                 layers: styleNames) { map in
-                    perLayer[map.layer] = map.values.buffer.withMemoryRebound(to: Float.self) {
-                        gramMatrix(UnsafeBufferPointer($0), channels: map.channels,
-                                   pixels: map.values.planeSize)
+                    let plane = map.values.planeSize
+                    accumulators[map.layer, default: GramAccumulator(channels: map.channels)]
+                        .add(UnsafeBufferPointer(map.values.buffer), pixels: plane, stride: plane)
+                    if map.rows.upperBound == map.height {
+                        perLayer[map.layer] = accumulators[map.layer]!.gram()
                     }
                 }
             }

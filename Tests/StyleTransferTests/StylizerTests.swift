@@ -1,0 +1,34 @@
+import XCTest
+@testable import StyleTransfer
+
+/// The driver's style targets: Gram matrices of the style image's features at each style layer, the same
+/// whether the network hands the early layers over in stripes (as the driver's network does) or whole.
+final class StylizerTests: XCTestCase {
+    func testStyleTargetsSumAllStripes() throws {
+        let path = try VGGWeights.locate(explicit: nil, environment: [:], executablePath: "/nonexistent")
+        let weights = try VGGWeights.load(from: path)
+        let (width, height) = (40, 96)
+        var random = TestRandom(state: 11)
+        // Texture only in the top rows: a target made from one stripe would miss it.
+        let pixels = (0 ..< 3 * width * height).map { i in (i % (width * height)) / width < 30 ? random.unit() : 0.5 }
+        let style = RGBImage(width: width, height: height, pixels: pixels)
+        var options = Options()
+        options.styleLayers = ["relu1_1", "relu2_1", "relu3_1"].map { Options.WeightedLayer($0) }
+        let stylizer = try Stylizer(weights: weights, options: options, styles: [style])
+        let targets = stylizer.styleTargets(for: .init(width: width, height: height), contentLuminance: nil)
+
+        let whole = try VGG19(weights: weights, stripeRows: nil)
+        let maps = whole.activations(image: pixels, height: height, width: width, layers: ["relu1_1", "relu2_1", "relu3_1"])
+        for (index, layer) in ["relu1_1", "relu2_1", "relu3_1"].enumerated() {
+            let map = try XCTUnwrap(maps[layer])
+            let expected = map.values.withUnsafeBufferPointer {
+                gramMatrix($0, channels: map.channels, pixels: map.height * map.width)
+            }
+            XCTAssertEqual(targets[index].count, expected.count, layer)
+            let scale = expected.map { abs($0) }.max()!
+            for (actual, wanted) in zip(targets[index], expected) {
+                XCTAssertEqual(actual, wanted, accuracy: scale * 1e-4, layer)
+            }
+        }
+    }
+}
