@@ -100,6 +100,12 @@ public final class VGG19 {
     public let pooling: Pooling
     /// The convolutions in network order.
     private let convolutions: [Convolution]
+    /// The buffer the convolutions that keep no transformed kernel make it in, each time they run; nil when all keep theirs.
+    private let kernelSlot: TransformedKernelSlot?
+
+    /// The default of `keptKernelBytes`: the kernels of blocks 1 to 3 (36 MiB), which run on large maps, so that their
+    /// transforms would cost the most often; the 512-channel layers are transformed as they run.
+    public static let defaultKeptKernelBytes = 36 << 20
     /// The most floats one convolution's im2col band may use.
     private let scratchLimit: Int
     /// The threads the network's own loops run on.
@@ -128,9 +134,14 @@ public final class VGG19 {
     ///     `relu1_1` in stripes (see `FeatureMap.rows`). Not used when a loss reads `relu1_2`, or the forward pass
     ///     stops within the first block, or the image is no taller than a stripe.
     ///   - convolution: how the convolutions of many input channels are computed (`conv1_1` always uses im2col).
+    ///   - keptKernelBytes: with Winograd, the transformed kernels (36 × in × out floats a layer, 197 MiB for all
+    ///     through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
+    ///     share one buffer, the size of the largest of them, and transform their kernel into it each time they run
+    ///     (a few milliseconds a layer); `Int.max` keeps them all.
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
     public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
-                stripeRows: Int? = nil, convolution: ConvolutionAlgorithm = .winograd) throws {
+                stripeRows: Int? = nil, convolution: ConvolutionAlgorithm = .winograd,
+                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes) throws {
         guard weights.layers.count == Self.convolutionTable.count else {
             throw NetworkError.layerCount(found: weights.layers.count)
         }
@@ -144,7 +155,23 @@ public final class VGG19 {
         let threads = max(1, threads ?? coreCount)
         self.threads = threads
         self.stripeRows = stripeRows.map { max(2, ($0 + 1) / 2 * 2) }
-        convolutions = weights.layers.map { Convolution($0, threads: threads, algorithm: convolution) }
+        // The transformed kernels kept, smallest first within the budget; the others share the slot.
+        let sizes = weights.layers.map {
+            Convolution.usesWinograd(inChannels: $0.inChannels, algorithm: convolution)
+                ? winogradPositions * $0.inChannels * $0.outChannels * MemoryLayout<Float>.stride : 0
+        }
+        var kept = Set<Int>(), budget = keptKernelBytes
+        for k in sizes.indices.sorted(by: { sizes[$0] < sizes[$1] }) where sizes[k] > 0 && sizes[k] <= budget {
+            kept.insert(k)
+            budget -= sizes[k]
+        }
+        let shared = sizes.indices.filter { sizes[$0] > 0 && !kept.contains($0) }
+        let slot = shared.isEmpty ? nil
+            : TransformedKernelSlot(capacity: shared.map { sizes[$0] }.max()! / MemoryLayout<Float>.stride)
+        kernelSlot = slot
+        convolutions = weights.layers.enumerated().map { k, layer in
+            Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot)
+        }
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
     }
 
@@ -153,11 +180,14 @@ public final class VGG19 {
     public var allocatedBytes: Int { plan?.allocatedBytes ?? 0 }
 
     /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
-    /// the Winograd-transformed kernels, made the first time each layer runs (or with im2col, the rotated kernels for
-    /// the backward pass, made the first time each layer is differentiated).
+    /// the Winograd-transformed kernels kept, made the first time each layer runs, and the buffer shared by the others
+    /// (or with im2col, the rotated kernels for the backward pass, made the first time each layer is differentiated).
     public var kernelCopyBytes: Int {
-        convolutions.reduce(0) { $0 + $1.allocatedBytes }
+        convolutions.reduce(0) { $0 + $1.allocatedBytes } + (kernelSlot?.allocatedBytes ?? 0)
     }
+
+    /// How many times a convolution has transformed its kernel into the shared buffer (see `keptKernelBytes`).
+    public var kernelTransforms: Int { kernelSlot?.fills ?? 0 }
 
     /// Allocates the buffers for evaluations at height × width whose losses read `layers`; does nothing when they
     /// are allocated already. `forward` calls it; call it first to allocate before work starts.

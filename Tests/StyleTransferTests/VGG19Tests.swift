@@ -273,4 +273,27 @@ final class VGG19Tests: XCTestCase {
         XCTAssertGreaterThan(scratch, 0)
         XCTAssertLessThanOrEqual(scratch, 1 << 20)
     }
+
+    /// Keeping no transformed kernel (each made in the shared buffer as its layer runs) gives the bits of keeping them
+    /// all, and keeps only the shared buffer.
+    func testKernelsTransformedAsTheyRunGiveTheKeptKernelsResults() throws {
+        let (h, w) = (20, 18)
+        var rng = SplitMix64(seed: 70)
+        var probes: [String: [Float]] = [:]
+        for layer in Self.styleLayers {
+            let s = VGG19.shape(of: layer, height: h, width: w)
+            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
+        }
+        let image = randomImage(height: h, width: w, seed: 71)
+        let keptAll = try VGG19(weights: randomVGGWeights, keptKernelBytes: .max)
+        let keptNone = try VGG19(weights: randomVGGWeights, keptKernelBytes: 0)
+        let expected = probeGradient(keptAll, image, h, w, probes)
+        XCTAssertEqual(probeGradient(keptNone, image, h, w, probes), expected)
+        XCTAssertEqual(probeGradient(keptNone, image, h, w, probes), expected)
+        XCTAssertEqual(keptAll.kernelTransforms, 0)
+        XCTAssertGreaterThan(keptNone.kernelTransforms, 0)
+        XCTAssertEqual(keptNone.kernelCopyBytes, 36 * 512 * 512 * 4)
+        // Blocks 1 to 3 at 20x18 (block 4 runs on 2x2 maps, with im2col: never transformed).
+        XCTAssertEqual(keptAll.kernelCopyBytes, 36 * 4 * (64 * 64 + 64 * 128 + 128 * 128 + 128 * 256 + 3 * 256 * 256))
+    }
 }
