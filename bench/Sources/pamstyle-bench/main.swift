@@ -4,7 +4,8 @@
 //
 //   pamstyle-bench [--weights PATH | --random-weights] [--conv winograd|im2col|both] [--sizes 256,512,1024]
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
-//                  [--stripe-rows N] [--kept-kernel-mb N|all] [--compare-kept-kernel-mb N|all] [--verbose]
+//                  [--stripe-rows N] [--striped-blocks 1|2|3] [--kept-kernel-mb N|all]
+//                  [--compare-striped-blocks 1|2|3] [--compare-kept-kernel-mb N|all] [--verbose]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv both times the two convolution algorithms side by side, alternating evaluations, and
@@ -14,8 +15,9 @@
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
 //
 // --kept-kernel-mb bounds the Winograd-transformed kernels the network keeps (the rest are transformed as their layer
-// runs; VGG19's default when not given). --compare-kept-kernel-mb adds a second network with that bound, timed in
-// turns with the first, and the ratio of their times.
+// runs; VGG19's default when not given). --striped-blocks sets how many first blocks run in stripes when --stripe-rows
+// is given. The --compare-… options add a second network with those settings (the others as the first's), timed in
+// turns with the first, and the ratio of their times (peak RSS is then the two networks' together).
 
 import Foundation
 import StyleTransfer
@@ -33,6 +35,8 @@ struct BenchOptions {
     var stripeRows: Int?
     var keptKernelBytes = VGG19.defaultKeptKernelBytes
     var comparedKeptKernelBytes: Int?
+    var stripedBlocks = 2
+    var comparedStripedBlocks: Int?
     var verbose = false
 }
 
@@ -75,6 +79,12 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--scratch-mb": options.scratchMB = try positive(argument)
         case "--threads": options.threads = try positive(argument)
         case "--stripe-rows": options.stripeRows = try positive(argument)
+        case "--striped-blocks", "--compare-striped-blocks":
+            let text = try value(argument)
+            guard let blocks = Int(text), (1 ... 3).contains(blocks) else {
+                throw BenchError.usage("\(argument) must be 1, 2 or 3; you specified \(text)")
+            }
+            if argument == "--striped-blocks" { options.stripedBlocks = blocks } else { options.comparedStripedBlocks = blocks }
         case "--kept-kernel-mb", "--compare-kept-kernel-mb":
             let text = try value(argument)
             guard let bytes = text == "all" ? Int.max : Int(text).flatMap({ $0 >= 0 ? $0 << 20 : nil }) else {
@@ -148,6 +158,7 @@ func json(_ fields: [(String, Any)]) -> String {
 struct Settings {
     var algorithm: ConvolutionAlgorithm
     var keptKernelBytes: Int
+    var stripedBlocks: Int
     /// Whether this is the network of a --compare-… option (timed beside the main one, not reported as the result).
     var compared = false
 }
@@ -179,15 +190,19 @@ func run(_ options: BenchOptions) throws {
     }
     var settings: [Settings] = []
     for algorithm in options.algorithms {
-        settings.append(Settings(algorithm: algorithm, keptKernelBytes: options.keptKernelBytes))
-        if let bytes = options.comparedKeptKernelBytes {
-            settings.append(Settings(algorithm: algorithm, keptKernelBytes: bytes, compared: true))
+        settings.append(Settings(algorithm: algorithm, keptKernelBytes: options.keptKernelBytes,
+                                 stripedBlocks: options.stripedBlocks))
+        if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
+            settings.append(Settings(algorithm: algorithm,
+                                     keptKernelBytes: options.comparedKeptKernelBytes ?? options.keptKernelBytes,
+                                     stripedBlocks: options.comparedStripedBlocks ?? options.stripedBlocks,
+                                     compared: true))
         }
     }
     let subjects = try settings.map { settings in
         let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
                             threads: options.threads, stripeRows: options.stripeRows, convolution: settings.algorithm,
-                            keptKernelBytes: settings.keptKernelBytes)
+                            keptKernelBytes: settings.keptKernelBytes, stripedBlocks: settings.stripedBlocks)
         net.recordsLayerTimes = options.verbose
         return Subject(settings: settings, net: net)
     }
@@ -242,7 +257,8 @@ func run(_ options: BenchOptions) throws {
                                                 : String(settings.keptKernelBytes >> 20)),
                                            ("kernel_transforms_per_eval", subject.transforms.max() ?? 0),
                                            ("repeats", options.repeats), ("threads", net.threads),
-                                           ("stripe_rows", options.stripeRows.map(String.init) ?? "null")]
+                                           ("stripe_rows", options.stripeRows.map(String.init) ?? "null"),
+                                           ("striped_blocks", settings.stripedBlocks)]
             if settings.compared { fields.append(("compared", "true")) }
             if subjects.count > 1, settings.algorithm == .winograd, !settings.compared,
                let reference = subjects.first(where: { $0.settings.algorithm == .im2col && !$0.settings.compared }) {
