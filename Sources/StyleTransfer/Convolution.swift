@@ -13,8 +13,10 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 /// With `ConvolutionAlgorithm.winograd` and more than a few input channels, both directions run Winograd's F(4×4, 3×3)
 /// (see Winograd.swift) on bands of tile rows as large as the scratch allows: the input tiles of a band are transformed
 /// (in parallel over channels), multiplied by the transformed kernel (36 single-threaded SGEMMs, in parallel), and
-/// transformed back with the epilogue fused (in parallel over channels). The kernel is transformed on first use and
-/// serves both directions.
+/// transformed back with the epilogue fused (in parallel over channels). The transformed kernel serves both directions;
+/// it is made on first use and kept, or, when the convolution is given a `TransformedKernelSlot`, remade into that
+/// shared buffer whenever another convolution used it in between (a network's deep layers thus hold one transformed
+/// kernel at a time instead of one each).
 ///
 /// Otherwise both directions are im2col + one SGEMM per band of output rows, so the im2col scratch is bounded by the caller's
 /// budget, whatever the image size: forward, output (outC, band) = kernel (outC, inC·9) · col (inC·9, band); backward,
@@ -42,31 +44,60 @@ final class Convolution {
     /// At most this many input channels take the col2im path backward.
     private static let col2imInputChannels = 4
 
-    /// (36, outChannels, inChannels): the Winograd transform of the kernel, for both directions; nil until first used.
+    /// (36, outChannels, inChannels): the Winograd transform of the kernel, for both directions; nil until first used,
+    /// and always nil when `kernelSlot` is given.
     private var transformedKernel: Tensor?
+    /// The buffer shared with other convolutions that the transformed kernel is made in each time it is needed, or nil
+    /// when the convolution keeps its own.
+    private let kernelSlot: TransformedKernelSlot?
 
     /// The threads a pass runs on.
     let threads: Int
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
     let usesWinograd: Bool
 
-    init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd) {
+    /// - kernelSlot: where the Winograd-transformed kernel is made each time it is needed; nil to make it once and keep it.
+    init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
+         kernelSlot: TransformedKernelSlot? = nil) {
         precondition(threads >= 1)
         self.threads = threads
         inChannels = weights.inChannels
         outChannels = weights.outChannels
         kernel = weights.kernel
         bias = weights.bias
-        usesWinograd = algorithm == .winograd && inChannels > Self.col2imInputChannels
+        usesWinograd = Self.usesWinograd(inChannels: inChannels, algorithm: algorithm)
+        self.kernelSlot = usesWinograd ? kernelSlot : nil
+        precondition(self.kernelSlot.map { $0.capacity >= winogradPositions * inChannels * outChannels } ?? true,
+                     "transformed kernel slot too small")
     }
+
+    /// Whether a convolution of `inChannels` input channels runs Winograd's algorithm when asked for `algorithm`.
+    static func usesWinograd(inChannels: Int, algorithm: ConvolutionAlgorithm) -> Bool {
+        algorithm == .winograd && inChannels > col2imInputChannels
+    }
+
+    /// The floats of this convolution's Winograd-transformed kernel, or 0 when it runs im2col.
+    var transformedKernelCount: Int { usesWinograd ? winogradPositions * inChannels * outChannels : 0 }
 
     /// The bytes this convolution added to the weights it was given: its rotated or transformed kernel, once made.
     var allocatedBytes: Int { (rotatedKernel?.allocatedBytes ?? 0) + (transformedKernel?.allocatedBytes ?? 0) }
 
-    /// The Winograd-transformed kernel, made on first use.
+    /// The Winograd-transformed kernel: the kept one (made on first use), or the shared slot, remade there unless it
+    /// holds this convolution's already.
     private func winogradKernel() -> Tensor {
+        if let kernelSlot {
+            return kernelSlot.tensor(for: ObjectIdentifier(self), channels: winogradPositions, height: outChannels,
+                                     width: inChannels, fill: transformKernel)
+        }
         if let transformedKernel { return transformedKernel }
         let transformed = Tensor(channels: winogradPositions, height: outChannels, width: inChannels)
+        transformKernel(into: transformed)
+        transformedKernel = transformed
+        return transformed
+    }
+
+    /// Writes the Winograd transform of the kernel into `transformed`, (36, outChannels, inChannels).
+    private func transformKernel(into transformed: Tensor) {
         let (outChannels, inChannels) = (outChannels, inChannels)
         let target = UncheckedSendable(value: transformed.storage)
         kernel.withUnsafeBufferPointer { kernel in
@@ -76,8 +107,6 @@ final class Convolution {
                                         outputs: outputs, into: target.value)
             }
         }
-        transformedKernel = transformed
-        return transformed
     }
 
     /// The kernel for the input gradient, made on first use.
@@ -357,5 +386,40 @@ final class Convolution {
                                         work: work + worker * grid.workCount, epilogue: epilogue)
             }
         }
+    }
+}
+
+/// One buffer for Winograd-transformed kernels shared by several convolutions: it holds the kernel of the convolution
+/// that used it last, and the next one to run remakes its own there unless it was that one. Not thread-safe; the
+/// convolutions sharing it run one at a time.
+final class TransformedKernelSlot {
+    /// The most floats a kernel held here may have.
+    let capacity: Int
+    /// (capacity floats): (36, outChannels, inChannels) of `holder`; allocated on first use.
+    private var buffer: Tensor?
+    /// Whose kernel `buffer` holds.
+    private var holder: ObjectIdentifier?
+    /// How many times a kernel was made here (for tests and benchmarks).
+    private(set) var fills = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    /// The bytes allocated so far.
+    var allocatedBytes: Int { buffer?.allocatedBytes ?? 0 }
+
+    /// The buffer shaped (channels, height, width) holding `owner`'s tensor, which `fill` writes unless `owner` was the
+    /// last to ask.
+    func tensor(for owner: ObjectIdentifier, channels: Int, height: Int, width: Int, fill: (Tensor) -> Void) -> Tensor {
+        let buffer = self.buffer ?? Tensor(channels: 0, height: 0, width: 0, capacity: capacity)
+        self.buffer = buffer
+        if holder != owner {
+            buffer.reshape(channels: channels, height: height, width: width)
+            fill(buffer)
+            holder = owner
+            fills += 1
+        }
+        return buffer
     }
 }

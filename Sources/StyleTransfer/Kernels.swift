@@ -283,10 +283,10 @@ func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask:
 /// 1 top right, 2 bottom left, 3 bottom right.
 /// - input: (channels, inputSpan.rows, inputSpan.width), holding input rows 2·rows.lowerBound ..< 2·rows.upperBound
 /// - output: (channels, outputSpan.rows, inputSpan.width / 2), holding `rows` of the (height / 2)-row pooled map
-/// - choice: (channels, inputSpan.height / 2, inputSpan.width / 2), for the whole pooled map
+/// - choice: (channels, inputSpan.height / 2, inputSpan.width / 2), for the whole pooled map; nil to record nothing
 func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
                     into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
-                    choice: UnsafeMutablePointer<UInt8>, threads: Int) {
+                    choice: UnsafeMutablePointer<UInt8>?, threads: Int) {
     let oh = inputSpan.height >> 1, ow = inputSpan.width >> 1
     parallelFor(channels, cost: 4 &* rows.count &* ow, threads: threads) { slice in
         for c in slice {
@@ -294,6 +294,12 @@ func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, chan
                 let top = input + inputSpan.offset(channel: c, row: 2 &* oy)
                 let bottom = top + inputSpan.width
                 let o = output + outputSpan.offset(channel: c, row: oy)
+                guard let choice else {
+                    for ox in 0 ..< ow {
+                        o[ox] = max(max(top[2 &* ox], top[2 &* ox &+ 1]), max(bottom[2 &* ox], bottom[2 &* ox &+ 1]))
+                    }
+                    continue
+                }
                 let k = choice + (c &* oh &+ oy) &* ow
                 for ox in 0 ..< ow {
                     var best = top[2 &* ox], winner: UInt8 = 0
@@ -332,12 +338,13 @@ func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, 
 /// gradient goes to the input that won and every other input gets zero; without (average pooling), each input gets a
 /// quarter of its window's. Dropped odd rows and columns get zero. With `reluMask` (the mask of the ReLU that produced
 /// the pooled input), the gradient is also passed back through that ReLU.
-/// - gradOutput: (channels, height / 2, width / 2), the whole pooled map
-/// - choice: (channels, height / 2, width / 2)
+/// - gradOutput: (channels, outputSpan.rows, width / 2), holding the pooled rows of `rows` (y / 2 for y in rows, those
+///   below height / 2)
+/// - choice: (channels, height / 2, width / 2), for the whole pooled map
 /// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
 /// - reluMask: (channels, span.height, maskRowBytes(span.width)), for the whole map
-func poolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt8>?, channels: Int,
-                  into gradInput: UnsafeMutablePointer<Float>, span: RowSpan, rows: Range<Int>,
+func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, choice: UnsafePointer<UInt8>?,
+                  channels: Int, into gradInput: UnsafeMutablePointer<Float>, span: RowSpan, rows: Range<Int>,
                   reluMask: UnsafePointer<UInt8>?, threads: Int) {
     let width = span.width, height = span.height
     let oh = height >> 1, ow = width >> 1
@@ -351,7 +358,7 @@ func poolBackward(_ gradOutput: UnsafePointer<Float>, choice: UnsafePointer<UInt
                     t.update(repeating: 0, count: width)
                     continue
                 }
-                let g = gradOutput + (c &* oh &+ oy) &* ow
+                let g = gradOutput + outputSpan.offset(channel: c, row: oy)
                 if let choice {
                     let k = choice + (c &* oh &+ oy) &* ow
                     let half = UInt8(y & 1) << 1

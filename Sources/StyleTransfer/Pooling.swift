@@ -17,7 +17,7 @@ public enum Pooling: String, Sendable, CaseIterable {
 
     /// The stripe form of `forward`: the pooled rows `rows`, from an input that holds the rows `inputSpan` of its map
     /// (at least 2·rows.lowerBound ..< 2·rows.upperBound) into an output that holds the rows `outputSpan` of the pooled
-    /// map (at least `rows`). `choice` covers the whole pooled map.
+    /// map (at least `rows`). `choice` covers the whole pooled map; max pooling records nothing when it is nil.
     func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
                  choice: ByteBuffer?, threads: Int = coreCount) {
         precondition(input !== output && input.count == input.channels * inputSpan.plane)
@@ -26,7 +26,7 @@ public enum Pooling: String, Sendable, CaseIterable {
         switch self {
         case .max:
             maxPoolForward(input.storage, span: inputSpan, channels: input.channels, into: output.storage,
-                           span: outputSpan, rows: rows, choice: choice!.storage, threads: threads)
+                           span: outputSpan, rows: rows, choice: choice?.storage, threads: threads)
         case .average:
             averagePoolForward(input.storage, span: inputSpan, channels: input.channels, into: output.storage,
                                span: outputSpan, rows: rows, threads: threads)
@@ -42,19 +42,24 @@ public enum Pooling: String, Sendable, CaseIterable {
     func backward(_ gradOutput: Tensor, choice: ByteBuffer?, height: Int, width: Int, into gradInput: Tensor,
                   reluMask: ByteBuffer?, threads: Int = coreCount) {
         gradInput.reshape(channels: gradOutput.channels, height: height, width: width)
-        backward(rows: 0 ..< height, gradOutput: gradOutput, choice: choice, into: gradInput,
-                 gradInputSpan: .whole(height: height, width: width), reluMask: reluMask, threads: threads)
+        backward(rows: 0 ..< height, gradOutput: gradOutput,
+                 gradOutputSpan: .whole(height: gradOutput.height, width: gradOutput.width), choice: choice,
+                 into: gradInput, gradInputSpan: .whole(height: height, width: width), reluMask: reluMask,
+                 threads: threads)
     }
 
     /// The stripe form of `backward`: the input rows `rows`, into a buffer that holds the rows `gradInputSpan` of the
-    /// input map (at least `rows`); `gradOutput`, `choice` and `reluMask` cover their whole maps.
-    func backward(rows: Range<Int>, gradOutput: Tensor, choice: ByteBuffer?, into gradInput: Tensor,
-                  gradInputSpan: RowSpan, reluMask: ByteBuffer?, threads: Int = coreCount) {
-        precondition(gradOutput !== gradInput && gradInputSpan.holds(rows))
-        precondition(gradOutput.height == gradInputSpan.height / 2 && gradOutput.width == gradInputSpan.width / 2)
-        precondition(gradInput.channels == gradOutput.channels && gradInput.count == gradInput.channels * gradInputSpan.plane)
-        poolBackward(gradOutput.storage, choice: self == .max ? choice!.storage : nil, channels: gradOutput.channels,
-                     into: gradInput.storage, span: gradInputSpan, rows: rows, reluMask: reluMask?.storage,
-                     threads: threads)
+    /// input map (at least `rows`), from a gradient that holds the rows `gradOutputSpan` of the pooled map (at least
+    /// those under `rows`); `choice` and `reluMask` cover their whole maps.
+    func backward(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, choice: ByteBuffer?,
+                  into gradInput: Tensor, gradInputSpan: RowSpan, reluMask: ByteBuffer?, threads: Int = coreCount) {
+        let pooledRows = min(gradOutputSpan.height, rows.lowerBound / 2) ..< min(gradOutputSpan.height, (rows.upperBound + 1) / 2)
+        precondition(gradOutput !== gradInput && gradInputSpan.holds(rows) && gradOutputSpan.holds(pooledRows))
+        precondition(gradOutputSpan.height == gradInputSpan.height / 2 && gradOutputSpan.width == gradInputSpan.width / 2)
+        precondition(gradOutput.channels == gradInput.channels && gradOutput.count == gradOutput.channels * gradOutputSpan.plane)
+        precondition(gradInput.count == gradInput.channels * gradInputSpan.plane)
+        poolBackward(gradOutput.storage, span: gradOutputSpan, choice: self == .max ? choice!.storage : nil,
+                     channels: gradOutput.channels, into: gradInput.storage, span: gradInputSpan, rows: rows,
+                     reluMask: reluMask?.storage, threads: threads)
     }
 }

@@ -24,9 +24,10 @@ public struct FeatureMap {
     /// The height of the layer's whole map.
     public let height: Int
     /// The rows of the whole map that `values` holds: all of them (`0 ..< height`), unless the network runs its first
-    /// block in horizontal stripes (`VGG19.stripeRows`). Then `relu1_1` arrives in stripes: in the forward pass,
-    /// consecutive stripes that cover the map once; in the backward pass, stripes that overlap their neighbours by a
-    /// row or two, so the gradient a loss adds must depend only on the activation rows it is given.
+    /// blocks in horizontal stripes (`VGG19.stripeRows`). Then the layers of those blocks but their last pooling
+    /// (`relu1_1` … `relu2_2` and `pool1` with two striped blocks) arrive in stripes: in the forward pass, consecutive
+    /// stripes that cover the map once; in the backward pass, stripes that overlap their neighbours by a few rows, so
+    /// the gradient a loss adds must depend only on the activation rows it is given.
     public let rows: Range<Int>
     /// (channels, rows.count, width)
     public let values: Tensor
@@ -52,7 +53,8 @@ public struct LayerTime: Sendable {
 /// what they were trained on: BGR, 0…255, minus the mean pixel. Evaluating at a size allocates every buffer once
 /// (`prepare`); later evaluations at that size allocate nothing. The forward pass keeps only what the backward pass
 /// needs: one bit per ReLU output, the winner of each max-pooling window, and the outputs of the layers the losses
-/// read. The activation of the first layer is never kept: the backward pass recomputes it from the image.
+/// read. The activation of the first layer is never kept: the backward pass recomputes it from the image, as it does
+/// the layers the losses read inside the striped blocks (see `init`).
 ///
 /// One evaluation is `forward` (the losses see each requested layer as soon as it exists) followed by `backward` (the
 /// losses add their gradient at each requested layer, deepest first). Not thread-safe: one evaluation at a time.
@@ -100,12 +102,20 @@ public final class VGG19 {
     public let pooling: Pooling
     /// The convolutions in network order.
     private let convolutions: [Convolution]
+    /// The buffer the convolutions that keep no transformed kernel make it in, each time they run; nil when all keep theirs.
+    private let kernelSlot: TransformedKernelSlot?
+
+    /// The default of `keptKernelBytes`: the kernels of blocks 1 to 3 (36 MiB), which run on large maps, so that their
+    /// transforms would cost the most often; the 512-channel layers are transformed as they run.
+    public static let defaultKeptKernelBytes = 36 << 20
     /// The most floats one convolution's im2col band may use.
     private let scratchLimit: Int
     /// The threads the network's own loops run on.
     public let threads: Int
-    /// The rows per stripe of the first block, or nil when it runs on whole maps (see `init`).
+    /// The image rows per stripe of the striped blocks, or nil when all run on whole maps (see `init`).
     public let stripeRows: Int?
+    /// How many of the first blocks run in stripes when `stripeRows` is given.
+    public let stripedBlocks: Int
     /// The buffers for the size and layers of the last evaluation.
     private var plan: Plan?
     /// Whether the buffers hold a forward pass that `backward` may use.
@@ -122,15 +132,25 @@ public final class VGG19 {
     ///   - scratchBytes: the bound on the im2col scratch of a convolution; any image size works within it.
     ///   - threads: the threads of the convolutions and the other loops (OpenBLAS runs single-threaded inside
     ///     each); the number of cores by default.
-    ///   - stripeRows: when given (rounded up to even), the first block (`conv1_1`, `conv1_2`, `pool1`) runs in
-    ///     horizontal stripes of this many rows, forward and backward, so that its two full-resolution 64-channel maps
-    ///     are never whole: the largest buffers become those of block 2, half the size. The losses must then accept
-    ///     `relu1_1` in stripes (see `FeatureMap.rows`). Not used when a loss reads `relu1_2`, or the forward pass
-    ///     stops within the first block, or the image is no taller than a stripe.
+    ///   - stripeRows: when given (rounded up to a multiple of 2^stripedBlocks), the first `stripedBlocks` blocks run
+    ///     in horizontal stripes of this many image rows, forward and backward, so that their maps (at 1024², 256 MiB
+    ///     for one 64-channel map of block 1, 128 MiB for one of block 2) are never whole: each stripe runs through
+    ///     the blocks on the rows it needs (a row more each side per 3x3 convolution still to come), and the backward
+    ///     pass recomputes the activations the losses read there from the image, stripe by stripe. The losses must
+    ///     accept those layers in stripes (see `FeatureMap.rows`). With fewer blocks reached by the forward pass, as
+    ///     many as it reaches; not used when it stops within the first block or the image is no taller than a stripe.
+    ///   - stripedBlocks: 1, 2 or 3; 2 by default. Each block more halves the largest buffers again and costs the
+    ///     recomputation of its halo rows and of the layers the losses read in it.
     ///   - convolution: how the convolutions of many input channels are computed (`conv1_1` always uses im2col).
+    ///   - keptKernelBytes: with Winograd, the transformed kernels (36 × in × out floats a layer, 197 MiB for all
+    ///     through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
+    ///     share one buffer, the size of the largest of them, and transform their kernel into it each time they run
+    ///     (a few milliseconds a layer); `Int.max` keeps them all.
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
     public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
-                stripeRows: Int? = nil, convolution: ConvolutionAlgorithm = .winograd) throws {
+                stripeRows: Int? = nil, convolution: ConvolutionAlgorithm = .winograd,
+                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes, stripedBlocks: Int = 2) throws {
+        precondition((1 ... 3).contains(stripedBlocks), "stripedBlocks must be 1, 2 or 3")
         guard weights.layers.count == Self.convolutionTable.count else {
             throw NetworkError.layerCount(found: weights.layers.count)
         }
@@ -143,8 +163,26 @@ public final class VGG19 {
         self.pooling = pooling
         let threads = max(1, threads ?? coreCount)
         self.threads = threads
-        self.stripeRows = stripeRows.map { max(2, ($0 + 1) / 2 * 2) }
-        convolutions = weights.layers.map { Convolution($0, threads: threads, algorithm: convolution) }
+        let alignment = 1 << stripedBlocks
+        self.stripeRows = stripeRows.map { max(alignment, ($0 + alignment - 1) / alignment * alignment) }
+        self.stripedBlocks = stripedBlocks
+        // The transformed kernels kept, smallest first within the budget; the others share the slot.
+        let sizes = weights.layers.map {
+            Convolution.usesWinograd(inChannels: $0.inChannels, algorithm: convolution)
+                ? winogradPositions * $0.inChannels * $0.outChannels * MemoryLayout<Float>.stride : 0
+        }
+        var kept = Set<Int>(), budget = keptKernelBytes
+        for k in sizes.indices.sorted(by: { sizes[$0] < sizes[$1] }) where sizes[k] > 0 && sizes[k] <= budget {
+            kept.insert(k)
+            budget -= sizes[k]
+        }
+        let shared = sizes.indices.filter { sizes[$0] > 0 && !kept.contains($0) }
+        let slot = shared.isEmpty ? nil
+            : TransformedKernelSlot(capacity: shared.map { sizes[$0] }.max()! / MemoryLayout<Float>.stride)
+        kernelSlot = slot
+        convolutions = weights.layers.enumerated().map { k, layer in
+            Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot)
+        }
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
     }
 
@@ -152,12 +190,21 @@ public final class VGG19 {
     /// scratch), not counting weights.
     public var allocatedBytes: Int { plan?.allocatedBytes ?? 0 }
 
-    /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
-    /// the Winograd-transformed kernels, made the first time each layer runs (or with im2col, the rotated kernels for
-    /// the backward pass, made the first time each layer is differentiated).
-    public var kernelCopyBytes: Int {
-        convolutions.reduce(0) { $0 + $1.allocatedBytes }
+    /// The part of `allocatedBytes` that holds stripes of the striped blocks.
+    var stripeBufferBytes: Int {
+        guard let front = plan?.front else { return 0 }
+        return [front.a, front.b, front.c, front.gradientA, front.gradientB].reduce(0) { $0 + $1.allocatedBytes }
     }
+
+    /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
+    /// the Winograd-transformed kernels kept, made the first time each layer runs, and the buffer shared by the others
+    /// (or with im2col, the rotated kernels for the backward pass, made the first time each layer is differentiated).
+    public var kernelCopyBytes: Int {
+        convolutions.reduce(0) { $0 + $1.allocatedBytes } + (kernelSlot?.allocatedBytes ?? 0)
+    }
+
+    /// How many times a convolution has transformed its kernel into the shared buffer (see `keptKernelBytes`).
+    public var kernelTransforms: Int { kernelSlot?.fills ?? 0 }
 
     /// Allocates the buffers for evaluations at height × width whose losses read `layers`; does nothing when they
     /// are allocated already. `forward` calls it; call it first to allocate before work starts.
@@ -168,7 +215,7 @@ public final class VGG19 {
         plan = nil
         forwardIsCurrent = false
         plan = Plan(height: height, width: width, layers: layers, pooling: pooling, convolutions: convolutions,
-                    scratchLimit: scratchLimit, stripeRows: stripeRows)
+                    scratchLimit: scratchLimit, stripeRows: stripeRows, stripedBlocks: stripedBlocks)
     }
 
     /// Runs the network on `image` up to the deepest of `layers`, calling `observe` with each of `layers` as soon as it
@@ -185,9 +232,9 @@ public final class VGG19 {
         var current = plan.input
         layerTimes = []
         var firstStep = 0
-        if plan.stripes != nil {
-            current = forwardFirstBlockInStripes(plan, observe: observe)
-            firstStep = Self.firstBlockSteps
+        if let front = plan.front {
+            current = forwardFront(plan, observe: observe)
+            firstStep = front.geometry.end + 1
         }
         for index in firstStep ..< plan.deepest + 1 {
             let start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
@@ -245,8 +292,8 @@ public final class VGG19 {
                                        rows: 0 ..< activation.height, values: activation), gradient)
                 if recordsLayerTimes { start += DispatchTime.now().uptimeNanoseconds - lossStart }
             }
-            if plan.stripes != nil && index == Self.firstBlockSteps - 1 {
-                backwardFirstBlockInStripes(plan, gradient: gradient, into: imageGradient, addGradient: addGradient)
+            if let front = plan.front, index == front.geometry.end {
+                backwardFront(plan, gradient: gradient, into: imageGradient, addGradient: addGradient)
                 return
             }
             // The ReLU before this step can take the gradient through its mask at once unless a loss adds to it first.
@@ -270,110 +317,146 @@ public final class VGG19 {
         rgbGradient(fromCaffe: gradient, span: .whole(height: plan.height, width: plan.width), into: imageGradient)
     }
 
-    /// The steps of the first block: conv1_1, conv1_2, pool1.
-    private static let firstBlockSteps = 3
+    // MARK: - The striped front
 
-    /// The forward pass through the first block in stripes: conv1_1 on the stripe's rows and one more each side,
-    /// conv1_2 on the stripe's rows, pool1 into its rows of the whole pooled map, which it returns.
-    private func forwardFirstBlockInStripes(_ plan: Plan, observe: (FeatureMap) -> Void) -> Tensor {
-        let (height, width) = (plan.height, plan.width)
-        let stripes = plan.stripes!
-        let whole = RowSpan.whole(height: height, width: width)
-        let pooled = plan.stored[2] ?? plan.ping
-        pooled.reshape(channels: 64, height: height / 2, width: width / 2)
-        var times = [Double](repeating: 0, count: Self.firstBlockSteps)
-        for first in stride(from: 0, to: height, by: stripes.rows) {
-            let rows = first ..< min(height, first + stripes.rows)
-            let halo = max(0, first - 1) ..< min(height, rows.upperBound + 1)
-            let haloSpan = RowSpan(first: halo.lowerBound, rows: halo.count, height: height, width: width)
-            let rowSpan = RowSpan(first: first, rows: rows.count, height: height, width: width)
-            var start = DispatchTime.now().uptimeNanoseconds
-            let relu1 = stripes.a
-            relu1.reshape(channels: 64, height: halo.count, width: width)
-            convolutions[0].forward(rows: halo, input: plan.input, inputSpan: whole, into: relu1, outputSpan: haloSpan,
-                                    reluMask: plan.masks[0], scratch: plan.scratch)
-            times[0] += seconds(since: start)
-            if plan.requested[0] {
-                stripes.c.reshape(channels: 64, height: rows.count, width: width)
-                copyRows(of: relu1, span: haloSpan, rows: rows, into: stripes.c)
-                observe(FeatureMap(layer: Self.steps[0].name, height: height, rows: rows, values: stripes.c))
+    /// The forward pass through the front in stripes of image rows: for each stripe, every step of the front on the rows
+    /// the next needs (the stripe's rows at the step's resolution, widened by a row each side per convolution still to
+    /// come), the requested layers handed to `observe` on the rows the stripe owns, and the front's last pooling written
+    /// into its rows of the whole pooled map, which it returns.
+    private func forwardFront(_ plan: Plan, observe: (FeatureMap) -> Void) -> Tensor {
+        let front = plan.front!
+        let end = front.geometry.end
+        let last = plan.shapes[end]
+        let pooled = plan.stored[end] ?? plan.ping
+        pooled.reshape(channels: last.channels, height: last.height, width: last.width)
+        var times = [Double](repeating: 0, count: end + 1)
+        for stripe in 0 ..< front.geometry.count {
+            let need = front.geometry.forwardRows(stripe: stripe)
+            var input = plan.input, inputSpan = RowSpan.whole(height: plan.height, width: plan.width)
+            for step in 0 ... end where !need[step].isEmpty {
+                let start = DispatchTime.now().uptimeNanoseconds
+                let output: Tensor, outputSpan: RowSpan
+                if step == end {
+                    (output, outputSpan) = (pooled, .whole(height: last.height, width: last.width))
+                } else {
+                    (output, outputSpan) = front.stripeBuffer(input === front.a ? front.b : front.a, rows: need[step],
+                                                              shape: plan.shapes[step])
+                }
+                run(step, rows: need[step], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
+                    plan: plan, recording: true)
+                times[step] += seconds(since: start)
+                let owned = front.geometry.ownedRows(step: step, stripe: stripe)
+                if plan.requested[step] && step < end && (!owned.isEmpty || (outputSpan.height == 0 && stripe == 0)) {
+                    var values = output
+                    if owned != need[step] {
+                        values = front.c
+                        values.reshape(channels: output.channels, height: owned.count, width: outputSpan.width)
+                        copyRows(of: output, span: outputSpan, rows: owned, into: values)
+                    }
+                    observe(FeatureMap(layer: Self.steps[step].name, height: outputSpan.height, rows: owned,
+                                       values: values))
+                }
+                (input, inputSpan) = (output, outputSpan)
             }
-            start = DispatchTime.now().uptimeNanoseconds
-            let relu2 = stripes.b
-            relu2.reshape(channels: 64, height: rows.count, width: width)
-            convolutions[1].forward(rows: rows, input: relu1, inputSpan: haloSpan, into: relu2, outputSpan: rowSpan,
-                                    reluMask: plan.masks[1], scratch: plan.scratch)
-            times[1] += seconds(since: start)
-            start = DispatchTime.now().uptimeNanoseconds
-            pooling.forward(rows: first / 2 ..< min(height / 2, rows.upperBound / 2), input: relu2, inputSpan: rowSpan,
-                            into: pooled, outputSpan: .whole(height: height / 2, width: width / 2),
-                            choice: plan.choices[2], threads: threads)
-            times[2] += seconds(since: start)
         }
         if recordsLayerTimes {
-            layerTimes = (0 ..< Self.firstBlockSteps).map {
+            layerTimes = (0 ... end).map {
                 LayerTime(layer: Self.steps[$0].name, forwardSeconds: times[$0], backwardSeconds: 0)
             }
         }
-        if plan.requested[2] {
-            observe(FeatureMap(layer: Self.steps[2].name, height: pooled.height, rows: 0 ..< pooled.height,
+        if plan.requested[end] {
+            observe(FeatureMap(layer: Self.steps[end].name, height: pooled.height, rows: 0 ..< pooled.height,
                                values: pooled))
         }
         return pooled
     }
 
-    /// The backward pass through the first block in stripes, from the gradient at pool1's output to the image: for
-    /// each stripe of image rows, pool1 backward on the stripe and two rows each side, conv1_2 backward on the stripe
-    /// and one row each side (recomputing relu1_1 there when a loss reads it), conv1_1 backward on the stripe.
-    private func backwardFirstBlockInStripes(_ plan: Plan, gradient pooledGradient: Tensor,
-                                             into imageGradient: UnsafeMutableBufferPointer<Float>,
-                                             addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
-        let (height, width) = (plan.height, plan.width)
-        let stripes = plan.stripes!
-        let whole = RowSpan.whole(height: height, width: width)
-        var times = [Double](repeating: 0, count: Self.firstBlockSteps)
-        for first in stride(from: 0, to: height, by: stripes.rows) {
-            let rows = first ..< min(height, first + stripes.rows)
-            let rows1 = max(0, first - 1) ..< min(height, rows.upperBound + 1)
-            let rows2 = max(0, first - 2) ..< min(height, rows.upperBound + 2)
-            let span1 = RowSpan(first: rows1.lowerBound, rows: rows1.count, height: height, width: width)
-            let span2 = RowSpan(first: rows2.lowerBound, rows: rows2.count, height: height, width: width)
-            let rowSpan = RowSpan(first: first, rows: rows.count, height: height, width: width)
-            var start = DispatchTime.now().uptimeNanoseconds
-            let gradient2 = stripes.a
-            gradient2.reshape(channels: 64, height: rows2.count, width: width)
-            pooling.backward(rows: rows2, gradOutput: pooledGradient, choice: plan.choices[2], into: gradient2,
-                             gradInputSpan: span2, reluMask: plan.masks[1], threads: threads)
-            times[2] += seconds(since: start)
-            start = DispatchTime.now().uptimeNanoseconds
-            let gradient1 = stripes.b
-            gradient1.reshape(channels: 64, height: rows1.count, width: width)
-            convolutions[1].backwardInput(rows: rows1, gradOutput: gradient2, gradOutputSpan: span2, into: gradient1,
-                                          gradInputSpan: span1, inputMask: plan.requested[0] ? nil : plan.masks[0],
-                                          scratch: plan.scratch)
-            times[1] += seconds(since: start)
-            start = DispatchTime.now().uptimeNanoseconds
-            if plan.requested[0] {
-                let relu1 = stripes.c
-                relu1.reshape(channels: 64, height: rows1.count, width: width)
-                convolutions[0].forward(rows: rows1, input: plan.input, inputSpan: whole, into: relu1, outputSpan: span1,
-                                        reluMask: nil, scratch: plan.scratch)
-                let lossStart = DispatchTime.now().uptimeNanoseconds
-                addGradient(FeatureMap(layer: Self.steps[0].name, height: height, rows: rows1, values: relu1), gradient1)
-                start += DispatchTime.now().uptimeNanoseconds - lossStart
-                applyReLUMask(gradient1.storage, span: span1, mask: plan.masks[0]!.storage, channels: 64, rows: rows1,
-                              threads: threads)
+    /// Step `step` forward on the rows `rows` of its output, recording its ReLU mask or pooling choices when
+    /// `recording` (a recomputation leaves those of the forward pass alone).
+    private func run(_ step: Int, rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor,
+                     outputSpan: RowSpan, plan: Plan, recording: Bool) {
+        switch Self.steps[step].kind {
+        case .convolution(let k):
+            convolutions[k].forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
+                                    reluMask: recording ? plan.masks[step] : nil, scratch: plan.scratch)
+        case .pool:
+            pooling.forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
+                            choice: recording ? plan.choices[step] : nil, threads: threads)
+        }
+    }
+
+    /// The backward pass through the front in stripes, from the gradient at the output of its last pooling (the whole
+    /// map) to the image: for each stripe of image rows, each step backward from the last on the rows the one before
+    /// needs (the stripe's rows, widened by a row each side per convolution already passed), with the losses of
+    /// requested layers added on those rows after recomputing the layer there from the image.
+    private func backwardFront(_ plan: Plan, gradient pooledGradient: Tensor,
+                               into imageGradient: UnsafeMutableBufferPointer<Float>,
+                               addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
+        let front = plan.front!
+        let end = front.geometry.end
+        var times = [Double](repeating: 0, count: end + 1)
+        for stripe in 0 ..< front.geometry.count {
+            // rows[step + 1]: the gradient rows at the output of `step`; rows[0] are the image's.
+            let rows = front.geometry.backwardRows(stripe: stripe)
+            var gradient = pooledGradient
+            var gradientSpan = RowSpan.whole(height: pooledGradient.height, width: pooledGradient.width)
+            for step in stride(from: end, through: 0, by: -1) {
+                var start = DispatchTime.now().uptimeNanoseconds
+                if step < end && plan.requested[step] {
+                    let activation = recompute(step, rows: rows[step + 1], plan: plan)
+                    let lossStart = DispatchTime.now().uptimeNanoseconds
+                    addGradient(FeatureMap(layer: Self.steps[step].name, height: gradientSpan.height,
+                                           rows: rows[step + 1], values: activation), gradient)
+                    start += DispatchTime.now().uptimeNanoseconds - lossStart
+                    if let mask = plan.masks[step] {
+                        applyReLUMask(gradient.storage, span: gradientSpan, mask: mask.storage,
+                                      channels: gradient.channels, rows: rows[step + 1], threads: threads)
+                    }
+                }
+                let inputShape = step == 0 ? (channels: 3, height: plan.height, width: plan.width)
+                                           : plan.shapes[step - 1]
+                let (output, outputSpan) = front.stripeBuffer(gradient === front.gradientA ? front.gradientB
+                                                                                           : front.gradientA,
+                                                              rows: rows[step], shape: inputShape)
+                // The ReLU that made this step's input takes the gradient through its mask at once unless a loss adds
+                // to it first.
+                let inputMask = step > 0 && !plan.requested[step - 1] ? plan.masks[step - 1] : nil
+                switch Self.steps[step].kind {
+                case .convolution(let k):
+                    convolutions[k].backwardInput(rows: rows[step], gradOutput: gradient, gradOutputSpan: gradientSpan,
+                                                  into: output, gradInputSpan: outputSpan, inputMask: inputMask,
+                                                  scratch: plan.scratch)
+                case .pool:
+                    pooling.backward(rows: rows[step], gradOutput: gradient, gradOutputSpan: gradientSpan,
+                                     choice: plan.choices[step], into: output, gradInputSpan: outputSpan,
+                                     reluMask: inputMask, threads: threads)
+                }
+                (gradient, gradientSpan) = (output, outputSpan)
+                times[step] += seconds(since: start)
             }
-            let imageRows = stripes.a
-            imageRows.reshape(channels: 3, height: rows.count, width: width)
-            convolutions[0].backwardInput(rows: rows, gradOutput: gradient1, gradOutputSpan: span1, into: imageRows,
-                                          gradInputSpan: rowSpan, inputMask: nil, scratch: plan.scratch)
-            rgbGradient(fromCaffe: imageRows, span: rowSpan, into: imageGradient)
-            times[0] += seconds(since: start)
+            rgbGradient(fromCaffe: gradient, span: gradientSpan, into: imageGradient)
         }
         if recordsLayerTimes {
-            for step in 0 ..< min(Self.firstBlockSteps, layerTimes.count) { layerTimes[step].backwardSeconds = times[step] }
+            for step in 0 ..< min(end + 1, layerTimes.count) { layerTimes[step].backwardSeconds = times[step] }
         }
+    }
+
+    /// The output of front step `target` on the rows `rows`, recomputed from the image through the steps before it on
+    /// the rows each needs; it lands in one of the front's forward buffers, valid until the next recomputation.
+    private func recompute(_ target: Int, rows: Range<Int>, plan: Plan) -> Tensor {
+        let front = plan.front!
+        let need = front.geometry.recomputedRows(step: target, rows: rows)
+        var input = plan.input, inputSpan = RowSpan.whole(height: plan.height, width: plan.width)
+        for step in 0 ... target {
+            let (output, outputSpan) = front.stripeBuffer(input === front.a ? front.b : front.a, rows: need[step],
+                                                          shape: plan.shapes[step])
+            if !need[step].isEmpty {
+                run(step, rows: need[step], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
+                    plan: plan, recording: false)
+            }
+            (input, inputSpan) = (output, outputSpan)
+        }
+        return input
     }
 
     /// Copies of the outputs of `layers` for `image`, (3, height, width) RGB 0…1: style targets, tests, fixtures.
@@ -381,7 +464,19 @@ public final class VGG19 {
         var result: [String: Tensor] = [:]
         image.withUnsafeBufferPointer { image in
             forward(image: image, height: height, width: width, layers: layers) { map in
-                result[map.layer] = Tensor(copying: map.values)
+                if map.rows == 0 ..< map.height {
+                    result[map.layer] = Tensor(copying: map.values)
+                    return
+                }
+                // A stripe: into its rows of the whole map.
+                let whole = result[map.layer]
+                    ?? Tensor(channels: map.channels, height: map.height, width: map.width)
+                let n = map.rows.count * map.width
+                for c in 0 ..< map.channels {
+                    (whole.storage + (c * map.height + map.rows.lowerBound) * map.width)
+                        .update(from: map.values.storage + c * n, count: n)
+                }
+                result[map.layer] = whole
             }
         }
         forwardIsCurrent = false
@@ -454,8 +549,8 @@ public final class VGG19 {
         /// backward: (channels, height, width) of whatever step uses them.
         let ping: Tensor
         let pong: Tensor
-        /// The outputs of the requested layers but the first, kept for the backward pass: (channels, height, width)
-        /// of the step. (steps through deepest; nil where not kept)
+        /// The outputs of the requested layers kept for the backward pass: (channels, height, width) of the step; not
+        /// the first layer's, nor those the striped front recomputes. (steps through deepest; nil where not kept)
         let stored: [Tensor?]
         /// ReLU masks of the convolution steps: (channels, height, maskRowBytes(width)) bits. (steps through deepest)
         let masks: [ByteBuffer?]
@@ -463,12 +558,11 @@ public final class VGG19 {
         let choices: [ByteBuffer?]
         /// (scratch floats): the im2col band of the convolution being run.
         let scratch: Tensor
-        /// The buffers of the first block's stripes, when it runs in stripes: (64, rows + 4, width) for `a`,
-        /// (64, rows + 2, width) for `b` and `c`, each holding whichever stripe of a map is being worked on.
-        let stripes: (rows: Int, a: Tensor, b: Tensor, c: Tensor)?
+        /// The striped front and its buffers, when the first blocks run in stripes.
+        let front: Front?
 
         init(height: Int, width: Int, layers: Set<String>, pooling: Pooling, convolutions: [Convolution],
-             scratchLimit: Int, stripeRows: Int?) {
+             scratchLimit: Int, stripeRows: Int?, stripedBlocks: Int) {
             self.height = height
             self.width = width
             self.layers = layers
@@ -478,20 +572,26 @@ public final class VGG19 {
                 }
                 return index
             }
-            deepest = indices.max()!
-            requested = (0 ... deepest).map { indices.contains($0) }
-            shapes = VGG19.shapes(height: height, width: width, through: deepest)
+            let deepest = indices.max()!
+            let requested = (0 ... deepest).map { indices.contains($0) }
+            let shapes = VGG19.shapes(height: height, width: width, through: deepest)
+            self.deepest = deepest
+            self.requested = requested
+            self.shapes = shapes
             input = Tensor(channels: 3, height: height, width: width)
-            let firstBlock = VGG19.firstBlockSteps
-            if let stripeRows, deepest >= firstBlock - 1, !requested[1], height > stripeRows {
-                stripes = (stripeRows, Tensor(channels: 0, height: 0, width: 0, capacity: 64 * (stripeRows + 4) * width),
-                           Tensor(channels: 0, height: 0, width: 0, capacity: 64 * (stripeRows + 2) * width),
-                           Tensor(channels: 0, height: 0, width: 0, capacity: 64 * (stripeRows + 2) * width))
+            // The front ends at the last pooling of the first `stripedBlocks` blocks that the forward pass reaches.
+            let pools = VGG19.steps.indices.filter { if case .pool = VGG19.steps[$0].kind { true } else { false } }
+            let front: Front?
+            if let stripeRows, height > stripeRows,
+               let end = pools.prefix(stripedBlocks).last(where: { $0 <= deepest }) {
+                front = Front(FrontGeometry(end: end, stripeRows: stripeRows, height: height, shapes: shapes,
+                                            requested: requested), shapes: shapes, width: width)
             } else {
-                stripes = nil
+                front = nil
             }
-            // The whole maps that pass through ping and pong: all of them, or those after the first block.
-            let wholeMaps = stripes == nil ? shapes[...] : shapes[(firstBlock - 1)...]
+            self.front = front
+            // The whole maps that pass through ping and pong: all of them, or those from the front's end on.
+            let wholeMaps = front.map { shapes[$0.geometry.end...] } ?? shapes[...]
             let largest = wholeMaps.map { $0.channels * $0.height * $0.width }.max()!
             ping = Tensor(channels: 0, height: 0, width: 0, capacity: largest)
             pong = Tensor(channels: 0, height: 0, width: 0, capacity: largest)
@@ -500,7 +600,9 @@ public final class VGG19 {
             var choices: [ByteBuffer?] = []
             var scratchCount = 0
             for (index, shape) in shapes.enumerated() {
-                stored.append(index > 0 && requested[index]
+                // The front's layers but its last are recomputed in stripes, never kept whole.
+                let recomputed = front.map { index < $0.geometry.end } ?? false
+                stored.append(index > 0 && requested[index] && !recomputed
                     ? Tensor(channels: shape.channels, height: shape.height, width: shape.width) : nil)
                 switch VGG19.steps[index].kind {
                 case .convolution(let k):
@@ -523,10 +625,157 @@ public final class VGG19 {
 
         var allocatedBytes: Int {
             let tensors = [input, ping, pong, scratch] + stored.compactMap { $0 }
-                + (stripes.map { [$0.a, $0.b, $0.c] } ?? [])
+                + (front.map { [$0.a, $0.b, $0.c, $0.gradientA, $0.gradientB] } ?? [])
             return tensors.reduce(0) { $0 + $1.allocatedBytes }
                 + (masks + choices).reduce(0) { $0 + ($1?.capacity ?? 0) }
         }
+    }
+}
+
+/// Where the stripes of the striped front fall, step by step: the front is the steps 0 … `end` (a pooling), run for one
+/// stripe of image rows at a time. A stripe owns its rows of the image and the rows under them at each resolution (the
+/// last stripe everything to the bottom of each map); each step computes the rows it owns and the rows the steps after
+/// it need around them.
+private struct FrontGeometry {
+    /// The front's last step, a pooling.
+    let end: Int
+    /// Image rows per stripe, a multiple of 2^(poolings in the front) so that stripes fall on pooling windows.
+    let stripeRows: Int
+    /// The number of stripes.
+    let count: Int
+    /// The image's height.
+    let height: Int
+    /// The output height of each step, and the number of poolings through it. (0 … end)
+    let heights: [Int]
+    let levels: [Int]
+    let requested: [Bool]
+    /// Whether each step is a convolution (else a pooling). (0 … end)
+    let isConvolution: [Bool]
+
+    init(end: Int, stripeRows: Int, height: Int, shapes: [(channels: Int, height: Int, width: Int)], requested: [Bool]) {
+        self.end = end
+        isConvolution = (0 ... end).map { if case .convolution = VGG19.steps[$0].kind { return true } else { return false } }
+        var level = 0
+        levels = isConvolution.map { convolution in
+            if !convolution { level += 1 }
+            return level
+        }
+        let alignment = 1 << level
+        self.stripeRows = (stripeRows + alignment - 1) / alignment * alignment
+        self.height = height
+        count = (height + self.stripeRows - 1) / self.stripeRows
+        heights = shapes[...end].map(\.height)
+        self.requested = Array(requested[...end])
+    }
+
+    /// The rows of step `step`'s output that stripe `stripe` owns (step −1: the image's).
+    func ownedRows(step: Int, stripe: Int) -> Range<Int> {
+        let (level, mapHeight) = step < 0 ? (0, height) : (levels[step], heights[step])
+        let lower = min(mapHeight, (stripe * stripeRows) >> level)
+        let upper = stripe == count - 1 ? mapHeight : min(mapHeight, ((stripe + 1) * stripeRows) >> level)
+        return lower ..< upper
+    }
+
+    /// The rows of the input map of `step` (the output of step − 1, or the image) that its forward pass reads to
+    /// compute the output rows `rows`.
+    func inputRows(step: Int, for rows: Range<Int>) -> Range<Int> {
+        guard !rows.isEmpty else { return 0 ..< 0 }
+        let inputHeight = step == 0 ? height : heights[step - 1]
+        return isConvolution[step] ? max(0, rows.lowerBound - 1) ..< min(inputHeight, rows.upperBound + 1)
+                                   : 2 * rows.lowerBound ..< 2 * rows.upperBound
+    }
+
+    /// The rows of the gradient at `step`'s output that its backward pass reads to compute the input gradient on
+    /// `rows`.
+    func gradientRows(step: Int, for rows: Range<Int>) -> Range<Int> {
+        guard !rows.isEmpty else { return 0 ..< 0 }
+        let h = heights[step]
+        if isConvolution[step] { return max(0, rows.lowerBound - 1) ..< min(h, rows.upperBound + 1) }
+        let upper = min(h, (rows.upperBound + 1) / 2)
+        return min(upper, rows.lowerBound / 2) ..< upper
+    }
+
+    /// The output rows each step computes in the forward pass of stripe `stripe`. (0 … end)
+    func forwardRows(stripe: Int) -> [Range<Int>] {
+        var rows = [Range<Int>](repeating: 0 ..< 0, count: end + 1)
+        rows[end] = ownedRows(step: end, stripe: stripe)
+        for step in stride(from: end - 1, through: 0, by: -1) {
+            rows[step] = inputRows(step: step + 1, for: rows[step + 1])
+            if requested[step] { rows[step] = hull(rows[step], ownedRows(step: step, stripe: stripe)) }
+        }
+        return rows
+    }
+
+    /// The gradient rows of the backward pass of stripe `stripe`: [0] the image's (the stripe's own), [step + 1] those
+    /// at the output of `step`. (0 … end + 1)
+    func backwardRows(stripe: Int) -> [Range<Int>] {
+        var rows = [ownedRows(step: -1, stripe: stripe)]
+        for step in 0 ..< end { rows.append(gradientRows(step: step, for: rows[step])) }
+        rows.append(0 ..< heights[end])
+        return rows
+    }
+
+    /// The output rows each step computes to recompute step `target` on `rows`. (0 … target)
+    func recomputedRows(step target: Int, rows: Range<Int>) -> [Range<Int>] {
+        var need = [Range<Int>](repeating: 0 ..< 0, count: target + 1)
+        need[target] = rows
+        for step in stride(from: target - 1, through: 0, by: -1) { need[step] = inputRows(step: step + 1, for: need[step + 1]) }
+        return need
+    }
+
+    private func hull(_ a: Range<Int>, _ b: Range<Int>) -> Range<Int> {
+        if a.isEmpty { return b }
+        if b.isEmpty { return a }
+        return min(a.lowerBound, b.lowerBound) ..< max(a.upperBound, b.upperBound)
+    }
+}
+
+/// The striped front's geometry and buffers, sized for the largest stripe of any step.
+private final class Front {
+    let geometry: FrontGeometry
+    /// Two buffers taking turns as input and output of the front's steps, forward and when recomputing a layer for
+    /// the backward pass: (channels, rows, width) of the step and the rows it computes.
+    let a: Tensor
+    let b: Tensor
+    /// (channels, rows, width): the rows a stripe owns of a requested layer, when the stripe computed more.
+    let c: Tensor
+    /// Two buffers taking turns for the gradient stripes of the backward pass: (channels, rows, width) of the map and
+    /// the rows the gradient is computed on.
+    let gradientA: Tensor
+    let gradientB: Tensor
+
+    init(_ geometry: FrontGeometry, shapes: [(channels: Int, height: Int, width: Int)], width: Int) {
+        self.geometry = geometry
+        var forward = 0, owned = 0, gradient = 0
+        func floats(_ step: Int, _ rows: Range<Int>) -> Int {
+            step < 0 ? 3 * rows.count * width : shapes[step].channels * rows.count * shapes[step].width
+        }
+        for stripe in 0 ..< geometry.count {
+            let need = geometry.forwardRows(stripe: stripe)
+            let back = geometry.backwardRows(stripe: stripe)
+            for step in 0 ..< geometry.end {
+                forward = max(forward, floats(step, need[step]))
+                gradient = max(gradient, floats(step - 1, back[step]))
+                guard geometry.requested[step] else { continue }
+                owned = max(owned, floats(step, geometry.ownedRows(step: step, stripe: stripe)))
+                for (s, rows) in geometry.recomputedRows(step: step, rows: back[step + 1]).enumerated() {
+                    forward = max(forward, floats(s, rows))
+                }
+            }
+            gradient = max(gradient, floats(geometry.end - 1, back[geometry.end]))
+        }
+        a = Tensor(channels: 0, height: 0, width: 0, capacity: forward)
+        b = Tensor(channels: 0, height: 0, width: 0, capacity: forward)
+        c = Tensor(channels: 0, height: 0, width: 0, capacity: owned)
+        gradientA = Tensor(channels: 0, height: 0, width: 0, capacity: gradient)
+        gradientB = Tensor(channels: 0, height: 0, width: 0, capacity: gradient)
+    }
+
+    /// `buffer` shaped for the rows `rows` of a map of `shape`, with the span that says so.
+    func stripeBuffer(_ buffer: Tensor, rows: Range<Int>, shape: (channels: Int, height: Int, width: Int))
+        -> (Tensor, RowSpan) {
+        buffer.reshape(channels: shape.channels, height: rows.count, width: shape.width)
+        return (buffer, RowSpan(first: rows.lowerBound, rows: rows.count, height: shape.height, width: shape.width))
     }
 }
 

@@ -130,9 +130,13 @@ final class PoolingTests: XCTestCase {
                     let stripeChoice = ByteBuffer(capacity: choice.capacity)
                     pooling.forward(rows: first ..< first + 1, input: stripe, inputSpan: inSpan, into: out,
                                     outputSpan: .whole(height: h / 2, width: w / 2), choice: stripeChoice)
+                    let unrecorded = Tensor(channels: c, height: h / 2, width: w / 2)
+                    pooling.forward(rows: first ..< first + 1, input: stripe, inputSpan: inSpan, into: unrecorded,
+                                    outputSpan: .whole(height: h / 2, width: w / 2), choice: nil)
                     for ch in 0 ..< c {
                         for x in 0 ..< w / 2 {
                             XCTAssertEqual(out[ch, first, x], pooled[ch, first, x], "\(pooling) forward row \(first)")
+                            XCTAssertEqual(unrecorded[ch, first, x], pooled[ch, first, x], "\(pooling) forward row \(first) unrecorded")
                             let k = (ch * (h / 2) + first) * (w / 2) + x
                             if pooling == .max { XCTAssertEqual(stripeChoice.storage[k], choice.storage[k]) }
                         }
@@ -142,13 +146,29 @@ final class PoolingTests: XCTestCase {
                     for last in first + 1 ... h {
                         let span = RowSpan(first: first, rows: last - first, height: h, width: w)
                         let g = Tensor(channels: c, height: last - first, width: w)
-                        pooling.backward(rows: first ..< last, gradOutput: gradOutput, choice: choice, into: g,
+                        pooling.backward(rows: first ..< last, gradOutput: gradOutput,
+                                         gradOutputSpan: .whole(height: h / 2, width: w / 2), choice: choice, into: g,
                                          gradInputSpan: span, reluMask: mask)
+                        // The same from only the pooled rows under first ..< last, in a stripe of the pooled map.
+                        let pooledRows = min(h / 2, first / 2) ..< min(h / 2, (last + 1) / 2)
+                        let pooledSpan = RowSpan(first: pooledRows.lowerBound, rows: pooledRows.count, height: h / 2,
+                                                 width: w / 2)
+                        let gradStripe = Tensor(channels: c, height: pooledRows.count, width: w / 2)
+                        for ch in 0 ..< c {
+                            for y in pooledRows {
+                                for x in 0 ..< w / 2 { gradStripe[ch, y - pooledRows.lowerBound, x] = gradOutput[ch, y, x] }
+                            }
+                        }
+                        let g2 = Tensor(channels: c, height: last - first, width: w)
+                        pooling.backward(rows: first ..< last, gradOutput: gradStripe, gradOutputSpan: pooledSpan,
+                                         choice: choice, into: g2, gradInputSpan: span, reluMask: mask)
                         for ch in 0 ..< c {
                             for y in first ..< last {
                                 for x in 0 ..< w {
                                     XCTAssertEqual(g[ch, y - first, x], wholeGradient[ch, y, x],
                                                    "\(pooling) backward rows \(first)..<\(last)")
+                                    XCTAssertEqual(g2[ch, y - first, x], wholeGradient[ch, y, x],
+                                                   "\(pooling) backward rows \(first)..<\(last) from a stripe")
                                 }
                             }
                         }

@@ -173,14 +173,20 @@ final class VGG19Tests: XCTestCase {
         try checkGradient(pooling: .max, height: 19, width: 16, layers: Self.styleLayers, seed: 23, stripeRows: 4)
     }
 
-    /// Striped and whole first blocks agree: the same relu1_1 rows and pool1, the same image gradient; with and
-    /// without a loss on relu1_1, with both poolings, stripes that do and do not divide the height.
+    /// Striped and whole first blocks agree: the same layer rows, the same image gradient; with one, two and three
+    /// striped blocks, with and without losses inside them (recomputed in the backward pass, pooling included), with
+    /// both poolings, stripes that do and do not divide the height, odd heights.
     func testStripesMatchWholeMaps() throws {
         var rng = SplitMix64(seed: 60)
-        for (pooling, h, w, stripe, layers) in [(Pooling.max, 21, 13, 6, Self.styleLayers),
-                                                 (.average, 16, 9, 4, ["pool1", "relu2_2"] as Set<String>),
-                                                 (.max, 12, 7, 2, ["relu1_1", "relu3_1"] as Set<String>),
-                                                 (.max, 9, 11, 3, ["relu2_1"] as Set<String>)] {
+        for (pooling, h, w, stripe, blocks, layers) in [
+            (Pooling.max, 21, 13, 6, 2, Self.styleLayers),
+            (.max, 21, 13, 6, 1, Self.styleLayers),
+            (.max, 27, 12, 8, 3, Self.styleLayers.union(["relu1_2", "pool1", "relu3_2"])),
+            (.average, 16, 9, 4, 2, ["pool1", "relu2_2"] as Set<String>),
+            (.max, 19, 7, 2, 2, ["relu1_1", "relu1_2", "pool1", "relu2_2", "relu3_1"] as Set<String>),
+            (.max, 12, 7, 2, 1, ["relu1_1", "relu3_1"] as Set<String>),
+            (.max, 9, 11, 3, 2, ["relu2_1"] as Set<String>),
+        ] {
             var probes: [String: [Float]] = [:]
             for layer in layers {
                 let s = VGG19.shape(of: layer, height: h, width: w)
@@ -188,8 +194,11 @@ final class VGG19Tests: XCTestCase {
             }
             let image = randomImage(height: h, width: w, seed: UInt64(h * w))
             let whole = try VGG19(weights: randomVGGWeights, pooling: pooling)
-            let striped = try VGG19(weights: randomVGGWeights, pooling: pooling, stripeRows: stripe)
-            let label = "\(pooling) \(h)x\(w) stripes of \(stripe) \(layers.sorted())"
+            let striped = try VGG19(weights: randomVGGWeights, pooling: pooling, stripeRows: stripe,
+                                    stripedBlocks: blocks)
+            let rows = striped.stripeRows!
+            XCTAssertEqual(rows, (stripe + (1 << blocks) - 1) / (1 << blocks) * (1 << blocks))
+            let label = "\(pooling) \(h)x\(w) stripes of \(rows) through block \(blocks) \(layers.sorted())"
             var expected: [String: [Float]] = [:]
             whole.forward(image: image, height: h, width: w, layers: layers) { expected[$0.layer] = $0.values.values }
             var assembled: [String: [Float]] = [:]
@@ -201,7 +210,7 @@ final class VGG19Tests: XCTestCase {
                 assembled[map.layer] = values
                 if map.layer == "relu1_1" { stripeCount += 1 }
             }
-            XCTAssertEqual(stripeCount, layers.contains("relu1_1") ? (h + stripe - 1) / stripe : 0, label)
+            XCTAssertEqual(stripeCount, layers.contains("relu1_1") ? (h + rows - 1) / rows : 0, label)
             for layer in layers {
                 assertClose(assembled[layer]!, expected[layer]!.map(Double.init), relative: 1e-5, "\(label) \(layer)")
             }
@@ -210,15 +219,22 @@ final class VGG19Tests: XCTestCase {
         }
     }
 
-    /// Striping the first block halves the largest buffers once the image is tall and wide enough.
+    /// Striping the first blocks leaves the largest whole buffers to the block after them: with two, the two maps
+    /// ping and pong shrink from block 1's size to block 3's, relu2_1 is no longer kept, and five stripe buffers of a
+    /// few rows come in.
     func testStripesSaveMemory() throws {
         let (h, w) = (256, 192)
         let whole = try VGG19(weights: randomVGGWeights)
         let striped = try VGG19(weights: randomVGGWeights, stripeRows: 16)
         whole.prepare(height: h, width: w, layers: Self.styleLayers)
         striped.prepare(height: h, width: w, layers: Self.styleLayers)
-        let ping = 64 * h * w * 4, stripes = 64 * (16 + 4 + 2 * (16 + 2)) * w * 4
-        XCTAssertEqual(whole.allocatedBytes - striped.allocatedBytes, 2 * (ping - ping / 2) - stripes)
+        let block1 = 64 * h * w * 4, block2 = block1 / 2, block3 = block1 / 4
+        XCTAssertEqual(whole.stripeBufferBytes, 0)
+        XCTAssertGreaterThan(striped.stripeBufferBytes, 0)
+        // Stripes of 16 rows with at most 7 halo rows each side in block 1.
+        XCTAssertLessThanOrEqual(striped.stripeBufferBytes, 5 * 64 * (16 + 14) * w * 4)
+        XCTAssertEqual(whole.allocatedBytes - striped.allocatedBytes,
+                       2 * (block1 - block3) + block2 - striped.stripeBufferBytes)
     }
 
     /// Images so small that the deeper maps are empty: the losses there see empty maps, the gradient comes from the
@@ -272,5 +288,28 @@ final class VGG19Tests: XCTestCase {
         let scratch = net.allocatedBytes - 4 * floats - maskBytes - choiceBytes
         XCTAssertGreaterThan(scratch, 0)
         XCTAssertLessThanOrEqual(scratch, 1 << 20)
+    }
+
+    /// Keeping no transformed kernel (each made in the shared buffer as its layer runs) gives the bits of keeping them
+    /// all, and keeps only the shared buffer.
+    func testKernelsTransformedAsTheyRunGiveTheKeptKernelsResults() throws {
+        let (h, w) = (20, 18)
+        var rng = SplitMix64(seed: 70)
+        var probes: [String: [Float]] = [:]
+        for layer in Self.styleLayers {
+            let s = VGG19.shape(of: layer, height: h, width: w)
+            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
+        }
+        let image = randomImage(height: h, width: w, seed: 71)
+        let keptAll = try VGG19(weights: randomVGGWeights, keptKernelBytes: .max)
+        let keptNone = try VGG19(weights: randomVGGWeights, keptKernelBytes: 0)
+        let expected = probeGradient(keptAll, image, h, w, probes)
+        XCTAssertEqual(probeGradient(keptNone, image, h, w, probes), expected)
+        XCTAssertEqual(probeGradient(keptNone, image, h, w, probes), expected)
+        XCTAssertEqual(keptAll.kernelTransforms, 0)
+        XCTAssertGreaterThan(keptNone.kernelTransforms, 0)
+        XCTAssertEqual(keptNone.kernelCopyBytes, 36 * 512 * 512 * 4)
+        // Blocks 1 to 3 at 20x18 (block 4 runs on 2x2 maps, with im2col: never transformed).
+        XCTAssertEqual(keptAll.kernelCopyBytes, 36 * 4 * (64 * 64 + 64 * 128 + 128 * 128 + 128 * 256 + 3 * 256 * 256))
     }
 }

@@ -42,4 +42,76 @@ final class WinogradTests: XCTestCase {
             }
         }
     }
+
+    /// The kernel transform against G g Gᵀ in float64 written out with the matrix of the comment in Winograd.swift, for
+    /// channel counts that leave partial vectors and partial blocks, and for a slice of the output channels.
+    func testKernelTransformMatchesTheMatrices() {
+        let gMatrix: [[Double]] = [[0.5, 0, 0], [1.0 / 18, 1.0 / 18, 1.0 / 18], [-0.5, 0.5, -0.5],
+                                   [1.0 / 18, -1.0 / 9, 2.0 / 9], [16.0 / 9, -8.0 / 9, 4.0 / 9], [0, 0, 0.5]]
+        var rng = SplitMix64(seed: 11)
+        for (co, ci) in [(3, 1), (2, 37), (5, 70)] {
+            let kernel = randomValues(co * ci * 9, using: &rng)
+            let plane = co * ci
+            var transformed = [Float](repeating: .nan, count: 36 * plane)
+            let outputs = co > 2 ? 1 ..< co : 0 ..< co
+            kernel.withUnsafeBufferPointer { k in
+                transformed.withUnsafeMutableBufferPointer { t in
+                    winogradTransformKernel(k.baseAddress!, outChannels: co, inChannels: ci, outputs: outputs,
+                                            into: t.baseAddress!)
+                }
+            }
+            for o in 0 ..< co {
+                for i in 0 ..< ci {
+                    for r in 0 ..< 6 {
+                        for c in 0 ..< 6 {
+                            let value = transformed[(r * 6 + c) * plane + o * ci + i]
+                            guard outputs.contains(o) else {
+                                XCTAssertTrue(value.isNaN, "channel \(o) outside the slice was written")
+                                continue
+                            }
+                            var expected = 0.0
+                            for ky in 0 ..< 3 {
+                                for kx in 0 ..< 3 {
+                                    expected += gMatrix[r][ky] * Double(kernel[(o * ci + i) * 9 + ky * 3 + kx]) * gMatrix[c][kx]
+                                }
+                            }
+                            XCTAssertEqual(Double(value), expected, accuracy: 1e-6 * max(1, abs(expected)),
+                                           "\(co)x\(ci) o \(o) i \(i) position \(r), \(c)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Convolutions sharing one slot for their transformed kernels give the same bits as convolutions that keep their
+    /// own, in any order of use, and remake a kernel only when another convolution used the slot in between.
+    func testSharedKernelSlotGivesTheKeptKernelsResults() {
+        var rng = SplitMix64(seed: 12)
+        let (h, w) = (9, 10)
+        let layers = [randomConvWeights(inChannels: 16, outChannels: 24, using: &rng),
+                      randomConvWeights(inChannels: 24, outChannels: 8, using: &rng)]
+        let slot = TransformedKernelSlot(capacity: 36 * 16 * 24)
+        let shared = layers.map { Convolution($0, threads: 2, algorithm: .winograd, kernelSlot: slot) }
+        let kept = layers.map { Convolution($0, threads: 2, algorithm: .winograd) }
+        let scratch = Tensor(channels: 1, height: 1, width: 1 << 20)
+        let input = Tensor(channels: 16, height: h, width: w, values: randomValues(16 * h * w, using: &rng))
+        func run(_ convs: [Convolution]) -> [Float] {
+            let middle = Tensor(channels: 24, height: h, width: w), output = Tensor(channels: 8, height: h, width: w)
+            convs[0].forward(input, into: middle, reluMask: nil, scratch: scratch)
+            convs[1].forward(middle, into: output, reluMask: nil, scratch: scratch)
+            let back = Tensor(channels: 24, height: h, width: w), image = Tensor(channels: 16, height: h, width: w)
+            convs[1].backwardInput(output, into: back, inputMask: nil, scratch: scratch)
+            convs[0].backwardInput(back, into: image, inputMask: nil, scratch: scratch)
+            return middle.values + output.values + back.values + image.values
+        }
+        let expected = run(kept)
+        XCTAssertEqual(run(shared), expected)
+        // Forward 0, 1, backward 1 (still there), 0: three fills; the second round starts with 0 still there: two.
+        XCTAssertEqual(slot.fills, 3)
+        XCTAssertEqual(run(shared), expected)
+        XCTAssertEqual(slot.fills, 5)
+        XCTAssertEqual(slot.allocatedBytes, 36 * 16 * 24 * 4)
+        XCTAssertEqual(shared.map(\.allocatedBytes), [0, 0])
+    }
 }

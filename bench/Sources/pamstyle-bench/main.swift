@@ -4,7 +4,8 @@
 //
 //   pamstyle-bench [--weights PATH | --random-weights] [--conv winograd|im2col|both] [--sizes 256,512,1024]
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
-//                  [--stripe-rows N] [--verbose]
+//                  [--stripe-rows N] [--striped-blocks 1|2|3] [--kept-kernel-mb N|all]
+//                  [--compare-striped-blocks 1|2|3] [--compare-kept-kernel-mb N|all] [--verbose]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv both times the two convolution algorithms side by side, alternating evaluations, and
@@ -12,6 +13,11 @@
 //
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
+//
+// --kept-kernel-mb bounds the Winograd-transformed kernels the network keeps (the rest are transformed as their layer
+// runs; VGG19's default when not given). --striped-blocks sets how many first blocks run in stripes when --stripe-rows
+// is given. The --compare-… options add a second network with those settings (the others as the first's), timed in
+// turns with the first, and the ratio of their times (peak RSS is then the two networks' together).
 
 import Foundation
 import StyleTransfer
@@ -27,6 +33,10 @@ struct BenchOptions {
     var scratchMB = 32
     var threads: Int?
     var stripeRows: Int?
+    var keptKernelBytes = VGG19.defaultKeptKernelBytes
+    var comparedKeptKernelBytes: Int?
+    var stripedBlocks = 2
+    var comparedStripedBlocks: Int?
     var verbose = false
 }
 
@@ -69,6 +79,18 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--scratch-mb": options.scratchMB = try positive(argument)
         case "--threads": options.threads = try positive(argument)
         case "--stripe-rows": options.stripeRows = try positive(argument)
+        case "--striped-blocks", "--compare-striped-blocks":
+            let text = try value(argument)
+            guard let blocks = Int(text), (1 ... 3).contains(blocks) else {
+                throw BenchError.usage("\(argument) must be 1, 2 or 3; you specified \(text)")
+            }
+            if argument == "--striped-blocks" { options.stripedBlocks = blocks } else { options.comparedStripedBlocks = blocks }
+        case "--kept-kernel-mb", "--compare-kept-kernel-mb":
+            let text = try value(argument)
+            guard let bytes = text == "all" ? Int.max : Int(text).flatMap({ $0 >= 0 ? $0 << 20 : nil }) else {
+                throw BenchError.usage("\(argument) must be a nonnegative integer or all; you specified \(text)")
+            }
+            if argument == "--kept-kernel-mb" { options.keptKernelBytes = bytes } else { options.comparedKeptKernelBytes = bytes }
         case "--pooling":
             let text = try value(argument)
             guard let pooling = Pooling(rawValue: text) else {
@@ -132,16 +154,26 @@ func json(_ fields: [(String, Any)]) -> String {
     }.joined(separator: ", ") + "}"
 }
 
+/// How one network under test is built.
+struct Settings {
+    var algorithm: ConvolutionAlgorithm
+    var keptKernelBytes: Int
+    var stripedBlocks: Int
+    /// Whether this is the network of a --compare-… option (timed beside the main one, not reported as the result).
+    var compared = false
+}
+
 /// One network under test and the times of its evaluations at the current size.
 final class Subject {
-    let algorithm: ConvolutionAlgorithm
+    let settings: Settings
     let net: VGG19
     var forwardTimes: [Double] = []
     var totalTimes: [Double] = []
+    var transforms: [Int] = []
     var layerTotals: [String: (forward: [Double], backward: [Double])] = [:]
 
-    init(algorithm: ConvolutionAlgorithm, net: VGG19) {
-        self.algorithm = algorithm
+    init(settings: Settings, net: VGG19) {
+        self.settings = settings
         self.net = net
     }
 }
@@ -156,11 +188,23 @@ func run(_ options: BenchOptions) throws {
                                                               environment: ProcessInfo.processInfo.environment,
                                                               executablePath: VGGWeights.runningExecutablePath))
     }
-    let subjects = try options.algorithms.map { algorithm in
+    var settings: [Settings] = []
+    for algorithm in options.algorithms {
+        settings.append(Settings(algorithm: algorithm, keptKernelBytes: options.keptKernelBytes,
+                                 stripedBlocks: options.stripedBlocks))
+        if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
+            settings.append(Settings(algorithm: algorithm,
+                                     keptKernelBytes: options.comparedKeptKernelBytes ?? options.keptKernelBytes,
+                                     stripedBlocks: options.comparedStripedBlocks ?? options.stripedBlocks,
+                                     compared: true))
+        }
+    }
+    let subjects = try settings.map { settings in
         let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
-                            threads: options.threads, stripeRows: options.stripeRows, convolution: algorithm)
+                            threads: options.threads, stripeRows: options.stripeRows, convolution: settings.algorithm,
+                            keptKernelBytes: settings.keptKernelBytes, stripedBlocks: settings.stripedBlocks)
         net.recordsLayerTimes = options.verbose
-        return Subject(algorithm: algorithm, net: net)
+        return Subject(settings: settings, net: net)
     }
     for size in options.sizes {
         var rng = SplitMix64(seed: UInt64(size))
@@ -170,12 +214,14 @@ func run(_ options: BenchOptions) throws {
             subject.net.prepare(height: size, width: size, layers: layers)
             subject.forwardTimes = []
             subject.totalTimes = []
+            subject.transforms = []
             subject.layerTotals = [:]
         }
         // The subjects take turns, so that a load from other processes falls on all of them alike.
         for iteration in 0 ..< options.warmup + options.repeats {
             for subject in subjects {
                 let net = subject.net
+                let transformsBefore = net.kernelTransforms
                 let start = now()
                 net.forward(image: image, height: size, width: size, layers: layers) { _ in }
                 let middle = now()
@@ -188,6 +234,7 @@ func run(_ options: BenchOptions) throws {
                 guard iteration >= options.warmup else { continue }
                 subject.forwardTimes.append(middle - start)
                 subject.totalTimes.append(end - start)
+                subject.transforms.append(net.kernelTransforms - transformsBefore)
                 for time in net.layerTimes {
                     subject.layerTotals[time.layer, default: ([], [])].forward.append(time.forwardSeconds)
                     subject.layerTotals[time.layer, default: ([], [])].backward.append(time.backwardSeconds)
@@ -198,22 +245,34 @@ func run(_ options: BenchOptions) throws {
         for subject in subjects {
             let net = subject.net
             let seconds = median(subject.totalTimes)
-            var fields: [(String, Any)] = [("size", size), ("conv", "\"\(subject.algorithm.rawValue)\""),
+            let settings = subject.settings
+            var fields: [(String, Any)] = [("size", size), ("conv", "\"\(settings.algorithm.rawValue)\""),
                                            ("seconds_per_eval", seconds),
                                            ("forward_seconds", median(subject.forwardTimes)),
                                            ("peak_rss_mb", peakRSSMegabytes()),
                                            ("direct_gflops", flops / seconds / 1e9),
                                            ("allocated_mb", Double(net.allocatedBytes) / 1048576),
                                            ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576),
+                                           ("kept_kernel_mb", settings.keptKernelBytes == Int.max ? "\"all\""
+                                                : String(settings.keptKernelBytes >> 20)),
+                                           ("kernel_transforms_per_eval", subject.transforms.max() ?? 0),
                                            ("repeats", options.repeats), ("threads", net.threads),
-                                           ("stripe_rows", options.stripeRows.map(String.init) ?? "null")]
-            if subjects.count > 1, subject.algorithm == .winograd,
-               let reference = subjects.first(where: { $0.algorithm == .im2col }) {
+                                           ("stripe_rows", options.stripeRows.map(String.init) ?? "null"),
+                                           ("striped_blocks", settings.stripedBlocks)]
+            if settings.compared { fields.append(("compared", "true")) }
+            if subjects.count > 1, settings.algorithm == .winograd, !settings.compared,
+               let reference = subjects.first(where: { $0.settings.algorithm == .im2col && !$0.settings.compared }) {
                 fields.append(("speedup_vs_im2col", median(reference.totalTimes) / seconds))
+            }
+            if !settings.compared, let reference = subjects.first(where: {
+                $0.settings.compared && $0.settings.algorithm == settings.algorithm
+            }) {
+                fields.append(("seconds_ratio_vs_compared", seconds / median(reference.totalTimes)))
             }
             FileHandle.standardOutput.write((json(fields) + "\n").data(using: .utf8)!)
             if options.verbose {
-                var report = "size \(size) \(subject.algorithm.rawValue): layer, forward ms, backward ms (medians)\n"
+                var report = "size \(size) \(subject.settings.algorithm.rawValue)"
+                    + (subject.settings.compared ? " (compared)" : "") + ": layer, forward ms, backward ms (medians)\n"
                 for name in VGG19.layerNames {
                     guard let times = subject.layerTotals[name] else { continue }
                     report += String(format: "  %-8@ %9.2f %9.2f\n", name as NSString, 1e3 * median(times.forward),
