@@ -283,8 +283,10 @@ public final class VGG19 {
                 if let stored = plan.stored[index] {
                     activation = stored
                 } else {
-                    // Only the first layer is not kept: recompute it from the image into the free buffer.
+                    // Only the first layer is not kept: recompute it from the image into the free buffer, with the
+                    // forward pass's ReLU.
                     convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
+                    applyReLUMask(other, mask: plan.masks[0]!, threads: threads)
                     activation = other
                 }
                 let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
@@ -372,13 +374,18 @@ public final class VGG19 {
     }
 
     /// Step `step` forward on the rows `rows` of its output, recording its ReLU mask or pooling choices when
-    /// `recording` (a recomputation leaves those of the forward pass alone).
+    /// `recording`; a recomputation leaves those of the forward pass alone and applies the ReLU mask it recorded.
     private func run(_ step: Int, rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor,
                      outputSpan: RowSpan, plan: Plan, recording: Bool) {
         switch Self.steps[step].kind {
         case .convolution(let k):
+            let mask = plan.masks[step]!
             convolutions[k].forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                                    reluMask: recording ? plan.masks[step] : nil, scratch: plan.scratch)
+                                    reluMask: recording ? mask : nil, scratch: plan.scratch)
+            if !recording {
+                applyReLUMask(output.storage, span: outputSpan, mask: mask.storage, channels: output.channels,
+                              rows: rows, threads: threads)
+            }
         case .pool:
             pooling.forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
                             choice: recording ? plan.choices[step] : nil, threads: threads)
