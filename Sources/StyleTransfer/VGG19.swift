@@ -19,13 +19,14 @@ public enum NetworkError: LocalizedError, Equatable {
 
 /// A layer's output as the network hands it to the losses.
 public struct FeatureMap {
-    /// The layer's name, `relu1_1` … `relu5_4` or `pool1` … `pool5`.
+    /// The layer's name, one of `VGG19.requestableLayers`: `conv1_1` … `conv5_4` (before the ReLU), `relu1_1` …
+    /// `relu5_4` or `pool1` … `pool5`.
     public let layer: String
     /// The height of the layer's whole map.
     public let height: Int
     /// The rows of the whole map that `values` holds: all of them (`0 ..< height`), unless the network runs its first
     /// blocks in horizontal stripes (`VGG19.stripeRows`). Then the layers of those blocks but their last pooling
-    /// (`relu1_1` … `relu2_2` and `pool1` with two striped blocks) arrive in stripes: in the forward pass, consecutive
+    /// (`conv1_1` … `relu2_2` and `pool1` with two striped blocks) arrive in stripes: in the forward pass, consecutive
     /// stripes that cover the map once; in the backward pass, stripes that overlap their neighbours by a few rows, so
     /// the gradient a loss adds must depend only on the activation rows it is given.
     public let rows: Range<Int>
@@ -53,7 +54,8 @@ public struct LayerTime: Sendable {
 /// what they were trained on: BGR, 0…255, minus the mean pixel. Evaluating at a size allocates every buffer once
 /// (`prepare`); later evaluations at that size allocate nothing. The forward pass keeps only what the backward pass
 /// needs: one bit per ReLU output, the winner of each max-pooling window, and the outputs of the layers the losses
-/// read. The activation of the first layer is never kept: the backward pass recomputes it from the image, as it does
+/// read (for a `convB_N`, a copy of the convolution's output before its ReLU). The activation of the first layer is
+/// never kept: the backward pass recomputes it from the image, as it does
 /// the layers the losses read inside the striped blocks (see `init`).
 ///
 /// One evaluation is `forward` (the losses see each requested layer as soon as it exists) followed by `backward` (the
@@ -68,24 +70,27 @@ public final class VGG19 {
         ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3", 512, 512), ("conv5_4", 512, 512),
     ]
 
-    /// The layers whose outputs the losses may read, in network order: each `reluB_N` after `convB_N`, and `poolB`
-    /// after the last ReLU of block B.
+    /// The network's steps in network order, named after their outputs: each `reluB_N` (convolution `convB_N` with its
+    /// ReLU), and `poolB` after the last ReLU of block B. These name the entries of `layerTimes`.
     public static let layerNames: [String] = steps.map(\.name)
 
-    /// The shape of a layer's output for an input image of height × width.
+    /// The layers whose outputs the losses may read, in network order: each `convB_N` (the convolution's output with
+    /// its bias, before the ReLU), `reluB_N` after it, and `poolB` after the last ReLU of block B.
+    public static let requestableLayers: [String] = steps.indices.flatMap { index in
+        if case .convolution(let k) = steps[index].kind { return [convolutionTable[k].name, steps[index].name] }
+        return [steps[index].name]
+    }
+
+    /// The shape of a layer's output (one of `requestableLayers`) for an input image of height × width.
     public static func shape(of layer: String, height: Int, width: Int) -> (channels: Int, height: Int, width: Int) {
-        guard let index = steps.firstIndex(where: { $0.name == layer }) else {
-            preconditionFailure("VGG-19 has no layer \(layer)")
-        }
+        let index = locate(layer).step
         return shapes(height: height, width: width, through: index)[index]
     }
 
-    /// Multiply-adds of the forward pass from the image through `layer` at height × width. The backward pass to the
-    /// image costs the same.
+    /// Multiply-adds of the forward pass from the image through `layer` (one of `requestableLayers`) at height × width.
+    /// The backward pass to the image costs the same.
     public static func multiplyAdds(through layer: String, height: Int, width: Int) -> Int {
-        guard let index = steps.firstIndex(where: { $0.name == layer }) else {
-            preconditionFailure("VGG-19 has no layer \(layer)")
-        }
+        let index = locate(layer).step
         var total = 0
         var (h, w) = (height, width)
         for step in steps[...index] {
@@ -222,7 +227,7 @@ public final class VGG19 {
     /// is computed. The map handed to `observe` is valid only during the call.
     /// - Parameters:
     ///   - image: (3, height, width), RGB, values 0…1
-    ///   - layers: names from `layerNames`
+    ///   - layers: names from `requestableLayers`
     public func forward(image: UnsafeBufferPointer<Float>, height: Int, width: Int, layers: Set<String>,
                         observe: (FeatureMap) -> Void) {
         precondition(image.count == 3 * height * width, "image size does not match height × width")
@@ -237,9 +242,21 @@ public final class VGG19 {
             firstStep = front.geometry.end + 1
         }
         for index in firstStep ..< plan.deepest + 1 {
-            let start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
+            var start = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
             let output = plan.stored[index] ?? (current === plan.ping ? plan.pong : plan.ping)
             switch Self.steps[index].kind {
+            case .convolution(let k) where plan.requestedBeforeReLU[index]:
+                // The convolution without its ReLU, shown to the losses and kept for the backward pass, then the ReLU.
+                convolutions[k].forward(current, into: output, reluMask: nil, scratch: plan.scratch)
+                let whole = RowSpan.whole(height: output.height, width: output.width)
+                if let kept = plan.storedBeforeReLU[index] {
+                    copyRows(of: output, span: whole, rows: 0 ..< output.height, into: kept)
+                }
+                let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
+                observe(FeatureMap(layer: Self.convolutionTable[k].name, height: output.height,
+                                   rows: 0 ..< output.height, values: output))
+                if recordsLayerTimes { start += DispatchTime.now().uptimeNanoseconds - lossStart }
+                applyReLU(output, span: whole, rows: 0 ..< output.height, recordingMask: plan.masks[index]!, plan: plan)
             case .convolution(let k):
                 convolutions[k].forward(current, into: output, reluMask: plan.masks[index], scratch: plan.scratch)
             case .pool:
@@ -283,8 +300,10 @@ public final class VGG19 {
                 if let stored = plan.stored[index] {
                     activation = stored
                 } else {
-                    // Only the first layer is not kept: recompute it from the image into the free buffer.
+                    // Only the first layer is not kept: recompute it from the image into the free buffer, with the
+                    // forward pass's ReLU.
                     convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
+                    applyReLUMask(other, mask: plan.masks[0]!, threads: threads)
                     activation = other
                 }
                 let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
@@ -296,12 +315,29 @@ public final class VGG19 {
                 backwardFront(plan, gradient: gradient, into: imageGradient, addGradient: addGradient)
                 return
             }
-            // The ReLU before this step can take the gradient through its mask at once unless a loss adds to it first.
+            // The ReLU before this step can take the gradient through its mask at once unless a loss adds to it first
+            // (a loss at the convolution before it adds after the mask).
             let fuseReLU = index > 0 && !plan.requested[index - 1] && plan.masks[index - 1] != nil
             switch Self.steps[index].kind {
             case .convolution(let k):
                 if !throughReLU, let mask = plan.masks[index] {
                     applyReLUMask(gradient, mask: mask, threads: threads)
+                }
+                if plan.requestedBeforeReLU[index] {
+                    // The gradient has passed the ReLU: it is the gradient at the convolution's output, where convB_N's
+                    // loss adds its own.
+                    let activation: Tensor
+                    if let kept = plan.storedBeforeReLU[index] {
+                        activation = kept
+                    } else {
+                        precondition(index == 0, "convolution output not kept")
+                        convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
+                        activation = other
+                    }
+                    let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
+                    addGradient(FeatureMap(layer: Self.convolutionTable[k].name, height: activation.height,
+                                           rows: 0 ..< activation.height, values: activation), gradient)
+                    if recordsLayerTimes { start += DispatchTime.now().uptimeNanoseconds - lossStart }
                 }
                 convolutions[k].backwardInput(gradient, into: other, inputMask: fuseReLU ? plan.masks[index - 1] : nil,
                                               scratch: plan.scratch)
@@ -342,20 +378,33 @@ public final class VGG19 {
                     (output, outputSpan) = front.stripeBuffer(input === front.a ? front.b : front.a, rows: need[step],
                                                               shape: plan.shapes[step])
                 }
-                run(step, rows: need[step], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                    plan: plan, recording: true)
-                times[step] += seconds(since: start)
                 let owned = front.geometry.ownedRows(step: step, stripe: stripe)
-                if plan.requested[step] && step < end && (!owned.isEmpty || (outputSpan.height == 0 && stripe == 0)) {
+                // Shows the losses the rows the stripe owns of the step's output as it is now, as `layer`.
+                func show(_ layer: String) {
+                    guard step < end && (!owned.isEmpty || (outputSpan.height == 0 && stripe == 0)) else { return }
                     var values = output
                     if owned != need[step] {
                         values = front.c
                         values.reshape(channels: output.channels, height: owned.count, width: outputSpan.width)
                         copyRows(of: output, span: outputSpan, rows: owned, into: values)
                     }
-                    observe(FeatureMap(layer: Self.steps[step].name, height: outputSpan.height, rows: owned,
-                                       values: values))
+                    observe(FeatureMap(layer: layer, height: outputSpan.height, rows: owned, values: values))
                 }
+                if case .convolution(let k) = Self.steps[step].kind, plan.requestedBeforeReLU[step] {
+                    // The convolution without its ReLU, shown to the losses, then the ReLU.
+                    run(step, rows: need[step], input: input, inputSpan: inputSpan, into: output,
+                        outputSpan: outputSpan, plan: plan, mode: .beforeReLU)
+                    times[step] += seconds(since: start)
+                    show(Self.convolutionTable[k].name)
+                    let reluStart = DispatchTime.now().uptimeNanoseconds
+                    applyReLU(output, span: outputSpan, rows: need[step], recordingMask: plan.masks[step]!, plan: plan)
+                    times[step] += seconds(since: reluStart)
+                } else {
+                    run(step, rows: need[step], input: input, inputSpan: inputSpan, into: output,
+                        outputSpan: outputSpan, plan: plan, mode: .record)
+                    times[step] += seconds(since: start)
+                }
+                if plan.requested[step] { show(Self.steps[step].name) }
                 (input, inputSpan) = (output, outputSpan)
             }
         }
@@ -371,18 +420,41 @@ public final class VGG19 {
         return pooled
     }
 
-    /// Step `step` forward on the rows `rows` of its output, recording its ReLU mask or pooling choices when
-    /// `recording` (a recomputation leaves those of the forward pass alone).
+    /// How `run` treats a step's ReLU mask or pooling choices.
+    private enum RunMode {
+        /// The forward pass: the convolution's ReLU recording its mask, the pooling recording its choices.
+        case record
+        /// A recomputation, which leaves the forward pass's records alone: the ReLU as the mask it recorded says.
+        case replay
+        /// The convolution's output before its ReLU (`convB_N`), the mask left alone; a pooling as in `replay`.
+        case beforeReLU
+    }
+
+    /// Step `step` forward on the rows `rows` of its output.
     private func run(_ step: Int, rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor,
-                     outputSpan: RowSpan, plan: Plan, recording: Bool) {
+                     outputSpan: RowSpan, plan: Plan, mode: RunMode) {
         switch Self.steps[step].kind {
         case .convolution(let k):
+            let mask = plan.masks[step]!
             convolutions[k].forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                                    reluMask: recording ? plan.masks[step] : nil, scratch: plan.scratch)
+                                    reluMask: mode == .record ? mask : nil, scratch: plan.scratch)
+            if mode == .replay {
+                applyReLUMask(output.storage, span: outputSpan, mask: mask.storage, channels: output.channels,
+                              rows: rows, threads: threads)
+            }
         case .pool:
             pooling.forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                            choice: recording ? plan.choices[step] : nil, threads: threads)
+                            choice: mode == .record ? plan.choices[step] : nil, threads: threads)
         }
+    }
+
+    /// The ReLU of a convolution step applied apart from the convolution, to the rows `rows` of an output it made
+    /// without a mask, recording the mask: the epilogue `forward` fuses, with a zero bias as the bias is in already.
+    /// The values and mask are those of the fused pass, bit for bit.
+    private func applyReLU(_ output: Tensor, span: RowSpan, rows: Range<Int>, recordingMask mask: ByteBuffer,
+                           plan: Plan) {
+        addBias(output.storage, span: span, bias: plan.zeroBias.storage, channels: output.channels, rows: rows,
+                reluMask: mask.storage, threads: threads)
     }
 
     /// The backward pass through the front in stripes, from the gradient at the output of its last pooling (the whole
@@ -413,6 +485,15 @@ public final class VGG19 {
                                       channels: gradient.channels, rows: rows[step + 1], threads: threads)
                     }
                 }
+                if case .convolution(let k) = Self.steps[step].kind, plan.requestedBeforeReLU[step] {
+                    // The gradient has passed the ReLU's mask (just above, or fused into the backward pass of the step
+                    // after): convB_N's loss adds at the convolution's output.
+                    let activation = recompute(step, rows: rows[step + 1], plan: plan, beforeReLU: true)
+                    let lossStart = DispatchTime.now().uptimeNanoseconds
+                    addGradient(FeatureMap(layer: Self.convolutionTable[k].name, height: gradientSpan.height,
+                                           rows: rows[step + 1], values: activation), gradient)
+                    start += DispatchTime.now().uptimeNanoseconds - lossStart
+                }
                 let inputShape = step == 0 ? (channels: 3, height: plan.height, width: plan.width)
                                            : plan.shapes[step - 1]
                 let (output, outputSpan) = front.stripeBuffer(gradient === front.gradientA ? front.gradientB
@@ -441,9 +522,10 @@ public final class VGG19 {
         }
     }
 
-    /// The output of front step `target` on the rows `rows`, recomputed from the image through the steps before it on
-    /// the rows each needs; it lands in one of the front's forward buffers, valid until the next recomputation.
-    private func recompute(_ target: Int, rows: Range<Int>, plan: Plan) -> Tensor {
+    /// The output of front step `target` on the rows `rows` (before its ReLU when `beforeReLU`), recomputed from the
+    /// image through the steps before it on the rows each needs; it lands in one of the front's forward buffers, valid
+    /// until the next recomputation.
+    private func recompute(_ target: Int, rows: Range<Int>, plan: Plan, beforeReLU: Bool = false) -> Tensor {
         let front = plan.front!
         let need = front.geometry.recomputedRows(step: target, rows: rows)
         var input = plan.input, inputSpan = RowSpan.whole(height: plan.height, width: plan.width)
@@ -452,7 +534,7 @@ public final class VGG19 {
                                                           shape: plan.shapes[step])
             if !need[step].isEmpty {
                 run(step, rows: need[step], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                    plan: plan, recording: false)
+                    plan: plan, mode: beforeReLU && step == target ? .beforeReLU : .replay)
             }
             (input, inputSpan) = (output, outputSpan)
         }
@@ -515,6 +597,23 @@ public final class VGG19 {
         return steps
     }()
 
+    /// The step that makes each of `requestableLayers`, and whether the layer is its convolution's output before the
+    /// ReLU (`convB_N`) rather than the step's output.
+    fileprivate static let locations: [String: (step: Int, beforeReLU: Bool)] = {
+        var locations: [String: (step: Int, beforeReLU: Bool)] = [:]
+        for (index, step) in steps.enumerated() {
+            locations[step.name] = (index, false)
+            if case .convolution(let k) = step.kind { locations[convolutionTable[k].name] = (index, true) }
+        }
+        return locations
+    }()
+
+    /// Where `layer` is made (see `locations`); a name not in `requestableLayers` is a programmer error.
+    fileprivate static func locate(_ layer: String) -> (step: Int, beforeReLU: Bool) {
+        guard let location = locations[layer] else { preconditionFailure("VGG-19 has no layer \(layer)") }
+        return location
+    }
+
     /// The output shape of each step up to `last` for an input of height × width.
     fileprivate static func shapes(height: Int, width: Int, through last: Int)
         -> [(channels: Int, height: Int, width: Int)] {
@@ -541,6 +640,8 @@ public final class VGG19 {
         let deepest: Int
         /// Whether each step's output is read by a loss. (steps through deepest)
         let requested: [Bool]
+        /// Whether a loss reads each convolution step's output before its ReLU (`convB_N`). (steps through deepest)
+        let requestedBeforeReLU: [Bool]
         /// The output shape of each step. (steps through deepest)
         let shapes: [(channels: Int, height: Int, width: Int)]
         /// (3, height, width): the image as the network sees it (BGR, 0…255, minus the mean).
@@ -552,6 +653,12 @@ public final class VGG19 {
         /// The outputs of the requested layers kept for the backward pass: (channels, height, width) of the step; not
         /// the first layer's, nor those the striped front recomputes. (steps through deepest; nil where not kept)
         let stored: [Tensor?]
+        /// The same for the requested convolution outputs before their ReLUs: (channels, height, width) of the step.
+        /// (steps through deepest; nil where not kept)
+        let storedBeforeReLU: [Tensor?]
+        /// (the most output channels of a convolution, or none when no `convB_N` is requested): zeros, the bias of a
+        /// ReLU applied apart from its convolution.
+        let zeroBias: Tensor
         /// ReLU masks of the convolution steps: (channels, height, maskRowBytes(width)) bits. (steps through deepest)
         let masks: [ByteBuffer?]
         /// Winners of the max-pooling steps: (channels, height / 2, width / 2) bytes. (steps through deepest)
@@ -566,17 +673,14 @@ public final class VGG19 {
             self.height = height
             self.width = width
             self.layers = layers
-            let indices = layers.map { layer in
-                guard let index = VGG19.steps.firstIndex(where: { $0.name == layer }) else {
-                    preconditionFailure("VGG-19 has no layer \(layer)")
-                }
-                return index
-            }
-            let deepest = indices.max()!
-            let requested = (0 ... deepest).map { indices.contains($0) }
+            let locations = layers.map(VGG19.locate)
+            let deepest = locations.map(\.step).max()!
+            let requested = (0 ... deepest).map { index in locations.contains { $0 == (index, false) } }
+            let requestedBeforeReLU = (0 ... deepest).map { index in locations.contains { $0 == (index, true) } }
             let shapes = VGG19.shapes(height: height, width: width, through: deepest)
             self.deepest = deepest
             self.requested = requested
+            self.requestedBeforeReLU = requestedBeforeReLU
             self.shapes = shapes
             input = Tensor(channels: 3, height: height, width: width)
             // The front ends at the last pooling of the first `stripedBlocks` blocks that the forward pass reaches.
@@ -584,8 +688,9 @@ public final class VGG19 {
             let front: Front?
             if let stripeRows, height > stripeRows,
                let end = pools.prefix(stripedBlocks).last(where: { $0 <= deepest }) {
+                let read = zip(requested, requestedBeforeReLU).map { $0 || $1 }
                 front = Front(FrontGeometry(end: end, stripeRows: stripeRows, height: height, shapes: shapes,
-                                            requested: requested), shapes: shapes, width: width)
+                                            requested: read), shapes: shapes, width: width)
             } else {
                 front = nil
             }
@@ -596,6 +701,7 @@ public final class VGG19 {
             ping = Tensor(channels: 0, height: 0, width: 0, capacity: largest)
             pong = Tensor(channels: 0, height: 0, width: 0, capacity: largest)
             var stored: [Tensor?] = []
+            var storedBeforeReLU: [Tensor?] = []
             var masks: [ByteBuffer?] = []
             var choices: [ByteBuffer?] = []
             var scratchCount = 0
@@ -603,6 +709,8 @@ public final class VGG19 {
                 // The front's layers but its last are recomputed in stripes, never kept whole.
                 let recomputed = front.map { index < $0.geometry.end } ?? false
                 stored.append(index > 0 && requested[index] && !recomputed
+                    ? Tensor(channels: shape.channels, height: shape.height, width: shape.width) : nil)
+                storedBeforeReLU.append(index > 0 && requestedBeforeReLU[index] && !recomputed
                     ? Tensor(channels: shape.channels, height: shape.height, width: shape.width) : nil)
                 switch VGG19.steps[index].kind {
                 case .convolution(let k):
@@ -618,13 +726,17 @@ public final class VGG19 {
                 }
             }
             self.stored = stored
+            self.storedBeforeReLU = storedBeforeReLU
+            let applyReLUApart = requestedBeforeReLU.contains(true)
+            zeroBias = Tensor(channels: 1, height: 1,
+                              width: applyReLUApart ? VGG19.convolutionTable.map(\.outChannels).max()! : 0)
             self.masks = masks
             self.choices = choices
             scratch = Tensor(channels: 1, height: 1, width: scratchCount)
         }
 
         var allocatedBytes: Int {
-            let tensors = [input, ping, pong, scratch] + stored.compactMap { $0 }
+            let tensors = [input, ping, pong, scratch, zeroBias] + (stored + storedBeforeReLU).compactMap { $0 }
                 + (front.map { [$0.a, $0.b, $0.c, $0.gradientA, $0.gradientB] } ?? [])
             return tensors.reduce(0) { $0 + $1.allocatedBytes }
                 + (masks + choices).reduce(0) { $0 + ($1?.capacity ?? 0) }

@@ -112,8 +112,8 @@ private func layerList(_ text: String, _ option: String) throws -> [Options.Weig
     for item in text.split(separator: ",", omittingEmptySubsequences: false) {
         let parts = item.split(separator: ":", omittingEmptySubsequences: false)
         let name = String(parts[0]).trimmingCharacters(in: .whitespaces)
-        guard VGG19.layerNames.contains(name) else {
-            throw UsageError("\(option): '\(name)' is not a VGG-19 layer (relu1_1 ... relu5_4, pool1 ... pool5)")
+        guard VGG19.requestableLayers.contains(name) else {
+            throw UsageError("\(option): '\(name)' is not a VGG-19 layer (conv1_1 ... conv5_4, relu1_1 ... relu5_4, pool1 ... pool5)")
         }
         var weight: Float = 1
         if parts.count == 2 {
