@@ -180,16 +180,17 @@ final class Convolution {
             : bands(depth: outChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker)
     }
 
-    /// output = conv(input) + bias, then ReLU recording its mask when `reluMask` is given.
+    /// output = conv(input) + bias, then ReLU recording its mask when `reluMask` is given, or ReLU alone when
+    /// `rectify` (a recomputation, whose mask the first pass recorded).
     /// - input: (inChannels, height, width)
     /// - output: reshaped to (outChannels, height, width)
     /// - reluMask: (outChannels, height, maskRowBytes(width)) bytes
     /// - scratch: `scratchCount` floats for this size, or more
-    func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, scratch: Tensor) {
+    func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
         let span = RowSpan.whole(height: input.height, width: input.width)
         output.reshape(channels: outChannels, height: input.height, width: input.width)
         forward(rows: 0 ..< input.height, input: input, inputSpan: span, into: output, outputSpan: span,
-                reluMask: reluMask, scratch: scratch)
+                reluMask: reluMask, rectify: rectify, scratch: scratch)
     }
 
     /// The stripe form of `forward`: computes the rows `rows` of the output map from an input that holds the rows
@@ -199,7 +200,7 @@ final class Convolution {
     /// - output: (outChannels, outputSpan.rows, width)
     /// - reluMask: (outChannels, map height, maskRowBytes(width)) bytes
     func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
-                 reluMask: ByteBuffer?, scratch: Tensor) {
+                 reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
         let height = inputSpan.height, width = inputSpan.width
         precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
         precondition(output.channels == outChannels && output.count == outChannels * outputSpan.plane)
@@ -212,7 +213,7 @@ final class Convolution {
                 winograd(transposed: false, rows: rows, input: input.storage, inputSpan: inputSpan,
                          output: output.storage, outputSpan: outputSpan, scratch: scratch) { c, row, y in
                     addBias(row: row, width: width, bias: bias[c],
-                            reluMask: reluMask.map { $0.storage + (c &* height &+ y) &* rowBytes })
+                            reluMask: reluMask.map { $0.storage + (c &* height &+ y) &* rowBytes }, rectify: rectify)
                 }
             }
             return
@@ -234,7 +235,7 @@ final class Convolution {
                           c: output.storage + outputSpan.offset(channel: 0, row: band.lowerBound),
                           ldc: outputSpan.plane)
                     addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
-                            rows: band, reluMask: reluMask?.storage, threads: inner)
+                            rows: band, reluMask: reluMask?.storage, rectify: rectify, threads: inner)
                 }
             }
         }

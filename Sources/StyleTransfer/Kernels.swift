@@ -191,13 +191,18 @@ func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 
 /// Adds `bias` to the `width` values of one map row and, when `mask` is given, applies ReLU and records which elements
-/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
+/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes. Without a mask, applies ReLU when `rectify`.
 /// - row: (width), updated in place
 /// - mask: (maskRowBytes(width)), this row's mask bytes
 @inline(__always)
-func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?) {
+func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?,
+             rectify: Bool = false) {
     guard let m else {
-        for i in 0 ..< width { p[i] += b }
+        if rectify {
+            for i in 0 ..< width { p[i] = max(p[i] + b, 0) }
+        } else {
+            for i in 0 ..< width { p[i] += b }
+        }
         return
     }
     let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
@@ -241,19 +246,19 @@ func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: Unsaf
 }
 
 /// Adds the per-channel bias to the map rows `rows` of `output` and, when `mask` is given, applies ReLU and records
-/// its mask (see `addBias(row:width:bias:reluMask:)`).
+/// its mask; without a mask, applies ReLU when `rectify` (see `addBias(row:width:bias:reluMask:rectify:)`).
 /// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
 /// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
 func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
-             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, threads: Int) {
+             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, rectify: Bool = false, threads: Int) {
     let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
                 addBias(row: output + span.offset(channel: c, row: y), width: width, bias: bias[c],
-                        reluMask: mask.map { $0 + (c &* height &+ y) &* rowBytes })
+                        reluMask: mask.map { $0 + (c &* height &+ y) &* rowBytes }, rectify: rectify)
             }
         }
     }

@@ -284,7 +284,8 @@ public final class VGG19 {
                     activation = stored
                 } else {
                     // Only the first layer is not kept: recompute it from the image into the free buffer.
-                    convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
+                    convolutions[0].forward(plan.input, into: other, reluMask: nil, rectify: true,
+                                            scratch: plan.scratch)
                     activation = other
                 }
                 let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
@@ -378,7 +379,7 @@ public final class VGG19 {
         switch Self.steps[step].kind {
         case .convolution(let k):
             convolutions[k].forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                                    reluMask: recording ? plan.masks[step] : nil, scratch: plan.scratch)
+                                    reluMask: recording ? plan.masks[step] : nil, rectify: true, scratch: plan.scratch)
         case .pool:
             pooling.forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
                             choice: recording ? plan.choices[step] : nil, threads: threads)
