@@ -146,6 +146,16 @@ private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
+@inline(__always)
+private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+@inline(__always)
+private func store4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
+}
+
 /// Bᵀ d for eight tiles at once.
 @inline(__always)
 private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>,
@@ -193,6 +203,17 @@ func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: 
                 guard grid.inputRows.contains(y) else { continue }
                 let row = input + span.offset(channel: c, row: y)
                 var x = 0
+                while x &+ 16 <= width {
+                    // Sixteen values as a 4×4 transpose: v_i[p] = row[x + 4i + p] lands in phase p + 1 at s + i.
+                    let s = x >> 2
+                    let v0 = load4(row + x), v1 = load4(row + (x &+ 4))
+                    let v2 = load4(row + (x &+ 8)), v3 = load4(row + (x &+ 12))
+                    store4(SIMD4(v0[0], v1[0], v2[0], v3[0]), q + (qs &+ s))
+                    store4(SIMD4(v0[1], v1[1], v2[1], v3[1]), q + (2 &* qs &+ s))
+                    store4(SIMD4(v0[2], v1[2], v2[2], v3[2]), q + (3 &* qs &+ s))
+                    store4(SIMD4(v0[3], v1[3], v2[3], v3[3]), q + (s &+ 1))
+                    x &+= 16
+                }
                 while x &+ 4 <= width {
                     // x = 4s + p − 1 for p = 1, 2, 3, and p = 0 of s + 1.
                     let s = x >> 2
