@@ -327,15 +327,29 @@ final class Convolution {
         let count: Int
     }
 
-    /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row.
+    /// The tiles per GEMM a Winograd band aims for at least: enough columns for the GEMMs to run near full speed.
+    static let winogradMinimumTiles = 128
+    /// The bytes of transformed input and output tiles a Winograd band aims for at most (unless that leaves fewer than
+    /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
+    /// on the large maps of few channels, where the transforms are a large part of the work.
+    static let winogradBandBytes = 4 << 20
+
+    /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row: as many tile rows
+    /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly.
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels
         func count(_ tileRows: Int) -> Int {
             winogradPositions * channels * WinogradGrid.tileStride(tileRows: tileRows, tilesX: grid.tilesX)
                 + threads * grid.workCount
         }
-        var tileRows = max(1, min(grid.tilesY, limit / max(1, winogradPositions * channels * grid.tilesX)))
+        let rowBytes = winogradPositions * channels * grid.tilesX * MemoryLayout<Float>.stride
+        let target = max(Self.winogradBandBytes / rowBytes,
+                         (Self.winogradMinimumTiles + grid.tilesX - 1) / max(1, grid.tilesX))
+        var tileRows = max(1, min(grid.tilesY, target, limit / max(1, winogradPositions * channels * grid.tilesX)))
         while tileRows > 1 && count(tileRows) > limit { tileRows -= 1 }
+        // Even bands: the same number of tile rows in each (but the last may have one fewer).
+        let bandCount = (grid.tilesY + tileRows - 1) / tileRows
+        tileRows = (grid.tilesY + bandCount - 1) / max(1, bandCount)
         return WinogradBands(tileRows: tileRows,
                              tileStride: WinogradGrid.tileStride(tileRows: tileRows, tilesX: grid.tilesX),
                              count: count(tileRows))
