@@ -304,8 +304,15 @@ func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Rang
                     let s = tmp + i &* 48
                     let y = outputTransform(load(s), load(s + 8), load(s + 16), load(s + 24), load(s + 32),
                                             load(s + 40))
-                    store(y.0, line); store(y.1, line + 8); store(y.2, line + 16); store(y.3, line + 24)
                     let row = output + (span.offset(channel: c, row: firstRow &+ i) &+ 4 &* t)
+                    if lanes == 8 && 4 &* (t &+ 8) <= width {
+                        // Tile l's four values, y.j[l], go to row[4l + j]: a transpose of the four vectors.
+                        for lane in 0 ..< 8 {
+                            store4(SIMD4(y.0[lane], y.1[lane], y.2[lane], y.3[lane]), row + 4 &* lane)
+                        }
+                        continue
+                    }
+                    store(y.0, line); store(y.1, line + 8); store(y.2, line + 16); store(y.3, line + 24)
                     if 4 &* (t &+ lanes) <= width {
                         for lane in 0 ..< lanes {
                             row[4 &* lane] = line[lane]
