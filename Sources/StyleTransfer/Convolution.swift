@@ -180,16 +180,17 @@ final class Convolution {
             : bands(depth: outChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker)
     }
 
-    /// output = conv(input) + bias, then ReLU recording its mask when `reluMask` is given.
+    /// output = conv(input) + bias, then ReLU recording its mask when `reluMask` is given, or ReLU alone when
+    /// `rectify` (a recomputation, whose mask the first pass recorded).
     /// - input: (inChannels, height, width)
     /// - output: reshaped to (outChannels, height, width)
     /// - reluMask: (outChannels, height, maskRowBytes(width)) bytes
     /// - scratch: `scratchCount` floats for this size, or more
-    func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, scratch: Tensor) {
+    func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
         let span = RowSpan.whole(height: input.height, width: input.width)
         output.reshape(channels: outChannels, height: input.height, width: input.width)
         forward(rows: 0 ..< input.height, input: input, inputSpan: span, into: output, outputSpan: span,
-                reluMask: reluMask, scratch: scratch)
+                reluMask: reluMask, rectify: rectify, scratch: scratch)
     }
 
     /// The stripe form of `forward`: computes the rows `rows` of the output map from an input that holds the rows
@@ -199,7 +200,7 @@ final class Convolution {
     /// - output: (outChannels, outputSpan.rows, width)
     /// - reluMask: (outChannels, map height, maskRowBytes(width)) bytes
     func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
-                 reluMask: ByteBuffer?, scratch: Tensor) {
+                 reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
         let height = inputSpan.height, width = inputSpan.width
         precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
         precondition(output.channels == outChannels && output.count == outChannels * outputSpan.plane)
@@ -212,7 +213,7 @@ final class Convolution {
                 winograd(transposed: false, rows: rows, input: input.storage, inputSpan: inputSpan,
                          output: output.storage, outputSpan: outputSpan, scratch: scratch) { c, row, y in
                     addBias(row: row, width: width, bias: bias[c],
-                            reluMask: reluMask.map { $0.storage + (c &* height &+ y) &* rowBytes })
+                            reluMask: reluMask.map { $0.storage + (c &* height &+ y) &* rowBytes }, rectify: rectify)
                 }
             }
             return
@@ -234,7 +235,7 @@ final class Convolution {
                           c: output.storage + outputSpan.offset(channel: 0, row: band.lowerBound),
                           ldc: outputSpan.plane)
                     addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
-                            rows: band, reluMask: reluMask?.storage, threads: inner)
+                            rows: band, reluMask: reluMask?.storage, rectify: rectify, threads: inner)
                 }
             }
         }
@@ -326,15 +327,29 @@ final class Convolution {
         let count: Int
     }
 
-    /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row.
+    /// The tiles per GEMM a Winograd band aims for at least: enough columns for the GEMMs to run near full speed.
+    static let winogradMinimumTiles = 128
+    /// The bytes of transformed input and output tiles a Winograd band aims for at most (unless that leaves fewer than
+    /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
+    /// on the large maps of few channels, where the transforms are a large part of the work.
+    static let winogradBandBytes = 4 << 20
+
+    /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row: as many tile rows
+    /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly.
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels
         func count(_ tileRows: Int) -> Int {
             winogradPositions * channels * WinogradGrid.tileStride(tileRows: tileRows, tilesX: grid.tilesX)
                 + threads * grid.workCount
         }
-        var tileRows = max(1, min(grid.tilesY, limit / max(1, winogradPositions * channels * grid.tilesX)))
+        let rowBytes = winogradPositions * channels * grid.tilesX * MemoryLayout<Float>.stride
+        let target = max(Self.winogradBandBytes / rowBytes,
+                         (Self.winogradMinimumTiles + grid.tilesX - 1) / max(1, grid.tilesX))
+        var tileRows = max(1, min(grid.tilesY, target, limit / max(1, winogradPositions * channels * grid.tilesX)))
         while tileRows > 1 && count(tileRows) > limit { tileRows -= 1 }
+        // Even bands: the same number of tile rows in each (but the last may have one fewer).
+        let bandCount = (grid.tilesY + tileRows - 1) / tileRows
+        tileRows = (grid.tilesY + bandCount - 1) / max(1, bandCount)
         return WinogradBands(tileRows: tileRows,
                              tileStride: WinogradGrid.tileStride(tileRows: tileRows, tilesX: grid.tilesX),
                              count: count(tileRows))

@@ -191,13 +191,18 @@ func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 
 /// Adds `bias` to the `width` values of one map row and, when `mask` is given, applies ReLU and records which elements
-/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes.
+/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes. Without a mask, applies ReLU when `rectify`.
 /// - row: (width), updated in place
 /// - mask: (maskRowBytes(width)), this row's mask bytes
 @inline(__always)
-func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?) {
+func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?,
+             rectify: Bool = false) {
     guard let m else {
-        for i in 0 ..< width { p[i] += b }
+        if rectify {
+            for i in 0 ..< width { p[i] = max(p[i] + b, 0) }
+        } else {
+            for i in 0 ..< width { p[i] += b }
+        }
         return
     }
     let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
@@ -241,19 +246,19 @@ func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: Unsaf
 }
 
 /// Adds the per-channel bias to the map rows `rows` of `output` and, when `mask` is given, applies ReLU and records
-/// its mask (see `addBias(row:width:bias:reluMask:)`).
+/// its mask; without a mask, applies ReLU when `rectify` (see `addBias(row:width:bias:reluMask:rectify:)`).
 /// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
 /// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
 func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
-             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, threads: Int) {
+             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, rectify: Bool = false, threads: Int) {
     let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
                 addBias(row: output + span.offset(channel: c, row: y), width: width, bias: bias[c],
-                        reluMask: mask.map { $0 + (c &* height &+ y) &* rowBytes })
+                        reluMask: mask.map { $0 + (c &* height &+ y) &* rowBytes }, rectify: rectify)
             }
         }
     }
@@ -337,7 +342,8 @@ func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, 
 /// The input gradient of 2x2 stride-2 pooling for the input rows `rows`: with `choice` (max pooling), each output's
 /// gradient goes to the input that won and every other input gets zero; without (average pooling), each input gets a
 /// quarter of its window's. Dropped odd rows and columns get zero. With `reluMask` (the mask of the ReLU that produced
-/// the pooled input), the gradient is also passed back through that ReLU.
+/// the pooled input), the gradient is also passed back through that ReLU. One pass writes each input row once, eight
+/// values (four windows, one mask byte) at a time.
 /// - gradOutput: (channels, outputSpan.rows, width / 2), holding the pooled rows of `rows` (y / 2 for y in rows, those
 ///   below height / 2)
 /// - choice: (channels, height / 2, width / 2), for the whole pooled map
@@ -349,6 +355,7 @@ func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, 
     let width = span.width, height = span.height
     let oh = height >> 1, ow = width >> 1
     let rowBytes = maskRowBytes(width: width)
+    let none = SIMD8<UInt32>(repeating: 0), all = SIMD8<UInt32>(repeating: 0xFF)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
@@ -359,25 +366,39 @@ func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, 
                     continue
                 }
                 let g = gradOutput + outputSpan.offset(channel: c, row: oy)
-                if let choice {
-                    let k = choice + (c &* oh &+ oy) &* ow
-                    let half = UInt8(y & 1) << 1
-                    for ox in 0 ..< ow {
-                        let winner = k[ox]
-                        t[2 &* ox] = winner == half ? g[ox] : 0
-                        t[2 &* ox &+ 1] = winner == (half | 1) ? g[ox] : 0
+                let k = choice.map { $0 + (c &* oh &+ oy) &* ow }
+                let m = reluMask.map { $0 + (c &* height &+ y) &* rowBytes }
+                // The choice that sends a window's gradient to each of the eight values: its column, on this row.
+                let half = UInt32(y & 1) << 1
+                let wanted = SIMD8<UInt32>(half, half | 1, half, half | 1, half, half | 1, half, half | 1)
+                var ox = 0
+                while ox &+ 4 <= ow {
+                    let g4 = UnsafeRawPointer(g + ox).loadUnaligned(as: SIMD4<Float>.self)
+                    var v = SIMD8<Float>(g4[0], g4[0], g4[1], g4[1], g4[2], g4[2], g4[3], g4[3])
+                    var keep = all
+                    if let k {
+                        let k4 = SIMD4<UInt32>(truncatingIfNeeded: UnsafeRawPointer(k + ox).loadUnaligned(as: SIMD4<UInt8>.self))
+                        let winners = SIMD8<UInt32>(k4[0], k4[0], k4[1], k4[1], k4[2], k4[2], k4[3], k4[3])
+                        keep.replace(with: none, where: winners .!= wanted)
+                    } else {
+                        v *= 0.25
                     }
-                } else {
-                    for ox in 0 ..< ow {
-                        t[2 &* ox] = 0.25 * g[ox]
-                        t[2 &* ox &+ 1] = 0.25 * g[ox]
+                    if let m {
+                        keep &= SIMD8<UInt32>(repeating: UInt32(m[ox >> 2])) & laneBits
                     }
+                    v.replace(with: 0, where: keep .== none)
+                    UnsafeMutableRawPointer(t + 2 &* ox).storeBytes(of: v, as: SIMD8<Float>.self)
+                    ox &+= 4
+                }
+                while ox < ow {
+                    for x in 2 &* ox ..< 2 &* ox &+ 2 {
+                        let passes = m.map { $0[x >> 3] & (1 << UInt8(x & 7)) != 0 } ?? true
+                        let wins = k.map { UInt32($0[ox]) == (half | UInt32(x & 1)) } ?? true
+                        t[x] = passes && wins ? (k == nil ? 0.25 * g[ox] : g[ox]) : 0
+                    }
+                    ox &+= 1
                 }
                 if width & 1 == 1 { t[width &- 1] = 0 }
-                if let reluMask {
-                    let m = reluMask + (c &* height &+ y) &* rowBytes
-                    for x in 0 ..< 2 &* ow where m[x >> 3] & (1 << UInt8(x & 7)) == 0 { t[x] = 0 }
-                }
             }
         }
     }

@@ -302,8 +302,8 @@ public final class VGG19 {
                 } else {
                     // Only the first layer is not kept: recompute it from the image into the free buffer, with the
                     // forward pass's ReLU.
-                    convolutions[0].forward(plan.input, into: other, reluMask: nil, scratch: plan.scratch)
-                    applyReLUMask(other, mask: plan.masks[0]!, threads: threads)
+                    convolutions[0].forward(plan.input, into: other, reluMask: nil, rectify: true,
+                                            scratch: plan.scratch)
                     activation = other
                 }
                 let lossStart = recordsLayerTimes ? DispatchTime.now().uptimeNanoseconds : 0
@@ -437,11 +437,8 @@ public final class VGG19 {
         case .convolution(let k):
             let mask = plan.masks[step]!
             convolutions[k].forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                                    reluMask: mode == .record ? mask : nil, scratch: plan.scratch)
-            if mode == .replay {
-                applyReLUMask(output.storage, span: outputSpan, mask: mask.storage, channels: output.channels,
-                              rows: rows, threads: threads)
-            }
+                                    reluMask: mode == .record ? mask : nil, rectify: mode == .replay,
+                                    scratch: plan.scratch)
         case .pool:
             pooling.forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
                             choice: mode == .record ? plan.choices[step] : nil, threads: threads)

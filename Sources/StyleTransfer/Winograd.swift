@@ -32,10 +32,11 @@ let winogradTurned = [5, 1, 2, 4, 3, 0]
 let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
 
 /// U[ξ, o, i] = (G g[o, i] Gᵀ)[ξ] for the output channels `outputs`, computed in float64 and rounded once to float32.
-/// Fast enough (a few nanoseconds per (o, i), nothing allocated on the heap) for a network to redo it each time a layer
-/// runs: four input channels go through the transforms as the lanes of vectors, and a block of input channels is
-/// gathered in a small buffer so that each position's row of the result is written contiguously (36 rows a megabyte
-/// apart would otherwise fight over the same cache sets).
+/// Fast enough (about a nanosecond per (o, i) and core, nothing allocated on the heap) for a network to redo it each
+/// time a layer runs: a block of input channels has its taps gathered tap by tap into a small buffer, so that four
+/// consecutive input channels go through the transforms as the lanes of vectors loaded and stored whole, and each
+/// position's row of the block is written out contiguously (36 rows a megabyte apart would otherwise fight over the
+/// same cache sets).
 /// - kernel: (outChannels, inChannels, 3, 3)
 /// - transformed: (36, outChannels, inChannels)
 func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, inChannels: Int, outputs: Range<Int>,
@@ -49,46 +50,52 @@ func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, i
     }
     let plane = outChannels &* inChannels
     let block = 32
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: winogradPositions &* block) { buffer in
-        // (36, block): the block's transforms, position by position.
-        let tile = buffer.baseAddress!
-        for o in outputs {
-            var first = 0
-            while first < inChannels {
-                let count = min(block, inChannels &- first)
-                var j = 0
-                while j < count {
-                    let lanes = min(4, count &- j)
-                    // tap[t][lane] = g[o, first + j + lane] at tap t = 3·ky + kx.
-                    let k = kernel + (o &* inChannels &+ first &+ j) &* 9
-                    @inline(__always)
-                    func tap(_ t: Int) -> V {
-                        var v = V()
-                        for lane in 0 ..< lanes { v[lane] = Double(k[lane &* 9 &+ t]) }
-                        return v
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: 9 &* block) { taps in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: winogradPositions &* block) { buffer in
+            // (9, block): the block's kernels tap by tap; (36, block): their transforms, position by position.
+            let tap = taps.baseAddress!, tile = buffer.baseAddress!
+            tap.initialize(repeating: 0, count: 9 &* block)
+            for o in outputs {
+                var first = 0
+                while first < inChannels {
+                    let count = min(block, inChannels &- first)
+                    let k = kernel + (o &* inChannels &+ first) &* 9
+                    for j in 0 ..< count {
+                        for t in 0 ..< 9 { tap[t &* block &+ j] = Double(k[j &* 9 &+ t]) }
                     }
-                    // G g, column by column: c.r = (G g)[r, kx].
-                    let c0 = g(tap(0), tap(3), tap(6)), c1 = g(tap(1), tap(4), tap(7)), c2 = g(tap(2), tap(5), tap(8))
-                    @inline(__always)
-                    func row(_ r: Int, _ a: V, _ b: V, _ c: V) {
-                        // (G g Gᵀ)[r, ·] = G · (row r of G g).
-                        let u = g(a, b, c)
-                        let base = tile + (r &* 6 &* block &+ j)
-                        for lane in 0 ..< lanes {
-                            base[lane] = Float(u.0[lane]); base[block &+ lane] = Float(u.1[lane])
-                            base[2 &* block &+ lane] = Float(u.2[lane]); base[3 &* block &+ lane] = Float(u.3[lane])
-                            base[4 &* block &+ lane] = Float(u.4[lane]); base[5 &* block &+ lane] = Float(u.5[lane])
+                    // Lanes past `count` hold stale or zero taps; their results are never copied out.
+                    var j = 0
+                    while j < count {
+                        @inline(__always)
+                        func load(_ t: Int) -> V {
+                            UnsafeRawPointer(tap + (t &* block &+ j)).loadUnaligned(as: V.self)
                         }
+                        // G g, column by column: c.r = (G g)[r, kx].
+                        let c0 = g(load(0), load(3), load(6)), c1 = g(load(1), load(4), load(7))
+                        let c2 = g(load(2), load(5), load(8))
+                        @inline(__always)
+                        func row(_ r: Int, _ a: V, _ b: V, _ c: V) {
+                            // (G g Gᵀ)[r, ·] = G · (row r of G g).
+                            let u = g(a, b, c)
+                            let base = UnsafeMutableRawPointer(tile + (r &* 6 &* block &+ j))
+                            let stride = block &* MemoryLayout<Float>.stride
+                            base.storeBytes(of: SIMD4<Float>(u.0), as: SIMD4<Float>.self)
+                            base.storeBytes(of: SIMD4<Float>(u.1), toByteOffset: stride, as: SIMD4<Float>.self)
+                            base.storeBytes(of: SIMD4<Float>(u.2), toByteOffset: 2 &* stride, as: SIMD4<Float>.self)
+                            base.storeBytes(of: SIMD4<Float>(u.3), toByteOffset: 3 &* stride, as: SIMD4<Float>.self)
+                            base.storeBytes(of: SIMD4<Float>(u.4), toByteOffset: 4 &* stride, as: SIMD4<Float>.self)
+                            base.storeBytes(of: SIMD4<Float>(u.5), toByteOffset: 5 &* stride, as: SIMD4<Float>.self)
+                        }
+                        row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
+                        row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
+                        j &+= 4
                     }
-                    row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
-                    row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
-                    j &+= 4
+                    for position in 0 ..< winogradPositions {
+                        (transformed + (position &* plane &+ o &* inChannels &+ first))
+                            .update(from: tile + position &* block, count: count)
+                    }
+                    first &+= block
                 }
-                for position in 0 ..< winogradPositions {
-                    (transformed + (position &* plane &+ o &* inChannels &+ first))
-                        .update(from: tile + position &* block, count: count)
-                }
-                first &+= block
             }
         }
     }
@@ -139,6 +146,16 @@ private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
 }
 
+@inline(__always)
+private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+@inline(__always)
+private func store4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
+}
+
 /// Bᵀ d for eight tiles at once.
 @inline(__always)
 private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>,
@@ -186,6 +203,17 @@ func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: 
                 guard grid.inputRows.contains(y) else { continue }
                 let row = input + span.offset(channel: c, row: y)
                 var x = 0
+                while x &+ 16 <= width {
+                    // Sixteen values as a 4×4 transpose: v_i[p] = row[x + 4i + p] lands in phase p + 1 at s + i.
+                    let s = x >> 2
+                    let v0 = load4(row + x), v1 = load4(row + (x &+ 4))
+                    let v2 = load4(row + (x &+ 8)), v3 = load4(row + (x &+ 12))
+                    store4(SIMD4(v0[0], v1[0], v2[0], v3[0]), q + (qs &+ s))
+                    store4(SIMD4(v0[1], v1[1], v2[1], v3[1]), q + (2 &* qs &+ s))
+                    store4(SIMD4(v0[2], v1[2], v2[2], v3[2]), q + (3 &* qs &+ s))
+                    store4(SIMD4(v0[3], v1[3], v2[3], v3[3]), q + (s &+ 1))
+                    x &+= 16
+                }
                 while x &+ 4 <= width {
                     // x = 4s + p − 1 for p = 1, 2, 3, and p = 0 of s + 1.
                     let s = x >> 2
@@ -276,8 +304,15 @@ func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Rang
                     let s = tmp + i &* 48
                     let y = outputTransform(load(s), load(s + 8), load(s + 16), load(s + 24), load(s + 32),
                                             load(s + 40))
-                    store(y.0, line); store(y.1, line + 8); store(y.2, line + 16); store(y.3, line + 24)
                     let row = output + (span.offset(channel: c, row: firstRow &+ i) &+ 4 &* t)
+                    if lanes == 8 && 4 &* (t &+ 8) <= width {
+                        // Tile l's four values, y.j[l], go to row[4l + j]: a transpose of the four vectors.
+                        for lane in 0 ..< 8 {
+                            store4(SIMD4(y.0[lane], y.1[lane], y.2[lane], y.3[lane]), row + 4 &* lane)
+                        }
+                        continue
+                    }
+                    store(y.0, line); store(y.1, line + 8); store(y.2, line + 16); store(y.3, line + 24)
                     if 4 &* (t &+ lanes) <= width {
                         for lane in 0 ..< lanes {
                             row[4 &* lane] = line[lane]

@@ -237,6 +237,35 @@ final class VGG19Tests: XCTestCase {
                        2 * (block1 - block3) + block2 - striped.stripeBufferBytes)
     }
 
+    /// The backward pass hands each loss the activation the forward pass showed it, also where it recomputes it (the
+    /// first layer, and the layers inside striped blocks): rectified, row for row. The probe losses of the gradient
+    /// tests are linear and cannot tell; a Gram loss can.
+    func testBackwardSeesTheForwardActivations() throws {
+        let (h, w) = (19, 16)
+        let image = randomImage(height: h, width: w, seed: 61)
+        let layers = Self.styleLayers.union(["relu1_2", "relu2_2"])
+        for (stripe, blocks) in [(nil, 1), (4, 1), (4, 2), (8, 3)] as [(Int?, Int)] {
+            let net = try VGG19(weights: randomVGGWeights, stripeRows: stripe, stripedBlocks: blocks)
+            var forward: [String: [Float]] = [:]
+            net.forward(image: image, height: h, width: w, layers: layers) { map in
+                var values = forward[map.layer] ?? [Float](repeating: .nan, count: map.channels * map.height * map.width)
+                let v = map.values.values
+                for k in 0 ..< v.count { values[wholeIndex(k, in: map)] = v[k] }
+                forward[map.layer] = values
+            }
+            var seen = Set<String>()
+            var gradient = [Float](repeating: 0, count: image.count)
+            net.backward(into: &gradient) { activation, _ in
+                seen.insert(activation.layer)
+                let v = activation.values.values
+                let expected = (0 ..< v.count).map { Double(forward[activation.layer]![wholeIndex($0, in: activation)]) }
+                assertClose(v, expected, relative: 1e-5,
+                            "stripes \(String(describing: stripe)) through block \(blocks): \(activation.layer) rows \(activation.rows)")
+            }
+            XCTAssertEqual(seen, layers)
+        }
+    }
+
     /// Images so small that the deeper maps are empty: the losses there see empty maps, the gradient comes from the
     /// first block alone.
     func testImagesThatPoolToNothing() throws {
