@@ -15,8 +15,8 @@
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
 //
 // --kept-kernel-mb bounds the Winograd-transformed kernels the network keeps (the rest are transformed as their layer
-// runs; VGG19's default when not given). --striped-blocks sets how many first blocks run in stripes when --stripe-rows
-// is given. The --compare-… options add a second network with those settings (the others as the first's), timed in
+// runs; VGG19's default when not given). --stripe-rows (default 32) and --striped-blocks (default: 1, or 2 above 768
+// pixels, as pamstyle runs) set how the first blocks run in stripes. The --compare-… options add a second network with those settings (the others as the first's), timed in
 // turns with the first, and the ratio of their times (peak RSS is then the two networks' together).
 
 import Foundation
@@ -32,10 +32,12 @@ struct BenchOptions {
     var pooling = Pooling.max
     var scratchMB = 32
     var threads: Int?
-    var stripeRows: Int?
+    /// As pamstyle runs the network: the first blocks in stripes of `Stylizer.stripeRows` rows.
+    var stripeRows: Int? = Stylizer.stripeRows
     var keptKernelBytes = VGG19.defaultKeptKernelBytes
     var comparedKeptKernelBytes: Int?
-    var stripedBlocks = 2
+    /// nil: as pamstyle does at the largest size measured (two blocks above `Stylizer.largeSize`, else one).
+    var stripedBlocks: Int?
     var comparedStripedBlocks: Int?
     var verbose = false
 }
@@ -190,12 +192,13 @@ func run(_ options: BenchOptions) throws {
     }
     var settings: [Settings] = []
     for algorithm in options.algorithms {
+        let stripedBlocks = options.stripedBlocks ?? (options.sizes.max()! > Stylizer.largeSize ? 2 : 1)
         settings.append(Settings(algorithm: algorithm, keptKernelBytes: options.keptKernelBytes,
-                                 stripedBlocks: options.stripedBlocks))
+                                 stripedBlocks: stripedBlocks))
         if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
             settings.append(Settings(algorithm: algorithm,
                                      keptKernelBytes: options.comparedKeptKernelBytes ?? options.keptKernelBytes,
-                                     stripedBlocks: options.comparedStripedBlocks ?? options.stripedBlocks,
+                                     stripedBlocks: options.comparedStripedBlocks ?? stripedBlocks,
                                      compared: true))
         }
     }
