@@ -36,15 +36,15 @@ public struct Options: Sendable {
 
     public var optimizer = OptimizerKind.lbfgs
     /// Iterations at the working size.
-    public var iterations = 100
+    public var iterations = 80
     /// Iterations at each of the smaller sizes of the coarse-to-fine schedule.
-    public var scaleIterations = 200
+    public var scaleIterations = 100
     /// Number of sizes in the coarse-to-fine schedule, the working size included.
     public var scales = 3
     /// Adam's step, in pixel units of 0…255.
     public var learningRate: Float = 2
-    /// L-BFGS history length.
-    public var history = 8
+    /// L-BFGS history length: it keeps 2 · history + 4 copies of the image in memory.
+    public var history = 5
 
     public var initialization = Initialization.content
     public var seed: UInt64 = 0

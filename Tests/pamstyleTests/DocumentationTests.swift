@@ -31,8 +31,8 @@ final class DocumentationTests: XCTestCase {
         let manual = try String(contentsOf: packageRoot.appendingPathComponent("man/pamstyle.1"), encoding: .utf8)
             .replacingOccurrences(of: "\\-", with: "-")
         for (option, value) in [("-style-weight", "0.0005"), ("-content-weight", "1.0"), ("-tv-weight", "1.0"),
-                                ("-iterations", "100"), ("-scale-iterations", "200"), ("-scales", "3"),
-                                ("-size", "512"), ("-history", "8"), ("-learning-rate", "2.0"),
+                                ("-iterations", "80"), ("-scale-iterations", "100"), ("-scales", "3"),
+                                ("-size", "512"), ("-history", "5"), ("-learning-rate", "2.0"),
                                 ("-checkpoint-every", "50"), ("-max-pixels", "16777216")] {
             let entry = try XCTUnwrap(help.range(of: " \(option), --\(option.dropFirst()) "), option)
             let rest = help[entry.upperBound...]
