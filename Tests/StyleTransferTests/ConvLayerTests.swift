@@ -153,19 +153,8 @@ final class ConvLayerTests: XCTestCase {
         XCTAssertGreaterThan(gradient.map { abs($0) }.max()!, 0)
         // L is piecewise quadratic, with kinks where a ReLU or a max-pooling choice flips; a small step keeps both the
         // kinks and the float32 rounding of the forward passes well below the signal.
-        let step: Float = 3e-5
-        var errors: [Double] = []
-        for _ in 0 ..< 6 {
-            let direction = (0 ..< image.count).map { _ in Float(Int.random(in: 0 ... 1, using: &rng) * 2 - 1) }
-            let plus = zip(image, direction).map { $0 + step * $1 }, minus = zip(image, direction).map { $0 - step * $1 }
-            var expected = 0.0, size = 0.0
-            for k in 0 ..< image.count {
-                let taken = Double(plus[k] - minus[k])
-                expected += Double(gradient[k]) * taken
-                size += abs(Double(gradient[k]) * taken)
-            }
-            let difference = probeLoss(net, plus, h, w, probes) - probeLoss(net, minus, h, w, probes)
-            errors.append(abs(difference - expected) / size)
+        let errors = directionalErrors(image: image, gradient: gradient, using: &rng) {
+            probeLoss(net, $0, h, w, probes)
         }
         let label = "\(pooling) \(h)x\(w) stripes \(String(describing: stripeRows)) \(layers.sorted()): errors \(errors)"
         XCTAssertLessThan(errors.max()!, 3e-3, label)

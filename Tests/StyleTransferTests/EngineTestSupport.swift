@@ -90,3 +90,22 @@ func assertClose(_ actual: [Float], _ expected: [Double], relative tolerance: Do
 func maskBit(_ mask: ByteBuffer, row: Int, width: Int, x: Int) -> Bool {
     mask.storage[row * maskRowBytes(width: width) + x / 8] & (1 << UInt8(x % 8)) != 0
 }
+
+/// How far central finite differences of `loss` along `directions` random ±1 directions over all pixels fall from
+/// the directional derivatives the `gradient` predicts, each relative to Σ |gradient · step| of its direction. The
+/// step is small so that the kinks of ReLU and max pooling, and the float32 rounding of the forward passes, stay
+/// well below the signal.
+func directionalErrors(image: [Float], gradient: [Float], step: Float = 3e-5, directions: Int = 6,
+                       using rng: inout SplitMix64, loss: ([Float]) -> Double) -> [Double] {
+    (0 ..< directions).map { _ in
+        let direction = (0 ..< image.count).map { _ in Float(Int.random(in: 0 ... 1, using: &rng) * 2 - 1) }
+        let plus = zip(image, direction).map { $0 + step * $1 }, minus = zip(image, direction).map { $0 - step * $1 }
+        var expected = 0.0, size = 0.0
+        for k in 0 ..< image.count {
+            let taken = Double(plus[k] - minus[k])  // the step as float32 rounds it
+            expected += Double(gradient[k]) * taken
+            size += abs(Double(gradient[k]) * taken)
+        }
+        return abs(loss(plus) - loss(minus) - expected) / size
+    }
+}

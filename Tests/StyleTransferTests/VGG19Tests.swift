@@ -139,19 +139,8 @@ final class VGG19Tests: XCTestCase {
         // round it. Both blur a finite difference, the kinks more the larger the step, the rounding more the smaller.
         // Central differences along random directions over all pixels, with a small step, have a signal far above both
         // (errors below 1e-3 here, where a wrong chain rule anywhere gives errors near 1).
-        let step: Float = 3e-5
-        var errors: [Double] = []
-        for _ in 0 ..< 6 {
-            let direction = (0 ..< image.count).map { _ in Float(Int.random(in: 0 ... 1, using: &rng) * 2 - 1) }
-            let plus = zip(image, direction).map { $0 + step * $1 }, minus = zip(image, direction).map { $0 - step * $1 }
-            var expected = 0.0, size = 0.0
-            for k in 0 ..< image.count {
-                let taken = Double(plus[k] - minus[k])  // the step as float32 rounds it
-                expected += Double(gradient[k]) * taken
-                size += abs(Double(gradient[k]) * taken)
-            }
-            let difference = probeLoss(net, plus, h, w, probes) - probeLoss(net, minus, h, w, probes)
-            errors.append(abs(difference - expected) / size)
+        let errors = directionalErrors(image: image, gradient: gradient, using: &rng) {
+            probeLoss(net, $0, h, w, probes)
         }
         let label = "\(pooling) \(h)x\(w) \(layers.sorted()): errors relative to Σ|gradient · step| \(errors)"
         XCTAssertLessThan(errors.max()!, 3e-3, label)
