@@ -170,9 +170,7 @@ public final class Stylizer {
                 unmoved = info.moved ? 0 : unmoved + 1
                 if unmoved >= 2 { break }
             }
-            if bestValue.isFinite {
-                x.pixels = best
-            }
+            x.pixels = best
         }
         if x.width != working.width || x.height != working.height {
             x = resized(x, to: working)
@@ -187,16 +185,21 @@ public final class Stylizer {
     /// with each side at least `minimumSide`.
     private func workingSize(of image: RGBImage) -> Size {
         let longest = max(image.width, image.height)
-        let scale = longest > options.size ? Double(options.size) / Double(longest) : 1
-        return Size(width: max(Self.minimumSide, Int((Double(image.width) * scale).rounded())),
-                    height: max(Self.minimumSide, Int((Double(image.height) * scale).rounded())))
+        return Self.scaled(width: image.width, height: image.height,
+                           by: longest > options.size ? Double(options.size) / Double(longest) : 1)
+    }
+
+    /// width × height times `scale`, rounded, each side at least `minimumSide`.
+    private static func scaled(width: Int, height: Int, by scale: Double) -> Size {
+        Size(width: max(minimumSide, Int((Double(width) * scale).rounded())),
+             height: max(minimumSide, Int((Double(height) * scale).rounded())))
     }
 
     /// The sizes of the coarse-to-fine schedule, smallest first, ending with `working`.
     private func schedule(for working: Size) -> [Size] {
         var sizes = [working]
         for step in 1 ..< max(1, options.scales) {
-            let divisor = Double(Self.scaleFactor ^^ step)
+            let divisor = pow(Double(Self.scaleFactor), Double(step))
             let size = Size(width: Int((Double(working.width) / divisor).rounded()),
                             height: Int((Double(working.height) / divisor).rounded()))
             guard max(size.width, size.height) >= Self.smallestScale,
@@ -276,9 +279,8 @@ public final class Stylizer {
                 matchMeanAndDeviation(&plane, to: Array(contentLuminance.pixels[0 ..< contentLuminance.pixelCount]))
                 style = RGBImage(width: style.width, height: style.height, pixels: plane + plane + plane)
             }
-            let scale = longest / Double(max(style.width, style.height))
-            let styleSize = Size(width: max(Self.minimumSide, Int((Double(style.width) * scale).rounded())),
-                                 height: max(Self.minimumSide, Int((Double(style.height) * scale).rounded())))
+            let styleSize = Self.scaled(width: style.width, height: style.height,
+                                        by: longest / Double(max(style.width, style.height)))
             let image = resized(style, to: styleSize)
             // Layers may arrive in stripes of rows: their Gram matrices are summed stripe by stripe.
             var accumulators: [String: GramAccumulator] = [:]
@@ -401,10 +403,4 @@ public enum TransferError: Error, LocalizedError, Equatable {
             "the optimization diverged (the loss is no longer finite); try a smaller -learning-rate or other weights"
         }
     }
-}
-
-/// Integer power for small schedules.
-infix operator ^^ : MultiplicationPrecedence
-private func ^^ (base: Int, exponent: Int) -> Int {
-    (0 ..< exponent).reduce(1) { result, _ in result * base }
 }
