@@ -20,8 +20,9 @@ let package = Package(
             linkerSettings: [.linkedLibrary("netpbm")]
         ),
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .target(name: "CGEMM", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Netpbm", dependencies: ["CNetpbm"]),
-        .target(name: "StyleTransfer", dependencies: ["CBLAS"], swiftSettings: fastMath),
+        .target(name: "StyleTransfer", dependencies: ["CBLAS", "CGEMM"], swiftSettings: fastMath),
         .executableTarget(
             name: "pamstyle",
             dependencies: [
@@ -32,7 +33,7 @@ let package = Package(
         .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer"], path: "bench/Sources/pamstyle-bench",
                           swiftSettings: fastMath),
         .testTarget(name: "NetpbmTests", dependencies: ["Netpbm"]),
-        .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer"], exclude: ["Fixtures"]),
+        .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer", "CGEMM"], exclude: ["Fixtures"]),
         .testTarget(name: "pamstyleTests", dependencies: ["Netpbm", "pamstyle"]),
     ]
 )

@@ -1,11 +1,18 @@
+import CGEMM
+
 /// How the 3x3 convolutions of many input channels are computed. Those of few input channels (the image's) always
 /// use im2col.
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     /// im2col + one SGEMM per band of rows: 9 · inChannels · outChannels multiply-adds per pixel.
     case im2col
     /// Winograd's F(4×4, 3×3): 36 SGEMMs per band of 4×4 tiles, 2.25 · inChannels · outChannels multiply-adds per
-    /// pixel; its rounding errors are a few times larger than im2col's (relative errors around 10⁻⁵ in float32).
+    /// pixel; its rounding errors are a few times larger than im2col's (relative errors around 10⁻⁵ in float32). The
+    /// products run in `cgemm_panels` when the processor has AVX-512 and both channel counts are multiples of 8, on
+    /// operands the transforms write in its panels; otherwise in OpenBLAS.
     case winograd
+    /// Winograd's F(4×4, 3×3) with every product in OpenBLAS: what `winograd` does where `cgemm_panels` cannot run,
+    /// kept selectable to compare the two.
+    case winogradOpenBLAS = "winograd-openblas"
 }
 
 /// A 3x3, stride-1, padding-1 convolution with bias, and the gradient with respect to its input (never its weights).
@@ -55,6 +62,11 @@ final class Convolution {
     let threads: Int
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
     let usesWinograd: Bool
+    /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS).
+    let usesPanelGEMM: Bool
+    /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
+    /// (outChannels, inChannels) order) for OpenBLAS.
+    private var kernelPanelRows: Int { usesPanelGEMM ? Int(CGEMM_PANEL_ROWS) : 1 }
 
     /// - kernelSlot: where the Winograd-transformed kernel is made each time it is needed; nil to make it once and keep it.
     init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
@@ -66,6 +78,9 @@ final class Convolution {
         kernel = weights.kernel
         bias = weights.bias
         usesWinograd = Self.usesWinograd(inChannels: inChannels, algorithm: algorithm)
+        let rows = Int(CGEMM_PANEL_ROWS)
+        usesPanelGEMM = usesWinograd && algorithm == .winograd && panelGEMMAvailable
+            && inChannels % rows == 0 && outChannels % rows == 0
         self.kernelSlot = usesWinograd ? kernelSlot : nil
         precondition(self.kernelSlot.map { $0.capacity >= winogradPositions * inChannels * outChannels } ?? true,
                      "transformed kernel slot too small")
@@ -73,7 +88,7 @@ final class Convolution {
 
     /// Whether a convolution of `inChannels` input channels runs Winograd's algorithm when asked for `algorithm`.
     static func usesWinograd(inChannels: Int, algorithm: ConvolutionAlgorithm) -> Bool {
-        algorithm == .winograd && inChannels > col2imInputChannels
+        algorithm != .im2col && inChannels > col2imInputChannels
     }
 
     /// The floats of this convolution's Winograd-transformed kernel, or 0 when it runs im2col.
@@ -96,15 +111,16 @@ final class Convolution {
         return transformed
     }
 
-    /// Writes the Winograd transform of the kernel into `transformed`, (36, outChannels, inChannels).
+    /// Writes the Winograd transform of the kernel into `transformed`, (36, outChannels, inChannels) in panels of
+    /// `kernelPanelRows` output channels.
     private func transformKernel(into transformed: Tensor) {
-        let (outChannels, inChannels) = (outChannels, inChannels)
+        let (outChannels, inChannels, panelRows) = (outChannels, inChannels, kernelPanelRows)
         let target = UncheckedSendable(value: transformed.storage)
         kernel.withUnsafeBufferPointer { kernel in
             let source = UncheckedSendable(value: kernel.baseAddress!)
             parallelFor(outChannels, cost: inChannels * 9 * 64, threads: threads) { outputs in
                 winogradTransformKernel(source.value, outChannels: outChannels, inChannels: inChannels,
-                                        outputs: outputs, into: target.value)
+                                        outputs: outputs, panelRows: panelRows, into: target.value)
             }
         }
     }
@@ -321,8 +337,8 @@ final class Convolution {
     private struct WinogradBands {
         /// Tile rows per band (the last band may have fewer).
         let tileRows: Int
-        /// Floats per channel of a band's transformed tiles (see `WinogradGrid.tileStride`).
-        let tileStride: Int
+        /// How a band's transformed tiles are stored; its `count` is also the row length of the products.
+        let panels: WinogradPanels
         /// Floats of scratch: the transformed input and output tiles of a band and every worker's work area.
         let count: Int
     }
@@ -334,24 +350,27 @@ final class Convolution {
     /// on the large maps of few channels, where the transforms are a large part of the work.
     static let winogradBandBytes = 4 << 20
 
+    /// How a band of `tiles` tiles is stored for the GEMMs this convolution runs.
+    private func panels(tiles: Int) -> WinogradPanels {
+        usesPanelGEMM ? .cgemm(tiles: tiles) : .rowMajor(tiles: tiles)
+    }
+
     /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row: as many tile rows
     /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly.
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels
         func count(_ tileRows: Int) -> Int {
-            winogradPositions * channels * WinogradGrid.tileStride(tileRows: tileRows, tilesX: grid.tilesX)
-                + threads * grid.workCount
+            winogradPositions * channels * panels(tiles: tileRows * grid.rowTiles).count + threads * grid.workCount
         }
-        let rowBytes = winogradPositions * channels * grid.tilesX * MemoryLayout<Float>.stride
+        let rowBytes = winogradPositions * channels * grid.rowTiles * MemoryLayout<Float>.stride
         let target = max(Self.winogradBandBytes / rowBytes,
-                         (Self.winogradMinimumTiles + grid.tilesX - 1) / max(1, grid.tilesX))
-        var tileRows = max(1, min(grid.tilesY, target, limit / max(1, winogradPositions * channels * grid.tilesX)))
+                         (Self.winogradMinimumTiles + grid.rowTiles - 1) / grid.rowTiles)
+        var tileRows = max(1, min(grid.tilesY, target, limit / (winogradPositions * channels * grid.rowTiles)))
         while tileRows > 1 && count(tileRows) > limit { tileRows -= 1 }
         // Even bands: the same number of tile rows in each (but the last may have one fewer).
         let bandCount = (grid.tilesY + tileRows - 1) / tileRows
         tileRows = (grid.tilesY + bandCount - 1) / max(1, bandCount)
-        return WinogradBands(tileRows: tileRows,
-                             tileStride: WinogradGrid.tileStride(tileRows: tileRows, tilesX: grid.tilesX),
+        return WinogradBands(tileRows: tileRows, panels: panels(tiles: tileRows * grid.rowTiles),
                              count: count(tileRows))
     }
 
@@ -368,31 +387,35 @@ final class Convolution {
         precondition(bands.count <= scratch.capacity, "convolution scratch too small")
         let (sources, targets) = transposed ? (outChannels, inChannels) : (inChannels, outChannels)
         let kernel = winogradKernel().storage
-        let tileStride = bands.tileStride
-        // (36, sources, stride), (36, targets, stride), then (workers, grid.workCount).
+        // (36, sources, tileStride) in `panels`, (36, targets, tileStride), then (workers, grid.workCount), where
+        // tileStride is the band's, at most the first band's.
         let tiles = scratch.storage
-        let products = tiles + winogradPositions * sources * tileStride
-        let work = products + winogradPositions * targets * tileStride
+        let products = tiles + winogradPositions * sources * bands.panels.count
+        let work = products + winogradPositions * targets * bands.panels.count
         let plane = inChannels * outChannels
+        let panelGEMM = usesPanelGEMM
         for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {
             let tileRows = firstTileRow ..< min(grid.tilesY, firstTileRow + bands.tileRows)
-            let n = tileRows.count * grid.tilesX
+            let n = tileRows.count * grid.rowTiles
+            // The last band may be shorter: its panels are its own.
+            let panels = self.panels(tiles: n), tileStride = panels.count
             parallelBands(sources, workers: min(threads, sources), blasThreads: 1) { c, worker in
                 winogradInputTransform(input, span: inputSpan, grid: grid, channels: c ..< c + 1,
-                                       channelCount: sources, tileRows: tileRows, tileStride: tileStride, into: tiles,
+                                       channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
                                        work: work + worker * grid.workCount)
             }
             parallelBands(winogradPositions, workers: threads, blasThreads: threads) { position, _ in
                 let b = tiles + position * sources * tileStride, c = products + position * targets * tileStride
-                if transposed {
-                    let (i, k) = (position / 6, position % 6)
-                    let source = winogradTurned[i] * 6 + winogradTurned[k]
-                    sgemm(m: inChannels, n: n, k: outChannels, alpha: winogradTurnedScale[i] * winogradTurnedScale[k],
-                          a: kernel + source * plane, lda: inChannels, transposeA: true, b: b, ldb: tileStride,
-                          c: c, ldc: tileStride)
+                // The input gradient reads the kernel's position π(ξ), transposed and scaled (see Winograd.swift).
+                let (i, k) = (position / 6, position % 6)
+                let source = transposed ? winogradTurned[i] * 6 + winogradTurned[k] : position
+                let alpha = transposed ? winogradTurnedScale[i] * winogradTurnedScale[k] : 1
+                if panelGEMM {
+                    cgemm_panels(Int32(targets), Int32(n), Int32(sources), alpha, kernel + source * plane,
+                                 transposed ? 1 : 0, b, c, tileStride)
                 } else {
-                    sgemm(m: outChannels, n: n, k: inChannels, a: kernel + position * plane, lda: inChannels,
-                          b: b, ldb: tileStride, c: c, ldc: tileStride)
+                    sgemm(m: targets, n: n, k: sources, alpha: alpha, a: kernel + source * plane, lda: inChannels,
+                          transposeA: transposed, b: b, ldb: tileStride, c: c, ldc: tileStride)
                 }
             }
             parallelBands(targets, workers: min(threads, targets), blasThreads: 1) { c, worker in

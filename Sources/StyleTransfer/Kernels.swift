@@ -3,6 +3,7 @@
 // raw pointers with wrapping index arithmetic, and nothing allocates. The slow references in the tests check them.
 
 import CBLAS
+import CGEMM
 import Dispatch
 import Foundation
 
@@ -73,6 +74,9 @@ func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band
 }
 
 // MARK: - GEMM
+
+/// Whether `cgemm_panels` runs on this processor.
+let panelGEMMAvailable = cgemm_available() != 0
 
 /// C (m, n) = alpha · A (m, k) · B (k, n) + beta · C, row-major with leading dimensions; A is read transposed, (k, m), when
 /// `transposeA`.

@@ -18,8 +18,12 @@
 // transposed and scaled by a power of two: no second copy of the kernels. (Lavin's points 0, ±1, ±2, ∞ are not closed
 // under a ↦ 1/a; these are about as accurate in float32.)
 //
-// Layouts: a transformed kernel is (36, outChannels, inChannels), position ξ = 6·i + k for row i and column k of the 6×6
-// tile. A band of tiles is (36, channels, tileStride): position, channel, then the band's tiles row by row.
+// Layouts: a transformed kernel is (36, outChannels, inChannels) with each position's plane cut into panels of R output
+// channels, (outChannels / R, inChannels, R), position ξ = 6·i + k for row i and column k of the 6×6 tile: R = 8 is
+// the order `cgemm_panels` reads, R = 1 the plain (outChannels, inChannels) that OpenBLAS reads. A band
+// of tiles is (36, channels, count): position, channel, then the band's tiles row by row, in `WinogradPanels`.
+
+import CGEMM
 
 /// The side of an output tile and of an input tile, and the number of positions of a transformed tile.
 let winogradTile = 4
@@ -34,13 +38,12 @@ let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
 /// U[ξ, o, i] = (G g[o, i] Gᵀ)[ξ] for the output channels `outputs`, computed in float64 and rounded once to float32.
 /// Fast enough (about a nanosecond per (o, i) and core, nothing allocated on the heap) for a network to redo it each
 /// time a layer runs: a block of input channels has its taps gathered tap by tap into a small buffer, so that four
-/// consecutive input channels go through the transforms as the lanes of vectors loaded and stored whole, and each
-/// position's row of the block is written out contiguously (36 rows a megabyte apart would otherwise fight over the
-/// same cache sets).
+/// consecutive input channels go through the transforms as the lanes of vectors loaded and stored whole, and the block
+/// is written out position by position (36 planes a megabyte apart would otherwise fight over the same cache sets).
 /// - kernel: (outChannels, inChannels, 3, 3)
-/// - transformed: (36, outChannels, inChannels)
+/// - transformed: (36, outChannels / panelRows, inChannels, panelRows); panelRows divides outChannels
 func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, inChannels: Int, outputs: Range<Int>,
-                             into transformed: UnsafeMutablePointer<Float>) {
+                             panelRows: Int, into transformed: UnsafeMutablePointer<Float>) {
     typealias V = SIMD4<Double>
     /// G · (a, b, c)ᵀ, lane by lane.
     @inline(__always)
@@ -55,47 +58,57 @@ func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, i
             // (9, block): the block's kernels tap by tap; (36, block): their transforms, position by position.
             let tap = taps.baseAddress!, tile = buffer.baseAddress!
             tap.initialize(repeating: 0, count: 9 &* block)
-            for o in outputs {
+            // A panel's output channels block by block, so that the lines of a block's panel rows are completed while
+            // they are in the first-level cache.
+            var panelStart = outputs.lowerBound
+            while panelStart < outputs.upperBound {
+                let panelEnd = min(outputs.upperBound, (panelStart / panelRows &+ 1) &* panelRows)
                 var first = 0
                 while first < inChannels {
                     let count = min(block, inChannels &- first)
-                    let k = kernel + (o &* inChannels &+ first) &* 9
-                    for j in 0 ..< count {
-                        for t in 0 ..< 9 { tap[t &* block &+ j] = Double(k[j &* 9 &+ t]) }
-                    }
-                    // Lanes past `count` hold stale or zero taps; their results are never copied out.
-                    var j = 0
-                    while j < count {
-                        @inline(__always)
-                        func load(_ t: Int) -> V {
-                            UnsafeRawPointer(tap + (t &* block &+ j)).loadUnaligned(as: V.self)
+                    for o in panelStart ..< panelEnd {
+                        let k = kernel + (o &* inChannels &+ first) &* 9
+                        for j in 0 ..< count {
+                            for t in 0 ..< 9 { tap[t &* block &+ j] = Double(k[j &* 9 &+ t]) }
                         }
-                        // G g, column by column: c.r = (G g)[r, kx].
-                        let c0 = g(load(0), load(3), load(6)), c1 = g(load(1), load(4), load(7))
-                        let c2 = g(load(2), load(5), load(8))
-                        @inline(__always)
-                        func row(_ r: Int, _ a: V, _ b: V, _ c: V) {
-                            // (G g Gᵀ)[r, ·] = G · (row r of G g).
-                            let u = g(a, b, c)
-                            let base = UnsafeMutableRawPointer(tile + (r &* 6 &* block &+ j))
-                            let stride = block &* MemoryLayout<Float>.stride
-                            base.storeBytes(of: SIMD4<Float>(u.0), as: SIMD4<Float>.self)
-                            base.storeBytes(of: SIMD4<Float>(u.1), toByteOffset: stride, as: SIMD4<Float>.self)
-                            base.storeBytes(of: SIMD4<Float>(u.2), toByteOffset: 2 &* stride, as: SIMD4<Float>.self)
-                            base.storeBytes(of: SIMD4<Float>(u.3), toByteOffset: 3 &* stride, as: SIMD4<Float>.self)
-                            base.storeBytes(of: SIMD4<Float>(u.4), toByteOffset: 4 &* stride, as: SIMD4<Float>.self)
-                            base.storeBytes(of: SIMD4<Float>(u.5), toByteOffset: 5 &* stride, as: SIMD4<Float>.self)
+                        // Lanes past `count` hold stale or zero taps; their results are never copied out.
+                        var j = 0
+                        while j < count {
+                            @inline(__always)
+                            func load(_ t: Int) -> V {
+                                UnsafeRawPointer(tap + (t &* block &+ j)).loadUnaligned(as: V.self)
+                            }
+                            // G g, column by column: c.r = (G g)[r, kx].
+                            let c0 = g(load(0), load(3), load(6)), c1 = g(load(1), load(4), load(7))
+                            let c2 = g(load(2), load(5), load(8))
+                            @inline(__always)
+                            func row(_ r: Int, _ a: V, _ b: V, _ c: V) {
+                                // (G g Gᵀ)[r, ·] = G · (row r of G g).
+                                let u = g(a, b, c)
+                                let base = UnsafeMutableRawPointer(tile + (r &* 6 &* block &+ j))
+                                let stride = block &* MemoryLayout<Float>.stride
+                                base.storeBytes(of: SIMD4<Float>(u.0), as: SIMD4<Float>.self)
+                                base.storeBytes(of: SIMD4<Float>(u.1), toByteOffset: stride, as: SIMD4<Float>.self)
+                                base.storeBytes(of: SIMD4<Float>(u.2), toByteOffset: 2 &* stride, as: SIMD4<Float>.self)
+                                base.storeBytes(of: SIMD4<Float>(u.3), toByteOffset: 3 &* stride, as: SIMD4<Float>.self)
+                                base.storeBytes(of: SIMD4<Float>(u.4), toByteOffset: 4 &* stride, as: SIMD4<Float>.self)
+                                base.storeBytes(of: SIMD4<Float>(u.5), toByteOffset: 5 &* stride, as: SIMD4<Float>.self)
+                            }
+                            row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
+                            row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
+                            j &+= 4
                         }
-                        row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
-                        row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
-                        j &+= 4
-                    }
-                    for position in 0 ..< winogradPositions {
-                        (transformed + (position &* plane &+ o &* inChannels &+ first))
-                            .update(from: tile + position &* block, count: count)
+                        let panel = o / panelRows
+                        let column = transformed
+                            + (panel &* panelRows &* inChannels &+ first &* panelRows &+ o &- panel &* panelRows)
+                        for position in 0 ..< winogradPositions {
+                            let source = tile + position &* block, target = column + position &* plane
+                            for j in 0 ..< count { target[j &* panelRows] = source[j] }
+                        }
                     }
                     first &+= block
                 }
+                panelStart = panelEnd
             }
         }
     }
@@ -122,18 +135,44 @@ struct WinogradGrid {
         tilesY = (rows.count &+ 3) >> 2
     }
 
-    /// Floats between the first tiles of consecutive channels in a band of `tileRows` tile rows: the band's tiles,
-    /// rounded up to a cache line when there are many.
-    static func tileStride(tileRows: Int, tilesX: Int) -> Int {
-        let n = tileRows &* tilesX
-        return n <= 64 ? n : (n &+ 15) & ~15
-    }
+    /// Tiles per tile row in a band's numbering: tilesX rounded up to a multiple of 8, so that the transforms, which
+    /// take eight tiles at a time, never split a group of eight between tile rows or between panels.
+    var rowTiles: Int { (tilesX &+ 7) & ~7 }
 
     /// Floats between the phase arrays of the per-worker work area (see `winogradInputTransform`).
-    var phaseStride: Int { ((tilesX &+ 7) & ~7) &+ 8 }
+    var phaseStride: Int { rowTiles &+ 8 }
 
     /// Floats of the per-worker work area.
     var workCount: Int { 24 &* phaseStride &+ winogradPositions &* 8 }
+}
+
+/// How the transformed tiles of a band are stored for the GEMMs that read them, position by position: (36, channels,
+/// count) cut into panels of `width` tiles, each panel stored channel by channel, (channels, w) with w = width or, in
+/// the last panel, the tiles that remain: the B operand of `cgemm_panels`. A single panel is the plain row-major
+/// (channels, count) that OpenBLAS reads.
+struct WinogradPanels {
+    /// Tiles per panel: a multiple of 8.
+    let width: Int
+    /// Floats per channel and position: the band's tiles (a multiple of 8).
+    let count: Int
+
+    /// Panels for `tiles` tiles (a multiple of 8) read by `cgemm_panels`.
+    static func cgemm(tiles: Int) -> WinogradPanels {
+        WinogradPanels(width: Int(CGEMM_PANEL_COLUMNS), count: tiles)
+    }
+
+    /// One panel of `tiles` tiles (a multiple of 8), rounded up to a cache line when there are many.
+    static func rowMajor(tiles: Int) -> WinogradPanels {
+        let count = tiles <= 64 ? tiles : (tiles &+ 15) & ~15
+        return WinogradPanels(width: count, count: count)
+    }
+
+    /// Where tile `tile` of channel `channel` sits within a position's (channels, count) floats.
+    @inline(__always)
+    func offset(channel: Int, channels: Int, tile: Int) -> Int {
+        let panel = tile / width, first = panel &* width
+        return first &* channels &+ channel &* min(width, count &- first) &+ (tile &- first)
+    }
 }
 
 @inline(__always)
@@ -183,15 +222,15 @@ private func outputTransform(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8
 }
 
 /// V[ξ, c, t] = (Bᵀ d B)[ξ] for the input tiles d of the channels `channels` and the tile rows `tileRows` of `grid`,
-/// t counting the band's tiles from tile row tileRows.lowerBound.
+/// t = grid.rowTiles · (r − tileRows.lowerBound) + x for the tile in column x of tile row r.
 /// - input: (channels, span.rows, span.width), holding grid.inputRows
-/// - transformed: (36, channels, tileStride)
+/// - transformed: (36, channels, panels.count), stored in `panels`
 /// - work: grid.workCount floats, this worker's alone
 func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
-                            channelCount: Int, tileRows: Range<Int>, tileStride: Int,
+                            channelCount: Int, tileRows: Range<Int>, panels: WinogradPanels,
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
     let width = grid.width, tilesX = grid.tilesX, qs = grid.phaseStride
-    let positionStride = channelCount &* tileStride
+    let positionStride = channelCount &* panels.count
     let tmp = work + 24 &* qs
     for c in channels {
         for r in tileRows {
@@ -229,12 +268,11 @@ func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: 
                     x &+= 1
                 }
             }
-            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* tilesX)
+            let first = (r &- tileRows.lowerBound) &* grid.rowTiles
             var t = 0
             while t < tilesX {
-                // Eight tiles at a time; the vector may overhang into the next tile rows, which overwrite it later, but
-                // not past the band's end.
-                let lanes = min(8, (tileRows.upperBound &- r) &* tilesX &- t)
+                // Eight tiles at a time, within the row's rowTiles: the lanes past tilesX hold the transforms of zeros and
+                // the right edge, finite values whose products are never written out.
                 for j in 0 ..< 6 {
                     let q = work + (j &* 4 &* qs &+ t)
                     let v = inputTransform(load(q), load(q + qs), load(q + 2 &* qs), load(q + 3 &* qs), load(q + 1),
@@ -243,26 +281,15 @@ func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: 
                     store(v.0, o); store(v.1, o + 8); store(v.2, o + 16)
                     store(v.3, o + 24); store(v.4, o + 32); store(v.5, o + 40)
                 }
+                let base = transformed + panels.offset(channel: c, channels: channelCount, tile: first &+ t)
                 for k in 0 ..< 6 {
                     let s = tmp + k &* 8
                     let v = inputTransform(load(s), load(s + 48), load(s + 96), load(s + 144), load(s + 192),
                                            load(s + 240))
-                    let o = base + (k &* positionStride &+ t)
-                    if lanes == 8 {
-                        store(v.0, o); store(v.1, o + 6 &* positionStride); store(v.2, o + 12 &* positionStride)
-                        store(v.3, o + 18 &* positionStride); store(v.4, o + 24 &* positionStride)
-                        store(v.5, o + 30 &* positionStride)
-                    } else {
-                        // The band's last vector: only its tiles, the next channel's follow.
-                        for lane in 0 ..< lanes {
-                            o[lane] = v.0[lane]
-                            o[6 &* positionStride &+ lane] = v.1[lane]
-                            o[12 &* positionStride &+ lane] = v.2[lane]
-                            o[18 &* positionStride &+ lane] = v.3[lane]
-                            o[24 &* positionStride &+ lane] = v.4[lane]
-                            o[30 &* positionStride &+ lane] = v.5[lane]
-                        }
-                    }
+                    let o = base + k &* positionStride
+                    store(v.0, o); store(v.1, o + 6 &* positionStride); store(v.2, o + 12 &* positionStride)
+                    store(v.3, o + 18 &* positionStride); store(v.4, o + 24 &* positionStride)
+                    store(v.5, o + 30 &* positionStride)
                 }
                 t &+= 8
             }
@@ -272,7 +299,7 @@ func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: 
 
 /// Writes the output tiles Aᵀ M A of the channels `channels` for the band's tile rows `tileRows` into the map rows
 /// they cover within grid.rows, then runs `epilogue(channel, row)` on each row written.
-/// - transformed: (36, channels, tileStride), as the GEMMs left it
+/// - transformed: (36, channels, tileStride), as the GEMMs left it, tiles numbered as `winogradInputTransform` does
 /// - output: (channels, span.rows, span.width), holding grid.rows
 /// - work: grid.workCount floats, this worker's alone
 func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Range<Int>, channelCount: Int,
@@ -287,7 +314,7 @@ func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Rang
         for r in tileRows {
             let firstRow = grid.rows.lowerBound &+ 4 &* r
             let rowsHere = min(4, grid.rows.upperBound &- firstRow)
-            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* tilesX)
+            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* grid.rowTiles)
             var t = 0
             while t < tilesX {
                 // Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[6i + k].

@@ -295,17 +295,18 @@ final class VGG19Tests: XCTestCase {
     }
 
     /// Buffers are sized by the layers (no 9 × channels × pixels im2col): at 64×48 for the style layers the total
-    /// is the two 64-channel maps, the kept activations, the input, masks, pooling choices, and the bounded scratch.
+    /// is the two 64-channel maps, the kept activations, the input, masks, pooling choices, and the bounded scratch (2 MiB,
+    /// which holds one tile row of block 4's Winograd bands, 8 tiles of 1024 channels at 36 positions).
     func testAllocatedBytes() throws {
         let (h, w) = (64, 48), p = 64 * 48
-        let net = try VGG19(weights: randomVGGWeights, scratchBytes: 1 << 20)
+        let net = try VGG19(weights: randomVGGWeights, scratchBytes: 2 << 20)
         net.prepare(height: h, width: w, layers: Self.styleLayers)
         let floats = 3 * p + 2 * 64 * p + (128 * p / 4 + 256 * p / 16 + 2 * 512 * p / 64 + 512 * p / 256)
         let maskBytes = 64 * h * 6 * 2 + 128 * 32 * 3 * 2 + 256 * 16 * 2 * 4 + 512 * 8 * 1 * 4 + 512 * 4 * 1
         let choiceBytes = 64 * p / 4 + 128 * p / 16 + 256 * p / 64 + 512 * p / 256
         let scratch = net.allocatedBytes - 4 * floats - maskBytes - choiceBytes
         XCTAssertGreaterThan(scratch, 0)
-        XCTAssertLessThanOrEqual(scratch, 1 << 20)
+        XCTAssertLessThanOrEqual(scratch, 2 << 20)
     }
 
     /// Keeping no transformed kernel (each made in the shared buffer as its layer runs) gives the bits of keeping them

@@ -13,18 +13,47 @@ final class WinogradTests: XCTestCase {
             let gradOutput = randomValues(co * h * w, using: &rng)
             let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
             let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
-            let conv = Convolution(weights, threads: 2, algorithm: .winograd)
-            for limit in [1, Int.max / 2] {
-                let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: limit))
-                let output = Tensor(channels: co, height: h, width: w)
-                conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
-                             scratch: scratch)
-                assertClose(output.values, forwardReference, relative: 2e-5, "forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
-                let gradInput = Tensor(channels: ci, height: h, width: w)
-                conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
-                                   inputMask: nil, scratch: scratch)
-                assertClose(gradInput.values, backwardReference, relative: 2e-5, "backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+            for algorithm in [ConvolutionAlgorithm.winograd, .winogradOpenBLAS] {
+                let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+                XCTAssertEqual(conv.usesPanelGEMM, algorithm == .winograd && panelGEMMAvailable)
+                for limit in [1, Int.max / 2] {
+                    let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: limit))
+                    let output = Tensor(channels: co, height: h, width: w)
+                    conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
+                                 scratch: scratch)
+                    assertClose(output.values, forwardReference, relative: 2e-5,
+                                "\(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                    let gradInput = Tensor(channels: ci, height: h, width: w)
+                    conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                                       inputMask: nil, scratch: scratch)
+                    assertClose(gradInput.values, backwardReference, relative: 2e-5,
+                                "\(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                }
             }
+        }
+    }
+
+    /// A scratch that holds two tile rows of a map five tile rows tall: bands of 2, 2 and 1 tile rows, the last
+    /// laid out in panels of its own, with several panels per band for the panel GEMM.
+    func testShorterLastBand() {
+        var rng = SplitMix64(seed: 8)
+        let (ci, co, h, w) = (16, 24, 19, 150)
+        let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+        let input = randomValues(ci * h * w, using: &rng)
+        let gradOutput = randomValues(co * h * w, using: &rng)
+        let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
+        let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
+        for algorithm in [ConvolutionAlgorithm.winograd, .winogradOpenBLAS] {
+            let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: 8, width: w, limit: .max / 2))
+            let output = Tensor(channels: co, height: h, width: w)
+            conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
+                         scratch: scratch)
+            assertClose(output.values, forwardReference, relative: 2e-5, "\(algorithm) forward")
+            let gradInput = Tensor(channels: ci, height: h, width: w)
+            conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                               inputMask: nil, scratch: scratch)
+            assertClose(gradInput.values, backwardReference, relative: 2e-5, "\(algorithm) backward")
         }
     }
 
@@ -33,8 +62,8 @@ final class WinogradTests: XCTestCase {
         let kernel: [Float] = (0 ..< 9).map { Float($0 * $0 % 7) - 2.5 }
         let turned: [Float] = kernel.reversed()
         var u = [Float](repeating: 0, count: 36), v = [Float](repeating: 0, count: 36)
-        kernel.withUnsafeBufferPointer { winogradTransformKernel($0.baseAddress!, outChannels: 1, inChannels: 1, outputs: 0 ..< 1, into: &u) }
-        turned.withUnsafeBufferPointer { winogradTransformKernel($0.baseAddress!, outChannels: 1, inChannels: 1, outputs: 0 ..< 1, into: &v) }
+        kernel.withUnsafeBufferPointer { winogradTransformKernel($0.baseAddress!, outChannels: 1, inChannels: 1, outputs: 0 ..< 1, panelRows: 1, into: &u) }
+        turned.withUnsafeBufferPointer { winogradTransformKernel($0.baseAddress!, outChannels: 1, inChannels: 1, outputs: 0 ..< 1, panelRows: 1, into: &v) }
         for i in 0 ..< 6 {
             for k in 0 ..< 6 {
                 let expected = winogradTurnedScale[i] * winogradTurnedScale[k] * u[winogradTurned[i] * 6 + winogradTurned[k]]
@@ -44,27 +73,29 @@ final class WinogradTests: XCTestCase {
     }
 
     /// The kernel transform against G g Gᵀ in float64 written out with the matrix of the comment in Winograd.swift, for
-    /// channel counts that leave partial vectors and partial blocks, and for a slice of the output channels.
+    /// channel counts that leave partial vectors and partial blocks, and for a slice of the output channels, in the plain
+    /// order and in panels of 8 and 16 output channels.
     func testKernelTransformMatchesTheMatrices() {
         let gMatrix: [[Double]] = [[0.5, 0, 0], [1.0 / 18, 1.0 / 18, 1.0 / 18], [-0.5, 0.5, -0.5],
                                    [1.0 / 18, -1.0 / 9, 2.0 / 9], [16.0 / 9, -8.0 / 9, 4.0 / 9], [0, 0, 0.5]]
         var rng = SplitMix64(seed: 11)
-        for (co, ci) in [(3, 1), (2, 37), (5, 70)] {
+        for (co, ci, panelRows) in [(3, 1, 1), (2, 37, 1), (5, 70, 1), (8, 37, 8), (24, 70, 8), (32, 9, 16)] {
             let kernel = randomValues(co * ci * 9, using: &rng)
             let plane = co * ci
             var transformed = [Float](repeating: .nan, count: 36 * plane)
-            let outputs = co > 2 ? 1 ..< co : 0 ..< co
+            let outputs = co > 2 ? 1 ..< co - 1 : 0 ..< co
             kernel.withUnsafeBufferPointer { k in
                 transformed.withUnsafeMutableBufferPointer { t in
                     winogradTransformKernel(k.baseAddress!, outChannels: co, inChannels: ci, outputs: outputs,
-                                            into: t.baseAddress!)
+                                            panelRows: panelRows, into: t.baseAddress!)
                 }
             }
             for o in 0 ..< co {
                 for i in 0 ..< ci {
                     for r in 0 ..< 6 {
                         for c in 0 ..< 6 {
-                            let value = transformed[(r * 6 + c) * plane + o * ci + i]
+                            let value = transformed[(r * 6 + c) * plane + (o / panelRows) * panelRows * ci
+                                                    + i * panelRows + o % panelRows]
                             guard outputs.contains(o) else {
                                 XCTAssertTrue(value.isNaN, "channel \(o) outside the slice was written")
                                 continue

@@ -2,14 +2,15 @@
 // then the gradient back to the image), GFLOP/s of the direct convolution's count, and peak RSS, one JSON object per
 // size (and algorithm) on stdout.
 //
-//   pamstyle-bench [--weights PATH | --random-weights] [--conv winograd|im2col|both] [--sizes 256,512,1024]
+//   pamstyle-bench [--weights PATH | --random-weights] [--conv ALGORITHM,...|both] [--sizes 256,512,1024]
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
 //                  [--stripe-rows N] [--striped-blocks 1|2|3] [--kept-kernel-mb N|all]
 //                  [--compare-striped-blocks 1|2|3] [--compare-kept-kernel-mb N|all] [--verbose]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
-// depend on the values). --conv both times the two convolution algorithms side by side, alternating evaluations, and
-// adds the ratio im2col / winograd.
+// depend on the values). --conv lists the convolution algorithms to time side by side, alternating evaluations:
+// winograd (products in the AVX-512 panel GEMM where it runs), winograd-openblas (every product in OpenBLAS) and
+// im2col; both means im2col,winograd. Each algorithm after the first gets its speedup over the first.
 //
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
@@ -103,13 +104,12 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--weights": options.weightsPath = try value(argument)
         case "--conv":
             let text = try value(argument)
-            if text == "both" {
-                options.algorithms = [.winograd, .im2col]
-            } else if let algorithm = ConvolutionAlgorithm(rawValue: text) {
-                options.algorithms = [algorithm]
-            } else {
-                throw BenchError.usage("--conv must be winograd, im2col or both; you specified \(text)")
+            let algorithms = text == "both" ? [.im2col, .winograd]
+                : text.split(separator: ",").compactMap { ConvolutionAlgorithm(rawValue: String($0)) }
+            guard !algorithms.isEmpty, text == "both" || algorithms.count == text.split(separator: ",").count else {
+                throw BenchError.usage("--conv must list winograd, winograd-openblas or im2col, or be both; you specified \(text)")
             }
+            options.algorithms = algorithms
         case "--verbose": options.verbose = true
         default: throw BenchError.usage("unknown option \(argument)")
         }
@@ -263,9 +263,10 @@ func run(_ options: BenchOptions) throws {
                                            ("stripe_rows", options.stripeRows.map(String.init) ?? "null"),
                                            ("striped_blocks", settings.stripedBlocks)]
             if settings.compared { fields.append(("compared", "true")) }
-            if subjects.count > 1, settings.algorithm == .winograd, !settings.compared,
-               let reference = subjects.first(where: { $0.settings.algorithm == .im2col && !$0.settings.compared }) {
-                fields.append(("speedup_vs_im2col", median(reference.totalTimes) / seconds))
+            if !settings.compared, let reference = subjects.first(where: { !$0.settings.compared }),
+               reference !== subject {
+                fields.append(("speedup_vs_\(reference.settings.algorithm.rawValue)",
+                               median(reference.totalTimes) / seconds))
             }
             if !settings.compared, let reference = subjects.first(where: {
                 $0.settings.compared && $0.settings.algorithm == settings.algorithm
