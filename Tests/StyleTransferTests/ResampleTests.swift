@@ -23,31 +23,60 @@ final class ResampleTests: XCTestCase {
         }
     }
 
-    func testDownsamplingByTwoIsTwoByTwoMean() {
+    func testHalvingWeighsFourSamplesAsATent() {
         var random = TestRandom(state: 2)
         let image = random.array(3 * 8 * 10, 0, 255)
         let result = resample(image, channels: 3, height: 8, width: 10, toHeight: 4, toWidth: 5)
+        /// The 1-D weights of output o over the inputs of an axis of n samples: ⅛ ⅜ ⅜ ⅛ around 2o + ½, renormalized
+        /// where a tap falls outside.
+        func taps(_ o: Int, _ n: Int) -> [(Int, Double)] {
+            let all = [(2 * o - 1, 1.0), (2 * o, 3.0), (2 * o + 1, 3.0), (2 * o + 2, 1.0)].filter { $0.0 >= 0 && $0.0 < n }
+            let total = all.reduce(0) { $0 + $1.1 }
+            return all.map { ($0.0, $0.1 / total) }
+        }
         for c in 0..<3 {
             for y in 0..<4 {
                 for x in 0..<5 {
-                    let at = { (dy: Int, dx: Int) in image[(c * 8 + 2 * y + dy) * 10 + 2 * x + dx] }
-                    let mean = (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4
-                    XCTAssertEqual(result[(c * 4 + y) * 5 + x], mean, accuracy: 2e-5 * 255)
+                    var expected = 0.0
+                    for (iy, wy) in taps(y, 8) {
+                        for (ix, wx) in taps(x, 10) { expected += wy * wx * Double(image[(c * 8 + iy) * 10 + ix]) }
+                    }
+                    XCTAssertEqual(Double(result[(c * 4 + y) * 5 + x]), expected, accuracy: 2e-5 * 255)
                 }
             }
         }
     }
 
-    func testAreaAveragingWeighsPartialPixelsByOverlap() {
-        // 3 → 2 samples: each output covers 1.5 inputs.
+    func testShrinkingMatchesTheStretchedTent() {
+        // 3 → 2 samples: s = 1.5, centres 0.25 and 1.75; weights 1 − |i − c| / 1.5 over the samples inside.
         let row: [Float] = [3, 6, 12]
-        XCTAssertEqual(resample(row, channels: 1, height: 1, width: 3, toHeight: 1, toWidth: 2),
-                       [(3 + 6 * 0.5) / 1.5, (6 * 0.5 + 12) / 1.5])
-        // Any factor keeps the mean: Σ output · (in/out) = Σ input.
+        let first = [(0, 1 - 0.25 / 1.5), (1, 1 - 0.75 / 1.5)], second = [(1, 1 - 0.75 / 1.5), (2, 1 - 0.25 / 1.5)]
+        func value(_ taps: [(Int, Double)]) -> Float {
+            Float(taps.reduce(0) { $0 + $1.1 * Double(row[$1.0]) } / taps.reduce(0) { $0 + $1.1 })
+        }
+        let shrunk = resample(row, channels: 1, height: 1, width: 3, toHeight: 1, toWidth: 2)
+        XCTAssertEqual(shrunk[0], value(first), accuracy: 1e-5)
+        XCTAssertEqual(shrunk[1], value(second), accuracy: 1e-5)
+        // Any size: the tent of the documentation, computed here in float64, on a random 2-D image.
         var random = TestRandom(state: 3)
-        let column = random.array(17, 0, 255)
-        let shrunk = resample(column, channels: 1, height: 17, width: 1, toHeight: 5, toWidth: 1)
-        XCTAssertEqual(shrunk.reduce(0, +) * 17 / 5, column.reduce(0, +), accuracy: 1e-5 * column.reduce(0, +))
+        let (height, width, newHeight, newWidth) = (17, 40, 5, 13)
+        let image = random.array(height * width, 0, 255)
+        func taps(_ o: Int, _ n: Int, _ m: Int) -> [(Int, Double)] {
+            let scale = Double(n) / Double(m), centre = (Double(o) + 0.5) * scale - 0.5
+            let all = (0..<n).map { ($0, max(0, 1 - abs(Double($0) - centre) / scale)) }.filter { $0.1 > 0 }
+            let total = all.reduce(0) { $0 + $1.1 }
+            return all.map { ($0.0, $0.1 / total) }
+        }
+        let result = resample(image, channels: 1, height: height, width: width, toHeight: newHeight, toWidth: newWidth)
+        for y in 0..<newHeight {
+            for x in 0..<newWidth {
+                var expected = 0.0
+                for (iy, wy) in taps(y, height, newHeight) {
+                    for (ix, wx) in taps(x, width, newWidth) { expected += wy * wx * Double(image[iy * width + ix]) }
+                }
+                XCTAssertEqual(Double(result[y * newWidth + x]), expected, accuracy: 1e-3, "at \(y), \(x)")
+            }
+        }
     }
 
     func testBilinearUpsamplingKnownValues() {
@@ -78,7 +107,7 @@ final class ResampleTests: XCTestCase {
     }
 
     func testMixedDirectionsResampleEachAxisWithItsFilter() {
-        // Height halves (area mean), width doubles (linear): rows (1, 3) and (5, 7) → mean rows (3, 5).
+        // Height halves (a tent over both rows, equal weights), width doubles (linear): rows (1, 3) and (5, 7) → (3, 5).
         let image: [Float] = [1, 3, 5, 7]
         XCTAssertEqual(resample(image, channels: 1, height: 2, width: 2, toHeight: 1, toWidth: 4), [3, 3.5, 4.5, 5])
     }

@@ -211,7 +211,7 @@ final class FilterTests: XCTestCase {
         let result = try pamstyle(["-optimizer", "adam", "-learning-rate", "2", "-iterations", "5", "-scales", "1",
                                    "-size", "48", "-content-layers", "relu4_2",
                                    "-style-layers", "relu1_1:0.2,relu2_1:0.2,relu3_1:0.2,relu4_1:0.2,relu5_1:0.2",
-                                   "-pooling", "avg", "-quiet", style], input: patternPPM(width: 48, height: 36))
+                                   "-style-weight", "0.0005", "-pooling", "avg", "-quiet", style], input: patternPPM(width: 48, height: 36))
         XCTAssertEqual(result.status, 0, result.stderr)
         XCTAssertEqual(try images(result.stdout).count, 1)
     }
