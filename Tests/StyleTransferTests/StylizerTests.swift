@@ -32,3 +32,30 @@ final class StylizerTests: XCTestCase {
         }
     }
 }
+
+/// The loss is that of the image as written out: pixels outside 0…1 count as clamped.
+final class ClampedLossTests: XCTestCase {
+    func testOutOfRangePixelsCountAsClamped() throws {
+        let path = try VGGWeights.locate(explicit: nil, environment: [:], executablePath: "/nonexistent")
+        let weights = try VGGWeights.load(from: path)
+        let (width, height) = (40, 32)
+        var random = TestRandom(state: 12)
+        let content = RGBImage(width: width, height: height, pixels: (0 ..< 3 * width * height).map { _ in random.unit() })
+        let style = RGBImage(width: width, height: height, pixels: (0 ..< 3 * width * height).map { _ in random.unit() })
+        // A start with a third of its values beyond the range, and the same start clamped.
+        let wild = (0 ..< 3 * width * height).map { i in Float(i % 3) - 0.5 + 0.25 * random.unit() }
+        let tame = wild.map { min(max($0, 0), 1) }
+        XCTAssertGreaterThan(zip(wild, tame).filter { $0 != $1 }.count, wild.count / 4)
+        func firstLoss(_ start: [Float]) throws -> Double {
+            var options = Options()
+            options.scales = 1
+            options.iterations = 0
+            options.initialization = .image(RGBImage(width: width, height: height, pixels: start))
+            var total: Double?
+            _ = try Stylizer(weights: weights, options: options, styles: [style])
+                .stylize(content, observeStart: true) { total = total ?? $0.losses.total }
+            return try XCTUnwrap(total)
+        }
+        XCTAssertEqual(try firstLoss(wild), try firstLoss(tame))
+    }
+}
