@@ -36,6 +36,8 @@ import CBLAS
 /// Each `add` computes partial products with `cblas_ssyrk` (half the work of a full product) in
 /// float32 over at most `chunkPixels` pixels at a time, and sums the chunks in float64, so the
 /// rounding error does not grow with the image size. `N` is the total number of pixels added.
+/// The chunks of an `add` are shared among the cores in fixed shares, each core summing into its
+/// own buffer, so the result does not depend on timing.
 public struct GramAccumulator: Sendable {
     /// Channel count C; the Gram is C × C.
     public let channels: Int
@@ -43,17 +45,19 @@ public struct GramAccumulator: Sendable {
     public private(set) var pixelCount: Int
     /// Pixels per `cblas_ssyrk` call: float32 sums run over at most this many terms.
     public static let chunkPixels = 4096
+    /// The shares an `add` is cut into: one per core.
+    private let shares = coreCount
 
-    private var sum: [Double]  // (channels, channels), upper triangle (column ≥ row) valid: Σ f fᵀ
-    private var partial: [Float]  // (channels, channels), upper triangle: one chunk's F Fᵀ
+    private var sum: [Double]  // (shares, channels, channels), upper triangles (column ≥ row) valid: Σ f fᵀ
+    private var partial: [Float]  // (shares, channels, channels), upper triangles: one chunk's F Fᵀ
 
     /// An empty accumulator for C = `channels`.
     public init(channels: Int) {
         precondition(channels > 0, "a Gram matrix needs at least one channel")
         self.channels = channels
         self.pixelCount = 0
-        self.sum = [Double](repeating: 0, count: channels * channels)
-        self.partial = [Float](repeating: 0, count: channels * channels)
+        self.sum = [Double](repeating: 0, count: shares * channels * channels)
+        self.partial = [Float](repeating: 0, count: shares * channels * channels)
     }
 
     /// Forgets everything added, keeping the storage.
@@ -66,23 +70,27 @@ public struct GramAccumulator: Sendable {
     /// `stride` is the buffer's row length (≥ `pixels`); `features.count` must be at least
     /// `(C − 1) · stride + pixels`.
     public mutating func add(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int) {
-        let c = channels
+        let c = channels, plane = channels * channels
         precondition(pixels >= 0 && stride >= pixels && stride <= Int(Int32.max))
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
+        let chunks = (pixels + Self.chunkPixels - 1) / Self.chunkPixels
+        let shares = min(self.shares, chunks)
         sum.withUnsafeMutableBufferPointer { sum in
             partial.withUnsafeMutableBufferPointer { partial in
-                var start = 0
-                while start < pixels {
-                    let n = min(Self.chunkPixels, pixels - start)
-                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
-                                1, features.baseAddress! + start, Int32(stride),
-                                0, partial.baseAddress!, Int32(c))
-                    for i in 0..<c {
-                        let row = i &* c
-                        for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                let (sum, partial) = (UncheckedSendable(value: sum), UncheckedSendable(value: partial))
+                parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
+                    let sum = sum.value.baseAddress! + share &* plane
+                    let partial = partial.value.baseAddress! + share &* plane
+                    for chunk in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
+                        let start = chunk &* Self.chunkPixels, n = min(Self.chunkPixels, pixels &- start)
+                        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
+                                    1, features.baseAddress! + start, Int32(stride), 0, partial, Int32(c))
+                        for i in 0..<c {
+                            let row = i &* c
+                            for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                        }
                     }
-                    start += n
                 }
             }
         }
@@ -95,10 +103,12 @@ public struct GramAccumulator: Sendable {
         let c = channels
         precondition(pixelCount > 0, "Gram matrix of an empty feature map")
         precondition(gram.count == c * c)
-        let scale = 1 / Double(pixelCount)
+        let scale = 1 / Double(pixelCount), plane = c * c
         for i in 0..<c {
             for j in i..<c {
-                let value = Float(sum[i &* c &+ j] * scale)
+                var total = 0.0
+                for share in 0..<shares { total += sum[share &* plane &+ i &* c &+ j] }
+                let value = Float(total * scale)
                 gram[i &* c &+ j] = value
                 gram[j &* c &+ i] = value
             }
@@ -189,7 +199,7 @@ public struct StyleLoss: Sendable {
 
     /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` for one stripe of the pixels that went
     /// into the last `finish()`: `features[c · featureStride + p]` and `gradient[c · gradientStride + p]`
-    /// for p < `pixels`. One `cblas_sgemm` with β = 1.
+    /// for p < `pixels`. One `cblas_sgemm` with β = 1 per core, over its share of the pixels.
     public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
                             weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
         let c = channels
@@ -200,11 +210,17 @@ public struct StyleLoss: Sendable {
         precondition(features.count >= (c - 1) * featureStride + pixels, "feature buffer smaller than its shape")
         precondition(gradient.count >= (c - 1) * gradientStride + pixels, "gradient buffer smaller than its shape")
         let alpha = Float(Double(weight) * 4 / (Double(c * c) * Double(residualPixels)))
+        // The pixels in one column band per core, each a single-threaded product.
+        let bands = max(1, min(coreCount, pixels / 256))
         residual.withUnsafeBufferPointer { residual in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(c), Int32(pixels), Int32(c),
-                        alpha, residual.baseAddress!, Int32(c),
-                        features.baseAddress!, Int32(featureStride),
-                        1, gradient.baseAddress!, Int32(gradientStride))
+            let gradient = UncheckedSendable(value: gradient)
+            parallelBands(bands, workers: bands, blasThreads: 1) { band, _ in
+                let first = pixels * band / bands, count = pixels * (band + 1) / bands - first
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(c), Int32(count), Int32(c),
+                            alpha, residual.baseAddress!, Int32(c),
+                            features.baseAddress! + first, Int32(featureStride),
+                            1, gradient.value.baseAddress! + first, Int32(gradientStride))
+            }
         }
     }
 

@@ -25,6 +25,9 @@ public struct TransferProgress {
     public let height: Int
     /// The loss terms at the current image.
     public let losses: LossTerms
+    /// Evaluations of loss and gradient (network passes) so far at this scale: one per iteration, more when the
+    /// line search backtracks, one more at the start when it is observed.
+    public let evaluations: Int
     /// Seconds since the image's optimization began.
     public let elapsed: Double
     /// Whether `Options.checkpointEvery` asks for a checkpoint at this iteration.
@@ -140,11 +143,13 @@ public final class Stylizer {
             let optimizer: Optimizer = options.optimizer == .lbfgs
                 ? LBFGS(parameterCount: x.pixels.count, historySize: options.history)
                 : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
+            var evaluations = 0
             func report(_ iteration: Int, _ current: RGBImage) throws {
                 try observe(TransferProgress(
                     scale: index + 1, scales: schedule.count, iteration: iteration,
                     iterations: iterationsPerScale[index], totalIteration: done, totalIterations: totalIterations,
-                    width: size.width, height: size.height, losses: problem.lastTerms, elapsed: elapsed(),
+                    width: size.width, height: size.height, losses: problem.lastTerms, evaluations: evaluations,
+                    elapsed: elapsed(),
                     isCheckpoint: iteration > 0 && options.checkpointEvery > 0 && done % options.checkpointEvery == 0,
                     snapshot: { self.finish(current, content: content) }))
             }
@@ -153,6 +158,7 @@ public final class Stylizer {
                 _ = try x.pixels.withUnsafeBufferPointer { pixels in
                     try gradient.withUnsafeMutableBufferPointer { try problem.evaluate(pixels, gradient: $0) }
                 }
+                evaluations += 1
                 try report(0, x)
             }
             var unmoved = 0
@@ -162,6 +168,7 @@ public final class Stylizer {
                     try optimizer.step(pixels) { point, gradient in try problem.evaluate(point, gradient: gradient) }
                 }
                 done += 1
+                evaluations += info.evaluations
                 if info.value < bestValue {
                     bestValue = info.value
                     best = x.pixels

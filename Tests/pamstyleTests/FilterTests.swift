@@ -151,6 +151,15 @@ final class FilterTests: XCTestCase {
             XCTAssertEqual(numbers.count, 4, String(line))
             XCTAssertEqual(numbers[0], numbers[1] + numbers[2] + numbers[3], accuracy: numbers[0] * 1e-4)
         }
+        // The network passes so far: the start's, then at least one per iteration.
+        let evaluations = result.stderrLines.compactMap { line -> Int? in
+            guard let open = line.range(of: "("), let close = line.range(of: " evaluation") else { return nil }
+            return Int(line[open.upperBound ..< close.lowerBound])
+        }
+        XCTAssertEqual(evaluations.count, 4, result.stderr)
+        XCTAssertEqual(evaluations.first, 1)
+        XCTAssertGreaterThanOrEqual(evaluations.last!, 31)
+        XCTAssertEqual(evaluations, evaluations.sorted())
     }
 
     func testTimeLimitStopsTheOptimization() throws {
