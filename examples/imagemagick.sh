@@ -10,6 +10,6 @@ out=${3:-$here/out/chelsea-scream-magick.png}
 mkdir -p "$(dirname "$out")"
 
 convert "$in" -auto-orient -resize '384x384>' ppm:- |
-    ${PAMSTYLE:-pamstyle} -style-weight 2 ${PAMSTYLE_OPTIONS:-} "$style" |
+    ${PAMSTYLE:-pamstyle} -style-weight 10 ${PAMSTYLE_OPTIONS:-} "$style" |
     convert - -unsharp 0x1 "$out"
 echo "wrote $out" >&2
