@@ -337,8 +337,8 @@ final class Convolution {
     private struct WinogradBands {
         /// Tile rows per band (the last band may have fewer).
         let tileRows: Int
-        /// How a band's transformed tiles are stored; its `count` is also the row length of the products.
-        let panels: WinogradPanels
+        /// Floats per channel of the first (largest) band's transformed tiles and products.
+        let tileStride: Int
         /// Floats of scratch: the transformed input and output tiles of a band and every worker's work area.
         let count: Int
     }
@@ -370,7 +370,7 @@ final class Convolution {
         // Even bands: the same number of tile rows in each (but the last may have one fewer).
         let bandCount = (grid.tilesY + tileRows - 1) / tileRows
         tileRows = (grid.tilesY + bandCount - 1) / max(1, bandCount)
-        return WinogradBands(tileRows: tileRows, panels: panels(tiles: tileRows * grid.rowTiles),
+        return WinogradBands(tileRows: tileRows, tileStride: panels(tiles: tileRows * grid.rowTiles).count,
                              count: count(tileRows))
     }
 
@@ -390,8 +390,8 @@ final class Convolution {
         // (36, sources, tileStride) in `panels`, (36, targets, tileStride), then (workers, grid.workCount), where
         // tileStride is the band's, at most the first band's.
         let tiles = scratch.storage
-        let products = tiles + winogradPositions * sources * bands.panels.count
-        let work = products + winogradPositions * targets * bands.panels.count
+        let products = tiles + winogradPositions * sources * bands.tileStride
+        let work = products + winogradPositions * targets * bands.tileStride
         let plane = inChannels * outChannels
         let panelGEMM = usesPanelGEMM
         for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {

@@ -216,10 +216,9 @@ public struct StyleLoss: Sendable {
             let gradient = UncheckedSendable(value: gradient)
             parallelBands(bands, workers: bands, blasThreads: 1) { band, _ in
                 let first = pixels * band / bands, count = pixels * (band + 1) / bands - first
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(c), Int32(count), Int32(c),
-                            alpha, residual.baseAddress!, Int32(c),
-                            features.baseAddress! + first, Int32(featureStride),
-                            1, gradient.value.baseAddress! + first, Int32(gradientStride))
+                sgemm(m: c, n: count, k: c, alpha: alpha, a: residual.baseAddress!, lda: c,
+                      b: features.baseAddress! + first, ldb: featureStride,
+                      beta: 1, c: gradient.value.baseAddress! + first, ldc: gradientStride)
             }
         }
     }

@@ -13,4 +13,9 @@ public struct RGBImage: Sendable, Equatable {
     }
 
     public var pixelCount: Int { width * height }
+
+    /// The image with its samples clamped to 0…1: what is written out.
+    var clamped: RGBImage {
+        RGBImage(width: width, height: height, pixels: pixels.map { min(max($0, 0), 1) })
+    }
 }

@@ -178,7 +178,7 @@ public final class Stylizer {
                 if unmoved >= 2 { break }
             }
             // The image the loss saw: the next scale starts from it.
-            x.pixels = best.map { min(max($0, 0), 1) }
+            x = RGBImage(width: x.width, height: x.height, pixels: best).clamped
         }
         if x.width != working.width || x.height != working.height {
             x = resized(x, to: working)
@@ -243,8 +243,7 @@ public final class Stylizer {
     private func finish(_ result: RGBImage, content: RGBImage) -> RGBImage {
         let size = Size(width: content.width, height: content.height)
         // The image the loss saw (see `Problem.evaluate`), then resized.
-        let seen = RGBImage(width: result.width, height: result.height, pixels: result.pixels.map { min(max($0, 0), 1) })
-        let full = resized(seen, to: size)
+        let full = resized(result.clamped, to: size)
         guard options.preserveColors else { return full }
         let luminance = YIQ.luminance(ofRGB: full.pixels)
         return RGBImage(width: content.width, height: content.height,

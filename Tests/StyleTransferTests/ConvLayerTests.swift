@@ -16,16 +16,19 @@ final class ConvLayerTests: XCTestCase {
         return (c * map.height + y) * w + x
     }
 
+    /// Copies the rows `map` holds into its layer's whole map in `maps` (NaN where no stripe has been yet).
+    func place(_ map: FeatureMap, into maps: inout [String: [Float]], _ h: Int, _ w: Int) {
+        let s = VGG19.shape(of: map.layer, height: h, width: w)
+        var values = maps[map.layer] ?? [Float](repeating: .nan, count: s.channels * s.height * s.width)
+        let v = map.values.values
+        for k in 0 ..< v.count { values[wholeIndex(k, in: map)] = v[k] }
+        maps[map.layer] = values
+    }
+
     /// The maps handed to `observe` by the forward pass, stripes assembled into whole maps.
     func forwardMaps(_ net: VGG19, _ image: [Float], _ h: Int, _ w: Int, _ layers: Set<String>) -> [String: [Float]] {
         var maps: [String: [Float]] = [:]
-        net.forward(image: image, height: h, width: w, layers: layers) { map in
-            let s = VGG19.shape(of: map.layer, height: h, width: w)
-            var values = maps[map.layer] ?? [Float](repeating: .nan, count: s.channels * s.height * s.width)
-            let v = map.values.values
-            for k in 0 ..< v.count { values[wholeIndex(k, in: map)] = v[k] }
-            maps[map.layer] = values
-        }
+        net.forward(image: image, height: h, width: w, layers: layers) { map in place(map, into: &maps, h, w) }
         return maps
     }
 
@@ -35,13 +38,7 @@ final class ConvLayerTests: XCTestCase {
         net.forward(image: image, height: h, width: w, layers: layers) { _ in }
         var maps: [String: [Float]] = [:]
         var gradient = [Float](repeating: 0, count: image.count)
-        net.backward(into: &gradient) { map, _ in
-            let s = VGG19.shape(of: map.layer, height: h, width: w)
-            var values = maps[map.layer] ?? [Float](repeating: .nan, count: s.channels * s.height * s.width)
-            let v = map.values.values
-            for k in 0 ..< v.count { values[wholeIndex(k, in: map)] = v[k] }
-            maps[map.layer] = values
-        }
+        net.backward(into: &gradient) { map, _ in place(map, into: &maps, h, w) }
         return maps
     }
 

@@ -2,6 +2,11 @@ import XCTest
 @testable import StyleTransfer
 
 /// Uniform values in -scale…scale from a seeded generator.
+/// The project's weights file (weights/ of this source tree), loaded and checked.
+func projectWeights() throws -> VGGWeights {
+    try VGGWeights.load(from: VGGWeights.locate(explicit: nil, environment: [:], executablePath: "/nonexistent"))
+}
+
 func randomValues(_ count: Int, scale: Float = 1, using rng: inout SplitMix64) -> [Float] {
     (0 ..< count).map { _ in Float.random(in: -scale ... scale, using: &rng) }
 }

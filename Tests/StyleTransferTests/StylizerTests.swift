@@ -5,8 +5,7 @@ import XCTest
 /// whether the network hands the early layers over in stripes (as the driver's network does) or whole.
 final class StylizerTests: XCTestCase {
     func testStyleTargetsSumAllStripes() throws {
-        let path = try VGGWeights.locate(explicit: nil, environment: [:], executablePath: "/nonexistent")
-        let weights = try VGGWeights.load(from: path)
+        let weights = try projectWeights()
         let (width, height) = (40, 96)
         var random = TestRandom(state: 11)
         // Texture only in the top rows: a target made from one stripe would miss it.
@@ -36,8 +35,7 @@ final class StylizerTests: XCTestCase {
 /// The loss is that of the image as written out: pixels outside 0…1 count as clamped.
 final class ClampedLossTests: XCTestCase {
     func testOutOfRangePixelsCountAsClamped() throws {
-        let path = try VGGWeights.locate(explicit: nil, environment: [:], executablePath: "/nonexistent")
-        let weights = try VGGWeights.load(from: path)
+        let weights = try projectWeights()
         let (width, height) = (40, 32)
         var random = TestRandom(state: 12)
         let content = RGBImage(width: width, height: height, pixels: (0 ..< 3 * width * height).map { _ in random.unit() })
