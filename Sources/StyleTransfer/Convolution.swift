@@ -86,6 +86,12 @@ final class Convolution {
                      "transformed kernel slot too small")
     }
 
+    /// The rows of its input map a pass computing the output rows `rows` of a map `height` rows tall reads, in either
+    /// direction: those rows and one more each side, where the map has them.
+    static func inputRows(for rows: Range<Int>, height: Int) -> Range<Int> {
+        rows.isEmpty ? 0 ..< 0 : max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)
+    }
+
     /// Whether a convolution of `inChannels` input channels runs Winograd's algorithm when asked for `algorithm`.
     static func usesWinograd(inChannels: Int, algorithm: ConvolutionAlgorithm) -> Bool {
         algorithm != .im2col && inChannels > col2imInputChannels
@@ -210,7 +216,7 @@ final class Convolution {
     }
 
     /// The stripe form of `forward`: computes the rows `rows` of the output map from an input that holds the rows
-    /// `inputSpan` of its map (at least rows.lowerBound − 1 ..< rows.upperBound + 1 where they exist), into an output
+    /// `inputSpan` of its map (at least `inputRows(for: rows)`), into an output
     /// that holds the rows `outputSpan` (at least `rows`). Rows outside `rows` are left alone; the mask covers the map.
     /// - input: (inChannels, inputSpan.rows, width)
     /// - output: (outChannels, outputSpan.rows, width)
@@ -221,7 +227,7 @@ final class Convolution {
         precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
         precondition(output.channels == outChannels && output.count == outChannels * outputSpan.plane)
         precondition(outputSpan.height == height && outputSpan.width == width && outputSpan.holds(rows))
-        precondition(inputSpan.holds(max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)))
+        precondition(inputSpan.holds(Self.inputRows(for: rows, height: height)), "convolution input lacks rows")
         guard !rows.isEmpty && width > 0 else { return }
         if runsWinograd(height: height, width: width) {
             let rowBytes = maskRowBytes(width: width)
@@ -246,10 +252,12 @@ final class Convolution {
                     let band = first ..< min(rows.upperBound, first + bands.rows)
                     let col = scratch.storage + worker * perWorker
                     im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, into: col, threads: inner)
-                    sgemm(m: outChannels, n: band.count * width, k: depth, a: kernel.baseAddress!, lda: depth,
-                          b: col, ldb: band.count * width,
-                          c: output.storage + outputSpan.offset(channel: 0, row: band.lowerBound),
-                          ldc: outputSpan.plane)
+                    // One product per map row, so that a row's values never depend on the band or stripe around it.
+                    for row in band {
+                        sgemm(m: outChannels, n: width, k: depth, a: kernel.baseAddress!, lda: depth,
+                              b: col + (row - band.lowerBound) * width, ldb: band.count * width,
+                              c: output.storage + outputSpan.offset(channel: 0, row: row), ldc: outputSpan.plane)
+                    }
                     addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
                             rows: band, reluMask: reluMask?.storage, rectify: rectify, threads: inner)
                 }
@@ -271,8 +279,7 @@ final class Convolution {
     }
 
     /// The stripe form of `backwardInput`: computes the rows `rows` of the input gradient from an output gradient that
-    /// holds the rows `gradOutputSpan` of its map (at least rows.lowerBound − 1 ..< rows.upperBound + 1 where they
-    /// exist), into a buffer that holds the rows `gradInputSpan` (at least `rows`). Other rows are left alone.
+    /// holds the rows `gradOutputSpan` of its map (at least `inputRows(for: rows)`), into a buffer that holds the rows `gradInputSpan` (at least `rows`). Other rows are left alone.
     /// - gradOutput: (outChannels, gradOutputSpan.rows, width)
     /// - gradInput: (inChannels, gradInputSpan.rows, width)
     /// - inputMask: (inChannels, map height, maskRowBytes(width)) bytes
@@ -283,7 +290,7 @@ final class Convolution {
         precondition(gradInput.channels == inChannels && gradInput.count == inChannels * gradInputSpan.plane)
         precondition(gradOutput !== gradInput && gradInputSpan.height == height && gradInputSpan.width == width)
         precondition(gradInputSpan.holds(rows))
-        precondition(gradOutputSpan.holds(max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)))
+        precondition(gradOutputSpan.holds(Self.inputRows(for: rows, height: height)), "convolution gradient lacks rows")
         guard !rows.isEmpty && width > 0 else { return }
         if runsWinograd(height: height, width: width) {
             let rowBytes = maskRowBytes(width: width)
@@ -308,20 +315,24 @@ final class Convolution {
                     // col = kernelᵀ · gradOutput over the band and one row either side, then gathered onto the pixels.
                     let depth = inChannels * 9
                     let colRows = max(0, band.lowerBound - 1) ..< min(height, band.upperBound + 1)
-                    sgemm(m: depth, n: colRows.count * width, k: outChannels, a: kernel.baseAddress!, lda: depth,
-                          transposeA: true,
-                          b: gradOutput.storage + gradOutputSpan.offset(channel: 0, row: colRows.lowerBound),
-                          ldb: gradOutputSpan.plane, c: col, ldc: colRows.count * width)
+                    for row in colRows {
+                        sgemm(m: depth, n: width, k: outChannels, a: kernel.baseAddress!, lda: depth, transposeA: true,
+                              b: gradOutput.storage + gradOutputSpan.offset(channel: 0, row: row),
+                              ldb: gradOutputSpan.plane, c: col + (row - colRows.lowerBound) * width,
+                              ldc: colRows.count * width)
+                    }
                     col2im(col, colRows: colRows, channels: inChannels, span: gradInputSpan, rows: band,
                            into: gradInput.storage, threads: inner)
                 } else {
                     let depth = outChannels * 9
                     im2col(gradOutput.storage, span: gradOutputSpan, channels: outChannels, rows: band, into: col,
                            threads: inner)
-                    sgemm(m: inChannels, n: band.count * width, k: depth, a: rotated!.storage, lda: depth,
-                          b: col, ldb: band.count * width,
-                          c: gradInput.storage + gradInputSpan.offset(channel: 0, row: band.lowerBound),
-                          ldc: gradInputSpan.plane)
+                    for row in band {
+                        sgemm(m: inChannels, n: width, k: depth, a: rotated!.storage, lda: depth,
+                              b: col + (row - band.lowerBound) * width, ldb: band.count * width,
+                              c: gradInput.storage + gradInputSpan.offset(channel: 0, row: row),
+                              ldc: gradInputSpan.plane)
+                    }
                 }
                 if let inputMask {
                     applyReLUMask(gradInput.storage, span: gradInputSpan, mask: inputMask.storage,

@@ -453,6 +453,18 @@ func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: T
     }
 }
 
+/// Copies the map rows `rows` of `source`, which holds the rows `span`, into the same rows of `target`, a whole map
+/// (channels, span.height, span.width).
+func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, intoWhole target: Tensor) {
+    precondition(span.holds(rows) && target.channels == source.channels)
+    precondition(target.height == span.height && target.width == span.width && rows.upperBound <= span.height)
+    let n = rows.count &* span.width, plane = span.height &* span.width
+    for c in 0 ..< source.channels {
+        let offset: Int = c &* plane &+ rows.lowerBound &* span.width
+        (target.storage + offset).update(from: source.storage + span.offset(channel: c, row: rows.lowerBound), count: n)
+    }
+}
+
 /// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
 func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
     precondition(bgr.channels == 3 && rgb.count == bgr.count)

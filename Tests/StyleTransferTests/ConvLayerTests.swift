@@ -18,11 +18,11 @@ final class ConvLayerTests: XCTestCase {
 
     /// Copies the rows `map` holds into its layer's whole map in `maps` (NaN where no stripe has been yet).
     func place(_ map: FeatureMap, into maps: inout [String: [Float]], _ h: Int, _ w: Int) {
-        let s = VGG19.shape(of: map.layer, height: h, width: w)
-        var values = maps[map.layer] ?? [Float](repeating: .nan, count: s.channels * s.height * s.width)
+        let s = VGG19.shape(of: map.layer.name, height: h, width: w)
+        var values = maps[map.layer.name] ?? [Float](repeating: .nan, count: s.channels * s.height * s.width)
         let v = map.values.values
         for k in 0 ..< v.count { values[wholeIndex(k, in: map)] = v[k] }
-        maps[map.layer] = values
+        maps[map.layer.name] = values
     }
 
     /// The maps handed to `observe` by the forward pass, stripes assembled into whole maps.
@@ -117,7 +117,7 @@ final class ConvLayerTests: XCTestCase {
     func probeLoss(_ net: VGG19, _ image: [Float], _ h: Int, _ w: Int, _ probes: [String: [Float]]) -> Double {
         var total = 0.0
         net.forward(image: image, height: h, width: w, layers: Set(probes.keys)) { map in
-            let r = probes[map.layer]!, v = map.values.values
+            let r = probes[map.layer.name]!, v = map.values.values
             for k in 0 ..< v.count { total += 0.5 * Double(r[wholeIndex(k, in: map)]) * Double(v[k]) * Double(v[k]) }
         }
         return total
@@ -127,7 +127,7 @@ final class ConvLayerTests: XCTestCase {
         net.forward(image: image, height: h, width: w, layers: Set(probes.keys)) { _ in }
         var gradient = [Float](repeating: .nan, count: image.count)
         net.backward(into: &gradient) { activation, g in
-            let r = probes[activation.layer]!, v = activation.values
+            let r = probes[activation.layer.name]!, v = activation.values
             XCTAssertEqual(v.count, g.count)
             for k in 0 ..< g.count { g.buffer[k] += r[wholeIndex(k, in: activation)] * v.buffer[k] }
         }

@@ -149,7 +149,8 @@ final class ConvolutionTests: XCTestCase {
     }
 
     /// The stripe forms compute exactly the rows asked, from stripes holding just the rows they need (one more on each
-    /// side where the map has them), and leave every other row and every other mask row alone.
+    /// side where the map has them), and leave every other row and every other mask row alone. With im2col, whose
+    /// products run one map row at a time, a stripe's rows are the whole map's bit for bit.
     func testStripesMatchTheWholeMap() {
         var rng = SplitMix64(seed: 6)
         for (ci, co, h, w, algorithm) in withAlgorithms([(3, 8, 9, 7), (8, 3, 10, 5), (16, 16, 7, 12), (2, 5, 1, 4), (5, 4, 2, 3)]) {
@@ -162,10 +163,16 @@ final class ConvolutionTests: XCTestCase {
             let tolerance = algorithm == .im2col ? 1e-5 : 1e-4
             let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
             let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
+            let wholeOutput = Tensor(channels: co, height: h, width: w)
+            conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: wholeOutput,
+                         reluMask: ByteBuffer(capacity: co * h * maskRowBytes(width: w)), scratch: scratch)
+            let wholeGradient = Tensor(channels: ci, height: h, width: w)
+            conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: wholeGradient,
+                               inputMask: nil, scratch: scratch)
             for first in 0 ..< h {
                 for last in first + 1 ... h {
                     let rows = first ..< last
-                    let needed = max(0, first - 1) ..< min(h, last + 1)
+                    let needed = Convolution.inputRows(for: rows, height: h)
                     let inSpan = RowSpan(first: needed.lowerBound, rows: needed.count, height: h, width: w)
                     let outSpan = RowSpan(first: max(0, first - 1), rows: min(h, last + 1) - max(0, first - 1),
                                           height: h, width: w)
@@ -186,6 +193,7 @@ final class ConvolutionTests: XCTestCase {
                                     let expected = max(forwardReference[(o * h + y) * w + x], 0)
                                     if abs(Double(value) - expected) > tolerance * max(1, abs(expected)) { wrong += 1 }
                                     if maskBit(mask, row: o * h + y, width: w, x: x) != (value > 0) { wrong += 1 }
+                                    if !conv.usesWinograd && value != wholeOutput[o, y, x] { wrong += 1 }
                                 } else if value != sentinel {
                                     wrong += 1
                                 }
@@ -214,6 +222,7 @@ final class ConvolutionTests: XCTestCase {
                                 if rows.contains(y) {
                                     let expected = backwardReference[(i * h + y) * w + x]
                                     if abs(Double(value) - expected) > tolerance * max(1, abs(expected)) { wrong += 1 }
+                                    if !conv.usesWinograd && value != wholeGradient[i, y, x] { wrong += 1 }
                                 } else if value != sentinel {
                                     wrong += 1
                                 }

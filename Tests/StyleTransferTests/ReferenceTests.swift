@@ -104,8 +104,8 @@ final class ReferenceTests: XCTestCase {
         let layers = fixture.gradient.loss_layers
         var loss = 0.0
         image.withUnsafeBufferPointer { pixels in
-            net.forward(image: pixels, height: height, width: width, layers: Set(layers)) { map in
-                let l = Double(layers.firstIndex(of: map.layer)!)
+            net.forward(image: pixels, height: height, width: width, layers: Set(layers.map(VGG19.named))) { map in
+                let l = Double(layers.firstIndex(of: map.layer.name)!)
                 for c in 0 ..< map.channels {
                     for y in 0 ..< map.values.height {
                         for x in 0 ..< map.width {
@@ -119,7 +119,7 @@ final class ReferenceTests: XCTestCase {
 
         var gradient = [Float](repeating: 0, count: image.count)
         net.backward(into: &gradient) { activation, layerGradient in
-            let l = Double(layers.firstIndex(of: activation.layer)!)
+            let l = Double(layers.firstIndex(of: activation.layer.name)!)
             for c in 0 ..< activation.channels {
                 for y in 0 ..< activation.values.height {
                     for x in 0 ..< activation.width {

@@ -13,8 +13,10 @@ final class StylizerTests: XCTestCase {
         let style = RGBImage(width: width, height: height, pixels: pixels)
         var options = Options()
         options.styleLayers = ["relu1_1", "relu2_1", "relu3_1"].map { Options.WeightedLayer($0) }
+        // A budget that only stripes of a few rows fit.
+        options.memory = 3 << 20
         let stylizer = try Stylizer(weights: weights, options: options, styles: [style])
-        let targets = stylizer.styleTargets(for: .init(width: width, height: height), contentLuminance: nil)
+        let targets = try stylizer.styleTargets(for: .init(width: width, height: height), contentLuminance: nil)
 
         let whole = try VGG19(weights: weights, stripeRows: nil)
         let maps = whole.activations(image: pixels, height: height, width: width, layers: ["relu1_1", "relu2_1", "relu3_1"])

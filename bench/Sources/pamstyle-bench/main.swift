@@ -4,8 +4,8 @@
 //
 //   pamstyle-bench [--weights PATH | --random-weights] [--conv ALGORITHM,...|both] [--sizes 256,512,1024]
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
-//                  [--stripe-rows N] [--striped-blocks 1|2|3] [--kept-kernel-mb N|all]
-//                  [--compare-striped-blocks 1|2|3] [--compare-kept-kernel-mb N|all] [--verbose]
+//                  [--memory-mb N | --stripe-rows N [--striped-blocks 1…5]] [--kept-kernel-mb N|all]
+//                  [--compare-striped-blocks 1…5] [--compare-kept-kernel-mb N|all] [--verbose]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv lists the convolution algorithms to time side by side, alternating evaluations:
@@ -16,8 +16,8 @@
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
 //
 // --kept-kernel-mb bounds the Winograd-transformed kernels the network keeps (the rest are transformed as their layer
-// runs; VGG19's default when not given). --stripe-rows (default 32) and --striped-blocks (default: 1, or 2 above 768
-// pixels, as pamstyle runs) set how the first blocks run in stripes. The --compare-… options add a second network with those settings (the others as the first's), timed in
+// runs; VGG19's default when not given). The network plans its stripes within --memory-mb as pamstyle does (pamstyle's
+// default budget when not given), unless --stripe-rows and --striped-blocks (default 2) fix them. The --compare-… options add a second network with those settings (the others as the first's), timed in
 // turns with the first, and the ratio of their times (peak RSS is then the two networks' together).
 
 import Foundation
@@ -33,11 +33,12 @@ struct BenchOptions {
     var pooling = Pooling.max
     var scratchMB = 32
     var threads: Int?
-    /// As pamstyle runs the network: the first blocks in stripes of `Stylizer.stripeRows` rows.
-    var stripeRows: Int? = Stylizer.stripeRows
+    /// The first blocks in stripes of this many rows; nil: as pamstyle runs the network, within `memoryBytes`.
+    var stripeRows: Int?
+    var memoryBytes = Options().memory
     var keptKernelBytes = VGG19.defaultKeptKernelBytes
     var comparedKeptKernelBytes: Int?
-    /// nil: as pamstyle does at the largest size measured (two blocks above `Stylizer.largeSize`, else one).
+    /// With `stripeRows`, the blocks in stripes (2 when not given).
     var stripedBlocks: Int?
     var comparedStripedBlocks: Int?
     var verbose = false
@@ -82,10 +83,11 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--scratch-mb": options.scratchMB = try positive(argument)
         case "--threads": options.threads = try positive(argument)
         case "--stripe-rows": options.stripeRows = try positive(argument)
+        case "--memory-mb": options.memoryBytes = try positive(argument) << 20
         case "--striped-blocks", "--compare-striped-blocks":
             let text = try value(argument)
-            guard let blocks = Int(text), (1 ... 3).contains(blocks) else {
-                throw BenchError.usage("\(argument) must be 1, 2 or 3; you specified \(text)")
+            guard let blocks = Int(text), (1 ... 5).contains(blocks) else {
+                throw BenchError.usage("\(argument) must be 1 … 5; you specified \(text)")
             }
             if argument == "--striped-blocks" { options.stripedBlocks = blocks } else { options.comparedStripedBlocks = blocks }
         case "--kept-kernel-mb", "--compare-kept-kernel-mb":
@@ -181,7 +183,7 @@ final class Subject {
 }
 
 func run(_ options: BenchOptions) throws {
-    let layers: Set<String> = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    let layers = Set((Options().contentLayers + Options().styleLayers).map(\.layer))
     let weights: VGGWeights
     if options.randomWeights {
         weights = randomWeights(seed: 1)
@@ -192,7 +194,7 @@ func run(_ options: BenchOptions) throws {
     }
     var settings: [Settings] = []
     for algorithm in options.algorithms {
-        let stripedBlocks = options.stripedBlocks ?? (options.sizes.max()! > Stylizer.largeSize ? 2 : 1)
+        let stripedBlocks = options.stripedBlocks ?? 2
         settings.append(Settings(algorithm: algorithm, keptKernelBytes: options.keptKernelBytes,
                                  stripedBlocks: stripedBlocks))
         if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
@@ -203,9 +205,11 @@ func run(_ options: BenchOptions) throws {
         }
     }
     let subjects = try settings.map { settings in
+        let striping = options.stripeRows.map { Striping.stripes(rows: $0, blocks: settings.stripedBlocks) }
+            ?? .budget(bytes: options.memoryBytes)
         let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
-                            threads: options.threads, stripeRows: options.stripeRows, convolution: settings.algorithm,
-                            keptKernelBytes: settings.keptKernelBytes, stripedBlocks: settings.stripedBlocks)
+                            threads: options.threads, striping: striping, convolution: settings.algorithm,
+                            keptKernelBytes: settings.keptKernelBytes)
         net.recordsLayerTimes = options.verbose
         return Subject(settings: settings, net: net)
     }
@@ -260,8 +264,8 @@ func run(_ options: BenchOptions) throws {
                                                 : String(settings.keptKernelBytes >> 20)),
                                            ("kernel_transforms_per_eval", subject.transforms.max() ?? 0),
                                            ("repeats", options.repeats), ("threads", net.threads),
-                                           ("stripe_rows", options.stripeRows.map(String.init) ?? "null"),
-                                           ("striped_blocks", settings.stripedBlocks)]
+                                           ("memory_mb", options.stripeRows == nil ? "\(options.memoryBytes >> 20)" : "null"),
+                                           ("layout", "\"\(subject.net.layoutSummary)\"")]
             if settings.compared { fields.append(("compared", "true")) }
             if !settings.compared, let reference = subjects.first(where: { !$0.settings.compared }),
                reference !== subject {

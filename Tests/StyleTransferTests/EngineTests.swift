@@ -1,0 +1,134 @@
+import XCTest
+@testable import StyleTransfer
+
+/// The one engine over row spans: its geometry and plans as pure code, and every layer as a loss in stripes against
+/// whole maps.
+final class EngineTests: XCTestCase {
+    private func image(width: Int, height: Int, seed: UInt64) -> RGBImage {
+        var rng = SplitMix64(seed: seed)
+        return RGBImage(width: width, height: height,
+                        pixels: (0 ..< 3 * width * height).map { _ in Float.random(in: 0 ... 1, using: &rng) })
+    }
+
+    /// Each of conv1_1 … pool5 as the content layer and the style layer at once, at a size where its block runs in
+    /// stripes: each loss term and the image gradient agree with whole maps to 1e-5. With im2col, whose products
+    /// run one map row at a time, a stripe's activations are the whole map's bit for bit, so that no ReLU or pooling
+    /// choice can flip between the two runs and the comparison measures the engine alone.
+    func testEveryLayerAsALossInStripesMatchesWholeMaps() throws {
+        let (width, height) = (Stylizer.minimumSide, 72)
+        let content = image(width: width, height: height, seed: 1)
+        let style = image(width: 23, height: 41, seed: 2)
+        let size = Stylizer.Size(width: width, height: height)
+        let point = image(width: width, height: height, seed: 3).pixels
+        for layer in VGGLayer.all {
+            var results: [(terms: LossTerms, gradient: [Float])] = []
+            for striped in [false, true] {
+                var options = Options()
+                options.contentLayers = [Options.WeightedLayer(layer)]
+                options.styleLayers = [Options.WeightedLayer(layer)]
+                options.contentWeight = 1
+                options.styleWeight = 1e3
+                let stylizer = try Stylizer(weights: randomVGGWeights, options: options, styles: [style],
+                                            convolution: .im2col)
+                stylizer.network.striping = striped ? .stripes(rows: 8, blocks: layer.block) : .wholeMaps
+                let problem = try stylizer.problem(content: content, size: size)
+                var gradient = [Float](repeating: 0, count: point.count)
+                _ = try point.withUnsafeBufferPointer { x in
+                    try gradient.withUnsafeMutableBufferPointer { try problem.evaluate(x, gradient: $0) }
+                }
+                let stripes = stylizer.network.stripeCounts
+                if striped {
+                    XCTAssertGreaterThan(stripes.first ?? 0, 1, "\(layer): in stripes")
+                } else {
+                    XCTAssertEqual(stripes, [1], "\(layer): whole")
+                }
+                results.append((problem.lastTerms, gradient))
+            }
+            let (whole, striped) = (results[0], results[1])
+            XCTAssertGreaterThan(whole.terms.content, 0, "\(layer)")
+            XCTAssertGreaterThan(whole.terms.style, 0, "\(layer)")
+            XCTAssertEqual(striped.terms.content, whole.terms.content, accuracy: 1e-5 * whole.terms.content, "\(layer)")
+            XCTAssertEqual(striped.terms.style, whole.terms.style, accuracy: 1e-5 * whole.terms.style, "\(layer)")
+            assertClose(striped.gradient, whole.gradient.map(Double.init), relative: 1e-5, "\(layer) gradient")
+        }
+    }
+
+    /// The stripes of a segment partition every map: the rows each step owns, the input rows whose gradient each
+    /// stripe writes; each step computes at least the rows the next one reads and the rows it owns where a loss reads
+    /// it; each backward step has the gradient rows it reads.
+    func testSegmentGeometryCoversEveryMap() {
+        let height = 75
+        let shapes = VGG19Architecture.shapes(height: height, width: 9, through: VGG19Architecture.steps.count - 1)
+        let heights = shapes.map(\.height)
+        var rng = SplitMix64(seed: 5)
+        for (first, end, rows) in [(0, 0, 4), (0, 4, 8), (0, 9, 6), (0, 20, 16), (5, 9, 3), (0, 20, 200), (10, 13, 1)] {
+            let requested = heights.indices.map { _ in rng.next() % 3 == 0 }
+            let inputHeight = first == 0 ? height : heights[first - 1]
+            for receives in [false, true] {
+                let geometry = SegmentGeometry(first: first, end: end, stripeRows: rows, inputHeight: inputHeight,
+                                               heights: heights, requested: requested, receivesGradient: receives)
+                let label = "steps \(first)…\(end) stripes of \(rows)"
+                XCTAssertEqual(geometry.count, rows >= inputHeight ? 1 : (inputHeight + geometry.stripeRows - 1) / geometry.stripeRows, label)
+                for step in first - 1 ... end {
+                    var next = 0
+                    for stripe in 0 ..< geometry.count {
+                        let owned = geometry.ownedRows(step: step, stripe: stripe)
+                        XCTAssertEqual(owned.lowerBound, owned.isEmpty ? owned.lowerBound : next, "\(label) step \(step)")
+                        next = max(next, owned.upperBound)
+                    }
+                    XCTAssertEqual(next, step < first ? inputHeight : heights[step], "\(label) step \(step) covered")
+                }
+                for stripe in 0 ..< geometry.count {
+                    let need = geometry.forwardRows(stripe: stripe)
+                    let back = geometry.backwardRows(stripe: stripe)
+                    XCTAssertEqual(back[0], geometry.ownedRows(step: first - 1, stripe: stripe))
+                    for step in first ... end {
+                        let i = step - first
+                        if step < end {
+                            let read = geometry.inputRows(step: step + 1, for: need[i + 1])
+                            XCTAssertTrue(read.isEmpty || (need[i].lowerBound <= read.lowerBound && need[i].upperBound >= read.upperBound),
+                                          "\(label) stripe \(stripe) step \(step) forward")
+                        }
+                        if requested[step] {
+                            let owned = geometry.ownedRows(step: step, stripe: stripe)
+                            XCTAssertTrue(owned.isEmpty || (need[i].lowerBound <= owned.lowerBound && need[i].upperBound >= owned.upperBound))
+                        }
+                        let read = geometry.gradientRows(step: step, for: back[i])
+                        XCTAssertTrue(read.isEmpty || (back[i + 1].lowerBound <= read.lowerBound && back[i + 1].upperBound >= read.upperBound),
+                                      "\(label) stripe \(stripe) step \(step) backward")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A budget gets the cheapest layout that fits it: whole maps when they fit, stripes as it shrinks, never more
+    /// bytes than the budget while anything fits, and the fewest bytes when nothing does.
+    func testPlannedLayoutsFitTheirBudget() {
+        let layers = Set(Options().styleLayers.map(\.layer) + Options().contentLayers.map(\.layer))
+        let scratch = { (_: Int, h: Int, w: Int) in 64 * h * w }
+        let (height, width) = (300, 200)
+        let whole = Layout(height: height, width: width, layers: layers, striping: .wholeMaps, maxPooling: true,
+                           scratchFloats: scratch)
+        let least = Layout.planned(height: height, width: width, layers: layers, budget: 1, maxPooling: true,
+                                   scratchFloats: scratch)
+        XCTAssertLessThan(least.bytes, whole.bytes / 2)
+        var previous = whole
+        for budget in [Int.max, whole.bytes, whole.bytes * 3 / 4, whole.bytes / 2, least.bytes, least.bytes - 1, 1] {
+            let planned = Layout.planned(height: height, width: width, layers: layers, budget: budget, maxPooling: true,
+                                         scratchFloats: scratch)
+            if budget >= whole.bytes {
+                XCTAssertEqual(planned.segments.map(\.count), [1], "budget \(budget)")
+            }
+            if budget >= least.bytes {
+                XCTAssertLessThanOrEqual(planned.bytes, budget, "budget \(budget): \(planned.summary)")
+            } else {
+                XCTAssertEqual(planned.bytes, least.bytes, "budget \(budget): \(planned.summary)")
+            }
+            XCTAssertGreaterThanOrEqual(planned.cost, previous.cost, "budget \(budget)")
+            XCTAssertLessThanOrEqual(planned.bytes, previous.bytes, "budget \(budget)")
+            previous = planned
+        }
+        XCTAssertGreaterThan(previous.segments[0].count, 1)
+    }
+}
