@@ -86,55 +86,82 @@ final class OptimizerTests: XCTestCase {
     // MARK: L-BFGS
 
     /// The two-loop recursion against the dense BFGS update it stands for:
-    /// H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ from H₀ = γ I, pairs oldest first, d = −H g.
+    /// H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ from H₀ = γ I, pairs oldest first, d = −H g, in both
+    /// history precisions. The reference uses the pairs as stored (in half precision, rounded and
+    /// scaled), with ρ from them, so it checks the recursion and the scales; the rounding itself is
+    /// checked against the pairs as given: 2⁻¹¹ relative, float16's half unit in the last place.
     func testTwoLoopDirectionEqualsDenseBFGSUpdates() {
         var random = TestRandom(state: 13)
         let n = 6
         let curvature = Quadratic(dimension: n, condition: 20, seed: 14).matrix  // y = A s: sᵀy > 0
-        var s: [[Float]] = [], y: [[Float]] = [], rho: [Double] = []
-        for _ in 0..<3 {
-            let step = (0..<n).map { _ in random.uniformDouble(-1, 1) }
+        var s: [[Float]] = [], y: [[Float]] = []
+        for pair in 0..<3 {
+            // Magnitudes far outside float16's range (10⁻⁹ and 10⁷), to exercise the scales.
+            let magnitude = pair == 1 ? 1e-9 : 1e7
+            let step = (0..<n).map { _ in magnitude * random.uniformDouble(-1, 1) }
             let change = (0..<n).map { i in (0..<n).reduce(0) { $0 + curvature[i * n + $1] * step[$1] } }
             s.append(step.map { Float($0) })
             y.append(change.map { Float($0) })
-            rho.append(1 / zip(s.last!, y.last!).reduce(0) { $0 + Double($1.0) * Double($1.1) })
         }
         let gradient = (0..<n).map { _ in Float(random.uniformDouble(-1, 1)) }
         let gamma = 0.37
 
-        var h = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { h[i * n + i] = gamma }
-        for k in 0..<3 {
-            // (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ
-            var left = [Double](repeating: 0, count: n * n), updated = [Double](repeating: 0, count: n * n)
-            for i in 0..<n {
-                for j in 0..<n {
-                    left[i * n + j] = (0..<n).reduce(0) { sum, l in
-                        sum + ((i == l ? 1 : 0) - rho[k] * Double(s[k][i]) * Double(y[k][l])) * h[l * n + j]
+        for precision in LBFGS.HistoryPrecision.allCases {
+            // The history holds (s₀, s₁, s₂, y₀, y₁, y₂); vectors (g, d, 0) are float buffers.
+            let history = ScaledVectors(count: 6, length: n, precision: precision)
+            let work = UnsafeMutableBufferPointer<Float>.allocate(capacity: 3 * n)
+            defer { work.deallocate() }
+            _ = work.initialize(from: gradient + [Float](repeating: 0, count: 2 * n))
+            let vector = { (slot: Int) in UnsafeMutableBufferPointer(rebasing: work[(slot * n)..<((slot + 1) * n)]) }
+            let zero = UnsafeBufferPointer(vector(2))
+            for (index, values) in (s + y).enumerated() {
+                values.withUnsafeBufferPointer { buffer in
+                    let v = VectorDifference(buffer, zero)
+                    history.store(v, scale: history.scale(for: v), at: index)
+                }
+            }
+            let stored = (0..<6).map { v in (0..<n).map { history.value(v, $0) } }
+            for (v, values) in (s + y).enumerated() {
+                let largest = values.map { abs(Double($0)) }.max()!
+                for i in 0..<n {
+                    let tolerance = precision == .single ? 0 : 0x1p-11 * abs(Double(values[i])) + 0x1p-40 * largest
+                    XCTAssertEqual(stored[v][i], Double(values[i]), accuracy: tolerance, "\(precision) vector \(v) element \(i)")
+                }
+            }
+            let storedS = Array(stored[0..<3]), storedY = Array(stored[3..<6])
+            let rho = (0..<3).map { k in 1 / zip(storedS[k], storedY[k]).reduce(0) { $0 + $1.0 * $1.1 } }
+
+            var h = [Double](repeating: 0, count: n * n)
+            for i in 0..<n { h[i * n + i] = gamma }
+            for k in 0..<3 {
+                // (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ
+                var left = [Double](repeating: 0, count: n * n), updated = [Double](repeating: 0, count: n * n)
+                for i in 0..<n {
+                    for j in 0..<n {
+                        left[i * n + j] = (0..<n).reduce(0) { sum, l in
+                            sum + ((i == l ? 1 : 0) - rho[k] * storedS[k][i] * storedY[k][l]) * h[l * n + j]
+                        }
                     }
                 }
-            }
-            for i in 0..<n {
-                for j in 0..<n {
-                    updated[i * n + j] = (0..<n).reduce(0) { sum, l in
-                        sum + left[i * n + l] * ((l == j ? 1 : 0) - rho[k] * Double(y[k][l]) * Double(s[k][j]))
-                    } + rho[k] * Double(s[k][i]) * Double(s[k][j])
+                for i in 0..<n {
+                    for j in 0..<n {
+                        updated[i * n + j] = (0..<n).reduce(0) { sum, l in
+                            sum + left[i * n + l] * ((l == j ? 1 : 0) - rho[k] * storedY[k][l] * storedS[k][j])
+                        } + rho[k] * storedS[k][i] * storedS[k][j]
+                    }
                 }
+                h = updated
             }
-            h = updated
-        }
-        let expected = (0..<n).map { i in -(0..<n).reduce(0) { $0 + h[i * n + $1] * Double(gradient[$1]) } }
+            let expected = (0..<n).map { i in -(0..<n).reduce(0) { $0 + h[i * n + $1] * Double(gradient[$1]) } }
 
-        // The kernel works on pool-like float buffers: (s₀, s₁, s₂, y₀, y₁, y₂, g, d), each of n.
-        let pool = UnsafeMutableBufferPointer<Float>.allocate(capacity: 8 * n)
-        defer { pool.deallocate() }
-        _ = pool.initialize(from: (s + y).joined() + gradient + [Float](repeating: 0, count: n))
-        let vector = { (slot: Int) in UnsafeMutableBufferPointer(rebasing: pool[(slot * n)..<((slot + 1) * n)]) }
-        twoLoopDirection(gradient: vector(6), pairs: (0..<3).map { (vector($0), vector(3 + $0), rho[$0]) },
-                         gamma: gamma, into: vector(7))
-        let direction = Array(vector(7))
-        let scale = expected.map { abs($0) }.max()!
-        for i in 0..<n { XCTAssertEqual(Double(direction[i]), expected[i], accuracy: 1e-5 * scale, "component \(i)") }
+            twoLoopDirection(gradient: vector(0), history: history, pairs: (0..<3).map { (s: $0, y: 3 + $0, rho: rho[$0]) },
+                             gamma: gamma, into: vector(1))
+            let direction = Array(vector(1))
+            let scale = expected.map { abs($0) }.max()!
+            for i in 0..<n {
+                XCTAssertEqual(Double(direction[i]), expected[i], accuracy: 1e-5 * scale, "\(precision) component \(i)")
+            }
+        }
     }
 
     func testLBFGSMinimizesIllConditionedQuadratic() throws {
