@@ -55,7 +55,8 @@ public protocol Optimizer: AnyObject {
 ///
 /// Memory: the m = `historySize` pairs, in float32 or float16 (`historyPrecision`), plus three
 /// float32 work vectors: the gradient, the trial gradient and the x at the start of the line search.
-/// That is parameterCount · (2 m b + 12) bytes, b = 4 (single) or 2 (half): at 1024² RGB with m = 5,
+/// That is parameterCount · (2 m b + 12) bytes, b = 4 (single) or 2 (half), as
+/// `allocatedBytes(parameterCount:historySize:historyPrecision:)` gives: at 1024² RGB with m = 5,
 /// 13 × 12 MB in single precision and 8 × 12 MB in half. The search direction d has no vector of its
 /// own: it is built in x's storage once x is saved, and the trial point x = previous + t d replaces
 /// it element by element; after a rejected trial the two-loop recursion rebuilds d (4 m passes over
@@ -95,6 +96,14 @@ public final class LBFGS: Optimizer {
         case single
         /// float16 with a float64 power-of-two scale per vector: 2 bytes per element.
         case half
+
+        /// Bytes per stored element.
+        var elementBytes: Int {
+            switch self {
+            case .single: MemoryLayout<Float>.size
+            case .half: MemoryLayout<Float16>.size
+            }
+        }
     }
 
     public let parameterCount: Int
@@ -112,6 +121,18 @@ public final class LBFGS: Optimizer {
 
     /// The float32 work vectors an optimizer keeps besides its history.
     static let workVectorCount = 3
+
+    /// The bytes of vector storage an optimizer made with these arguments allocates:
+    /// parameterCount · (2 · historySize · b + 12) with b = 4 for `.single` and 2 for `.half`.
+    /// Per-pair scalars and the object itself (under a kilobyte) are not counted.
+    public static func allocatedBytes(parameterCount: Int, historySize: Int = 5,
+                                      historyPrecision: HistoryPrecision = .single) -> Int {
+        parameterCount * (2 * historySize * historyPrecision.elementBytes + workVectorCount * MemoryLayout<Float>.size)
+    }
+
+    /// The bytes of vector storage this optimizer allocated, counted from its allocations; equal to
+    /// `allocatedBytes(parameterCount:historySize:historyPrecision:)` of its arguments.
+    public var allocatedBytes: Int { work.bytes + history.bytes }
 
     private let work: VectorPool<Float>  // (3, parameterCount): slots indexed below
     private let history: ScaledVectors  // (2 · historySize, parameterCount): sᵢ in vector i, yᵢ in historySize + i
@@ -267,8 +288,9 @@ public final class LBFGS: Optimizer {
 /// Each step updates x with the gradient cached at x, then evaluates the objective at the new x
 /// (the value reported, and the gradient for the next step): one evaluation per step, two for the
 /// first. `learningRate` is in the parameters' units: a coordinate moves by about that much per step
-/// while its gradient keeps its sign. Memory: 3 · parameterCount floats (m, v, gradient). If the
-/// objective throws after an update, x keeps the update and the next step evaluates before moving.
+/// while its gradient keeps its sign. Memory: 3 · parameterCount floats (m, v, gradient), 12 bytes per
+/// parameter (`allocatedBytes(parameterCount:)`). If the objective throws after an update, x keeps
+/// the update and the next step evaluates before moving.
 public final class Adam: Optimizer {
     public let parameterCount: Int
     public let learningRate: Double
@@ -281,6 +303,16 @@ public final class Adam: Optimizer {
     private var beta2Power = 1.0  // β₂ᵗ
     private var value = 0.0  // f(x), valid when hasValue
     private var hasValue = false
+
+    /// The bytes of vector storage an optimizer for `parameterCount` parameters allocates:
+    /// 3 · 4 · parameterCount. The object itself (under a kilobyte) is not counted.
+    public static func allocatedBytes(parameterCount: Int) -> Int {
+        3 * MemoryLayout<Float>.size * parameterCount
+    }
+
+    /// The bytes of vector storage this optimizer allocated, counted from its allocation; equal to
+    /// `allocatedBytes(parameterCount:)`.
+    public var allocatedBytes: Int { vectors.bytes }
 
     /// An optimizer for `parameterCount` parameters; the defaults are Kingma & Ba's.
     public init(parameterCount: Int, learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999,
@@ -400,6 +432,14 @@ final class ScaledVectors {
         case .half: storage = .half(VectorPool(count: count, length: length))
         }
         scales = [Double](repeating: 1, count: count)
+    }
+
+    /// The bytes of the stored vectors.
+    var bytes: Int {
+        switch storage {
+        case .single(let pool): pool.bytes
+        case .half(let pool): pool.bytes
+        }
     }
 
     /// The scale `v` would be stored with: 1 in single precision; in half precision 2^(e − 14) where
@@ -528,6 +568,9 @@ final class VectorPool<Element: StorageScalar> {
     }
 
     deinit { storage.deallocate() }
+
+    /// The bytes of the allocation.
+    var bytes: Int { storage.count * MemoryLayout<Element>.stride }
 
     subscript(slot: Int) -> UnsafeMutableBufferPointer<Element> {
         precondition(slot >= 0 && slot < count)

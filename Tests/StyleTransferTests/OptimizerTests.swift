@@ -275,6 +275,26 @@ final class OptimizerTests: XCTestCase {
         XCTAssertLessThan(restarted.value, 6.5, "f(0.5, 0.5) = 6.5 must decrease")
     }
 
+    /// The byte counts against the formula written out: parameterCount · (2 m b + 12) for L-BFGS with
+    /// b = 4 or 2, 12 · parameterCount for Adam; each optimizer's count of what it allocated equals the
+    /// static prediction.
+    func testAllocatedBytes() {
+        for (n, m) in [(1, 1), (1000, 5), (12_345, 8)] {
+            let single = LBFGS(parameterCount: n, historySize: m)
+            let half = LBFGS(parameterCount: n, historySize: m, historyPrecision: .half)
+            XCTAssertEqual(single.allocatedBytes, n * (8 * m + 12))
+            XCTAssertEqual(half.allocatedBytes, n * (4 * m + 12))
+            XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: n, historySize: m, historyPrecision: .single), single.allocatedBytes)
+            XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: n, historySize: m, historyPrecision: .half), half.allocatedBytes)
+            let adam = Adam(parameterCount: n, learningRate: 0.1)
+            XCTAssertEqual(adam.allocatedBytes, 12 * n)
+            XCTAssertEqual(Adam.allocatedBytes(parameterCount: n), adam.allocatedBytes)
+        }
+        // 24 megapixels of RGB with the default history: 3.7 GB in single precision, 2.3 GB in half.
+        XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: 72_000_000), 3_744_000_000)
+        XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: 72_000_000, historyPrecision: .half), 2_304_000_000)
+    }
+
     // MARK: Adam
 
     func testAdamApproachesQuadraticMinimum() throws {
