@@ -12,7 +12,8 @@ import Glibc  // links libm, where squareRoot() may lower to sqrt
 // Contract of `step`: on return, x holds the new parameters and `value` is the objective at that x
 // (evaluated, not estimated). Between steps the caller must not change x; after changing it (a
 // clamp, a resize, a new image) call `reset()`, which forgets the cached evaluation and history.
-// All scalar arithmetic (dot products, step lengths, bias corrections) is float64; vectors are float32.
+// All scalar arithmetic (dot products, step lengths, bias corrections) is float64; vectors are float32,
+// except L-BFGS's history, which may be float16 (`LBFGS.HistoryPrecision`).
 // Nothing is random and dot products run in a fixed order, so equal inputs give equal bits.
 
 /// The objective: given the parameters x, write ∂f/∂x into every element of `gradient` (same count
@@ -52,8 +53,24 @@ public protocol Optimizer: AnyObject {
 /// the two-loop recursion, a history of `historySize` pairs (s = Δx, y = Δgradient), and a
 /// backtracking Armijo line search chosen for objectives that cost about a second per evaluation.
 ///
-/// Memory: (2 · historySize + 4) · parameterCount floats: the m pairs, plus the gradient, the trial
-/// gradient, the search direction and the last accepted x. At 1024² RGB with m = 5 that is 14 × 12 MB.
+/// Memory: the m = `historySize` pairs, in float32 or float16 (`historyPrecision`), plus three
+/// float32 work vectors: the gradient, the trial gradient and the x at the start of the line search.
+/// That is parameterCount · (2 m b + 12) bytes, b = 4 (single) or 2 (half), as
+/// `allocatedBytes(parameterCount:historySize:historyPrecision:)` gives: at 1024² RGB with m = 5,
+/// 13 × 12 MB in single precision and 8 × 12 MB in half. The search direction d has no vector of its
+/// own: it is built in x's storage once x is saved, and the trial point x = previous + t d replaces
+/// it element by element; after a rejected trial the two-loop recursion rebuilds d (4 m passes over
+/// the history, no evaluation). Fewer would cost evaluations or pairs: the old gradient is the cached
+/// evaluation if the search fails or the objective throws, and it forms y; the previous x restores x
+/// exactly; the trial gradient receives the objective's output while both are kept.
+///
+/// Half precision: each stored s and y is float16 times a float64 power of two, chosen per vector so
+/// that its largest magnitude lands in [2¹⁴, 2¹⁵) (float16's largest finite value is 65504): no
+/// element overflows, elements down to 2⁻²⁸ of the largest keep a relative error ≤ 2⁻¹¹, smaller
+/// ones keep fewer bits (float16 subnormals) and those below 2⁻⁴⁰ of it are stored as zero. ρ = 1 / sᵀy
+/// and γ come from the stored (rounded) vectors, so the recursion applies exact BFGS updates of the
+/// pairs it holds and H stays positive definite; a pair whose stored sᵀy ≤ 0 is not kept. In single
+/// precision the pairs are stored as computed (scale 1).
 ///
 /// Step length: after the first accepted pair the inverse Hessian starts as γ I with γ = sᵀy / yᵀy
 /// of the newest pair, which makes the unit step the natural guess; it is tried first and accepted
@@ -73,47 +90,76 @@ public protocol Optimizer: AnyObject {
 /// during the search, x is restored to the last accepted point before the error propagates, and
 /// the optimizer stays valid.
 public final class LBFGS: Optimizer {
+    /// How the (s, y) pairs are stored.
+    public enum HistoryPrecision: Sendable, CaseIterable {
+        /// float32, as computed: 4 bytes per element.
+        case single
+        /// float16 with a float64 power-of-two scale per vector: 2 bytes per element.
+        case half
+
+        /// Bytes per stored element.
+        var elementBytes: Int {
+            switch self {
+            case .single: MemoryLayout<Float>.size
+            case .half: MemoryLayout<Float16>.size
+            }
+        }
+    }
+
     public let parameterCount: Int
     /// m, the number of (s, y) pairs kept.
     public let historySize: Int
     /// If set, the maximum coordinate change of a step without history; otherwise t = f / gᵀg.
     public let firstStep: Double?
+    /// The precision of the stored pairs.
+    public let historyPrecision: HistoryPrecision
 
     /// Armijo sufficient-decrease constant c₁.
     public static let armijo = 1e-4
     /// Trials of the line search before it gives up.
     public static let maxTrials = 16
 
-    private let vectors: VectorPool  // (2 · historySize + 4, parameterCount): slots indexed below
-    private var sSlot: [Int]  // (historySize): pool slot holding sᵢ of history entry i
-    private var ySlot: [Int]  // (historySize): pool slot holding yᵢ
-    private var rho: [Double]  // (historySize): 1 / sᵢᵀyᵢ
-    private var gradientSlot: Int  // ∇f at x
-    private var trialSlot: Int  // ∇f at the trial point
-    private var directionSlot: Int  // search direction d
-    private var previousSlot: Int  // x at the start of the line search
+    /// The float32 work vectors an optimizer keeps besides its history.
+    static let workVectorCount = 3
+
+    /// The bytes of vector storage an optimizer made with these arguments allocates:
+    /// parameterCount · (2 · historySize · b + 12) with b = 4 for `.single` and 2 for `.half`.
+    /// Per-pair scalars and the object itself (under a kilobyte) are not counted.
+    public static func allocatedBytes(parameterCount: Int, historySize: Int = 5,
+                                      historyPrecision: HistoryPrecision = .single) -> Int {
+        parameterCount * (2 * historySize * historyPrecision.elementBytes + workVectorCount * MemoryLayout<Float>.size)
+    }
+
+    /// The bytes of vector storage this optimizer allocated, counted from its allocations; equal to
+    /// `allocatedBytes(parameterCount:historySize:historyPrecision:)` of its arguments.
+    public var allocatedBytes: Int { work.bytes + history.bytes }
+
+    private let work: VectorPool<Float>  // (3, parameterCount): slots indexed below
+    private let history: ScaledVectors  // (2 · historySize, parameterCount): sᵢ in vector i, yᵢ in historySize + i
+    private var rho: [Double]  // (historySize): 1 / sᵢᵀyᵢ of the stored pair i
+    private var gradientSlot = 0  // ∇f at x
+    private var trialSlot = 1  // ∇f at the trial point
+    private let previousSlot = 2  // x at the start of the line search
     private var newest = 0  // history index of the newest pair
     private var historyCount = 0
     private var gamma = 1.0  // initial inverse Hessian scale sᵀy / yᵀy
     private var value = 0.0  // f(x), valid when hasValue
     private var hasValue = false
 
-    /// An optimizer for `parameterCount` parameters keeping `historySize` pairs (default 5).
-    /// `firstStep`, if given, must be positive and is in the parameters' units.
-    public init(parameterCount: Int, historySize: Int = 5, firstStep: Double? = nil) {
+    /// An optimizer for `parameterCount` parameters keeping `historySize` pairs (default 5) in
+    /// `historyPrecision` (default single). `firstStep`, if given, must be positive and is in the
+    /// parameters' units.
+    public init(parameterCount: Int, historySize: Int = 5, firstStep: Double? = nil,
+                historyPrecision: HistoryPrecision = .single) {
         precondition(parameterCount > 0 && historySize > 0)
         precondition(firstStep.map { $0 > 0 && $0.isFinite } ?? true, "first step must be positive")
         self.parameterCount = parameterCount
         self.historySize = historySize
         self.firstStep = firstStep
-        vectors = VectorPool(count: 2 * historySize + 4, length: parameterCount)
-        sSlot = Array(0..<historySize)
-        ySlot = Array(historySize..<(2 * historySize))
+        self.historyPrecision = historyPrecision
+        work = VectorPool(count: Self.workVectorCount, length: parameterCount)
+        history = ScaledVectors(count: 2 * historySize, length: parameterCount, precision: historyPrecision)
         rho = [Double](repeating: 0, count: historySize)
-        gradientSlot = 2 * historySize
-        trialSlot = 2 * historySize + 1
-        directionSlot = 2 * historySize + 2
-        previousSlot = 2 * historySize + 3
     }
 
     public func reset() {
@@ -125,25 +171,29 @@ public final class LBFGS: Optimizer {
         precondition(x.count == parameterCount, "parameter vector has the wrong length")
         var evaluations = 0
         if !hasValue {
-            value = try objective(UnsafeBufferPointer(x), vectors[gradientSlot])
+            value = try objective(UnsafeBufferPointer(x), work[gradientSlot])
             evaluations += 1
             hasValue = true
         }
         guard value.isFinite else { return StepInfo(value: value, evaluations: evaluations, moved: false) }
 
-        let gradient = vectors[gradientSlot], direction = vectors[directionSlot]
-        var length = 1.0
-        var slope = 0.0  // gᵀd
-        if historyCount > 0 {
-            searchDirection(into: direction)
-            slope = dot(gradient, direction)
-        }
-        if historyCount == 0 || !(slope < 0) {
-            // No history, or rounding spoiled H: restart along the steepest descent.
+        // From here until the step ends, x is saved in `previous` and x's storage holds d, then the trials.
+        let gradient = work[gradientSlot], previous = work[previousSlot], trial = work[trialSlot]
+        copy(UnsafeBufferPointer(x), to: previous)
+        var quasiNewton = historyCount > 0
+        var slope = writeDirection(quasiNewton: quasiNewton, into: x)  // gᵀd
+        if quasiNewton && !(slope < 0 && slope.isFinite) {
+            // Rounding spoiled H, or d overflowed: restart along the steepest descent.
+            quasiNewton = false
             historyCount = 0
-            for i in 0..<parameterCount { direction[i] = -gradient[i] }
-            slope = -dot(gradient, gradient)
-            guard slope < 0 else { return StepInfo(value: value, evaluations: evaluations, moved: false) }
+            slope = writeDirection(quasiNewton: false, into: x)
+        }
+        guard slope < 0 else {
+            copy(UnsafeBufferPointer(previous), to: x)
+            return StepInfo(value: value, evaluations: evaluations, moved: false)
+        }
+        var length = 1.0
+        if !quasiNewton {
             if let firstStep {
                 length = firstStep / Double(maxMagnitude(gradient))
             } else if value > 0 {
@@ -153,12 +203,11 @@ public final class LBFGS: Optimizer {
             }
         }
 
-        let previous = vectors[previousSlot], trial = vectors[trialSlot]
-        copy(UnsafeBufferPointer(x), to: previous)
         var trialValue = 0.0
         var accepted = false
-        for _ in 0..<Self.maxTrials {
-            guard stepFrom(previous, along: direction, by: length, into: x) else { break }
+        for trialIndex in 0..<Self.maxTrials {
+            if trialIndex > 0 { _ = writeDirection(quasiNewton: quasiNewton, into: x) }  // x held the rejected trial
+            guard stepFrom(previous, along: x, by: length, into: x) else { break }
             do {
                 trialValue = try objective(UnsafeBufferPointer(x), trial)
             } catch {
@@ -181,13 +230,21 @@ public final class LBFGS: Optimizer {
         return StepInfo(value: value, evaluations: evaluations, moved: true)
     }
 
-    /// d = −H g over the stored pairs.
-    private func searchDirection(into direction: UnsafeMutableBufferPointer<Float>) {
-        let pairs = (0..<historyCount).reversed().map { age in
-            let entry = (newest - age + historySize) % historySize
-            return (s: vectors[sSlot[entry]], y: vectors[ySlot[entry]], rho: rho[entry])
+    /// Writes the search direction into `direction` (count parameterCount) and returns gᵀd: d = −H g
+    /// over the stored pairs when `quasiNewton`, else d = −g. Equal state gives equal bits, so a
+    /// rebuilt direction is the one first built.
+    private func writeDirection(quasiNewton: Bool, into direction: UnsafeMutableBufferPointer<Float>) -> Double {
+        let gradient = work[gradientSlot]
+        if quasiNewton {
+            let pairs = (0..<historyCount).reversed().map { age in
+                let entry = (newest - age + historySize) % historySize
+                return (s: entry, y: historySize + entry, rho: rho[entry])
+            }
+            twoLoopDirection(gradient: gradient, history: history, pairs: pairs, gamma: gamma, into: direction)
+        } else {
+            for i in 0..<parameterCount { direction[i] = -gradient[i] }
         }
-        twoLoopDirection(gradient: vectors[gradientSlot], pairs: pairs, gamma: gamma, into: direction)
+        return dot(gradient, direction)
     }
 
     /// The next trial length after a rejected one: the minimizer of the quadratic through f(0) = value,
@@ -199,21 +256,21 @@ public final class LBFGS: Optimizer {
         return min(max(minimizer, 0.1 * length), 0.5 * length)
     }
 
-    /// Adopts the accepted trial: s = x − previous and y = g_new − g_old become a history pair when
-    /// sᵀy > 0; the trial gradient becomes the gradient.
+    /// Adopts the accepted trial: the trial gradient becomes the gradient, and s = x − previous and
+    /// y = g_new − g_old become a history pair when, as stored, sᵀy > 0 and yᵀy > 0 (both finite).
+    /// In half precision the pair is rounded twice, once to decide and once to store, so a rejected
+    /// pair never overwrites the oldest one.
     private func acceptStep(x: UnsafeBufferPointer<Float>, previous: UnsafeBufferPointer<Float>, trialValue: Double) {
-        let s = vectors[directionSlot], y = vectors[gradientSlot], newGradient = vectors[trialSlot]
-        for i in 0..<parameterCount {
-            s[i] = x[i] - previous[i]
-            y[i] = newGradient[i] - y[i]
-        }
-        swap(&gradientSlot, &trialSlot)  // the trial slot now holds y, the direction slot s
+        let s = VectorDifference(x, previous)
+        let y = VectorDifference(UnsafeBufferPointer(work[trialSlot]), UnsafeBufferPointer(work[gradientSlot]))
+        let sScale = history.scale(for: s), yScale = history.scale(for: y)
+        let (sy, yy) = history.storedProducts(s, scale: sScale, y, scale: yScale)
         value = trialValue
-        let sy = dot(s, y), yy = dot(y, y)
+        defer { swap(&gradientSlot, &trialSlot) }
         guard sy > 0 && yy > 0 && sy.isFinite && yy.isFinite else { return }
         let entry = historyCount == 0 ? 0 : (newest + 1) % historySize
-        swap(&sSlot[entry], &directionSlot)
-        swap(&ySlot[entry], &trialSlot)
+        history.store(s, scale: sScale, at: entry)
+        history.store(y, scale: yScale, at: historySize + entry)
         rho[entry] = 1 / sy
         gamma = sy / yy
         newest = entry
@@ -231,8 +288,9 @@ public final class LBFGS: Optimizer {
 /// Each step updates x with the gradient cached at x, then evaluates the objective at the new x
 /// (the value reported, and the gradient for the next step): one evaluation per step, two for the
 /// first. `learningRate` is in the parameters' units: a coordinate moves by about that much per step
-/// while its gradient keeps its sign. Memory: 3 · parameterCount floats (m, v, gradient). If the
-/// objective throws after an update, x keeps the update and the next step evaluates before moving.
+/// while its gradient keeps its sign. Memory: 3 · parameterCount floats (m, v, gradient), 12 bytes per
+/// parameter (`allocatedBytes(parameterCount:)`). If the objective throws after an update, x keeps
+/// the update and the next step evaluates before moving.
 public final class Adam: Optimizer {
     public let parameterCount: Int
     public let learningRate: Double
@@ -240,11 +298,21 @@ public final class Adam: Optimizer {
     public let beta2: Double
     public let epsilon: Double
 
-    private let vectors: VectorPool  // (3, parameterCount): first moment, second moment, gradient
+    private let vectors: VectorPool<Float>  // (3, parameterCount): first moment, second moment, gradient
     private var beta1Power = 1.0  // β₁ᵗ after t updates
     private var beta2Power = 1.0  // β₂ᵗ
     private var value = 0.0  // f(x), valid when hasValue
     private var hasValue = false
+
+    /// The bytes of vector storage an optimizer for `parameterCount` parameters allocates:
+    /// 3 · 4 · parameterCount. The object itself (under a kilobyte) is not counted.
+    public static func allocatedBytes(parameterCount: Int) -> Int {
+        3 * MemoryLayout<Float>.size * parameterCount
+    }
+
+    /// The bytes of vector storage this optimizer allocated, counted from its allocation; equal to
+    /// `allocatedBytes(parameterCount:)`.
+    public var allocatedBytes: Int { vectors.bytes }
 
     /// An optimizer for `parameterCount` parameters; the defaults are Kingma & Ba's.
     public init(parameterCount: Int, learningRate: Double, beta1: Double = 0.9, beta2: Double = 0.999,
@@ -301,30 +369,196 @@ public final class Adam: Optimizer {
 
 /// The L-BFGS search direction d = −H g by the two-loop recursion (Nocedal & Wright, Algorithm 7.4):
 /// H is the inverse Hessian approximation obtained from H₀ = γ I by the BFGS updates
-/// H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ of `pairs`, oldest first, with ρ = 1 / sᵀy.
-/// Cost: 4 · pairs dot products and axpys; dot products in float64.
-func twoLoopDirection(gradient: UnsafeMutableBufferPointer<Float>,
-                      pairs: [(s: UnsafeMutableBufferPointer<Float>, y: UnsafeMutableBufferPointer<Float>, rho: Double)],
+/// H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ of `pairs` (indices of s and y in `history`), oldest
+/// first, with ρ = 1 / sᵀy of the stored vectors. Cost: 4 · pairs dot products and axpys; dot
+/// products in float64, the stored vectors read at their precision and scale.
+func twoLoopDirection(gradient: UnsafeMutableBufferPointer<Float>, history: ScaledVectors,
+                      pairs: [(s: Int, y: Int, rho: Double)],
                       gamma: Double, into direction: UnsafeMutableBufferPointer<Float>) {
     for i in 0..<direction.count { direction[i] = -gradient[i] }
     var alpha = [Double](repeating: 0, count: pairs.count)  // (pairs)
     for k in pairs.indices.reversed() {
-        alpha[k] = pairs[k].rho * dot(pairs[k].s, direction)
-        addScaled(pairs[k].y, by: Float(-alpha[k]), to: direction)
+        alpha[k] = pairs[k].rho * history.dot(pairs[k].s, direction)
+        history.addScaled(pairs[k].y, by: -alpha[k], to: direction)
     }
     let scale = Float(gamma)
     for i in 0..<direction.count { direction[i] *= scale }
     for k in pairs.indices {
-        let beta = pairs[k].rho * dot(pairs[k].y, direction)
-        addScaled(pairs[k].s, by: Float(alpha[k] - beta), to: direction)
+        let beta = pairs[k].rho * history.dot(pairs[k].y, direction)
+        history.addScaled(pairs[k].s, by: alpha[k] - beta, to: direction)
     }
 }
 
-/// `count` float vectors of `length` elements in one zeroed allocation, freed with the pool.
-private final class VectorPool {
+/// The float32 vector a − b, computed element by element where it is read: L-BFGS's s = x − previous
+/// and y = g_new − g_old, which need no storage of their own until they are stored in the history.
+struct VectorDifference {
+    let minuend: UnsafeBufferPointer<Float>  // (count)
+    let subtrahend: UnsafeBufferPointer<Float>  // (count)
+
+    init(_ minuend: UnsafeBufferPointer<Float>, _ subtrahend: UnsafeBufferPointer<Float>) {
+        precondition(minuend.count == subtrahend.count)
+        self.minuend = minuend
+        self.subtrahend = subtrahend
+    }
+
+    var count: Int { minuend.count }
+
+    @inline(__always) subscript(i: Int) -> Float { minuend[i] - subtrahend[i] }
+}
+
+/// `count` vectors of `length` elements stored in float32 or float16, each with a float64 scale:
+/// element i of vector v stands for scale[v] · stored[v][i]. In single precision the scale is 1 and
+/// values are stored as given. In half precision the scale is the power of two that maps the
+/// vector's largest magnitude into [2¹⁴, 2¹⁵), so nothing overflows float16 (largest finite 65504),
+/// every stored value is finite, and rounding is the only error (see `LBFGS` for its bounds).
+final class ScaledVectors {
+    private enum Storage {
+        case single(VectorPool<Float>)  // (count, length)
+        case half(VectorPool<Float16>)  // (count, length)
+    }
+
     let count: Int
     let length: Int
-    private let storage: UnsafeMutableBufferPointer<Float>  // (count, length)
+    let precision: LBFGS.HistoryPrecision
+    private let storage: Storage
+    private var scales: [Double]  // (count): vector v holds its values divided by scales[v]
+
+    init(count: Int, length: Int, precision: LBFGS.HistoryPrecision) {
+        self.count = count
+        self.length = length
+        self.precision = precision
+        switch precision {
+        case .single: storage = .single(VectorPool(count: count, length: length))
+        case .half: storage = .half(VectorPool(count: count, length: length))
+        }
+        scales = [Double](repeating: 1, count: count)
+    }
+
+    /// The bytes of the stored vectors.
+    var bytes: Int {
+        switch storage {
+        case .single(let pool): pool.bytes
+        case .half(let pool): pool.bytes
+        }
+    }
+
+    /// The scale `v` would be stored with: 1 in single precision; in half precision 2^(e − 14) where
+    /// 2^e ≤ max |vᵢ| < 2^(e+1), 1 when v is zero, and NaN when an element is not finite (which makes
+    /// `storedProducts` NaN, so such a vector is never stored).
+    func scale(for v: VectorDifference) -> Double {
+        precondition(v.count == length)
+        guard precision == .half else { return 1 }
+        var largest: Float = 0
+        var nonFinite: UInt8 = 0
+        for i in 0..<length {
+            let magnitude = abs(v[i])
+            largest = max(largest, magnitude)
+            nonFinite |= magnitude.isFinite ? 0 : 1
+        }
+        guard nonFinite == 0 else { return .nan }
+        guard largest > 0 else { return 1 }
+        return Double(sign: .plus, exponent: Int(largest.exponent) - 14, significand: 1)
+    }
+
+    /// (sᵀy, yᵀy) of s and y rounded exactly as `store` with these scales would store them, in
+    /// float64 in a fixed order; NaN when a scale is not finite.
+    func storedProducts(_ s: VectorDifference, scale sScale: Double, _ y: VectorDifference, scale yScale: Double)
+        -> (sy: Double, yy: Double) {
+        precondition(s.count == length && y.count == length)
+        guard sScale.isFinite && yScale.isFinite else { return (.nan, .nan) }
+        let sums: SIMD2<Double>
+        switch storage {
+        case .single: sums = roundedProducts(s, 1 / sScale, y, 1 / yScale, as: Float.self)
+        case .half: sums = roundedProducts(s, 1 / sScale, y, 1 / yScale, as: Float16.self)
+        }
+        return (sums.x * sScale * yScale, sums.y * yScale * yScale)
+    }
+
+    /// Stores v as vector `index` with `scale` (from `scale(for:)`, finite), each element rounded to
+    /// nearest.
+    func store(_ v: VectorDifference, scale: Double, at index: Int) {
+        precondition(v.count == length && scale.isFinite && scale > 0)
+        switch storage {
+        case .single(let pool): storeRounded(v, 1 / scale, into: pool[index])
+        case .half(let pool): storeRounded(v, 1 / scale, into: pool[index])
+        }
+        scales[index] = scale
+    }
+
+    /// Σᵢ vᵢ xᵢ of stored vector `index` v, in float64.
+    func dot(_ index: Int, _ x: UnsafeMutableBufferPointer<Float>) -> Double {
+        precondition(x.count == length)
+        switch storage {
+        case .single(let pool): return StyleTransfer.dot(pool[index], x) * scales[index]
+        case .half(let pool): return StyleTransfer.dot(pool[index], x) * scales[index]
+        }
+    }
+
+    /// x += factor · v for stored vector `index` v; the factor and the scale meet in float64 and
+    /// multiply the stored values as one float32.
+    func addScaled(_ index: Int, by factor: Double, to x: UnsafeMutableBufferPointer<Float>) {
+        precondition(x.count == length)
+        let combined = Float(factor * scales[index])
+        switch storage {
+        case .single(let pool): StyleTransfer.addScaled(pool[index], by: combined, to: x)
+        case .half(let pool): StyleTransfer.addScaled(pool[index], by: combined, to: x)
+        }
+    }
+
+    /// Element i of stored vector `index`, as the recursion reads it (exact in float64).
+    func value(_ index: Int, _ i: Int) -> Double {
+        switch storage {
+        case .single(let pool): return Double(pool[index][i].widened) * scales[index]
+        case .half(let pool): return Double(pool[index][i].widened) * scales[index]
+        }
+    }
+}
+
+/// A float type vectors are stored in: float32, or float16 for the L-BFGS history in half the memory.
+protocol StorageScalar: BinaryFloatingPoint {
+    /// `value` rounded to the nearest representable value, ties to even; for float16, `value` must
+    /// be finite with |value| < 2¹⁶ (values from 65520 on round to infinity).
+    init(rounding value: Float)
+    /// The value as float32; exact for every finite value.
+    var widened: Float { get }
+}
+
+extension Float: StorageScalar {
+    init(rounding value: Float) { self = value }
+    var widened: Float { self }
+}
+
+extension Float16: StorageScalar {
+    /// Float32 → float16 on the bits, without branches, so that it vectorizes (the standard library's
+    /// conversion is a call per element on x86-64 without F16C). Results of at least 2⁻¹⁴ (normal):
+    /// the exponent is rebiased from 127 to 15 and the 13 fraction bits dropped are rounded by adding
+    /// 0xfff plus the lowest kept bit (ties to even), a carry moving into the exponent. Smaller results
+    /// (subnormal or zero): adding 0.5 in float32 makes its unit in the last place 2⁻²⁴, float16's
+    /// subnormal step, so the addition itself rounds, and the bits above 0.5's count those steps.
+    init(rounding value: Float) {
+        let magnitude = value.bitPattern & 0x7fff_ffff
+        let normal = (magnitude &- (112 &<< 23) &+ 0xfff &+ ((magnitude &>> 13) & 1)) &>> 13
+        let subnormal = (Float(bitPattern: magnitude) + 0.5).bitPattern &- Float(0.5).bitPattern
+        let bits = magnitude < 113 &<< 23 ? subnormal : normal
+        self.init(bitPattern: UInt16(truncatingIfNeeded: bits | (value.bitPattern &>> 16) & 0x8000))
+    }
+
+    /// Float16's magnitude bits placed in float32's exponent and fraction fields read as 2⁻¹¹² times
+    /// the value, normals and subnormals alike, and the multiplication by 2¹¹² is exact; the sign bit
+    /// is moved across. A few integer and float operations per element that vectorize, where the
+    /// conversion the standard library offers on x86-64 without F16C is a call per element. Infinity
+    /// and NaN (exponent field 31) would come out finite; the stored vectors never hold them.
+    var widened: Float {
+        let magnitude = Float(bitPattern: UInt32(bitPattern & 0x7fff) &<< 13) * 0x1p112
+        return Float(bitPattern: magnitude.bitPattern | UInt32(bitPattern & 0x8000) &<< 16)
+    }
+}
+
+/// `count` vectors of `length` elements in one zeroed allocation, freed with the pool.
+final class VectorPool<Element: StorageScalar> {
+    let count: Int
+    let length: Int
+    private let storage: UnsafeMutableBufferPointer<Element>  // (count, length)
 
     init(count: Int, length: Int) {
         self.count = count
@@ -335,7 +569,10 @@ private final class VectorPool {
 
     deinit { storage.deallocate() }
 
-    subscript(slot: Int) -> UnsafeMutableBufferPointer<Float> {
+    /// The bytes of the allocation.
+    var bytes: Int { storage.count * MemoryLayout<Element>.stride }
+
+    subscript(slot: Int) -> UnsafeMutableBufferPointer<Element> {
         precondition(slot >= 0 && slot < count)
         return UnsafeMutableBufferPointer(rebasing: storage[(slot * length)..<((slot + 1) * length)])
     }
@@ -343,23 +580,60 @@ private final class VectorPool {
     func zero() { storage.update(repeating: 0) }
 }
 
-/// Σ aᵢ bᵢ in float64, four interleaved partial sums combined in a fixed order.
-private func dot(_ a: UnsafeMutableBufferPointer<Float>, _ b: UnsafeMutableBufferPointer<Float>) -> Double {
-    let n = a.count
-    var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+/// Float64 values summed lane by lane: one sum, or two at once.
+private protocol Summable {
+    static var zero: Self { get }
+    static func + (a: Self, b: Self) -> Self
+}
+
+extension Double: Summable {}
+extension SIMD2: Summable where Scalar == Double {}
+
+/// Σ term(i) over 0..<count: four interleaved partial sums (i mod 4 for the first count − count mod 4
+/// terms, the rest into the first) combined as (s₀ + s₁) + (s₂ + s₃), so equal terms give equal bits.
+@inline(__always)
+private func fixedOrderSum<T: Summable>(count n: Int, _ term: (Int) -> T) -> T {
+    var s0 = T.zero, s1 = T.zero, s2 = T.zero, s3 = T.zero
     var i = 0
     while i &+ 4 <= n {
-        s0 += Double(a[i]) * Double(b[i])
-        s1 += Double(a[i &+ 1]) * Double(b[i &+ 1])
-        s2 += Double(a[i &+ 2]) * Double(b[i &+ 2])
-        s3 += Double(a[i &+ 3]) * Double(b[i &+ 3])
+        s0 = s0 + term(i)
+        s1 = s1 + term(i &+ 1)
+        s2 = s2 + term(i &+ 2)
+        s3 = s3 + term(i &+ 3)
         i = i &+ 4
     }
     while i < n {
-        s0 += Double(a[i]) * Double(b[i])
+        s0 = s0 + term(i)
         i = i &+ 1
     }
     return (s0 + s1) + (s2 + s3)
+}
+
+/// Σ aᵢ bᵢ in float64 over vectors of equal count.
+private func dot<A: StorageScalar, B: StorageScalar>(_ a: UnsafeMutableBufferPointer<A>,
+                                                     _ b: UnsafeMutableBufferPointer<B>) -> Double {
+    precondition(a.count == b.count)
+    return fixedOrderSum(count: a.count) { Double(a[$0].widened) * Double(b[$0].widened) }
+}
+
+/// (Σ s̃ᵢ ỹᵢ, Σ ỹᵢ²) where s̃ᵢ = round(sᵢ · sInverse) and ỹᵢ = round(yᵢ · yInverse) in `Element`,
+/// rounded as `storeRounded` rounds; sums in float64.
+private func roundedProducts<Element: StorageScalar>(_ s: VectorDifference, _ sInverse: Double,
+                                                     _ y: VectorDifference, _ yInverse: Double,
+                                                     as _: Element.Type) -> SIMD2<Double> {
+    fixedOrderSum(count: s.count) { i in
+        let rs = Double(Element(rounding: Float(Double(s[i]) * sInverse)).widened)
+        let ry = Double(Element(rounding: Float(Double(y[i]) * yInverse)).widened)
+        return SIMD2(rs * ry, ry * ry)
+    }
+}
+
+/// destinationᵢ = round(vᵢ · inverseScale) in `Element`. The product, a power of two in float64, is
+/// exact, and so is its conversion to float32 except below 2⁻¹²⁶, where float16 rounds to zero anyway.
+private func storeRounded<Element: StorageScalar>(_ v: VectorDifference, _ inverseScale: Double,
+                                                  into destination: UnsafeMutableBufferPointer<Element>) {
+    precondition(v.count == destination.count)
+    for i in 0..<destination.count { destination[i] = Element(rounding: Float(Double(v[i]) * inverseScale)) }
 }
 
 /// max |aᵢ|.
@@ -370,8 +644,10 @@ private func maxMagnitude(_ a: UnsafeMutableBufferPointer<Float>) -> Float {
 }
 
 /// y += factor · x.
-private func addScaled(_ x: UnsafeMutableBufferPointer<Float>, by factor: Float, to y: UnsafeMutableBufferPointer<Float>) {
-    for i in 0..<y.count { y[i] += factor * x[i] }
+private func addScaled<Element: StorageScalar>(_ x: UnsafeMutableBufferPointer<Element>, by factor: Float,
+                                               to y: UnsafeMutableBufferPointer<Float>) {
+    precondition(x.count == y.count)
+    for i in 0..<y.count { y[i] += factor * x[i].widened }
 }
 
 private func copy(_ source: UnsafeBufferPointer<Float>, to destination: UnsafeMutableBufferPointer<Float>) {
@@ -379,7 +655,8 @@ private func copy(_ source: UnsafeBufferPointer<Float>, to destination: UnsafeMu
 }
 
 /// x = origin + length · direction; false (x unspecified) when that equals origin in every element,
-/// i.e. the step is too short to change anything in float32.
+/// i.e. the step is too short to change anything in float32. `direction` may be x itself: each
+/// element is read before it is written.
 private func stepFrom(_ origin: UnsafeMutableBufferPointer<Float>, along direction: UnsafeMutableBufferPointer<Float>,
                       by length: Double, into x: UnsafeMutableBufferPointer<Float>) -> Bool {
     let t = Float(length)
