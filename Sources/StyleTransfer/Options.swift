@@ -50,17 +50,20 @@ public struct Options: Sendable {
     public var iterations = 135
     /// Iterations at each of the smaller sizes of the coarse-to-fine schedule.
     public var scaleIterations = 60
-    /// Number of sizes in the coarse-to-fine schedule, the working size included.
-    public var scales = 2
+    /// Number of sizes in the coarse-to-fine schedule, the working size included; nil: as many as the working size
+    /// needs, from about 256 pixels up (see `Schedule.planned`).
+    public var scales: Int? = nil
     /// Adam's step, in pixel units of 0…255.
     public var learningRate: Float = 2
-    /// L-BFGS history length: it keeps 2 · history + 4 copies of the image in memory.
+    /// L-BFGS history length: it keeps 2 · history + 3 copies of the image in memory (the history in half precision,
+    /// or a shorter one, when `memory` asks for it).
     public var history = 5
 
     public var initialization = Initialization.content
     public var seed: UInt64 = 0
-    /// Longest side of the working size, in pixels; images are optimized at this size and resampled back.
-    public var size = 512
+    /// Longest side of the working size, in pixels; larger images are optimized at this size and resampled back. Nil:
+    /// each image at its own size (native resolution).
+    public var size: Int? = 512
     public var pooling = Pooling.max
     /// Transfer style onto the luminance only and keep the content's colors.
     public var preserveColors = false
@@ -70,9 +73,12 @@ public struct Options: Sendable {
     public var timeLimit: Double? = nil
     /// Report the current image every this many iterations (0: never).
     public var checkpointEvery = 0
-    /// The bytes the network's buffers may take at any one scale (see `Striping.budget`): it runs as much of itself in
-    /// stripes as it needs to stay within them, and as little as it can.
-    public var memory = 1024 << 20
+    /// The bytes one scale of an image may take: the optimizer, the images and content targets the driver holds, and
+    /// the network's buffers (see `MemoryPlan`); the network runs as much of itself in stripes as it needs to stay
+    /// within what is left, and as little as it can. The weights and the process's own come on top (about 200 MB).
+    public var memory = 1600 << 20
+    /// The most pixels an image may have, a style image as it is seen included.
+    public var maxPixels = 16_777_216
     /// Threads for the network; nil means one per core.
     public var threads: Int? = nil
 

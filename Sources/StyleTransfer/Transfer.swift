@@ -34,6 +34,8 @@ public struct TransferProgress {
     public let isCheckpoint: Bool
     /// The current image at the content's dimensions, as it would be written now.
     public let snapshot: () -> RGBImage
+    /// On the first report of each scale, how the scale runs: the network's stripes and the optimizer's memory.
+    public let setup: String?
 }
 
 /// Gatys-style transfer for a stream of images that share options and style images.
@@ -58,8 +60,6 @@ public final class Stylizer {
     public static let minimumSide = 32
     /// Each scale of the coarse-to-fine schedule is this many times smaller than the next.
     public static let scaleFactor = 2
-    /// Scales whose longer side would be shorter than this are left out of the schedule.
-    public static let smallestScale = 128
 
     private let options: Options
     let network: VGG19
@@ -75,10 +75,7 @@ public final class Stylizer {
     /// The last image's result at its working size, for `Options.temporal`.
     private var previous: (content: Size, result: RGBImage)?
 
-    struct Size: Hashable {
-        var width: Int
-        var height: Int
-    }
+    public typealias Size = StyleTransfer.Size
 
     /// - Parameters:
     ///   - weights: the 16 VGG-19 convolution layers.
@@ -106,6 +103,7 @@ public final class Stylizer {
     ///   - observeStart: also evaluate the loss where each scale starts and report it as iteration 0 (one
     ///     more evaluation per scale).
     ///   - observe: called after each iteration; an error it throws ends the stylization.
+    /// - Throws: `TransferError` when the loss diverges or a scale cannot fit in `Options.memory`.
     public func stylize(_ content: RGBImage, observeStart: Bool = false,
                         observe: (TransferProgress) throws -> Void) throws -> RGBImage {
         let started = DispatchTime.now().uptimeNanoseconds
@@ -118,36 +116,56 @@ public final class Stylizer {
         var x: RGBImage
         let originalSize = Size(width: content.width, height: content.height)
         if options.temporal, let previous, previous.content == originalSize {
-            schedule = [working]
+            schedule = Schedule(sizes: [working], iterations: [options.iterations])
             x = previous.result
         } else {
-            x = try start(for: networkContent, at: schedule[0])
+            x = try start(for: networkContent, at: schedule.sizes[0])
         }
-        let iterationsPerScale = schedule.indices.map {
-            $0 == schedule.count - 1 ? options.iterations : options.scaleIterations
-        }
-        let totalIterations = iterationsPerScale.reduce(0, +)
         var done = 0
+        // Seconds of optimizer steps and the pixels they stepped over, iterations times pixels: the pace a time limit
+        // plans the remaining scales with.
+        var stepSeconds = 0.0, steppedPixels = 0.0
 
-        scales: for (index, size) in schedule.enumerated() {
+        scales: for (index, size) in schedule.sizes.enumerated() {
             if x.width != size.width || x.height != size.height {
                 x = resized(x, to: size)
             }
+            let memory = try memoryPlan(for: size)
+            network.striping = .budget(bytes: memory.networkBytes)
             let problem = try self.problem(content: resized(networkContent, to: size), size: size)
             var best = x.pixels
             var bestValue = Double.infinity
             let optimizer: Optimizer = options.optimizer == .lbfgs
-                ? LBFGS(parameterCount: x.pixels.count, historySize: options.history)
+                ? LBFGS(parameterCount: x.pixels.count, historySize: memory.history,
+                        historyPrecision: memory.historyPrecision)
                 : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
             var evaluations = 0
+            let history = options.optimizer == .lbfgs
+                ? "L-BFGS history \(memory.history) in \(memory.historyPrecision == .half ? "half" : "single") precision"
+                : "Adam"
+            let setup = "network \(network.layoutSummary); \(history); \((memory.fixedBytes + network.allocatedBytes) >> 20) "
+                + "of \(options.memory >> 20) MiB"
+            var reported = false
+            // The iterations of this scale: as planned, or within what is left of the time limit, shared with the
+            // scales still to come in proportion to their planned work.
+            func iterationsHere(done here: Int) -> Int {
+                guard let deadline, steppedPixels > 0 else { return schedule.iterations[index] }
+                let pace = stepSeconds / steppedPixels
+                let left = deadline - elapsed() + Double(here * size.pixels) * pace
+                return max(here, schedule.fitted(from: index, seconds: left, secondsPerPixel: pace)[0])
+            }
             func report(_ iteration: Int, _ current: RGBImage) throws {
+                let planned = iterationsHere(done: iteration)
                 try observe(TransferProgress(
-                    scale: index + 1, scales: schedule.count, iteration: iteration,
-                    iterations: iterationsPerScale[index], totalIteration: done, totalIterations: totalIterations,
+                    scale: index + 1, scales: schedule.sizes.count, iteration: iteration, iterations: planned,
+                    totalIteration: done,
+                    totalIterations: done - iteration + planned + schedule.iterations[(index + 1)...].reduce(0, +),
                     width: size.width, height: size.height, losses: problem.lastTerms, evaluations: evaluations,
                     elapsed: elapsed(),
                     isCheckpoint: iteration > 0 && options.checkpointEvery > 0 && done % options.checkpointEvery == 0,
-                    snapshot: { self.finish(current, content: content) }))
+                    snapshot: { self.finish(current, content: content) },
+                    setup: reported ? nil : setup))
+                reported = true
             }
             if observeStart {
                 var gradient = [Float](repeating: 0, count: x.pixels.count)
@@ -157,12 +175,16 @@ public final class Stylizer {
                 evaluations += 1
                 try report(0, x)
             }
-            var unmoved = 0
-            for iteration in stride(from: 1, through: iterationsPerScale[index], by: 1) {
+            var unmoved = 0, iteration = 0
+            while iteration < iterationsHere(done: iteration) {
                 if let deadline, elapsed() >= deadline { x.pixels = best; break scales }
+                let stepStart = elapsed()
                 let info = try x.pixels.withUnsafeMutableBufferPointer { pixels in
                     try optimizer.step(pixels) { point, gradient in try problem.evaluate(point, gradient: gradient) }
                 }
+                stepSeconds += elapsed() - stepStart
+                steppedPixels += Double(size.pixels)
+                iteration += 1
                 done += 1
                 evaluations += info.evaluations
                 if info.value < bestValue {
@@ -183,14 +205,16 @@ public final class Stylizer {
         return finish(x, content: content)
     }
 
-    // MARK: - Sizes and schedule
+    // MARK: - Sizes, schedule and memory
 
-    /// The size the image is optimized at: its own, shrunk so the longer side is at most `Options.size`,
-    /// with each side at least `minimumSide`.
-    private func workingSize(of image: RGBImage) -> Size {
+    /// The size the image is optimized at: its own with `Options.size` nil (native), else shrunk so the longer side
+    /// is at most `Options.size`; each side at least `minimumSide`.
+    func workingSize(of image: RGBImage) -> Size {
         let longest = max(image.width, image.height)
-        return Self.scaled(width: image.width, height: image.height,
-                           by: longest > options.size ? Double(options.size) / Double(longest) : 1)
+        guard let limit = options.size, longest > limit else {
+            return Self.scaled(width: image.width, height: image.height, by: 1)
+        }
+        return Self.scaled(width: image.width, height: image.height, by: Double(limit) / Double(longest))
     }
 
     /// width × height times `scale`, rounded, each side at least `minimumSide`.
@@ -199,18 +223,31 @@ public final class Stylizer {
              height: max(minimumSide, Int((Double(height) * scale).rounded())))
     }
 
-    /// The sizes of the coarse-to-fine schedule, smallest first, ending with `working`.
-    private func schedule(for working: Size) -> [Size] {
-        var sizes = [working]
-        for step in 1 ..< max(1, options.scales) {
-            let divisor = pow(Double(Self.scaleFactor), Double(step))
-            let size = Size(width: Int((Double(working.width) / divisor).rounded()),
-                            height: Int((Double(working.height) / divisor).rounded()))
-            guard max(size.width, size.height) >= Self.smallestScale,
-                  min(size.width, size.height) >= Self.minimumSide else { break }
-            sizes.insert(size, at: 0)
+    /// The coarse-to-fine schedule for `working` (see `Schedule.planned`).
+    func schedule(for working: Size) -> Schedule {
+        Schedule.planned(working: working, scales: options.scales, iterations: options.iterations,
+                         scaleIterations: options.scaleIterations, minimumSide: Self.minimumSide)
+    }
+
+    /// How a scale at `size` divides `Options.memory` between the optimizer, the images and content targets the
+    /// driver holds, and the network.
+    /// - Throws: `TransferError.memory` when even the network's smallest layout does not fit beside the rest.
+    func memoryPlan(for size: Size) throws -> MemoryPlan {
+        let targetFloats = contentLayers.reduce(0) { total, layer in
+            let shape = VGG19Architecture.shape(of: layer.layer, height: size.height, width: size.width)
+            return total + shape.channels * shape.height * shape.width
         }
-        return sizes
+        let striping = network.striping
+        network.striping = .budget(bytes: 1)
+        let minimum = network.plannedBytes(height: size.height, width: size.width, layers: layers)
+        network.striping = striping
+        let plan = MemoryPlan.planned(budget: options.memory, pixels: size.pixels, targetFloats: targetFloats,
+                                      history: options.history, usesLBFGS: options.optimizer == .lbfgs,
+                                      networkMinimum: minimum)
+        guard plan.networkBytes >= minimum else {
+            throw TransferError.memory(size: size, needed: plan.fixedBytes + minimum, budget: options.memory)
+        }
+        return plan
     }
 
     private func resized(_ image: RGBImage, to size: Size) -> RGBImage {
@@ -289,6 +326,9 @@ public final class Stylizer {
                 style = RGBImage(width: style.width, height: style.height, pixels: plane + plane + plane)
             }
             let styleSize = self.styleSize(of: style, for: size)
+            guard styleSize.pixels <= options.maxPixels else {
+                throw TransferError.styleTooLarge(size: styleSize, limit: options.maxPixels)
+            }
             let image = resized(style, to: styleSize)
             var collector = FeatureCollector(grams: styleNames, height: styleSize.height, width: styleSize.width)
             image.pixels.withUnsafeBufferPointer { pixels in
@@ -423,11 +463,20 @@ final class Problem {
 public enum TransferError: Error, LocalizedError, Equatable {
     /// The loss became infinite or NaN.
     case diverged
+    /// A scale at `size` needs at least `needed` bytes, more than `budget`.
+    case memory(size: Size, needed: Int, budget: Int)
+    /// A style image would be seen at `size`, more pixels than `limit`.
+    case styleTooLarge(size: Size, limit: Int)
 
     public var errorDescription: String? {
         switch self {
         case .diverged:
             "the optimization diverged (the loss is no longer finite); try a smaller -learning-rate or other weights"
+        case .memory(let size, let needed, let budget):
+            "optimizing at \(size) needs at least \((needed + (1 << 20) - 1) >> 20) MiB; -memory allows \(budget >> 20) MiB "
+                + "(give more, or a smaller -size)"
+        case .styleTooLarge(let size, let limit):
+            "a style image would be seen at \(size), more than -max-pixels \(limit) pixels (give a smaller -style-scale)"
         }
     }
 }

@@ -55,8 +55,10 @@ struct Command: ParsableCommand {
     var iterations: Int = Options().iterations
     @Option(name: netpbm("scale-iterations"), help: "Iterations at each smaller size of the coarse-to-fine schedule.")
     var scaleIterations: Int = Options().scaleIterations
-    @Option(name: netpbm("scales"), help: "Number of sizes in the coarse-to-fine schedule (1: working size only).")
-    var scales: Int = Options().scales
+    @Option(name: netpbm("scales"), help: ArgumentHelp(
+        "Number of sizes in the coarse-to-fine schedule (1: working size only; default: as many as the size needs).",
+        valueName: "n"))
+    var scales: Int?
     @Option(name: netpbm("learning-rate"), help: "Adam's step size, in pixel units of 0...255.")
     var learningRate: Float = Options().learningRate
     @Option(name: netpbm("history"), help: "L-BFGS history length.")
@@ -68,8 +70,12 @@ struct Command: ParsableCommand {
     var seed: UInt64 = Options().seed
 
     // Size and network.
-    @Option(name: netpbm("size"), help: "Working size: the longest side, in pixels.")
-    var size: Int = Options().size
+    @Option(name: netpbm("size"), help: ArgumentHelp(
+        "Working size: the longest side, in pixels, or native for each image's own size.", valueName: "pixels|native"))
+    var size: String = Options().size.map(String.init) ?? "native"
+    @Option(name: netpbm("memory"), help: ArgumentHelp(
+        "Memory for one image, in MiB: the network runs in stripes to stay within it.", valueName: "MiB"))
+    var memory: Int = Options().memory >> 20
     @Option(name: netpbm("pooling"), help: "max or avg.")
     var pooling: String = "max"
     @Flag(name: netpbm("preserve-colors"), help: "Transfer the style to the luminance only; keep the content's colors.")

@@ -34,6 +34,9 @@ final class Reporter {
     }
 
     func progress(_ progress: TransferProgress) {
+        if verbose, let setup = progress.setup {
+            note("\(progress.width)x\(progress.height): \(setup)")
+        }
         if verbose, progress.iteration % 10 == 0 || progress.iteration == progress.iterations {
             let losses = progress.losses
             note(String(format: "%dx%d iteration %d/%d: loss %.6g = content %.6g + style %.6g + tv %.6g (%d %@)",

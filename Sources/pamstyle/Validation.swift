@@ -38,7 +38,7 @@ extension Command {
         options.optimizer = kind
         options.iterations = try count(iterations, "-iterations", from: 0)
         options.scaleIterations = try count(scaleIterations, "-scale-iterations", from: 0)
-        options.scales = try count(scales, "-scales", from: 1, to: 8)
+        if let scales { options.scales = try count(scales, "-scales", from: 1, to: 8) }
         options.learningRate = try positive(learningRate, "-learning-rate")
         options.history = try count(history, "-history", from: 1, to: 100)
         options.seed = seed
@@ -46,7 +46,15 @@ extension Command {
             options.initialization = .random
         }
 
-        options.size = try count(size, "-size", from: Stylizer.minimumSide, to: 16384)
+        if size == "native" {
+            options.size = nil
+        } else {
+            guard let pixels = Int(size) else {
+                throw UsageError("-size must be a number of pixels or native; you specified '\(size)'")
+            }
+            options.size = try count(pixels, "-size", from: Stylizer.minimumSide, to: 16384)
+        }
+        options.memory = try count(memory, "-memory", from: 64, to: 1 << 20) << 20
         guard let poolingKind = ["max": Pooling.max, "avg": .average, "average": .average][pooling] else {
             throw UsageError("-pooling must be max or avg; you specified '\(pooling)'")
         }
@@ -60,7 +68,7 @@ extension Command {
             options.timeLimit = timeLimit
         }
         options.checkpointEvery = checkpoint == nil ? 0 : try count(checkpointEvery, "-checkpoint-every", from: 1)
-        _ = try count(maxPixels, "-max-pixels", from: 1)
+        options.maxPixels = try count(maxPixels, "-max-pixels", from: 1)
         if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
         if quiet && verbose {
             throw UsageError("-quiet and -verbose contradict each other; give one of them")

@@ -114,6 +114,18 @@ final class ErrorTests: XCTestCase {
 
     // MARK: Usage errors
 
+    /// An image whose optimization cannot fit in -memory, even with the network in stripes and a half-precision
+    /// history, is refused with the memory it needs; a smaller -size fits.
+    func testAnImageTooLargeForTheMemoryIsRefused() throws {
+        let input = patternPPM(width: 1400, height: 1000)
+        let says = try expectFailure(["-size", "native", "-memory", "64", "-scales", "1", "-iterations", "1", style],
+                                     input: input, saying: ["1400x1000", "-memory allows 64 MiB", "MiB"])
+        XCTAssertFalse(says.contains("diverged"))
+        let fits = try pamstyle(["-size", "100", "-memory", "64", "-scales", "1", "-iterations", "1", "-quiet", style],
+                                input: input, timeout: 120)
+        XCTAssertEqual(fits.status, 0, fits.stderr)
+    }
+
     func testUsageErrorsNameTheOptionAndValue() throws {
         let input = patternPPM(width: 48, height: 36)
         let cases: [(arguments: [String], says: [String])] = [
@@ -121,6 +133,8 @@ final class ErrorTests: XCTestCase {
             (["-iterations", "many", style], ["-iterations", "many"]),
             (["-scales", "0", style], ["-scales", "0"]),
             (["-size", "8", style], ["-size", "8"]),
+            (["-size", "huge", style], ["-size", "huge"]),
+            (["-memory", "10", style], ["-memory", "10"]),
             (["-style-weight=-1", style], ["-style-weight", "-1"]),
             (["-optimizer", "sgd", style], ["-optimizer", "sgd"]),
             (["-pooling", "min", style], ["-pooling", "min"]),

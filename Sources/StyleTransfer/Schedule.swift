@@ -1,0 +1,106 @@
+// The coarse-to-fine schedule of one image and what each of its scales may allocate: pure planning over sizes,
+// iteration counts, seconds and bytes, which `Stylizer` follows.
+
+/// A width × height in pixels.
+public struct Size: Hashable, Sendable, CustomStringConvertible {
+    public var width: Int
+    public var height: Int
+
+    public init(width: Int, height: Int) {
+        self.width = width
+        self.height = height
+    }
+
+    public var pixels: Int { width * height }
+    public var longestSide: Int { max(width, height) }
+    public var description: String { "\(width)x\(height)" }
+}
+
+/// The sizes an image is optimized at, smallest first, and the iterations planned at each.
+public struct Schedule: Equatable, Sendable {
+    public var sizes: [Size]
+    public var iterations: [Int]
+
+    /// Scales whose longer side would be shorter than this are left out of a schedule of a given number of scales.
+    public static let smallestScale = 128
+    /// An automatic schedule halves the working size while the half's longer side is at least this long, so that it
+    /// starts at about 256 pixels, where the scene's layout is settled.
+    public static let automaticSmallestSide = 192
+    /// The largest longer side of the base scale of an automatic schedule: the scale that gets `iterations`; the
+    /// scales below it get `scaleIterations`, each scale above it half the iterations of the one below, since
+    /// there only texture is refined.
+    public static let baseSide = 768
+
+    /// The schedule for an image optimized at `working`.
+    /// - Parameters:
+    ///   - scales: the number of sizes, each twice the last, up to `working`, as far as their longer side stays at
+    ///     least `smallestScale` (and each side at least `minimumSide`); the top one gets `iterations`, the others
+    ///     `scaleIterations`. Nil: as many as the size needs, from about 256 pixels up (see `baseSide`).
+    public static func planned(working: Size, scales: Int?, iterations: Int, scaleIterations: Int,
+                               minimumSide: Int) -> Schedule {
+        var sizes = [working]
+        for step in 1 ..< 64 {
+            if let scales, step >= scales { break }
+            let divisor = Double(1 << min(step, 30))
+            let size = Size(width: Int((Double(working.width) / divisor).rounded()),
+                            height: Int((Double(working.height) / divisor).rounded()))
+            let smallest = scales == nil ? automaticSmallestSide : smallestScale
+            guard size.longestSide >= smallest, min(size.width, size.height) >= minimumSide else { break }
+            sizes.insert(size, at: 0)
+        }
+        guard scales == nil else {
+            return Schedule(sizes: sizes, iterations: sizes.indices.map {
+                $0 == sizes.count - 1 ? iterations : scaleIterations
+            })
+        }
+        let base = sizes.lastIndex { $0.longestSide <= baseSide } ?? 0
+        return Schedule(sizes: sizes, iterations: sizes.indices.map { index in
+            index < base ? scaleIterations : max(1, iterations >> (index - base))
+        })
+    }
+
+    /// The iterations of the scales from `first` on, scaled down together so that they fit in `seconds` at
+    /// `secondsPerPixel` seconds per iteration and pixel (each scale keeping at least one iteration); unchanged when
+    /// they fit already.
+    public func fitted(from first: Int, seconds: Double, secondsPerPixel: Double) -> [Int] {
+        let rest = Array(iterations[first...])
+        let planned = zip(rest, sizes[first...]).reduce(0.0) { $0 + Double($1.0) * Double($1.1.pixels) * secondsPerPixel }
+        guard planned > seconds, planned > 0 else { return rest }
+        let factor = max(0, seconds) / planned
+        return rest.map { $0 == 0 ? 0 : max(1, Int((Double($0) * factor).rounded(.down))) }
+    }
+}
+
+/// How one scale of an image divides its memory budget: the optimizer's history, and what is left for the network.
+public struct MemoryPlan: Equatable, Sendable {
+    /// L-BFGS's history length and precision.
+    public var history: Int
+    public var historyPrecision: LBFGS.HistoryPrecision
+    /// The bytes of the optimizer and of the images and targets the driver holds at this scale.
+    public var fixedBytes: Int
+    /// The bytes left for the network's buffers.
+    public var networkBytes: Int
+
+    /// The plan for a scale whose images hold `pixels` RGB pixels and whose content targets `targetFloats` floats,
+    /// within `budget` bytes: the longest history up to `history` in single precision, else in half precision, whose
+    /// remainder still fits the network's smallest layout (`networkMinimum` bytes); the shortest history in half
+    /// precision when nothing does (the caller checks `fits`).
+    /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the best one, the
+    ///   clamped one the losses see, the content at this size).
+    public static func planned(budget: Int, pixels: Int, imageCopies: Int = 4, targetFloats: Int, history: Int,
+                               usesLBFGS: Bool, networkMinimum: Int) -> MemoryPlan {
+        let parameters = 3 * pixels
+        let images = (imageCopies * parameters + targetFloats) * MemoryLayout<Float>.stride
+        var candidates: [(Int, LBFGS.HistoryPrecision)] = [(history, .single)]
+        for length in stride(from: history, through: 1, by: -1) { candidates.append((length, .half)) }
+        for (length, precision) in candidates {
+            let optimizer = usesLBFGS
+                ? LBFGS.allocatedBytes(parameterCount: parameters, historySize: length, historyPrecision: precision)
+                : Adam.allocatedBytes(parameterCount: parameters)
+            let plan = MemoryPlan(history: length, historyPrecision: precision, fixedBytes: images + optimizer,
+                                  networkBytes: budget - images - optimizer)
+            if plan.networkBytes >= networkMinimum || (length == 1 && precision == .half) { return plan }
+        }
+        preconditionFailure("no candidate")
+    }
+}

@@ -1,0 +1,70 @@
+import XCTest
+@testable import StyleTransfer
+
+/// The coarse-to-fine schedule, its fit to a time limit, and the division of a memory budget: pure planning.
+final class ScheduleTests: XCTestCase {
+    func plan(_ width: Int, _ height: Int, scales: Int? = nil) -> Schedule {
+        Schedule.planned(working: Size(width: width, height: height), scales: scales, iterations: 135,
+                         scaleIterations: 60, minimumSide: 32)
+    }
+
+    /// As many scales as the size needs, from about 256 pixels up, iterations halving above 768 pixels.
+    func testAutomaticScales() {
+        XCTAssertEqual(plan(512, 384), Schedule(sizes: [Size(width: 256, height: 192), Size(width: 512, height: 384)],
+                                                iterations: [60, 135]))
+        let native = plan(4032, 3024)
+        XCTAssertEqual(native.sizes.map(\.width), [252, 504, 1008, 2016, 4032])
+        XCTAssertEqual(native.sizes.map(\.height), [189, 378, 756, 1512, 3024])
+        XCTAssertEqual(native.iterations, [60, 135, 67, 33, 16])
+        XCTAssertEqual(plan(700, 300).iterations, [60, 135])
+        XCTAssertEqual(plan(300, 200).sizes, [Size(width: 300, height: 200)])
+        XCTAssertEqual(plan(300, 200).iterations, [135])
+        XCTAssertEqual(plan(1600, 100).sizes.map(\.height), [50, 100], "no side under the minimum")
+    }
+
+    /// A given number of scales, down to 128 pixels, as before.
+    func testGivenScales() {
+        XCTAssertEqual(plan(512, 384, scales: 3).sizes.map(\.width), [128, 256, 512])
+        XCTAssertEqual(plan(512, 384, scales: 3).iterations, [60, 60, 135])
+        XCTAssertEqual(plan(512, 384, scales: 1).sizes.map(\.width), [512])
+        XCTAssertEqual(plan(200, 100, scales: 8).sizes.map(\.width), [200])
+    }
+
+    /// A time limit shrinks the iterations of the scales left together, never below one, and leaves a schedule that
+    /// fits alone.
+    func testFittingATimeLimit() {
+        let schedule = plan(4032, 3024)
+        let pace = 1e-6  // seconds per iteration and pixel
+        let work = zip(schedule.iterations, schedule.sizes).reduce(0.0) { $0 + Double($1.0 * $1.1.pixels) * pace }
+        XCTAssertEqual(schedule.fitted(from: 0, seconds: work * 2, secondsPerPixel: pace), schedule.iterations)
+        let half = schedule.fitted(from: 0, seconds: work / 2, secondsPerPixel: pace)
+        for (fitted, planned) in zip(half, schedule.iterations) {
+            XCTAssertEqual(Double(fitted), Double(planned) / 2, accuracy: 1)
+        }
+        let later = schedule.fitted(from: 3, seconds: 0, secondsPerPixel: pace)
+        XCTAssertEqual(later, [1, 1])
+        let fitting = zip(half, schedule.sizes).reduce(0.0) { $0 + Double($1.0 * $1.1.pixels) * pace }
+        XCTAssertLessThanOrEqual(fitting, work / 2)
+    }
+
+    /// The budget goes to L-BFGS in single precision while the network's smallest layout still fits, then to a
+    /// half-precision history, then to shorter ones.
+    func testMemoryPlans() {
+        let pixels = 1_000_000, targets = 2_000_000
+        let images = (4 * 3 * pixels + targets) * 4
+        func plan(_ budget: Int, minimum: Int) -> MemoryPlan {
+            MemoryPlan.planned(budget: budget, pixels: pixels, targetFloats: targets, history: 5, usesLBFGS: true,
+                               networkMinimum: minimum)
+        }
+        let single = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .single)
+        let half = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .half)
+        XCTAssertEqual(plan(1 << 30, minimum: 100 << 20), MemoryPlan(history: 5, historyPrecision: .single,
+                                                                       fixedBytes: images + single,
+                                                                       networkBytes: (1 << 30) - images - single))
+        let tight = images + half + (100 << 20)
+        XCTAssertEqual(plan(tight, minimum: 100 << 20).historyPrecision, .half)
+        XCTAssertEqual(plan(tight, minimum: 100 << 20).history, 5)
+        XCTAssertEqual(plan(tight - 1, minimum: 100 << 20).history, 4)
+        XCTAssertLessThan(plan(1, minimum: 100 << 20).networkBytes, 100 << 20)
+    }
+}
