@@ -165,6 +165,14 @@ avx2Strip(int const vectors, int const masked, __m256i const tail, int const kc,
     for (int i = 0; i < 4; ++i)
         for (int v = 0; v < 2; ++v)
             acc[i][v] = _mm256_setzero_ps();
+    /* The rows of C are far apart (a gradient's rows are whole feature maps): their lines are asked for now, to arrive
+     * while the sums run. */
+    if (accumulate)
+        for (int i = 0; i < 4; ++i)
+            if (i < rows) {
+                _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+                _mm_prefetch((const char *)(c + i * ldc + 8 * vectors - 1), _MM_HINT_T0);
+            }
     for (int j0 = 0; j0 < kc; j0 += 8) {
         for (int j = 0; j < 8; ++j) {
             __m256 bv[2];
