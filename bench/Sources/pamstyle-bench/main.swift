@@ -25,6 +25,10 @@
 // against cblas_ssyrk, the Gram loss's gradient product against cblas_sgemm with β = 1; one JSON object per product
 // and shape with the GFLOP/s of each, from the median of --repeats timings in the thread's processor time.
 //
+// Besides the wall-clock seconds, processor_seconds_per_eval is the processor time of all the process's threads per
+// evaluation (median): steadier than the wall clock while other processes share the cores, and it counts the time
+// threads spend waiting busily.
+//
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
 //
@@ -174,6 +178,14 @@ func peakRSSMegabytes() -> Double {
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
+/// The processor time of the whole process (user and system, every thread).
+func processSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 /// The processor time of the calling thread: what a single-threaded product costs, even while other processes share
 /// the cores.
 func threadSeconds() -> Double {
@@ -213,6 +225,8 @@ final class Subject {
     let net: VGG19
     var forwardTimes: [Double] = []
     var totalTimes: [Double] = []
+    /// The process's processor time per evaluation.
+    var processorTimes: [Double] = []
     var transforms: [Int] = []
     var layerTotals: [String: (forward: [Double], backward: [Double])] = [:]
     /// With --style-losses: the Gram style loss of each style layer at the current size.
@@ -272,6 +286,7 @@ func run(_ options: BenchOptions) throws {
             }
             subject.forwardTimes = []
             subject.totalTimes = []
+            subject.processorTimes = []
             subject.transforms = []
             subject.layerTotals = [:]
         }
@@ -281,6 +296,7 @@ func run(_ options: BenchOptions) throws {
                 let net = subject.net
                 try KernelPath.force(subject.settings.kernels)
                 let transformsBefore = net.kernelTransforms
+                let processorStart = processSeconds()
                 let start = now()
                 net.forward(image: image, height: size, width: size, layers: layers) { map in
                     guard subject.styleLosses[map.layer] != nil else { return }
@@ -303,9 +319,11 @@ func run(_ options: BenchOptions) throws {
                     for k in 0 ..< d.count { d[k] += 1e-3 * a[k] }
                 }
                 let end = now()
+                let processorEnd = processSeconds()
                 guard iteration >= options.warmup else { continue }
                 subject.forwardTimes.append(middle - start)
                 subject.totalTimes.append(end - start)
+                subject.processorTimes.append(processorEnd - processorStart)
                 subject.transforms.append(net.kernelTransforms - transformsBefore)
                 for time in net.layerTimes {
                     subject.layerTotals[time.layer, default: ([], [])].forward.append(time.forwardSeconds)
@@ -323,6 +341,7 @@ func run(_ options: BenchOptions) throws {
                                            ("style_losses", options.styleLosses),
                                            ("seconds_per_eval", seconds),
                                            ("forward_seconds", median(subject.forwardTimes)),
+                                           ("processor_seconds_per_eval", median(subject.processorTimes)),
                                            ("peak_rss_mb", peakRSSMegabytes()),
                                            ("direct_gflops", flops / seconds / 1e9),
                                            ("allocated_mb", Double(net.allocatedBytes) / 1048576),
@@ -339,6 +358,8 @@ func run(_ options: BenchOptions) throws {
                 let name = reference.settings.algorithm.rawValue
                     + (options.kernels.count > 1 ? "_\(reference.settings.kernels.rawValue)" : "")
                 fields.append(("speedup_vs_\(name)", median(reference.totalTimes) / seconds))
+                fields.append(("processor_speedup_vs_\(name)",
+                               median(reference.processorTimes) / median(subject.processorTimes)))
             }
             if !settings.compared, let reference = subjects.first(where: {
                 $0.settings.compared && $0.settings.algorithm == settings.algorithm
