@@ -63,8 +63,8 @@ final class Convolution {
     let threads: Int
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
     let usesWinograd: Bool
-    /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), in the instruction set of the kernel
-    /// path at each call.
+    /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), decided when the convolution is made;
+    /// `cgemm_panels` runs in the instruction set `cgemm_selected()` names at each call.
     let usesPanelGEMM: Bool
     /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
     /// (outChannels, inChannels) order) for OpenBLAS.
