@@ -30,7 +30,8 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer"], path: "bench/Sources/pamstyle-bench",
+        .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer", "CGEMM", "CBLAS"],
+                          path: "bench/Sources/pamstyle-bench",
                           swiftSettings: fastMath),
         .testTarget(name: "NetpbmTests", dependencies: ["Netpbm"]),
         .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer", "CGEMM"], exclude: ["Fixtures"]),

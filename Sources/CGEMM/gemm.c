@@ -1,40 +1,313 @@
 /*
  * cgemm: see include/cgemm.h for the contract.
  *
- * The inner loop keeps an 8 × 48 block of C in 24 AVX-512 registers and, for each j, loads three vectors of B's row
- * j and broadcasts eight values of A's column j into them: 24 fused multiply-adds for 11 loads. The loop over k runs
- * in slices of KC, so that a slice of a B panel (KC × 48 floats, 24 KiB) stays in the first-level cache while every
- * 8-row panel of A goes over it; slices after the first add to C.
+ * The step every product comes down to is `block`: an 8 × columns block of C (columns ≤ 48) = alpha · Σ_j a(i, j) ·
+ * b[j·nr + l] over a slice of kc values of j (a multiple of 8), added to C or not, with 8 rows of A addressed as
+ *     a(i, j) at a + (j / 8)·chunk + i·rowStep + (j % 8)·columnStep
+ * and a kc × nr slice of a B panel stored row by row. Only the first `rows` rows and `columns` columns of the block are
+ * stored; the rows of A past `rows` are still read (they are zeros or finite values), the columns of B past `columns`
+ * are not. Three orders of A occur: the rows and transposed orders of cgemm.h, and the packed pixels of a Gram matrix,
+ * where both operands are the same panels of 48 channels (a(i, j) at a + j·w + i for a panel w channels wide).
+ *
+ * Each instruction set has its own block:
+ *   AVX-512:  the whole 8 × 48 block in 24 zmm registers; per j, three loads of B, eight broadcasts of A, 24 fused
+ *             multiply-adds.
+ *   AVX2:     six 4 × 16 strips, each in 8 of the 16 ymm registers; per j, two loads of B, four broadcasts of A,
+ *             8 fused multiply-adds (4 × 24 strips would need all 16 registers, and the compiler spills them).
+ *   portable: twelve 4 × 8 strips in plain C, whose inner loops the compiler turns into vector code for the target's
+ *             baseline (two SSE vectors per row on x86-64).
+ * The loops around it are shared: over slices of KC values of k, so that a slice of a B panel (KC × 48 floats, 24 KiB)
+ * stays in the first-level cache while the 8-row blocks of A go over it; slices after the first add to C.
  */
 #include "cgemm.h"
 
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CGEMM_X86 1
 #include <immintrin.h>
+#else
+#define CGEMM_X86 0
+#endif
 
 #define MR CGEMM_PANEL_ROWS
 #define NR CGEMM_PANEL_COLUMNS
 #define KC 128
 
-#define AVX512 __attribute__((target("avx512f,fma")))
+#define INLINE static inline __attribute__((always_inline))
 
-int
-cgemm_available(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+static int
+roundUp8(int const value) {
+    return (value + 7) & ~7;
 }
 
-/* C[0..8, 0..nr) (=, or += when accumulate) alpha · Σ_j a(i, j) · b[j·nr + 0..nr) for j < kc, where a(i, j) sits at
- * a + (j / 8)·chunk + i·rowStep + (j % 8)·columnStep: (1, 8) for the rows order, (8, 1) for the transposed one. */
-static inline __attribute__((always_inline)) AVX512 void
-block(int const kc, const float *a, ptrdiff_t const chunk, int const rowStep, int const columnStep,
-      const float *b, float * const c, ptrdiff_t const ldc, int const nr, float const alpha, int const accumulate) {
+static int
+minimum(int const a, int const b) {
+    return a < b ? a : b;
+}
+
+/* How a block's A is addressed (see above): rowStep and columnStep (1, 8), (8, 1) or (1, stride). */
+enum order { ROWS, TRANSPOSED, STRIDED };
+
+typedef void Block(enum order order, int kc, const float *a, ptrdiff_t chunk, int stride, const float *b, int nr,
+                   float *c, ptrdiff_t ldc, int rows, int columns, float alpha, int accumulate);
+
+/* Writes channels × kc pixels of F (f[ch·ldf + p]) as panels of 48 channels for cgemm_gram_upper: the panel of
+ * channels l0 … l0 + w at work + l0·kp, (kp, w), where kp = kc rounded up to 8 and w = min(48, ⌈channels/8⌉·8 − l0);
+ * channels and pixels past the matrix are zeros. */
+typedef void PackPixels(int channels, int kc, const float *f, ptrdiff_t ldf, float *work);
+
+/* The scalar form of the packing, for any part of it: channels [ch0, ch1) of the panel at `panel` (width w, starting
+ * at channel l0), pixels [p0, kp). */
+static void
+packPixelsScalar(int const channels, int const kc, int const kp, const float * const f, ptrdiff_t const ldf,
+                 float * const panel, int const l0, int const w, int const ch0, int const ch1, int const p0) {
+    for (int ch = ch0; ch < ch1; ++ch) {
+        float * const target = panel + (ch - l0);
+        if (ch >= channels) {
+            for (int p = p0; p < kp; ++p)
+                target[(ptrdiff_t)p * w] = 0;
+            continue;
+        }
+        const float * const row = f + (ptrdiff_t)ch * ldf;
+        for (int p = p0; p < kp; ++p)
+            target[(ptrdiff_t)p * w] = p < kc ? row[p] : 0;
+    }
+}
+
+/* MARK: - Portable */
+
+/* One 4 × width strip (width ≤ 8) of a block; `width` is 8 or a constant wherever speed matters. */
+INLINE void
+portableStrip(int const width, int const kc, const float * const a, ptrdiff_t const chunk, int const rowStep,
+              int const columnStep, const float *b, int const nr, float * const c, ptrdiff_t const ldc,
+              int const rows, float const alpha, int const accumulate) {
+    float acc[4][8] = {{0}};
+    for (int j = 0; j < kc; ++j) {
+        const float * const aj = a + (j >> 3) * chunk + (j & 7) * columnStep;
+        float bj[8];
+        for (int l = 0; l < width; ++l)
+            bj[l] = b[l];
+        for (int i = 0; i < 4; ++i) {
+            float const ai = aj[i * rowStep];
+            for (int l = 0; l < width; ++l)
+                acc[i][l] += ai * bj[l];
+        }
+        b += nr;
+    }
+    for (int i = 0; i < 4; ++i) {
+        if (i >= rows)
+            break;
+        float * const p = c + i * ldc;
+        for (int l = 0; l < width; ++l)
+            p[l] = accumulate ? p[l] + alpha * acc[i][l] : alpha * acc[i][l];
+    }
+}
+
+INLINE void
+portableBlockIn(int const kc, const float * const a, ptrdiff_t const chunk, int const rowStep, int const columnStep,
+                const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+                int const columns, float const alpha, int const accumulate) {
+    for (int h = 0; h < 2 && 4 * h < rows; ++h) {
+        const float * const half = a + 4 * h * rowStep;
+        float * const target = c + 4 * h * ldc;
+        for (int s = 0; s < columns; s += 8) {
+            if (columns - s >= 8)
+                portableStrip(8, kc, half, chunk, rowStep, columnStep, b + s, nr, target + s, ldc, rows - 4 * h, alpha,
+                              accumulate);
+            else
+                portableStrip(columns - s, kc, half, chunk, rowStep, columnStep, b + s, nr, target + s, ldc,
+                              rows - 4 * h, alpha, accumulate);
+        }
+    }
+}
+
+static void
+portableBlock(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
+              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+              int const columns, float const alpha, int const accumulate) {
+    switch (order) {
+    case ROWS:
+        portableBlockIn(kc, a, chunk, 1, MR, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    case TRANSPOSED:
+        portableBlockIn(kc, a, chunk, MR, 1, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    case STRIDED:
+        portableBlockIn(kc, a, chunk, 1, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    }
+}
+
+static void
+portablePackPixels(int const channels, int const kc, const float * const f, ptrdiff_t const ldf, float * const work) {
+    int const cp = roundUp8(channels), kp = roundUp8(kc);
+    for (int l0 = 0; l0 < cp; l0 += NR) {
+        int const w = minimum(NR, cp - l0);
+        packPixelsScalar(channels, kc, kp, f, ldf, work + (ptrdiff_t)l0 * kp, l0, w, l0, l0 + w, 0);
+    }
+}
+
+#if CGEMM_X86
+
+/* MARK: - AVX2 */
+
+#define AVX2 __attribute__((target("avx2,fma")))
+
+/* One 4-row strip of a block: `vectors` (1 or 2) vectors of 8 columns, the last one read and written through `tail`
+ * when `masked`. Eleven registers at most: 8 sums, 2 vectors of B, a broadcast of A. */
+INLINE AVX2 void
+avx2Strip(int const vectors, int const masked, __m256i const tail, int const kc, const float *a,
+          ptrdiff_t const chunk, int const rowStep, int const columnStep, const float *b, int const nr,
+          float * const c, ptrdiff_t const ldc, int const rows, float const alpha, int const accumulate) {
+    __m256 acc[4][2];
+    for (int i = 0; i < 4; ++i)
+        for (int v = 0; v < 2; ++v)
+            acc[i][v] = _mm256_setzero_ps();
+    /* The rows of C are far apart (a gradient's rows are whole feature maps): their lines are asked for now, to arrive
+     * while the sums run. */
+    if (accumulate)
+        for (int i = 0; i < 4; ++i)
+            if (i < rows) {
+                _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+                _mm_prefetch((const char *)(c + i * ldc + 8 * vectors - 1), _MM_HINT_T0);
+            }
+    for (int j0 = 0; j0 < kc; j0 += 8) {
+        for (int j = 0; j < 8; ++j) {
+            __m256 bv[2];
+            for (int v = 0; v < vectors; ++v)
+                bv[v] = masked && v == vectors - 1 ? _mm256_maskload_ps(b + 8 * v, tail) : _mm256_loadu_ps(b + 8 * v);
+            b += nr;
+            for (int i = 0; i < 4; ++i) {
+                __m256 const ai = _mm256_broadcast_ss(a + i * rowStep + j * columnStep);
+                for (int v = 0; v < vectors; ++v)
+                    acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
+            }
+        }
+        a += chunk;
+    }
+    __m256 const scale = _mm256_set1_ps(alpha);
+    for (int i = 0; i < 4; ++i) {
+        if (i >= rows)
+            break;
+        for (int v = 0; v < vectors; ++v) {
+            float * const p = c + i * ldc + 8 * v;
+            __m256 value = _mm256_mul_ps(acc[i][v], scale);
+            if (masked && v == vectors - 1) {
+                if (accumulate)
+                    value = _mm256_add_ps(value, _mm256_maskload_ps(p, tail));
+                _mm256_maskstore_ps(p, tail, value);
+            } else {
+                if (accumulate)
+                    value = _mm256_add_ps(value, _mm256_loadu_ps(p));
+                _mm256_storeu_ps(p, value);
+            }
+        }
+    }
+}
+
+INLINE AVX2 void
+avx2BlockIn(int const kc, const float * const a, ptrdiff_t const chunk, int const rowStep, int const columnStep,
+            const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+            int const columns, float const alpha, int const accumulate) {
+    __m256i const lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int h = 0; h < 2 && 4 * h < rows; ++h) {
+        const float * const half = a + 4 * h * rowStep;
+        float * const target = c + 4 * h * ldc;
+        int const stored = rows - 4 * h;
+        for (int s = 0; s < columns; s += 16) {
+            int const width = minimum(16, columns - s), vectors = (width + 7) / 8, last = width - 8 * (vectors - 1);
+            __m256i const tail = _mm256_cmpgt_epi32(_mm256_set1_epi32(last), lanes);
+            if (vectors == 2 && last == 8)
+                avx2Strip(2, 0, tail, kc, half, chunk, rowStep, columnStep, b + s, nr, target + s, ldc, stored, alpha,
+                          accumulate);
+            else if (vectors == 2)
+                avx2Strip(2, 1, tail, kc, half, chunk, rowStep, columnStep, b + s, nr, target + s, ldc, stored, alpha,
+                          accumulate);
+            else if (last == 8)
+                avx2Strip(1, 0, tail, kc, half, chunk, rowStep, columnStep, b + s, nr, target + s, ldc, stored, alpha,
+                          accumulate);
+            else
+                avx2Strip(1, 1, tail, kc, half, chunk, rowStep, columnStep, b + s, nr, target + s, ldc, stored, alpha,
+                          accumulate);
+        }
+    }
+}
+
+static AVX2 void
+avx2Block(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
+          const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
+          float const alpha, int const accumulate) {
+    switch (order) {
+    case ROWS:
+        avx2BlockIn(kc, a, chunk, 1, MR, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    case TRANSPOSED:
+        avx2BlockIn(kc, a, chunk, MR, 1, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    case STRIDED:
+        avx2BlockIn(kc, a, chunk, 1, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    }
+}
+
+/* The packing of portablePackPixels with 8 × 8 transposes in registers wherever 8 channels and 8 pixels exist. */
+static AVX2 void
+avx2PackPixels(int const channels, int const kc, const float * const f, ptrdiff_t const ldf, float * const work) {
+    int const cp = roundUp8(channels), kp = roundUp8(kc);
+    for (int l0 = 0; l0 < cp; l0 += NR) {
+        int const w = minimum(NR, cp - l0);
+        float * const panel = work + (ptrdiff_t)l0 * kp;
+        for (int ch0 = l0; ch0 < l0 + w; ch0 += 8) {
+            if (ch0 + 8 > channels) {
+                packPixelsScalar(channels, kc, kp, f, ldf, panel, l0, w, ch0, ch0 + 8, 0);
+                continue;
+            }
+            const float * const rows = f + (ptrdiff_t)ch0 * ldf;
+            float * const target = panel + (ch0 - l0);
+            int p = 0;
+            for (; p + 8 <= kc; p += 8) {
+                __m256 r[8], t[8], u[8];
+                for (int i = 0; i < 8; ++i)
+                    r[i] = _mm256_loadu_ps(rows + i * ldf + p);
+                for (int i = 0; i < 8; i += 2) {
+                    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+                }
+                for (int i = 0; i < 8; i += 4) {
+                    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+                    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+                    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+                }
+                /* u[i] holds pixels i and i + 4 of channels 0…3, u[i + 4] those of channels 4…7. */
+                for (int i = 0; i < 4; ++i) {
+                    _mm256_storeu_ps(target + (ptrdiff_t)(p + i) * w, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+                    _mm256_storeu_ps(target + (ptrdiff_t)(p + i + 4) * w, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+                }
+            }
+            packPixelsScalar(channels, kc, kp, f, ldf, panel, l0, w, ch0, ch0 + 8, p);
+        }
+    }
+}
+
+/* MARK: - AVX-512 */
+
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+INLINE AVX512 void
+avx512BlockIn(int const kc, const float *a, ptrdiff_t const chunk, int const rowStep, int const columnStep,
+              const float *b, int const nr, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
+              float const alpha, int const accumulate) {
     __m512 acc[MR][3];
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < 3; ++v)
             acc[i][v] = _mm512_setzero_ps();
-    /* The lanes past nr are neither loaded nor stored. */
+    /* The lanes past `columns` are neither loaded nor stored. */
     __mmask16 mask[3];
     for (int v = 0; v < 3; ++v) {
-        int const left = nr - 16 * v;
+        int const left = columns - 16 * v;
         mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
     }
     for (int j0 = 0; j0 < kc; j0 += 8) {
@@ -57,6 +330,8 @@ block(int const kc, const float *a, ptrdiff_t const chunk, int const rowStep, in
         if (mask[v] == 0)
             break;
         for (int i = 0; i < MR; ++i) {
+            if (i >= rows)
+                break;
             float * const p = c + i * ldc + 16 * v;
             __m512 value = _mm512_mul_ps(acc[i][v], scale);
             if (accumulate)
@@ -67,34 +342,196 @@ block(int const kc, const float *a, ptrdiff_t const chunk, int const rowStep, in
 }
 
 static AVX512 void
-blockRows(int const kc, const float * const a, ptrdiff_t const chunk, const float * const b, float * const c,
-          ptrdiff_t const ldc, int const nr, float const alpha, int const accumulate) {
-    block(kc, a, chunk, 1, MR, b, c, ldc, nr, alpha, accumulate);
+avx512Block(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
+            const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+            int const columns, float const alpha, int const accumulate) {
+    switch (order) {
+    case ROWS:
+        avx512BlockIn(kc, a, chunk, 1, MR, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    case TRANSPOSED:
+        avx512BlockIn(kc, a, chunk, MR, 1, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    case STRIDED:
+        avx512BlockIn(kc, a, chunk, 1, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
+        break;
+    }
 }
 
-static AVX512 void
-blockTransposed(int const kc, const float * const a, ptrdiff_t const chunk, const float * const b, float * const c,
-                ptrdiff_t const ldc, int const nr, float const alpha, int const accumulate) {
-    block(kc, a, chunk, MR, 1, b, c, ldc, nr, alpha, accumulate);
+#endif
+
+/* MARK: - Dispatch */
+
+struct kernels {
+    Block *block;
+    PackPixels *packPixels;
+};
+
+static const struct kernels kernelTable[3] = {
+    [CGEMM_PORTABLE] = {portableBlock, portablePackPixels},
+#if CGEMM_X86
+    [CGEMM_AVX2] = {avx2Block, avx2PackPixels},
+    [CGEMM_AVX512] = {avx512Block, avx2PackPixels},
+#else
+    [CGEMM_AVX2] = {portableBlock, portablePackPixels},
+    [CGEMM_AVX512] = {portableBlock, portablePackPixels},
+#endif
+};
+
+/* The selected cgemm_isa, or −1 until the first call that needs it. */
+static atomic_int selection = -1;
+
+int
+cgemm_supports(cgemm_isa const isa) {
+    switch (isa) {
+    case CGEMM_PORTABLE:
+        return 1;
+#if CGEMM_X86
+    case CGEMM_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CGEMM_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    default:
+        return 0;
+    }
 }
 
-AVX512 void
+cgemm_isa
+cgemm_detected(void) {
+    return cgemm_supports(CGEMM_AVX512) ? CGEMM_AVX512 : cgemm_supports(CGEMM_AVX2) ? CGEMM_AVX2 : CGEMM_PORTABLE;
+}
+
+cgemm_isa
+cgemm_selected(void) {
+    int isa = atomic_load_explicit(&selection, memory_order_relaxed);
+    if (isa < 0) {
+        int unset = -1;
+        int const detected = (int)cgemm_detected();
+        /* A cgemm_select on another thread in between wins. */
+        isa = atomic_compare_exchange_strong(&selection, &unset, detected) ? detected : unset;
+    }
+    return (cgemm_isa)isa;
+}
+
+int
+cgemm_select(cgemm_isa const isa) {
+    if ((int)isa < CGEMM_PORTABLE || (int)isa > CGEMM_AVX512 || !cgemm_supports(isa))
+        return 0;
+    atomic_store_explicit(&selection, (int)isa, memory_order_relaxed);
+    return 1;
+}
+
+static const struct kernels *
+kernels(void) {
+    return &kernelTable[cgemm_selected()];
+}
+
+/* MARK: - Products */
+
+void
 cgemm_panels(int const m, int const n, int const k, float const alpha, const float * const a, int const transposedA,
              const float * const b, float * const c, ptrdiff_t const ldc) {
+    Block * const block = kernels()->block;
     for (int j0 = 0; j0 < k; j0 += KC) {
-        int const kc = k - j0 < KC ? k - j0 : KC;
+        int const kc = minimum(KC, k - j0);
         for (int l0 = 0; l0 < n; l0 += NR) {
-            int const nr = n - l0 < NR ? n - l0 : NR;
+            int const nr = minimum(NR, n - l0);
             const float * const panel = b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr;
             for (int i0 = 0; i0 < m; i0 += MR) {
                 float * const target = c + (ptrdiff_t)i0 * ldc + l0;
                 if (transposedA)
-                    blockTransposed(kc, a + (ptrdiff_t)(j0 / MR) * m * MR + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR,
-                                    panel, target, ldc, nr, alpha, j0 > 0);
+                    block(TRANSPOSED, kc, a + (ptrdiff_t)(j0 / MR) * m * MR + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, 0,
+                          panel, nr, target, ldc, MR, nr, alpha, j0 > 0);
                 else
-                    blockRows(kc, a + (ptrdiff_t)i0 * k + (ptrdiff_t)j0 * MR, MR * MR, panel, target, ldc, nr, alpha,
-                              j0 > 0);
+                    block(ROWS, kc, a + (ptrdiff_t)i0 * k + (ptrdiff_t)j0 * MR, MR * MR, 0, panel, nr, target, ldc, MR,
+                          nr, alpha, j0 > 0);
             }
+        }
+    }
+}
+
+size_t
+cgemm_gram_work_count(int const channels) {
+    return (size_t)roundUp8(channels) * KC;
+}
+
+/* Pixels in slices of KC, each packed into panels of 48 channels (see PackPixels) that serve as both operands: the
+ * block of rows i0 … i0 + 8 and the panel of columns l0 … l0 + w, for the blocks that reach the upper triangle, from
+ * column i0 on. Of the lower triangle, only the 8 × 8 squares on the diagonal are written. */
+void
+cgemm_gram_upper(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
+                 ptrdiff_t const ldg, float * const work) {
+    if (pixels <= 0) {
+        for (int i = 0; i < channels; ++i)
+            memset(g + (ptrdiff_t)i * ldg + i, 0, sizeof(float) * (size_t)(channels - i));
+        return;
+    }
+    const struct kernels * const kernel = kernels();
+    int const cp = roundUp8(channels);
+    for (int p0 = 0; p0 < pixels; p0 += KC) {
+        int const kc = minimum(KC, pixels - p0), kp = roundUp8(kc);
+        kernel->packPixels(channels, kc, f + p0, ldf, work);
+        for (int l0 = 0; l0 < channels; l0 += NR) {
+            int const w = minimum(NR, cp - l0), columns = minimum(w, channels - l0);
+            const float * const panel = work + (ptrdiff_t)l0 * kp;
+            for (int i0 = 0; i0 < l0 + columns; i0 += MR) {
+                int const q0 = i0 / NR * NR, wq = minimum(NR, cp - q0);
+                /* On the diagonal, the columns left of the block's first row are skipped. */
+                int const skip = i0 > l0 ? i0 - l0 : 0;
+                kernel->block(STRIDED, kp, work + (ptrdiff_t)q0 * kp + (i0 - q0), (ptrdiff_t)MR * wq, wq, panel + skip,
+                              w, g + (ptrdiff_t)i0 * ldg + l0 + skip, ldg, minimum(MR, channels - i0), columns - skip,
+                              1, p0 > 0);
+            }
+        }
+    }
+}
+
+size_t
+cgemm_packed_count(int const m, int const k) {
+    return (size_t)roundUp8(m) * (size_t)roundUp8(k);
+}
+
+void
+cgemm_pack(int const m, int const k, const float * const a, ptrdiff_t const lda, int const transposedA,
+           float * const packed) {
+    int const mp = roundUp8(m), kp = roundUp8(k);
+    for (int i0 = 0; i0 < mp; i0 += MR) {
+        float * const panel = packed + (ptrdiff_t)i0 * kp;
+        for (int j = 0; j < kp; ++j) {
+            for (int r = 0; r < MR; ++r) {
+                int const i = i0 + r;
+                panel[j * MR + r] = i >= m || j >= k ? 0
+                    : transposedA ? a[(ptrdiff_t)j * lda + i] : a[(ptrdiff_t)i * lda + j];
+            }
+        }
+    }
+}
+
+/* Slices of KC rows of B, each copied panel by panel (48 columns, padded with zero rows to a multiple of 8) into a
+ * buffer on the stack that the 8-row blocks of A go over. */
+void
+cgemm_multiply(int const m, int const n, int const k, float const alpha, const float * const packedA,
+               const float * const b, ptrdiff_t const ldb, int const accumulate, float * const c,
+               ptrdiff_t const ldc) {
+    Block * const block = kernels()->block;
+    int const kp = roundUp8(k);
+    _Alignas(64) float panel[KC * NR];  // (kc, nr): rows j0 … j0 + kc, columns l0 … l0 + nr of B
+    for (int j0 = 0; j0 < kp; j0 += KC) {
+        int const kc = minimum(KC, kp - j0);
+        for (int l0 = 0; l0 < n; l0 += NR) {
+            int const nr = minimum(NR, n - l0);
+            for (int j = 0; j < kc; ++j) {
+                if (j0 + j < k)
+                    memcpy(panel + j * nr, b + (ptrdiff_t)(j0 + j) * ldb + l0, sizeof(float) * (size_t)nr);
+                else
+                    memset(panel + j * nr, 0, sizeof(float) * (size_t)nr);
+            }
+            for (int i0 = 0; i0 < m; i0 += MR)
+                block(ROWS, kc, packedA + (ptrdiff_t)i0 * kp + (ptrdiff_t)j0 * MR, MR * MR, 0, panel, nr,
+                      c + (ptrdiff_t)i0 * ldc + l0, ldc, minimum(MR, m - i0), nr, alpha, accumulate || j0 > 0);
         }
     }
 }

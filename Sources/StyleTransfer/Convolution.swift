@@ -7,11 +7,12 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case im2col
     /// Winograd's F(4×4, 3×3): 36 SGEMMs per band of 4×4 tiles, 2.25 · inChannels · outChannels multiply-adds per
     /// pixel; its rounding errors are a few times larger than im2col's (relative errors around 10⁻⁵ in float32). The
-    /// products run in `cgemm_panels` when the processor has AVX-512 and both channel counts are multiples of 8, on
-    /// operands the transforms write in its panels; otherwise in OpenBLAS.
+    /// products run in `cgemm_panels`, on operands the transforms write in its panels, when both channel counts are
+    /// multiples of 8 and the kernel path (`KernelPath.current` when the convolution is made) is not OpenBLAS;
+    /// otherwise in OpenBLAS.
     case winograd
-    /// Winograd's F(4×4, 3×3) with every product in OpenBLAS: what `winograd` does where `cgemm_panels` cannot run,
-    /// kept selectable to compare the two.
+    /// Winograd's F(4×4, 3×3) with every product in OpenBLAS, whatever the kernel path: kept selectable to compare the
+    /// two.
     case winogradOpenBLAS = "winograd-openblas"
 }
 
@@ -62,7 +63,8 @@ final class Convolution {
     let threads: Int
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
     let usesWinograd: Bool
-    /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS).
+    /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), decided when the convolution is made;
+    /// `cgemm_panels` runs in the instruction set `cgemm_selected()` names at each call.
     let usesPanelGEMM: Bool
     /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
     /// (outChannels, inChannels) order) for OpenBLAS.
@@ -79,7 +81,7 @@ final class Convolution {
         bias = weights.bias
         usesWinograd = Self.usesWinograd(inChannels: inChannels, algorithm: algorithm)
         let rows = Int(CGEMM_PANEL_ROWS)
-        usesPanelGEMM = usesWinograd && algorithm == .winograd && panelGEMMAvailable
+        usesPanelGEMM = usesWinograd && algorithm == .winograd && KernelPath.current != .openblas
             && inChannels % rows == 0 && outChannels % rows == 0
         self.kernelSlot = usesWinograd ? kernelSlot : nil
         precondition(self.kernelSlot.map { $0.capacity >= winogradPositions * inChannels * outChannels } ?? true,

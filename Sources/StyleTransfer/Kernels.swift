@@ -75,9 +75,6 @@ func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band
 
 // MARK: - GEMM
 
-/// Whether `cgemm_panels` runs on this processor.
-let panelGEMMAvailable = cgemm_available() != 0
-
 /// C (m, n) = alpha · A (m, k) · B (k, n) + beta · C, row-major with leading dimensions; A is read transposed, (k, m), when
 /// `transposeA`.
 @inline(__always)

@@ -1,4 +1,5 @@
 import CBLAS
+import CGEMM
 
 // The three loss terms of Gatys-style transfer, as value + gradient over flat CHW float32 buffers.
 //
@@ -33,9 +34,10 @@ import CBLAS
 /// Accumulates the Gram matrix `G = F Fᵀ / N` of a feature map F (channels × N pixels), possibly
 /// over several stripes of pixels added one after another (`G = Σ over pixels of f fᵀ / N`).
 ///
-/// Each `add` computes partial products with `cblas_ssyrk` (half the work of a full product) in
-/// float32 over at most `chunkPixels` pixels at a time, and sums the chunks in float64, so the
-/// rounding error does not grow with the image size. `N` is the total number of pixels added.
+/// Each `add` computes the upper triangles of partial products (half the work of a full product) in
+/// float32 over at most `chunkPixels` pixels at a time, with `cgemm_gram_upper`, or `cblas_ssyrk` when
+/// `KernelPath.current` is OpenBLAS, and sums the chunks in float64, so the rounding error does not
+/// grow with the image size. `N` is the total number of pixels added.
 /// The chunks of an `add` are shared among the cores in fixed shares, each core summing into its
 /// own buffer, so the result does not depend on timing.
 public struct GramAccumulator: Sendable {
@@ -43,13 +45,14 @@ public struct GramAccumulator: Sendable {
     public let channels: Int
     /// Total pixels N added since the last `reset()`.
     public private(set) var pixelCount: Int
-    /// Pixels per `cblas_ssyrk` call: float32 sums run over at most this many terms.
+    /// Pixels per partial product: float32 sums run over at most this many terms.
     public static let chunkPixels = 4096
     /// The shares an `add` is cut into: one per core.
     private let shares = coreCount
 
     private var sum: [Double]  // (shares, channels, channels), upper triangles (column ≥ row) valid: Σ f fᵀ
     private var partial: [Float]  // (shares, channels, channels), upper triangles: one chunk's F Fᵀ
+    private var work: [Float]  // (shares, cgemm_gram_work_count(channels)): each share's pixels packed by cgemm_gram_upper
 
     /// An empty accumulator for C = `channels`.
     public init(channels: Int) {
@@ -58,6 +61,7 @@ public struct GramAccumulator: Sendable {
         self.pixelCount = 0
         self.sum = [Double](repeating: 0, count: shares * channels * channels)
         self.partial = [Float](repeating: 0, count: shares * channels * channels)
+        self.work = [Float](repeating: 0, count: shares * cgemm_gram_work_count(Int32(channels)))
     }
 
     /// Forgets everything added, keeping the storage.
@@ -76,19 +80,29 @@ public struct GramAccumulator: Sendable {
         precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
         let chunks = (pixels + Self.chunkPixels - 1) / Self.chunkPixels
         let shares = min(self.shares, chunks)
+        let openBLAS = KernelPath.current == .openblas, workCount = work.count / self.shares
         sum.withUnsafeMutableBufferPointer { sum in
             partial.withUnsafeMutableBufferPointer { partial in
-                let (sum, partial) = (UncheckedSendable(value: sum), UncheckedSendable(value: partial))
-                parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
-                    let sum = sum.value.baseAddress! + share &* plane
-                    let partial = partial.value.baseAddress! + share &* plane
-                    for chunk in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
-                        let start = chunk &* Self.chunkPixels, n = min(Self.chunkPixels, pixels &- start)
-                        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
-                                    1, features.baseAddress! + start, Int32(stride), 0, partial, Int32(c))
-                        for i in 0..<c {
-                            let row = i &* c
-                            for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                work.withUnsafeMutableBufferPointer { work in
+                    let buffers = UncheckedSendable(value: (sum: sum.baseAddress!, partial: partial.baseAddress!,
+                                                            work: work.baseAddress!))
+                    parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
+                        let sum = buffers.value.sum + share &* plane
+                        let partial = buffers.value.partial + share &* plane
+                        let work = buffers.value.work + share &* workCount
+                        for chunk in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
+                            let start = chunk &* Self.chunkPixels, n = min(Self.chunkPixels, pixels &- start)
+                            if openBLAS {
+                                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
+                                            1, features.baseAddress! + start, Int32(stride), 0, partial, Int32(c))
+                            } else {
+                                cgemm_gram_upper(Int32(c), Int32(n), features.baseAddress! + start, stride, partial,
+                                                 c, work)
+                            }
+                            for i in 0..<c {
+                                let row = i &* c
+                                for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                            }
                         }
                     }
                 }
@@ -171,6 +185,7 @@ public struct StyleLoss: Sendable {
     public var accumulator: GramAccumulator
 
     private var residual: [Float]  // (channels, channels): G − T of the last finished evaluation
+    private var packedResidual: [Float]  // (⌈C/8⌉, ⌈C/8⌉·8, 8): the residual in cgemm_pack's panels
     private var residualPixels = 0  // N of the last finished evaluation
 
     /// A style loss for a layer of `channels` channels matching the Gram `target`.
@@ -180,6 +195,7 @@ public struct StyleLoss: Sendable {
         self.target = target
         self.accumulator = GramAccumulator(channels: channels)
         self.residual = [Float](repeating: 0, count: channels * channels)
+        self.packedResidual = [Float](repeating: 0, count: cgemm_packed_count(Int32(channels), Int32(channels)))
     }
 
     /// Ends the accumulation of this evaluation: forms G, keeps G − T and N for `addGradient`,
@@ -194,12 +210,19 @@ public struct StyleLoss: Sendable {
             residual[i] = difference
             sum += Double(difference) * Double(difference)
         }
+        residual.withUnsafeBufferPointer { residual in
+            packedResidual.withUnsafeMutableBufferPointer { packed in
+                cgemm_pack(Int32(channels), Int32(channels), residual.baseAddress!, channels, 0, packed.baseAddress!)
+            }
+        }
         return sum / Double(channels * channels)
     }
 
     /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` for one stripe of the pixels that went
     /// into the last `finish()`: `features[c · featureStride + p]` and `gradient[c · gradientStride + p]`
-    /// for p < `pixels`. One `cblas_sgemm` with β = 1 per core, over its share of the pixels.
+    /// for p < `pixels`. One single-threaded product per core, over its share of the pixels, added to the
+    /// gradient: `cgemm_multiply` on the residual packed by `finish`, or `cblas_sgemm` with β = 1 when
+    /// `KernelPath.current` is OpenBLAS.
     public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
                             weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
         let c = channels
@@ -212,13 +235,22 @@ public struct StyleLoss: Sendable {
         let alpha = Float(Double(weight) * 4 / (Double(c * c) * Double(residualPixels)))
         // The pixels in one column band per core, each a single-threaded product.
         let bands = max(1, min(coreCount, pixels / 256))
+        let openBLAS = KernelPath.current == .openblas
         residual.withUnsafeBufferPointer { residual in
-            let gradient = UncheckedSendable(value: gradient)
-            parallelBands(bands, workers: bands, blasThreads: 1) { band, _ in
-                let first = pixels * band / bands, count = pixels * (band + 1) / bands - first
-                sgemm(m: c, n: count, k: c, alpha: alpha, a: residual.baseAddress!, lda: c,
-                      b: features.baseAddress! + first, ldb: featureStride,
-                      beta: 1, c: gradient.value.baseAddress! + first, ldc: gradientStride)
+            packedResidual.withUnsafeBufferPointer { packed in
+                let gradient = UncheckedSendable(value: gradient)
+                parallelBands(bands, workers: bands, blasThreads: 1) { band, _ in
+                    let first = pixels * band / bands, count = pixels * (band + 1) / bands - first
+                    if openBLAS {
+                        sgemm(m: c, n: count, k: c, alpha: alpha, a: residual.baseAddress!, lda: c,
+                              b: features.baseAddress! + first, ldb: featureStride,
+                              beta: 1, c: gradient.value.baseAddress! + first, ldc: gradientStride)
+                    } else {
+                        cgemm_multiply(Int32(c), Int32(count), Int32(c), alpha, packed.baseAddress!,
+                                       features.baseAddress! + first, featureStride, 1,
+                                       gradient.value.baseAddress! + first, gradientStride)
+                    }
+                }
             }
         }
     }

@@ -38,7 +38,8 @@ struct Runner {
                                          executablePath: VGGWeights.runningExecutablePath)
         let weights = try VGGWeights.load(from: path)
         let styles = try command.styleFiles.map { try readFirstImage($0).rgb }
-        report.note("weights \(path); style targets from \(styles.count) image\(styles.count == 1 ? "" : "s")")
+        report.note("weights \(path); style targets from \(styles.count) image\(styles.count == 1 ? "" : "s"); "
+            + KernelPath.summary)
         return try Stylizer(weights: weights, options: options, styles: styles)
     }
 

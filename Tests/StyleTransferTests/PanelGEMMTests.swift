@@ -2,16 +2,39 @@ import CGEMM
 import XCTest
 @testable import StyleTransfer
 
+/// The CGEMM kernels on each instruction set this processor runs, against float64 products written out from the
+/// layouts and contracts in cgemm.h.
 final class PanelGEMMTests: XCTestCase {
-    /// cgemm_panels against the float64 product written out from the layouts in cgemm.h, in both orders of A, for
-    /// column counts that fill panels, leave a partial one (of a width that is or is not a multiple of 16) or stay
-    /// under one, and depths that take one slice of the k
-    /// loop or several (128 per slice); columns of C past n and rows of other panels are left alone.
-    func testPanelProductMatchesTheLayouts() throws {
-        try XCTSkipUnless(panelGEMMAvailable, "the processor has no AVX-512")
+    func testPortableKernels() throws {
+        try checkKernels(on: .portable)
+    }
+
+    func testAVX2Kernels() throws {
+        try checkKernels(on: .avx2)
+    }
+
+    func testAVX512Kernels() throws {
+        try checkKernels(on: .avx512)
+    }
+
+    private func checkKernels(on path: KernelPath, file: StaticString = #filePath, line: UInt = #line) throws {
+        try XCTSkipUnless(path.isSupported, "the processor cannot run the \(path.rawValue) kernels")
+        try withKernelPath(path) {
+            XCTAssertEqual(KernelPath.current, path, file: file, line: line)
+            checkPanelProduct(path)
+            checkGramUpperTriangle(path)
+            checkMultiply(path)
+        }
+    }
+
+    /// cgemm_panels in both orders of A, for column counts that fill panels, leave a partial one (of a width that is
+    /// or is not a multiple of 8 and 16) or stay under one, and depths that take one slice of the k loop or several
+    /// (128 per slice); columns of C past n are left alone.
+    private func checkPanelProduct(_ path: KernelPath) {
         let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS)
         var rng = SplitMix64(seed: 31)
-        for (m, n, k) in [(8, 48, 8), (16, 8, 24), (24, 100, 136), (8, 200, 264), (32, 56, 16), (16, 77, 8)] {
+        for (m, n, k) in [(8, 48, 8), (16, 8, 24), (24, 100, 136), (8, 200, 264), (32, 56, 16), (16, 77, 8),
+                          (40, 3, 256), (8, 61, 392)] {
             let a = randomValues(m * k, using: &rng), b = randomValues(n * k, using: &rng)
             let ldc = n + 5
             for transposed in [false, true] {
@@ -33,7 +56,7 @@ final class PanelGEMMTests: XCTestCase {
                 for i in 0 ..< m {
                     for l in 0 ..< ldc {
                         guard l < n else {
-                            XCTAssertEqual(c[i * ldc + l], 7, "column \(l) past n written")
+                            XCTAssertEqual(c[i * ldc + l], 7, "\(path): column \(l) past n written")
                             continue
                         }
                         var expected = 0.0, size = 0.0
@@ -45,7 +68,104 @@ final class PanelGEMMTests: XCTestCase {
                         }
                         expected *= Double(alpha)
                         XCTAssertEqual(Double(c[i * ldc + l]), expected, accuracy: 1e-6 * max(1, size),
-                                       "\(m)x\(n)x\(k) transposed \(transposed) at \(i), \(l)")
+                                       "\(path) \(m)x\(n)x\(k) transposed \(transposed) at \(i), \(l)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// cgemm_gram_upper for channel counts that are or are not multiples of 8 and span one to three panels of 48,
+    /// pixel counts that are odd, under one slice of 128 or over several, rows of F and G with padding: the upper
+    /// triangle matches, nothing outside the channels × channels matrix or past the work area is written, and no pixels
+    /// give zeros.
+    private func checkGramUpperTriangle(_ path: KernelPath) {
+        var rng = SplitMix64(seed: 32)
+        let guardValue: Float = -3.25
+        for (channels, pixels) in [(1, 1), (3, 5), (8, 8), (13, 129), (37, 300), (64, 257), (97, 77), (50, 0)] {
+            let ldf = pixels + 3, ldg = channels + 2
+            let f = randomValues(channels * ldf, using: &rng)
+            var g = [Float](repeating: guardValue, count: channels * ldg)
+            let workCount = cgemm_gram_work_count(Int32(channels))
+            var work = [Float](repeating: guardValue, count: workCount + 16)
+            f.withUnsafeBufferPointer { f in
+                g.withUnsafeMutableBufferPointer { g in
+                    work.withUnsafeMutableBufferPointer { work in
+                        cgemm_gram_upper(Int32(channels), Int32(pixels), f.baseAddress!, ldf, g.baseAddress!, ldg,
+                                         work.baseAddress!)
+                    }
+                }
+            }
+            XCTAssertEqual(Array(work[workCount...]), [Float](repeating: guardValue, count: 16),
+                           "\(path) \(channels)x\(pixels): written past the work area")
+            for i in 0 ..< channels {
+                for j in channels ..< ldg {
+                    XCTAssertEqual(g[i * ldg + j], guardValue, "\(path) \(channels)x\(pixels): padding \(i), \(j) written")
+                }
+                for j in i ..< channels {
+                    var expected = 0.0, size = 0.0
+                    for p in 0 ..< pixels {
+                        let term = Double(f[i * ldf + p]) * Double(f[j * ldf + p])
+                        expected += term
+                        size += abs(term)
+                    }
+                    XCTAssertEqual(Double(g[i * ldg + j]), expected, accuracy: 2e-6 * max(1, size),
+                                   "\(path) \(channels)x\(pixels) at \(i), \(j)")
+                }
+            }
+        }
+    }
+
+    /// cgemm_pack and cgemm_multiply for shapes that are or are not multiples of 8, depths under one slice of 128 or
+    /// over several, A read directly or transposed, with padded rows, writing and adding: C matches, and nothing past
+    /// the packed count or outside the m × n entries of C is written.
+    private func checkMultiply(_ path: KernelPath) {
+        var rng = SplitMix64(seed: 33)
+        let guardValue: Float = 5.5
+        for (m, n, k) in [(1, 1, 1), (5, 7, 3), (8, 48, 8), (21, 50, 19), (64, 100, 130), (13, 97, 200), (40, 9, 64)] {
+            for transposed in [false, true] {
+                for accumulate in [false, true] {
+                    let lda = (transposed ? m : k) + 1, ldb = n + 2, ldc = n + 3
+                    let a = randomValues((transposed ? k : m) * lda, using: &rng)
+                    let b = randomValues(k * ldb, using: &rng)
+                    let before = randomValues(m * ldc, using: &rng).enumerated().map { $0.offset % ldc < n ? $0.element : guardValue }
+                    var c = before
+                    let packedCount = cgemm_packed_count(Int32(m), Int32(k))
+                    var packed = [Float](repeating: guardValue, count: packedCount + 16)
+                    let alpha: Float = 0.375
+                    a.withUnsafeBufferPointer { a in
+                        packed.withUnsafeMutableBufferPointer { packed in
+                            cgemm_pack(Int32(m), Int32(k), a.baseAddress!, lda, transposed ? 1 : 0, packed.baseAddress!)
+                        }
+                    }
+                    XCTAssertEqual(Array(packed[packedCount...]), [Float](repeating: guardValue, count: 16),
+                                   "\(path) \(m)x\(k): packed past its count")
+                    packed.withUnsafeBufferPointer { packed in
+                        b.withUnsafeBufferPointer { b in
+                            c.withUnsafeMutableBufferPointer { c in
+                                cgemm_multiply(Int32(m), Int32(n), Int32(k), alpha, packed.baseAddress!, b.baseAddress!,
+                                               ldb, accumulate ? 1 : 0, c.baseAddress!, ldc)
+                            }
+                        }
+                    }
+                    let shape = "\(path) \(m)x\(n)x\(k) transposed \(transposed) accumulate \(accumulate)"
+                    for i in 0 ..< m {
+                        for l in n ..< ldc {
+                            XCTAssertEqual(c[i * ldc + l], guardValue, "\(shape): padding \(i), \(l) written")
+                        }
+                        for l in 0 ..< n {
+                            var expected = 0.0, size = 0.0
+                            for j in 0 ..< k {
+                                let aValue = transposed ? a[j * lda + i] : a[i * lda + j]
+                                let term = Double(aValue) * Double(b[j * ldb + l])
+                                expected += term
+                                size += abs(term)
+                            }
+                            expected *= Double(alpha)
+                            let start = accumulate ? Double(before[i * ldc + l]) : 0
+                            XCTAssertEqual(Double(c[i * ldc + l]), start + expected,
+                                           accuracy: 1e-6 * max(1, size + abs(start)), "\(shape) at \(i), \(l)")
+                        }
                     }
                 }
             }

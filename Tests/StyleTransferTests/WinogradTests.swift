@@ -4,8 +4,8 @@ import XCTest
 final class WinogradTests: XCTestCase {
     /// At VGG-19's channel counts, on ReLU-like (nonnegative) inputs, Winograd's F(4×4, 3×3) stays within 2·10⁻⁵ of the
     /// float64 direct convolution relative to the output's scale, forward and backward, in bands of several tile rows
-    /// and of one.
-    func testAccuracyAtNetworkChannelCounts() {
+    /// and of one, on every kernel path.
+    func testAccuracyAtNetworkChannelCounts() throws {
         var rng = SplitMix64(seed: 7)
         for (ci, co, h, w) in [(64, 64, 13, 38), (256, 128, 9, 11), (512, 512, 4, 6)] {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
@@ -13,29 +13,37 @@ final class WinogradTests: XCTestCase {
             let gradOutput = randomValues(co * h * w, using: &rng)
             let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
             let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
-            for algorithm in [ConvolutionAlgorithm.winograd, .winogradOpenBLAS] {
-                let conv = Convolution(weights, threads: 2, algorithm: algorithm)
-                XCTAssertEqual(conv.usesPanelGEMM, algorithm == .winograd && panelGEMMAvailable)
-                for limit in [1, Int.max / 2] {
-                    let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: limit))
-                    let output = Tensor(channels: co, height: h, width: w)
-                    conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
-                                 scratch: scratch)
-                    assertClose(output.values, forwardReference, relative: 2e-5,
-                                "\(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
-                    let gradInput = Tensor(channels: ci, height: h, width: w)
-                    conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
-                                       inputMask: nil, scratch: scratch)
-                    assertClose(gradInput.values, backwardReference, relative: 2e-5,
-                                "\(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+            for (path, algorithm) in Self.pathsAndAlgorithms {
+                try withKernelPath(path) {
+                    let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+                    XCTAssertEqual(conv.usesPanelGEMM, algorithm == .winograd && path != .openblas)
+                    for limit in [1, Int.max / 2] {
+                        let scratch = Tensor(channels: 1, height: 1,
+                                             width: conv.scratchCount(height: h, width: w, limit: limit))
+                        let output = Tensor(channels: co, height: h, width: w)
+                        conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output,
+                                     reluMask: nil, scratch: scratch)
+                        assertClose(output.values, forwardReference, relative: 2e-5,
+                                    "\(path) \(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                        let gradInput = Tensor(channels: ci, height: h, width: w)
+                        conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput),
+                                           into: gradInput, inputMask: nil, scratch: scratch)
+                        assertClose(gradInput.values, backwardReference, relative: 2e-5,
+                                    "\(path) \(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                    }
                 }
             }
         }
     }
 
+    /// Every kernel path the processor runs with the panel GEMM's algorithm, and the one path with OpenBLAS's: the
+    /// products of `winogradOpenBLAS` do not depend on the path.
+    private static let pathsAndAlgorithms: [(KernelPath, ConvolutionAlgorithm)] =
+        supportedKernelPaths.map { ($0, .winograd) } + [(KernelPath.detected, .winogradOpenBLAS)]
+
     /// A scratch that holds two tile rows of a map five tile rows tall: bands of 2, 2 and 1 tile rows, the last
-    /// laid out in panels of its own, with several panels per band for the panel GEMM.
-    func testShorterLastBand() {
+    /// laid out in panels of its own, with several panels per band for the panel GEMM; on every kernel path.
+    func testShorterLastBand() throws {
         var rng = SplitMix64(seed: 8)
         let (ci, co, h, w) = (16, 24, 19, 150)
         let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
@@ -43,17 +51,20 @@ final class WinogradTests: XCTestCase {
         let gradOutput = randomValues(co * h * w, using: &rng)
         let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
         let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
-        for algorithm in [ConvolutionAlgorithm.winograd, .winogradOpenBLAS] {
-            let conv = Convolution(weights, threads: 2, algorithm: algorithm)
-            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: 8, width: w, limit: .max / 2))
-            let output = Tensor(channels: co, height: h, width: w)
-            conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
-                         scratch: scratch)
-            assertClose(output.values, forwardReference, relative: 2e-5, "\(algorithm) forward")
-            let gradInput = Tensor(channels: ci, height: h, width: w)
-            conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
-                               inputMask: nil, scratch: scratch)
-            assertClose(gradInput.values, backwardReference, relative: 2e-5, "\(algorithm) backward")
+        for (path, algorithm) in Self.pathsAndAlgorithms {
+            try withKernelPath(path) {
+                let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+                let scratch = Tensor(channels: 1, height: 1,
+                                     width: conv.scratchCount(height: 8, width: w, limit: .max / 2))
+                let output = Tensor(channels: co, height: h, width: w)
+                conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
+                             scratch: scratch)
+                assertClose(output.values, forwardReference, relative: 2e-5, "\(path) \(algorithm) forward")
+                let gradInput = Tensor(channels: ci, height: h, width: w)
+                conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                                   inputMask: nil, scratch: scratch)
+                assertClose(gradInput.values, backwardReference, relative: 2e-5, "\(path) \(algorithm) backward")
+            }
         }
     }
 

@@ -1,12 +1,18 @@
 /*
- * cgemm: the single-precision matrix product of the Winograd convolutions, on operands stored in the panels
- * its inner loop reads, with AVX-512 when the processor has it.
+ * cgemm: the single-precision products of pamstyle's heavy steps, single-threaded, in one of three instruction sets
+ * chosen at run time: AVX-512, AVX2 with FMA, or portable C that the compiler vectorizes for the target's baseline.
  *
- * OpenBLAS packs both operands of every product into such panels itself; the Winograd transforms can write them
- * in that order directly, which saves the copies, and the AVX-512 loop does twice the work per cycle of the
- * AVX2 loop that OpenBLAS uses when OPENBLAS_CORETYPE names an AVX2 core.
+ *   cgemm_panels      the Winograd convolutions' products, on operands the transforms write in the panels below;
+ *   cgemm_gram_upper  the upper triangle of F·Fᵀ for a chunk of pixels (the Gram matrices);
+ *   cgemm_multiply    C (+)= alpha · A · B for a row-major B, with A packed once by cgemm_pack (the Gram loss's
+ *                     gradient, (G − T) · F).
  *
- * Layouts (row-major float32 throughout):
+ * All three come down to one step, an 8-row block of C from 8 rows of A and a panel of B, which is where the
+ * instruction sets differ; the loops around it and the packing are shared. Every path reads the same layouts and
+ * adds the same terms in the same order, so the paths differ only by rounding (fused or separate multiply-adds), and
+ * each is deterministic.
+ *
+ * Panel layouts (row-major float32 throughout):
  *   A, an m × k matrix with m and k multiples of CGEMM_PANEL_ROWS, in one of two orders:
  *     rows:       panels of CGEMM_PANEL_ROWS rows, (m / 8, k, 8): A[i][j] at (i / 8)·8k + 8j + i % 8;
  *     transposed: A is the transpose of a k × m matrix stored in rows order, (k / 8, m, 8):
@@ -24,12 +30,53 @@
 #define CGEMM_PANEL_ROWS 8
 #define CGEMM_PANEL_COLUMNS 48
 
-/* 1 when cgemm_panels runs on this processor (it has AVX-512F and the system saves its registers), else 0. */
-int cgemm_available(void);
+/* The instruction sets of the kernels, from the most portable. */
+typedef enum cgemm_isa {
+    CGEMM_PORTABLE = 0, /* plain C: SSE2 on x86-64, whatever the compiler targets elsewhere */
+    CGEMM_AVX2 = 1,     /* AVX2 and FMA */
+    CGEMM_AVX512 = 2,   /* AVX-512F (and AVX2 for the packing) */
+} cgemm_isa;
+
+/* 1 when this processor runs the kernels of isa (it has the instructions and the system saves their registers), else
+ * 0. CGEMM_PORTABLE always runs. */
+int cgemm_supports(cgemm_isa isa);
+
+/* The widest instruction set this processor runs: what the kernels use unless cgemm_select chose another. */
+cgemm_isa cgemm_detected(void);
+
+/* The instruction set the kernels use now. */
+cgemm_isa cgemm_selected(void);
+
+/* Makes every later call use isa; returns 1, or 0 (and changes nothing) when the processor does not run it. Not to be
+ * called while a product runs on another thread. */
+int cgemm_select(cgemm_isa isa);
 
 /* C = alpha · A · B on one thread, with A in rows order (transposedA = 0) or transposed order (transposedA = 1).
- * m and k must be positive multiples of CGEMM_PANEL_ROWS and n positive; only when cgemm_available(). */
+ * m and k must be positive multiples of CGEMM_PANEL_ROWS and n positive. */
 void cgemm_panels(int m, int n, int k, float alpha, const float *a, int transposedA, const float *b, float *c,
                   ptrdiff_t ldc);
+
+/* The floats of a work area for cgemm_gram_upper with this many channels. */
+size_t cgemm_gram_work_count(int channels);
+
+/* G = F·Fᵀ on one thread, upper triangle: g[i·ldg + j] = Σ_p f[i·ldf + p] · f[j·ldf + p] for i ≤ j < channels, the sum
+ * over p < pixels in float32 (keep pixels to a few thousand and sum the chunks in float64 for large maps). Entries
+ * below the diagonal of G may be overwritten with other values; nothing outside the channels × channels matrix is
+ * written. With no pixels, the upper triangle is zero. channels positive, ldf ≥ pixels, ldg ≥ channels; work holds
+ * cgemm_gram_work_count(channels) floats. */
+void cgemm_gram_upper(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg, float *work);
+
+/* The floats cgemm_pack writes for an m × k matrix: m and k each rounded up to a multiple of 8. */
+size_t cgemm_packed_count(int m, int k);
+
+/* Writes the m × k matrix A (a[i·lda + j], or a[j·lda + i] when transposedA) in the rows order above, its rows and
+ * columns padded with zeros to multiples of 8: (⌈m/8⌉, ⌈k/8⌉·8, 8). m and k positive. */
+void cgemm_pack(int m, int k, const float *a, ptrdiff_t lda, int transposedA, float *packed);
+
+/* C = alpha · A · B, or C += alpha · A · B when accumulate, on one thread: A (m × k) packed by cgemm_pack, B (k × n)
+ * row-major at b[j·ldb + l], C (m × n) at c[i·ldc + l]; nothing outside those m × n entries is written. m, n and k
+ * positive. */
+void cgemm_multiply(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
+                    int accumulate, float *c, ptrdiff_t ldc);
 
 #endif

@@ -1,16 +1,33 @@
 // pamstyle-bench: seconds per evaluation of the VGG-19 engine (forward to relu5_1 reading the default loss layers,
 // then the gradient back to the image), GFLOP/s of the direct convolution's count, and peak RSS, one JSON object per
-// size (and algorithm) on stdout.
+// size (and algorithm and kernel path) on stdout.
 //
-//   pamstyle-bench [--weights PATH | --random-weights] [--conv ALGORITHM,...|both] [--sizes 256,512,1024]
+//   pamstyle-bench [--weights PATH | --random-weights] [--conv ALGORITHM,...|both] [--kernels PATH,...]
+//                  [--style-losses] [--sizes 256,512,1024]
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
 //                  [--memory-mb N | --stripe-rows N [--striped-blocks 1…5]] [--kept-kernel-mb N|all]
 //                  [--compare-striped-blocks 1…5] [--compare-kept-kernel-mb N|all] [--verbose]
+//   pamstyle-bench --products [--kernels PATH,...] [--repeats 5]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv lists the convolution algorithms to time side by side, alternating evaluations:
-// winograd (products in the AVX-512 panel GEMM where it runs), winograd-openblas (every product in OpenBLAS) and
-// im2col; both means im2col,winograd. Each algorithm after the first gets its speedup over the first.
+// winograd (products in the project's panel GEMM, or in OpenBLAS on the openblas kernel path), winograd-openblas
+// (every product in OpenBLAS) and im2col; both means im2col,winograd. --kernels lists the kernel paths to time side by
+// side the same way (avx512, avx2, portable, openblas; default: the processor's own, `KernelPath.detected`), each
+// forced for the whole evaluation. Each network after the first gets its speedup over the first.
+//
+// The stand-in loss adds 10⁻³ · activation at every loss layer; with --style-losses, the five style layers
+// (relu1_1 … relu5_1) take the Gram style loss instead, as pamstyle computes it (Gram matrices stripe by stripe, the
+// loss, its gradient), against a zero target, so that the time includes the Gram products.
+//
+// --products times the heavy products alone, single-threaded, on each path of --kernels and in OpenBLAS in turns:
+// the panel GEMM at the Winograd layers' channel counts against cblas_sgemm, the Gram upper triangle of 4096 pixels
+// against cblas_ssyrk, the Gram loss's gradient product against cblas_sgemm with β = 1; one JSON object per product
+// and shape with the GFLOP/s of each, from the median of --repeats timings in the thread's processor time.
+//
+// Besides the wall-clock seconds, processor_seconds_per_eval is the processor time of all the process's threads per
+// evaluation (median): steadier than the wall clock while other processes share the cores, and it counts the time
+// threads spend waiting busily.
 //
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
@@ -20,6 +37,8 @@
 // default budget when not given), unless --stripe-rows and --striped-blocks (default 2) fix them. The --compare-… options add a second network with those settings (the others as the first's), timed in
 // turns with the first, and the ratio of their times (peak RSS is then the two networks' together).
 
+import CBLAS
+import CGEMM
 import Foundation
 import StyleTransfer
 
@@ -30,6 +49,9 @@ struct BenchOptions {
     var randomWeights = false
     var weightsPath: String?
     var algorithms: [ConvolutionAlgorithm] = [.winograd]
+    var kernels = [KernelPath.detected]
+    var styleLosses = false
+    var products = false
     var pooling = Pooling.max
     var scratchMB = 32
     var threads: Int?
@@ -112,6 +134,20 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
                 throw BenchError.usage("--conv must list winograd, winograd-openblas or im2col, or be both; you specified \(text)")
             }
             options.algorithms = algorithms
+        case "--kernels":
+            let text = try value(argument)
+            let names = text.split(separator: ",").map(String.init)
+            let paths = names.compactMap(KernelPath.init(rawValue:))
+            guard !paths.isEmpty, paths.count == names.count else {
+                throw BenchError.usage("--kernels must list avx512, avx2, portable or openblas; you specified \(text)")
+            }
+            if let missing = paths.first(where: { !$0.isSupported }) {
+                throw BenchError.usage("--kernels \(missing.rawValue): "
+                                       + (KernelPathError.unsupported(missing).errorDescription ?? ""))
+            }
+            options.kernels = paths
+        case "--style-losses": options.styleLosses = true
+        case "--products": options.products = true
         case "--verbose": options.verbose = true
         default: throw BenchError.usage("unknown option \(argument)")
         }
@@ -144,6 +180,22 @@ func peakRSSMegabytes() -> Double {
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
+/// The processor time of the whole process (user and system, every thread).
+func processSeconds() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
+/// The processor time of the calling thread: what a single-threaded product costs, even while other processes share
+/// the cores.
+func threadSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
@@ -161,6 +213,8 @@ func json(_ fields: [(String, Any)]) -> String {
 /// How one network under test is built.
 struct Settings {
     var algorithm: ConvolutionAlgorithm
+    /// Forced while the network is made and while it runs.
+    var kernels: KernelPath
     var keptKernelBytes: Int
     var stripedBlocks: Int
     /// Whether this is the network of a --compare-… option (timed beside the main one, not reported as the result).
@@ -173,8 +227,12 @@ final class Subject {
     let net: VGG19
     var forwardTimes: [Double] = []
     var totalTimes: [Double] = []
+    /// The process's processor time per evaluation.
+    var processorTimes: [Double] = []
     var transforms: [Int] = []
     var layerTotals: [String: (forward: [Double], backward: [Double])] = [:]
+    /// With --style-losses: the Gram style loss of each style layer at the current size.
+    var styleLosses: [String: StyleLoss] = [:]
 
     init(settings: Settings, net: VGG19) {
         self.settings = settings
@@ -193,18 +251,22 @@ func run(_ options: BenchOptions) throws {
                                                               executablePath: VGGWeights.runningExecutablePath))
     }
     var settings: [Settings] = []
-    for algorithm in options.algorithms {
-        let stripedBlocks = options.stripedBlocks ?? 2
-        settings.append(Settings(algorithm: algorithm, keptKernelBytes: options.keptKernelBytes,
-                                 stripedBlocks: stripedBlocks))
-        if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
-            settings.append(Settings(algorithm: algorithm,
-                                     keptKernelBytes: options.comparedKeptKernelBytes ?? options.keptKernelBytes,
-                                     stripedBlocks: options.comparedStripedBlocks ?? stripedBlocks,
-                                     compared: true))
+    for kernels in options.kernels {
+        for algorithm in options.algorithms {
+            let stripedBlocks = options.stripedBlocks ?? 2
+            settings.append(Settings(algorithm: algorithm, kernels: kernels, keptKernelBytes: options.keptKernelBytes,
+                                     stripedBlocks: stripedBlocks))
+            if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
+                settings.append(Settings(algorithm: algorithm, kernels: kernels,
+                                         keptKernelBytes: options.comparedKeptKernelBytes ?? options.keptKernelBytes,
+                                         stripedBlocks: options.comparedStripedBlocks ?? stripedBlocks,
+                                         compared: true))
+            }
         }
     }
+    let styleLayers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
     let subjects = try settings.map { settings in
+        try KernelPath.force(settings.kernels)
         let striping = options.stripeRows.map { Striping.stripes(rows: $0, blocks: settings.stripedBlocks) }
             ?? .budget(bytes: options.memoryBytes)
         let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
@@ -219,8 +281,16 @@ func run(_ options: BenchOptions) throws {
         var gradient = [Float](repeating: 0, count: image.count)
         for subject in subjects {
             subject.net.prepare(height: size, width: size, layers: layers)
+            if options.styleLosses {
+                for layer in styleLayers {
+                    let channels = VGG19.shape(of: layer, height: 1, width: 1).channels
+                    subject.styleLosses[layer] = StyleLoss(target: [Float](repeating: 0, count: channels * channels),
+                                                           channels: channels)
+                }
+            }
             subject.forwardTimes = []
             subject.totalTimes = []
+            subject.processorTimes = []
             subject.transforms = []
             subject.layerTotals = [:]
         }
@@ -228,19 +298,36 @@ func run(_ options: BenchOptions) throws {
         for iteration in 0 ..< options.warmup + options.repeats {
             for subject in subjects {
                 let net = subject.net
+                try KernelPath.force(subject.settings.kernels)
                 let transformsBefore = net.kernelTransforms
+                let processorStart = processSeconds()
                 let start = now()
-                net.forward(image: image, height: size, width: size, layers: layers) { _ in }
+                net.forward(image: image, height: size, width: size, layers: layers) { map in
+                    guard subject.styleLosses[map.layer.name] != nil else { return }
+                    let plane = map.values.planeSize
+                    subject.styleLosses[map.layer.name]!.accumulator.add(UnsafeBufferPointer(map.values.buffer),
+                                                                    pixels: plane, stride: plane)
+                    if map.rows.upperBound == map.height { _ = subject.styleLosses[map.layer.name]!.finish() }
+                }
                 let middle = now()
-                // A stand-in loss: ∂L/∂activation = 10⁻³ · activation, a pass over each map as a real loss makes.
+                // A stand-in loss: ∂L/∂activation = 10⁻³ · activation, a pass over each map as a real loss makes; or
+                // the style loss's gradient.
                 net.backward(into: &gradient) { activation, g in
+                    if let loss = subject.styleLosses[activation.layer.name] {
+                        let plane = activation.values.planeSize
+                        loss.addGradient(features: UnsafeBufferPointer(activation.values.buffer), pixels: plane,
+                                         featureStride: plane, weight: 1, into: g.buffer, gradientStride: plane)
+                        return
+                    }
                     let a = activation.values.buffer, d = g.buffer
                     for k in 0 ..< d.count { d[k] += 1e-3 * a[k] }
                 }
                 let end = now()
+                let processorEnd = processSeconds()
                 guard iteration >= options.warmup else { continue }
                 subject.forwardTimes.append(middle - start)
                 subject.totalTimes.append(end - start)
+                subject.processorTimes.append(processorEnd - processorStart)
                 subject.transforms.append(net.kernelTransforms - transformsBefore)
                 for time in net.layerTimes {
                     subject.layerTotals[time.layer, default: ([], [])].forward.append(time.forwardSeconds)
@@ -254,8 +341,11 @@ func run(_ options: BenchOptions) throws {
             let seconds = median(subject.totalTimes)
             let settings = subject.settings
             var fields: [(String, Any)] = [("size", size), ("conv", "\"\(settings.algorithm.rawValue)\""),
+                                           ("kernels", "\"\(settings.kernels.rawValue)\""),
+                                           ("style_losses", options.styleLosses),
                                            ("seconds_per_eval", seconds),
                                            ("forward_seconds", median(subject.forwardTimes)),
+                                           ("processor_seconds_per_eval", median(subject.processorTimes)),
                                            ("peak_rss_mb", peakRSSMegabytes()),
                                            ("direct_gflops", flops / seconds / 1e9),
                                            ("allocated_mb", Double(net.allocatedBytes) / 1048576),
@@ -269,17 +359,21 @@ func run(_ options: BenchOptions) throws {
             if settings.compared { fields.append(("compared", "true")) }
             if !settings.compared, let reference = subjects.first(where: { !$0.settings.compared }),
                reference !== subject {
-                fields.append(("speedup_vs_\(reference.settings.algorithm.rawValue)",
-                               median(reference.totalTimes) / seconds))
+                let name = reference.settings.algorithm.rawValue
+                    + (options.kernels.count > 1 ? "_\(reference.settings.kernels.rawValue)" : "")
+                fields.append(("speedup_vs_\(name)", median(reference.totalTimes) / seconds))
+                fields.append(("processor_speedup_vs_\(name)",
+                               median(reference.processorTimes) / median(subject.processorTimes)))
             }
             if !settings.compared, let reference = subjects.first(where: {
                 $0.settings.compared && $0.settings.algorithm == settings.algorithm
+                    && $0.settings.kernels == settings.kernels
             }) {
                 fields.append(("seconds_ratio_vs_compared", seconds / median(reference.totalTimes)))
             }
             FileHandle.standardOutput.write((json(fields) + "\n").data(using: .utf8)!)
             if options.verbose {
-                var report = "size \(size) \(subject.settings.algorithm.rawValue)"
+                var report = "size \(size) \(subject.settings.algorithm.rawValue) \(subject.settings.kernels.rawValue)"
                     + (subject.settings.compared ? " (compared)" : "") + ": layer, forward ms, backward ms (medians)\n"
                 for name in VGG19.layerNames {
                     guard let times = subject.layerTotals[name] else { continue }
@@ -292,8 +386,109 @@ func run(_ options: BenchOptions) throws {
     }
 }
 
+// MARK: - Products alone
+
+/// The GFLOP/s of each of `bodies`, which do `flops` floating-point operations each: the median over `repeats` timings
+/// (in thread processor time) of as many calls as take about 0.1 s, the bodies timed in turns.
+func gigaflops(_ bodies: [() -> Void], flops: Double, repeats: Int) -> [Double] {
+    for body in bodies { body() }
+    let start = threadSeconds()
+    bodies[0]()
+    let calls = max(1, Int(0.1 / max(threadSeconds() - start, 1e-6)))
+    var times = [[Double]](repeating: [], count: bodies.count)
+    for _ in 0 ..< repeats {
+        for (index, body) in bodies.enumerated() {
+            let start = threadSeconds()
+            for _ in 0 ..< calls { body() }
+            times[index].append((threadSeconds() - start) / Double(calls))
+        }
+    }
+    return times.map { flops / median($0) / 1e9 }
+}
+
+/// --products: the panel GEMM, the Gram upper triangle and the Gram gradient product on one thread, on each of the
+/// own kernel paths in `options.kernels` and in OpenBLAS.
+func runProducts(_ options: BenchOptions) throws {
+    let paths = options.kernels.filter { $0 != .openblas }
+    guard !paths.isEmpty else { throw BenchError.usage("--products needs an own kernel path in --kernels") }
+    let saved = openblas_get_num_threads()
+    openblas_set_num_threads(1)
+    defer { openblas_set_num_threads(saved) }
+    var rng = SplitMix64(seed: 5)
+    func values(_ count: Int) -> [Float] { (0 ..< count).map { _ in Float.random(in: -1 ... 1, using: &rng) } }
+    func report(_ product: String, _ shape: [(String, Int)], _ rates: [Double]) {
+        var fields: [(String, Any)] = [("product", "\"\(product)\"")] + shape.map { ($0.0, $0.1 as Any) }
+        for (path, rate) in zip(paths, rates) { fields.append(("\(path.rawValue)_gflops", rate)) }
+        fields.append(("openblas_gflops", rates.last!))
+        for (path, rate) in zip(paths, rates) { fields.append(("\(path.rawValue)_vs_openblas", rate / rates.last!)) }
+        FileHandle.standardOutput.write((json(fields) + "\n").data(using: .utf8)!)
+    }
+    /// One body per own path, forcing it, then OpenBLAS's.
+    func bodies(own: @escaping () -> Void, openBLAS: @escaping () -> Void) -> [() -> Void] {
+        paths.map { path in { try! KernelPath.force(path); own() } } + [openBLAS]
+    }
+    defer { try? KernelPath.force(KernelPath.detected) }
+    // The Winograd products: (channels, tiles) · (channels, tiles), the tile counts of a band.
+    let tiles = 240
+    for channels in [64, 128, 256, 512] {
+        let a = values(channels * channels), b = values(channels * tiles)
+        var c = [Float](repeating: 0, count: channels * tiles)
+        let rates = a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    let (a, b, c) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                    let n = Int32(tiles), m = Int32(channels)
+                    return gigaflops(bodies(own: { cgemm_panels(m, n, m, 1, a, 0, b, c, tiles) }, openBLAS: {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, m, 1, a, m, b, n, 0, c, n)
+                    }), flops: 2 * Double(channels * channels * tiles), repeats: options.repeats)
+                }
+            }
+        }
+        report("panel_gemm", [("m", channels), ("n", tiles), ("k", channels)], rates)
+    }
+    // The Gram matrices and their gradients: (channels, 4096 pixels).
+    let pixels = GramAccumulator.chunkPixels
+    for channels in [64, 128, 256, 512] {
+        let f = values(channels * pixels), r = values(channels * channels)
+        var g = [Float](repeating: 0, count: channels * channels)
+        var work = [Float](repeating: 0, count: cgemm_gram_work_count(Int32(channels)))
+        var packed = [Float](repeating: 0, count: cgemm_packed_count(Int32(channels), Int32(channels)))
+        var gradient = [Float](repeating: 0, count: channels * pixels)
+        let m = Int32(channels), n = Int32(pixels)
+        let (gram, product) = f.withUnsafeBufferPointer { f in
+            g.withUnsafeMutableBufferPointer { g in
+                work.withUnsafeMutableBufferPointer { work in
+                    r.withUnsafeBufferPointer { r in
+                        packed.withUnsafeMutableBufferPointer { packed in
+                            gradient.withUnsafeMutableBufferPointer { gradient in
+                                let (f, g, work, r) = (f.baseAddress!, g.baseAddress!, work.baseAddress!, r.baseAddress!)
+                                let (packed, gradient) = (packed.baseAddress!, gradient.baseAddress!)
+                                cgemm_pack(m, m, r, channels, 0, packed)
+                                let gram = gigaflops(bodies(own: { cgemm_gram_upper(m, n, f, pixels, g, channels, work) },
+                                                            openBLAS: {
+                                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, m, n, 1, f, n, 0, g, m)
+                                }), flops: Double(channels * (channels + 1) * pixels), repeats: options.repeats)
+                                let product = gigaflops(bodies(own: {
+                                    cgemm_multiply(m, n, m, 1e-9, packed, f, pixels, 1, gradient, pixels)
+                                }, openBLAS: {
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, m, 1e-9, r, m, f, n, 1,
+                                                gradient, n)
+                                }), flops: 2 * Double(channels * channels * pixels), repeats: options.repeats)
+                                return (gram, product)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        report("gram_upper", [("channels", channels), ("pixels", pixels)], gram)
+        report("gram_gradient", [("channels", channels), ("pixels", pixels)], product)
+    }
+}
+
 do {
-    try run(parseOptions(Array(CommandLine.arguments.dropFirst())))
+    let options = try parseOptions(Array(CommandLine.arguments.dropFirst()))
+    if options.products { try runProducts(options) } else { try run(options) }
 } catch {
     FileHandle.standardError.write("pamstyle-bench: \(error.localizedDescription)\n".data(using: .utf8)!)
     exit(1)

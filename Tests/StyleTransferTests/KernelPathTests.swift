@@ -1,0 +1,127 @@
+import CGEMM
+import XCTest
+@testable import StyleTransfer
+
+/// The kernel paths this processor runs: the own kernels' instruction sets it has, and OpenBLAS.
+let supportedKernelPaths = KernelPath.allCases.filter(\.isSupported)
+
+/// Runs `body` with the products forced onto `path`, then forces the path that was current before.
+func withKernelPath<Result>(_ path: KernelPath, _ body: () throws -> Result) throws -> Result {
+    let previous = KernelPath.current
+    try KernelPath.force(path)
+    defer { try? KernelPath.force(previous) }
+    return try body()
+}
+
+final class KernelPathTests: XCTestCase {
+    /// The default is the own kernels in the widest instruction set the processor runs; the portable kernels and
+    /// OpenBLAS run everywhere.
+    func testDefaultIsTheWidestInstructionSet() {
+        XCTAssertTrue(KernelPath.portable.isSupported)
+        XCTAssertTrue(KernelPath.openblas.isSupported)
+        XCTAssertEqual(KernelPath.detected, [KernelPath.avx512, .avx2, .portable].first(where: \.isSupported))
+        XCTAssertEqual(KernelPath.current, KernelPath.detected)
+        XCTAssertEqual(KernelPath.summary, "kernels: \(KernelPath.detected.rawValue)")
+        XCTAssertEqual(cgemm_supports(CGEMM_AVX2) != 0, KernelPath.avx2.isSupported)
+        XCTAssertEqual(cgemm_supports(CGEMM_AVX512) != 0, KernelPath.avx512.isSupported)
+    }
+
+    /// A forced path is what `current` reports, what the C kernels select and what new convolutions take for their
+    /// Winograd products.
+    func testForcedPathIsTheOneThatRuns() throws {
+        var rng = SplitMix64(seed: 40)
+        let weights = randomConvWeights(inChannels: 16, outChannels: 8, using: &rng)
+        for path in supportedKernelPaths {
+            try withKernelPath(path) {
+                XCTAssertEqual(KernelPath.current, path)
+                XCTAssertTrue(KernelPath.summary.hasPrefix("kernels: \(path.rawValue)"), KernelPath.summary)
+                if path != .openblas {
+                    XCTAssertEqual(cgemm_selected(), [KernelPath.portable: CGEMM_PORTABLE, .avx2: CGEMM_AVX2,
+                                                      .avx512: CGEMM_AVX512][path])
+                }
+                XCTAssertEqual(Convolution(weights, threads: 1).usesPanelGEMM, path != .openblas, "\(path)")
+                XCTAssertFalse(Convolution(weights, threads: 1, algorithm: .winogradOpenBLAS).usesPanelGEMM)
+            }
+        }
+        XCTAssertEqual(KernelPath.current, KernelPath.detected)
+    }
+
+    /// Forcing an instruction set the processor lacks is refused and changes nothing, in Swift and in C.
+    func testForcingAMissingInstructionSetIsRefused() throws {
+        XCTAssertEqual(cgemm_select(cgemm_isa(rawValue: 7)), 0)
+        XCTAssertEqual(cgemm_select(cgemm_isa(rawValue: UInt32(bitPattern: -1))), 0)
+        let missing = KernelPath.allCases.filter { !$0.isSupported }
+        try XCTSkipIf(missing.isEmpty, "this processor runs every kernel path")
+        for path in missing {
+            XCTAssertThrowsError(try KernelPath.force(path)) { error in
+                XCTAssertEqual(error as? KernelPathError, .unsupported(path))
+                XCTAssertTrue(error.localizedDescription.contains(path.rawValue), error.localizedDescription)
+            }
+            XCTAssertEqual(KernelPath.current, KernelPath.detected)
+            XCTAssertEqual(cgemm_select(path == .avx512 ? CGEMM_AVX512 : CGEMM_AVX2), 0)
+        }
+        XCTAssertEqual(KernelPath.current, KernelPath.detected)
+    }
+
+    /// On every path: the Gram matrix of an odd number of channels over several chunks of pixels, added in stripes of
+    /// a wider map, matches the float64 Gram; the style loss's gradient, added to a gradient that holds values
+    /// already, matches 4 · weight / (C² N) · (G − T) F in float64; and both come out the same bits every time.
+    func testGramAndStyleGradientOnEveryPath() throws {
+        var random = TestRandom(state: 41)
+        let channels = 13, pixels = 9000, stride = 9100
+        let features = random.array(channels * stride, 0, 2)
+        let target = (0 ..< channels * channels).map { Float(($0 / channels + $0 % channels) % 5) * 0.3 }
+        let start = random.array(channels * stride, -1, 1)
+        let weight: Float = 2e4
+        var reference = [Double](repeating: 0, count: channels * channels)
+        for i in 0 ..< channels {
+            for j in 0 ..< channels {
+                var sum = 0.0
+                for p in 0 ..< pixels { sum += Double(features[i * stride + p]) * Double(features[j * stride + p]) }
+                reference[i * channels + j] = sum / Double(pixels)
+            }
+        }
+        let scale = 4 * Double(weight) / Double(channels * channels * pixels)
+        var gradientReference = [Double](repeating: 0, count: channels * stride)
+        for i in 0 ..< channels {
+            for p in 0 ..< stride {
+                guard p < pixels else {
+                    gradientReference[i * stride + p] = Double(start[i * stride + p])
+                    continue
+                }
+                var sum = 0.0
+                for j in 0 ..< channels {
+                    sum += (reference[i * channels + j] - Double(target[i * channels + j])) * Double(features[j * stride + p])
+                }
+                gradientReference[i * stride + p] = Double(start[i * stride + p]) + scale * sum
+            }
+        }
+        for path in supportedKernelPaths {
+            try withKernelPath(path) {
+                var results: [[Float]] = []
+                for _ in 0 ..< 2 {
+                    var loss = StyleLoss(target: target, channels: channels)
+                    var gradient = start
+                    features.withUnsafeBufferPointer { all in
+                        for (first, end) in [(0, 4097), (4097, 4100), (4100, pixels)] {
+                            loss.accumulator.add(UnsafeBufferPointer(rebasing: all[first...]), pixels: end - first,
+                                                 stride: stride)
+                        }
+                    }
+                    let gram = loss.accumulator.gram()
+                    assertClose(gram, reference, relative: 1e-6, "\(path) Gram")
+                    _ = loss.finish()
+                    features.withUnsafeBufferPointer { features in
+                        gradient.withUnsafeMutableBufferPointer { gradient in
+                            loss.addGradient(features: features, pixels: pixels, featureStride: stride, weight: weight,
+                                             into: gradient, gradientStride: stride)
+                        }
+                    }
+                    assertClose(gradient, gradientReference, relative: 1e-6, "\(path) gradient")
+                    results.append(gram + gradient)
+                }
+                XCTAssertEqual(results[0], results[1], "\(path) is not deterministic")
+            }
+        }
+    }
+}
