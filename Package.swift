@@ -1,9 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// The numeric code is always optimized (debug test runs included) and drops Swift's overflow and bounds traps in the kernels' hot loops;
-/// the kernels use wrapping arithmetic and are checked against slow references in the tests.
-let fastMath: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+/// The numeric code is always optimized, debug test runs included. Only the small target of hot kernels drops Swift's
+/// overflow and precondition traps (its loops use wrapping arithmetic and are checked against slow references in the
+/// tests); the core around them, the driver, the planner and the weights parser, keeps every check.
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+let checkedSettings: [SwiftSetting] = [.unsafeFlags(["-O"])]
 
 let package = Package(
     name: "pamstyle",
@@ -22,19 +24,20 @@ let package = Package(
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
         .target(name: "CGEMM", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "Netpbm", dependencies: ["CNetpbm"]),
-        .target(name: "StyleTransfer", dependencies: ["CBLAS", "CGEMM"], swiftSettings: fastMath),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CGEMM"], swiftSettings: kernelSettings),
+        .target(name: "StyleTransfer", dependencies: ["Kernels", "CBLAS", "CGEMM"], swiftSettings: checkedSettings),
         .executableTarget(
             name: "pamstyle",
             dependencies: [
-                "Netpbm", "StyleTransfer",
+                "Netpbm", "StyleTransfer", "Kernels",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer", "CGEMM", "CBLAS"],
+        .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer", "Kernels", "CGEMM", "CBLAS"],
                           path: "bench/Sources/pamstyle-bench",
-                          swiftSettings: fastMath),
+                          swiftSettings: checkedSettings),
         .testTarget(name: "NetpbmTests", dependencies: ["Netpbm"]),
-        .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer", "CGEMM"], exclude: ["Fixtures"]),
+        .testTarget(name: "StyleTransferTests", dependencies: ["StyleTransfer", "Kernels", "CGEMM"], exclude: ["Fixtures"]),
         .testTarget(name: "pamstyleTests", dependencies: ["Netpbm", "pamstyle"]),
     ]
 )

@@ -1,3 +1,5 @@
+import Kernels
+
 /// The one place feature maps go from the network to whatever reads them: content targets (whole maps), style
 /// targets (Gram matrices) and the losses of an evaluation. The network hands each layer over whole or in stripes of
 /// rows (see `FeatureMap.rows`); the collector checks that each layer's stripes arrive in order and cover the map

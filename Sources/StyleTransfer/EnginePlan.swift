@@ -1,3 +1,5 @@
+import Kernels
+
 // How the network runs at one size: which steps run in stripes of rows, which outputs are kept for the backward pass
 // and which are recomputed, and how many bytes that takes. Pure code over sizes; `VGG19` allocates what a `Layout`
 // says and runs it.

@@ -1,3 +1,5 @@
+import Kernels
+
 /// Everything that steers one pamstyle run, as plain values. The command line fills it in; the core reads
 /// nothing else. Defaults are the ones documented in the manual.
 public struct Options: Sendable {

@@ -1,3 +1,5 @@
+import Kernels
+
 // The coarse-to-fine schedule of one image and what each of its scales may allocate: pure planning over sizes,
 // iteration counts, seconds and bytes, which `Stylizer` follows.
 

@@ -1,3 +1,4 @@
+import Kernels
 import Foundation
 
 /// The loss terms of one evaluation, each already multiplied by its weight: `total` is exactly what the

@@ -1,3 +1,4 @@
+import Kernels
 import Foundation
 
 /// Why a network cannot be built from the weights it was given.

@@ -1,6 +1,7 @@
 import CBLAS
 import Foundation
 import Netpbm
+import Kernels
 import StyleTransfer
 
 /// The work of one pamstyle run, after the command line is parsed: load, compute the style targets,

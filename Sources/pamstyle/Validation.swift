@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import StyleTransfer
 
 /// A command-line value pamstyle refuses; the text names the option and repeats the value.

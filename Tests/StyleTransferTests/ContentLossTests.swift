@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// ContentLoss over stripes of rows agrees with the whole-map `contentLoss`, in value and gradient.

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The convolution outputs before their ReLUs (`convB_N`) as layers the losses read, and the activations the backward

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// Uniform values in -scale…scale from a seeded generator.

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The one engine over row spans: its geometry and plans as pure code, and every layer as a loss in stripes against

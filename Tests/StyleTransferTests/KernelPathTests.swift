@@ -1,5 +1,6 @@
 import CGEMM
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The kernel paths this processor runs: the own kernels' instruction sets it has, and OpenBLAS.

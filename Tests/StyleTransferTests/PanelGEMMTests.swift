@@ -1,5 +1,6 @@
 import CGEMM
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The CGEMM kernels on each instruction set this processor runs, against float64 products written out from the

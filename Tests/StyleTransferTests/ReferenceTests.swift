@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The network with the real weights against PyTorch on the same weights and input: activations and the

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The coarse-to-fine schedule, its fit to a time limit, and the division of a memory budget: pure planning.

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The driver's style targets: Gram matrices of the style image's features at each style layer, the same

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// VGG-19 weights with the real layer table, uniform random with He initialization's variance, made once per run.

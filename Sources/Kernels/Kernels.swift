@@ -11,16 +11,17 @@ import Foundation
 
 /// A value handed to `DispatchQueue.concurrentPerform`, whose closure must be `@Sendable`. The kernels give each task
 /// disjoint memory, so sharing the pointers they capture is safe.
-struct UncheckedSendable<Value>: @unchecked Sendable {
-    let value: Value
+package struct UncheckedSendable<Value>: @unchecked Sendable {
+    package let value: Value
+    package init(value: Value) { self.value = value }
 }
 
 /// The number of cores, the default number of threads of the kernels.
-let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
+package let coreCount = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
 /// Calls `body` on consecutive slices of `0..<count` covering it exactly, on up to `threads` threads when
 /// `count × cost` (an estimate of the values touched) is large enough to pay for the hand-off. Slices never overlap.
-func parallelFor(_ count: Int, cost: Int, threads: Int, _ body: (Range<Int>) -> Void) {
+package func parallelFor(_ count: Int, cost: Int, threads: Int, _ body: (Range<Int>) -> Void) {
     let tasks = threads > 1 ? min(count, threads &* 4, (count &* cost) / 16_384) : 1
     if tasks <= 1 {
         if count > 0 { body(0 ..< count) }
@@ -51,7 +52,7 @@ private final class Ticket: @unchecked Sendable {
 /// the next band as soon as they finish one, so that a core slowed by another process simply does fewer bands. OpenBLAS
 /// runs on at most `blasThreads` threads meanwhile (single-threaded in each worker when there are several), and gets
 /// its thread count back afterwards.
-func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band: Int, _ worker: Int) -> Void) {
+package func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band: Int, _ worker: Int) -> Void) {
     let saved = openblas_get_num_threads()
     let limit = workers > 1 ? 1 : min(saved, Int32(clamping: max(1, blasThreads)))
     if limit != saved { openblas_set_num_threads(limit) }
@@ -78,7 +79,7 @@ func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body: (_ band
 /// C (m, n) = alpha · A (m, k) · B (k, n) + beta · C, row-major with leading dimensions; A is read transposed, (k, m), when
 /// `transposeA`.
 @inline(__always)
-func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
+package func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, transposeA: Bool = false,
            b: UnsafePointer<Float>, ldb: Int, beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -89,27 +90,34 @@ func sgemm(m: Int, n: Int, k: Int, alpha: Float = 1, a: UnsafePointer<Float>, ld
 /// Which rows of a feature map a buffer holds: rows `first ..< first + rows` of a map `height` rows tall and `width`
 /// wide, stored channel after channel (rows × width floats per channel). A whole map is the span of all its rows; a
 /// horizontal stripe is a span of some.
-struct RowSpan {
-    let first: Int
-    let rows: Int
-    let height: Int
-    let width: Int
+package struct RowSpan {
+    package let first: Int
+    package let rows: Int
+    package let height: Int
+    package let width: Int
 
-    static func whole(height: Int, width: Int) -> RowSpan {
+    package init(first: Int, rows: Int, height: Int, width: Int) {
+        self.first = first
+        self.rows = rows
+        self.height = height
+        self.width = width
+    }
+
+    package static func whole(height: Int, width: Int) -> RowSpan {
         RowSpan(first: 0, rows: height, height: height, width: width)
     }
 
     /// Whether the buffer holds the rows `range` of the map.
-    func holds(_ range: Range<Int>) -> Bool {
+    package func holds(_ range: Range<Int>) -> Bool {
         range.isEmpty || (range.lowerBound >= first && range.upperBound <= first &+ rows)
     }
 
     /// Floats per channel in the buffer.
-    var plane: Int { rows &* width }
+    package var plane: Int { rows &* width }
 
     /// Where row `row` of the map (not of the buffer) starts in channel `channel` of the buffer.
     @inline(__always)
-    func offset(channel: Int, row: Int) -> Int { channel &* plane &+ (row &- first) &* width }
+    package func offset(channel: Int, row: Int) -> Int { channel &* plane &+ (row &- first) &* width }
 }
 
 // MARK: - im2col
@@ -119,7 +127,7 @@ struct RowSpan {
 /// The input must hold the rows rows.lowerBound − 1 ..< rows.upperBound + 1 that exist in the map.
 /// - input: (channels, span.rows, span.width)
 /// - col: (channels · 9, rows.count · span.width)
-func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int, rows: Range<Int>,
+package func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int, rows: Range<Int>,
             into col: UnsafeMutablePointer<Float>, threads: Int) {
     let width = span.width, height = span.height
     let n = rows.count &* width
@@ -159,7 +167,7 @@ func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int, rows: R
 /// within the map: the rows next to a band contribute to its edge rows.
 /// - col: (channels · 9, colRows.count · span.width)
 /// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
-func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, span: RowSpan, rows: Range<Int>,
+package func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, span: RowSpan, rows: Range<Int>,
             into gradInput: UnsafeMutablePointer<Float>, threads: Int) {
     let width = span.width, height = span.height
     let n = colRows.count &* width
@@ -186,7 +194,7 @@ func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, spa
 
 /// Bytes per row of a ReLU mask: one bit per element, each row starting on a byte so that rows are independent.
 @inline(__always)
-func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
+package func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 
 /// The bit of each lane in a mask byte: lane j is bit j.
 private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
@@ -196,7 +204,7 @@ private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 /// - row: (width), updated in place
 /// - mask: (maskRowBytes(width)), this row's mask bytes
 @inline(__always)
-func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?,
+package func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, reluMask m: UnsafeMutablePointer<UInt8>?,
              rectify: Bool = false) {
     guard let m else {
         if rectify {
@@ -232,7 +240,7 @@ func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Float, relu
 /// - gradient: (width), updated in place
 /// - mask: (maskRowBytes(width)), the row's mask bytes as `addBias` records them
 @inline(__always)
-func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: UnsafePointer<UInt8>) {
+package func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: UnsafePointer<UInt8>) {
     let none = SIMD8<UInt32>(repeating: 0)
     var x = 0
     while x &+ 8 <= width {
@@ -251,7 +259,7 @@ func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: Unsaf
 /// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
 /// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
-func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
+package func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
              rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, rectify: Bool = false, threads: Int) {
     let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
@@ -268,7 +276,7 @@ func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafeP
 /// Zeroes the elements of the map rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
 /// - gradient: (channels, span.rows, span.width), updated in place
 /// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map, as `addBias` records it
-func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask: UnsafePointer<UInt8>, channels: Int,
+package func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask: UnsafePointer<UInt8>, channels: Int,
                    rows: Range<Int>, threads: Int) {
     let width = span.width, height = span.height
     let rowBytes = maskRowBytes(width: width)
@@ -290,7 +298,7 @@ func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask:
 /// - input: (channels, inputSpan.rows, inputSpan.width), holding input rows 2·rows.lowerBound ..< 2·rows.upperBound
 /// - output: (channels, outputSpan.rows, inputSpan.width / 2), holding `rows` of the (height / 2)-row pooled map
 /// - choice: (channels, inputSpan.height / 2, inputSpan.width / 2), for the whole pooled map; nil to record nothing
-func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
+package func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
                     into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
                     choice: UnsafeMutablePointer<UInt8>?, threads: Int) {
     let oh = inputSpan.height >> 1, ow = inputSpan.width >> 1
@@ -322,7 +330,7 @@ func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, chan
 
 /// 2x2 stride-2 average pooling, PyTorch's `AvgPool2d(2, 2)`: an odd last row or column is dropped. Computes the
 /// pooled rows `rows`; the buffers are as for `maxPoolForward`.
-func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
+package func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
                         into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
                         threads: Int) {
     let ow = inputSpan.width >> 1
@@ -350,7 +358,7 @@ func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, 
 /// - choice: (channels, height / 2, width / 2), for the whole pooled map
 /// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
 /// - reluMask: (channels, span.height, maskRowBytes(span.width)), for the whole map
-func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, choice: UnsafePointer<UInt8>?,
+package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, choice: UnsafePointer<UInt8>?,
                   channels: Int, into gradInput: UnsafeMutablePointer<Float>, span: RowSpan, rows: Range<Int>,
                   reluMask: UnsafePointer<UInt8>?, threads: Int) {
     let width = span.width, height = span.height
@@ -408,12 +416,12 @@ func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, 
 // MARK: - Preprocessing
 
 /// The per-channel means subtracted from the 0…255 BGR input of the original VGG weights, in the order B, G, R.
-let caffeMeanBGR: (Float, Float, Float) = (103.939, 116.779, 123.68)
+package let caffeMeanBGR: (Float, Float, Float) = (103.939, 116.779, 123.68)
 
 /// The network's input from an RGB image: BGR planes of 0…255 values minus the mean pixel.
 /// - rgb: (3, plane), values 0…1
 /// - bgr: (3, plane)
-func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeMutablePointer<Float>) {
+package func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeMutablePointer<Float>) {
     let means = [caffeMeanBGR.0, caffeMeanBGR.1, caffeMeanBGR.2]
     for c in 0 ..< 3 {
         let s = rgb + (2 &- c) &* plane, d = bgr + c &* plane, mean = means[c]
@@ -424,7 +432,7 @@ func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeM
 /// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed, for the rows `span`.
 /// - bgrGradient: (3, span.rows, span.width)
 /// - rgbGradient: (3, span.height, span.width), rows `span` overwritten
-func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, into rgbGradient: UnsafeMutablePointer<Float>) {
+package func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, into rgbGradient: UnsafeMutablePointer<Float>) {
     let whole = RowSpan.whole(height: span.height, width: span.width)
     for c in 0 ..< 3 {
         let s = bgrGradient + span.offset(channel: 2 &- c, row: span.first)
@@ -436,13 +444,13 @@ func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, int
 // MARK: - Whole tensors
 
 /// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
-func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
+package func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
     applyReLUMask(gradient.storage, span: .whole(height: gradient.height, width: gradient.width), mask: mask.storage,
                   channels: gradient.channels, rows: 0 ..< gradient.height, threads: threads)
 }
 
 /// Copies the map rows `rows` of `source`, which holds the rows `span`, into `target`, (channels, rows.count, width).
-func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: Tensor) {
+package func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: Tensor) {
     precondition(span.holds(rows) && target.channels == source.channels && target.count == source.channels * rows.count * span.width)
     let n = rows.count &* span.width
     for c in 0 ..< source.channels {
@@ -452,7 +460,7 @@ func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: T
 
 /// Copies the map rows `rows` of `source`, which holds the rows `span`, into the same rows of `target`, a whole map
 /// (channels, span.height, span.width).
-func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, intoWhole target: Tensor) {
+package func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, intoWhole target: Tensor) {
     precondition(span.holds(rows) && target.channels == source.channels)
     precondition(target.height == span.height && target.width == span.width && rows.upperBound <= span.height)
     let n = rows.count &* span.width, plane = span.height &* span.width
@@ -463,15 +471,15 @@ func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, intoWhole targ
 }
 
 /// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
-func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
+package func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
     precondition(bgr.channels == 3 && rgb.count == bgr.count)
     caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
 }
 
 /// `rgbGradient` from `bgrGradient`, which holds the rows `span` of the image, into those rows of an image buffer,
 /// (3, span.height, span.width).
-func rgbGradient(fromCaffe bgrGradient: Tensor, span: RowSpan, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
+package func rgbGradient(fromCaffe bgrGradient: Tensor, span: RowSpan, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
     precondition(bgrGradient.channels == 3 && bgrGradient.count == 3 * span.plane)
     precondition(rgbGradient.count == 3 * span.height * span.width)
-    StyleTransfer.rgbGradient(fromCaffe: bgrGradient.storage, span: span, into: rgbGradient.baseAddress!)
+    Kernels.rgbGradient(fromCaffe: bgrGradient.storage, span: span, into: rgbGradient.baseAddress!)
 }

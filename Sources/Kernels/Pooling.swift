@@ -18,7 +18,7 @@ public enum Pooling: String, Sendable, CaseIterable {
     /// The stripe form of `forward`: the pooled rows `rows`, from an input that holds the rows `inputSpan` of its map
     /// (at least 2·rows.lowerBound ..< 2·rows.upperBound) into an output that holds the rows `outputSpan` of the pooled
     /// map (at least `rows`). `choice` covers the whole pooled map; max pooling records nothing when it is nil.
-    func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
+    package func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
                  choice: ByteBuffer?, threads: Int = coreCount) {
         precondition(input !== output && input.count == input.channels * inputSpan.plane)
         precondition(output.channels == input.channels && output.count == output.channels * outputSpan.plane)
@@ -51,7 +51,7 @@ public enum Pooling: String, Sendable, CaseIterable {
     /// The stripe form of `backward`: the input rows `rows`, into a buffer that holds the rows `gradInputSpan` of the
     /// input map (at least `rows`), from a gradient that holds the rows `gradOutputSpan` of the pooled map (at least
     /// those under `rows`); `choice` and `reluMask` cover their whole maps.
-    func backward(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, choice: ByteBuffer?,
+    package func backward(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, choice: ByteBuffer?,
                   into gradInput: Tensor, gradInputSpan: RowSpan, reluMask: ByteBuffer?, threads: Int = coreCount) {
         let pooledRows = min(gradOutputSpan.height, rows.lowerBound / 2) ..< min(gradOutputSpan.height, (rows.upperBound + 1) / 2)
         precondition(gradOutput !== gradInput && gradInputSpan.holds(rows) && gradOutputSpan.holds(pooledRows))

@@ -10,7 +10,7 @@ public final class Tensor {
     /// The number of floats allocated; `count` never exceeds it.
     public let capacity: Int
     /// (capacity), of which the first `count` floats are the tensor: (channels, height, width).
-    let storage: UnsafeMutablePointer<Float>
+    package let storage: UnsafeMutablePointer<Float>
 
     /// A zero tensor of the given shape; `capacity` defaults to exactly that shape.
     public init(channels: Int, height: Int, width: Int, capacity: Int? = nil) {
@@ -55,7 +55,7 @@ public final class Tensor {
     public var allocatedBytes: Int { capacity * MemoryLayout<Float>.stride }
 
     /// Gives the tensor a new shape within its capacity. The values are not moved or cleared.
-    func reshape(channels: Int, height: Int, width: Int) {
+    package func reshape(channels: Int, height: Int, width: Int) {
         precondition(channels >= 0 && height >= 0 && width >= 0, "negative tensor dimension")
         precondition(channels * height * width <= capacity, "shape exceeds the tensor's capacity")
         self.channels = channels
@@ -97,12 +97,12 @@ public final class Tensor {
 }
 
 /// A byte array allocated once: ReLU masks (one bit per element) and max-pooling choices (one byte per output).
-final class ByteBuffer {
-    let capacity: Int
+package final class ByteBuffer {
+    package let capacity: Int
     /// (capacity); the layout is the user's (see `ReLUMask` and the pooling kernels).
-    let storage: UnsafeMutablePointer<UInt8>
+    package let storage: UnsafeMutablePointer<UInt8>
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         self.capacity = capacity
         storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, capacity))
         storage.initialize(repeating: 0, count: max(1, capacity))

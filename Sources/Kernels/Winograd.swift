@@ -26,14 +26,14 @@
 import CGEMM
 
 /// The side of an output tile and of an input tile, and the number of positions of a transformed tile.
-let winogradTile = 4
-let winogradInputTile = 6
-let winogradPositions = 36
+package let winogradTile = 4
+package let winogradInputTile = 6
+package let winogradPositions = 36
 
 /// π: the position of the forward kernel that gives position ξ's row or column of the turned kernel.
-let winogradTurned = [5, 1, 2, 4, 3, 0]
+package let winogradTurned = [5, 1, 2, 4, 3, 0]
 /// D: the scale of each row of G·J relative to the row of G it is (see above).
-let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
+package let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
 
 /// U[ξ, o, i] = (G g[o, i] Gᵀ)[ξ] for the output channels `outputs`, computed in float64 and rounded once to float32.
 /// Fast enough (about a nanosecond per (o, i) and core, nothing allocated on the heap) for a network to redo it each
@@ -42,7 +42,7 @@ let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
 /// is written out position by position (36 planes a megabyte apart would otherwise fight over the same cache sets).
 /// - kernel: (outChannels, inChannels, 3, 3)
 /// - transformed: (36, outChannels / panelRows, inChannels, panelRows); panelRows divides outChannels
-func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, inChannels: Int, outputs: Range<Int>,
+package func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, inChannels: Int, outputs: Range<Int>,
                              panelRows: Int, into transformed: UnsafeMutablePointer<Float>) {
     typealias V = SIMD4<Double>
     /// G · (a, b, c)ᵀ, lane by lane.
@@ -115,18 +115,18 @@ func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, i
 }
 
 /// The geometry of a Winograd pass over a map: where its tiles sit and how a band of them is stored.
-struct WinogradGrid {
+package struct WinogradGrid {
     /// The map rows being computed; tile row r covers rows rows.lowerBound + 4r ..< + 4.
-    let rows: Range<Int>
+    package let rows: Range<Int>
     /// The input rows that may be read: the rows next to `rows` that exist in the map. Others count as zero.
-    let inputRows: Range<Int>
-    let height: Int
-    let width: Int
+    package let inputRows: Range<Int>
+    package let height: Int
+    package let width: Int
     /// Tiles per tile row, and tile rows.
-    let tilesX: Int
-    let tilesY: Int
+    package let tilesX: Int
+    package let tilesY: Int
 
-    init(rows: Range<Int>, height: Int, width: Int) {
+    package init(rows: Range<Int>, height: Int, width: Int) {
         self.rows = rows
         self.height = height
         self.width = width
@@ -137,39 +137,39 @@ struct WinogradGrid {
 
     /// Tiles per tile row in a band's numbering: tilesX rounded up to a multiple of 8, so that the transforms, which
     /// take eight tiles at a time, never split a group of eight between tile rows or between panels.
-    var rowTiles: Int { (tilesX &+ 7) & ~7 }
+    package var rowTiles: Int { (tilesX &+ 7) & ~7 }
 
     /// Floats between the phase arrays of the per-worker work area (see `winogradInputTransform`).
-    var phaseStride: Int { rowTiles &+ 8 }
+    package var phaseStride: Int { rowTiles &+ 8 }
 
     /// Floats of the per-worker work area.
-    var workCount: Int { 24 &* phaseStride &+ winogradPositions &* 8 }
+    package var workCount: Int { 24 &* phaseStride &+ winogradPositions &* 8 }
 }
 
 /// How the transformed tiles of a band are stored for the GEMMs that read them, position by position: (36, channels,
 /// count) cut into panels of `width` tiles, each panel stored channel by channel, (channels, w) with w = width or, in
 /// the last panel, the tiles that remain: the B operand of `cgemm_panels`. A single panel is the plain row-major
 /// (channels, count) that OpenBLAS reads.
-struct WinogradPanels {
+package struct WinogradPanels {
     /// Tiles per panel: a multiple of 8.
-    let width: Int
+    package let width: Int
     /// Floats per channel and position: the band's tiles (a multiple of 8).
-    let count: Int
+    package let count: Int
 
     /// Panels for `tiles` tiles (a multiple of 8) read by `cgemm_panels`.
-    static func cgemm(tiles: Int) -> WinogradPanels {
+    package static func cgemm(tiles: Int) -> WinogradPanels {
         WinogradPanels(width: Int(CGEMM_PANEL_COLUMNS), count: tiles)
     }
 
     /// One panel of `tiles` tiles (a multiple of 8), rounded up to a cache line when there are many.
-    static func rowMajor(tiles: Int) -> WinogradPanels {
+    package static func rowMajor(tiles: Int) -> WinogradPanels {
         let count = tiles <= 64 ? tiles : (tiles &+ 15) & ~15
         return WinogradPanels(width: count, count: count)
     }
 
     /// Where tile `tile` of channel `channel` sits within a position's (channels, count) floats.
     @inline(__always)
-    func offset(channel: Int, channels: Int, tile: Int) -> Int {
+    package func offset(channel: Int, channels: Int, tile: Int) -> Int {
         let panel = tile / width, first = panel &* width
         return first &* channels &+ channel &* min(width, count &- first) &+ (tile &- first)
     }
@@ -226,7 +226,7 @@ private func outputTransform(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8
 /// - input: (channels, span.rows, span.width), holding grid.inputRows
 /// - transformed: (36, channels, panels.count), stored in `panels`
 /// - work: grid.workCount floats, this worker's alone
-func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
+package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
                             channelCount: Int, tileRows: Range<Int>, panels: WinogradPanels,
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
     let width = grid.width, tilesX = grid.tilesX, qs = grid.phaseStride
@@ -302,7 +302,7 @@ func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: 
 /// - transformed: (36, channels, tileStride), as the GEMMs left it, tiles numbered as `winogradInputTransform` does
 /// - output: (channels, span.rows, span.width), holding grid.rows
 /// - work: grid.workCount floats, this worker's alone
-func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Range<Int>, channelCount: Int,
+package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Range<Int>, channelCount: Int,
                              tileRows: Range<Int>, tileStride: Int, grid: WinogradGrid,
                              into output: UnsafeMutablePointer<Float>, span: RowSpan,
                              work: UnsafeMutablePointer<Float>,

@@ -38,9 +38,9 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 ///
 /// The forward kernel is the caller's array itself, not a copy; the rotated kernel is made on the first backward pass,
 /// so layers that are never differentiated cost nothing more.
-final class Convolution {
-    let inChannels: Int
-    let outChannels: Int
+package final class Convolution {
+    package let inChannels: Int
+    package let outChannels: Int
     /// (outChannels, inChannels · 9): the kernel as GEMM rows, taps in (ky, kx) order; shared with the weights.
     private let kernel: [Float]
     /// (outChannels); shared with the weights.
@@ -60,18 +60,18 @@ final class Convolution {
     private let kernelSlot: TransformedKernelSlot?
 
     /// The threads a pass runs on.
-    let threads: Int
+    package let threads: Int
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
-    let usesWinograd: Bool
+    package let usesWinograd: Bool
     /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), decided when the convolution is made;
     /// `cgemm_panels` runs in the instruction set `cgemm_selected()` names at each call.
-    let usesPanelGEMM: Bool
+    package let usesPanelGEMM: Bool
     /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
     /// (outChannels, inChannels) order) for OpenBLAS.
     private var kernelPanelRows: Int { usesPanelGEMM ? Int(CGEMM_PANEL_ROWS) : 1 }
 
     /// - kernelSlot: where the Winograd-transformed kernel is made each time it is needed; nil to make it once and keep it.
-    init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
+    package init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
          kernelSlot: TransformedKernelSlot? = nil) {
         precondition(threads >= 1)
         self.threads = threads
@@ -90,20 +90,20 @@ final class Convolution {
 
     /// The rows of its input map a pass computing the output rows `rows` of a map `height` rows tall reads, in either
     /// direction: those rows and one more each side, where the map has them.
-    static func inputRows(for rows: Range<Int>, height: Int) -> Range<Int> {
+    package static func inputRows(for rows: Range<Int>, height: Int) -> Range<Int> {
         rows.isEmpty ? 0 ..< 0 : max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)
     }
 
     /// Whether a convolution of `inChannels` input channels runs Winograd's algorithm when asked for `algorithm`.
-    static func usesWinograd(inChannels: Int, algorithm: ConvolutionAlgorithm) -> Bool {
+    package static func usesWinograd(inChannels: Int, algorithm: ConvolutionAlgorithm) -> Bool {
         algorithm != .im2col && inChannels > col2imInputChannels
     }
 
     /// The floats of this convolution's Winograd-transformed kernel, or 0 when it runs im2col.
-    var transformedKernelCount: Int { usesWinograd ? winogradPositions * inChannels * outChannels : 0 }
+    package var transformedKernelCount: Int { usesWinograd ? winogradPositions * inChannels * outChannels : 0 }
 
     /// The bytes this convolution added to the weights it was given: its rotated or transformed kernel, once made.
-    var allocatedBytes: Int { (rotatedKernel?.allocatedBytes ?? 0) + (transformedKernel?.allocatedBytes ?? 0) }
+    package var allocatedBytes: Int { (rotatedKernel?.allocatedBytes ?? 0) + (transformedKernel?.allocatedBytes ?? 0) }
 
     /// The Winograd-transformed kernel: the kept one (made on first use), or the shared slot, remade there unless it
     /// holds this convolution's already.
@@ -149,7 +149,7 @@ final class Convolution {
     }
 
     /// The im2col band one worker aims for, in floats: small enough to stay in the caches while the GEMM reads it.
-    static let bandTarget = 1 << 20
+    package static let bandTarget = 1 << 20
 
     /// How one pass splits a map into bands of rows that workers take in turn.
     private struct Bands {
@@ -177,7 +177,7 @@ final class Convolution {
 
     /// The scratch floats this convolution needs for a height × width map when one pass may use at most `limit`
     /// floats (but never less than one row per worker).
-    func scratchCount(height: Int, width: Int, limit: Int) -> Int {
+    package func scratchCount(height: Int, width: Int, limit: Int) -> Int {
         guard height > 0 && width > 0 else { return 0 }
         if runsWinograd(height: height, width: width) {
             return winogradBands(grid: WinogradGrid(rows: 0 ..< height, height: height, width: width), limit: limit).count
@@ -210,7 +210,7 @@ final class Convolution {
     /// - output: reshaped to (outChannels, height, width)
     /// - reluMask: (outChannels, height, maskRowBytes(width)) bytes
     /// - scratch: `scratchCount` floats for this size, or more
-    func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
+    package func forward(_ input: Tensor, into output: Tensor, reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
         let span = RowSpan.whole(height: input.height, width: input.width)
         output.reshape(channels: outChannels, height: input.height, width: input.width)
         forward(rows: 0 ..< input.height, input: input, inputSpan: span, into: output, outputSpan: span,
@@ -223,7 +223,7 @@ final class Convolution {
     /// - input: (inChannels, inputSpan.rows, width)
     /// - output: (outChannels, outputSpan.rows, width)
     /// - reluMask: (outChannels, map height, maskRowBytes(width)) bytes
-    func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
+    package func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
                  reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
         let height = inputSpan.height, width = inputSpan.width
         precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
@@ -273,7 +273,7 @@ final class Convolution {
     /// - gradInput: reshaped to (inChannels, height, width)
     /// - inputMask: (inChannels, height, maskRowBytes(width)) bytes
     /// - scratch: `scratchCount` floats for this size, or more
-    func backwardInput(_ gradOutput: Tensor, into gradInput: Tensor, inputMask: ByteBuffer?, scratch: Tensor) {
+    package func backwardInput(_ gradOutput: Tensor, into gradInput: Tensor, inputMask: ByteBuffer?, scratch: Tensor) {
         let span = RowSpan.whole(height: gradOutput.height, width: gradOutput.width)
         gradInput.reshape(channels: inChannels, height: gradOutput.height, width: gradOutput.width)
         backwardInput(rows: 0 ..< gradOutput.height, gradOutput: gradOutput, gradOutputSpan: span, into: gradInput,
@@ -285,7 +285,7 @@ final class Convolution {
     /// - gradOutput: (outChannels, gradOutputSpan.rows, width)
     /// - gradInput: (inChannels, gradInputSpan.rows, width)
     /// - inputMask: (inChannels, map height, maskRowBytes(width)) bytes
-    func backwardInput(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, into gradInput: Tensor,
+    package func backwardInput(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, into gradInput: Tensor,
                        gradInputSpan: RowSpan, inputMask: ByteBuffer?, scratch: Tensor) {
         let height = gradOutputSpan.height, width = gradOutputSpan.width
         precondition(gradOutput.channels == outChannels && gradOutput.count == outChannels * gradOutputSpan.plane)
@@ -357,11 +357,11 @@ final class Convolution {
     }
 
     /// The tiles per GEMM a Winograd band aims for at least: enough columns for the GEMMs to run near full speed.
-    static let winogradMinimumTiles = 128
+    package static let winogradMinimumTiles = 128
     /// The bytes of transformed input and output tiles a Winograd band aims for at most (unless that leaves fewer than
     /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
     /// on the large maps of few channels, where the transforms are a large part of the work.
-    static let winogradBandBytes = 4 << 20
+    package static let winogradBandBytes = 4 << 20
 
     /// How a band of `tiles` tiles is stored for the GEMMs this convolution runs.
     private func panels(tiles: Int) -> WinogradPanels {
@@ -443,26 +443,26 @@ final class Convolution {
 /// One buffer for Winograd-transformed kernels shared by several convolutions: it holds the kernel of the convolution
 /// that used it last, and the next one to run remakes its own there unless it was that one. Not thread-safe; the
 /// convolutions sharing it run one at a time.
-final class TransformedKernelSlot {
+package final class TransformedKernelSlot {
     /// The most floats a kernel held here may have.
-    let capacity: Int
+    package let capacity: Int
     /// (capacity floats): (36, outChannels, inChannels) of `holder`; allocated on first use.
     private var buffer: Tensor?
     /// Whose kernel `buffer` holds.
     private var holder: ObjectIdentifier?
     /// How many times a kernel was made here (for tests and benchmarks).
-    private(set) var fills = 0
+    package private(set) var fills = 0
 
-    init(capacity: Int) {
+    package init(capacity: Int) {
         self.capacity = capacity
     }
 
     /// The bytes allocated so far.
-    var allocatedBytes: Int { buffer?.allocatedBytes ?? 0 }
+    package var allocatedBytes: Int { buffer?.allocatedBytes ?? 0 }
 
     /// The buffer shaped (channels, height, width) holding `owner`'s tensor, which `fill` writes unless `owner` was the
     /// last to ask.
-    func tensor(for owner: ObjectIdentifier, channels: Int, height: Int, width: Int, fill: (Tensor) -> Void) -> Tensor {
+    package func tensor(for owner: ObjectIdentifier, channels: Int, height: Int, width: Int, fill: (Tensor) -> Void) -> Tensor {
         let buffer = self.buffer ?? Tensor(channels: 0, height: 0, width: 0, capacity: capacity)
         self.buffer = buffer
         if holder != owner {
