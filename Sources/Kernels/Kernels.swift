@@ -292,12 +292,17 @@ package func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpa
 
 // MARK: - Pooling
 
+/// The bytes of one row of max-pooling choices for a pooled map `width` wide: two bits a window, four windows a byte.
+@inline(__always)
+package func choiceRowBytes(width: Int) -> Int { (width &+ 3) >> 2 }
+
 /// 2x2 stride-2 max pooling, PyTorch's `MaxPool2d(2, 2)`: an odd last row or column is dropped, and the first of equal
 /// values wins. Computes the pooled rows `rows` and records in `choice` which of the four inputs won: 0 top left,
-/// 1 top right, 2 bottom left, 3 bottom right.
+/// 1 top right, 2 bottom left, 3 bottom right, two bits a window (window x in bits 2(x mod 4) of byte x / 4 of its row).
 /// - input: (channels, inputSpan.rows, inputSpan.width), holding input rows 2·rows.lowerBound ..< 2·rows.upperBound
 /// - output: (channels, outputSpan.rows, inputSpan.width / 2), holding `rows` of the (height / 2)-row pooled map
-/// - choice: (channels, inputSpan.height / 2, inputSpan.width / 2), for the whole pooled map; nil to record nothing
+/// - choice: (channels, inputSpan.height / 2, choiceRowBytes(inputSpan.width / 2)), for the whole pooled map; nil to
+///   record nothing
 package func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
                     into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
                     choice: UnsafeMutablePointer<UInt8>?, threads: Int) {
@@ -314,14 +319,19 @@ package func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSp
                     }
                     continue
                 }
-                let k = choice + (c &* oh &+ oy) &* ow
+                let k = choice + (c &* oh &+ oy) &* choiceRowBytes(width: ow)
+                var packed: UInt8 = 0
                 for ox in 0 ..< ow {
                     var best = top[2 &* ox], winner: UInt8 = 0
                     if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; winner = 1 }
                     if bottom[2 &* ox] > best { best = bottom[2 &* ox]; winner = 2 }
                     if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; winner = 3 }
                     o[ox] = best
-                    k[ox] = winner
+                    packed |= winner << UInt8((ox & 3) << 1)
+                    if ox & 3 == 3 || ox == ow &- 1 {
+                        k[ox >> 2] = packed
+                        packed = 0
+                    }
                 }
             }
         }
@@ -355,7 +365,7 @@ package func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: R
 /// values (four windows, one mask byte) at a time.
 /// - gradOutput: (channels, outputSpan.rows, width / 2), holding the pooled rows of `rows` (y / 2 for y in rows, those
 ///   below height / 2)
-/// - choice: (channels, height / 2, width / 2), for the whole pooled map
+/// - choice: (channels, height / 2, choiceRowBytes(width / 2)), for the whole pooled map
 /// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
 /// - reluMask: (channels, span.height, maskRowBytes(span.width)), for the whole map
 package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, choice: UnsafePointer<UInt8>?,
@@ -375,7 +385,7 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
                     continue
                 }
                 let g = gradOutput + outputSpan.offset(channel: c, row: oy)
-                let k = choice.map { $0 + (c &* oh &+ oy) &* ow }
+                let k = choice.map { $0 + (c &* oh &+ oy) &* choiceRowBytes(width: ow) }
                 let m = reluMask.map { $0 + (c &* height &+ y) &* rowBytes }
                 // The choice that sends a window's gradient to each of the eight values: its column, on this row.
                 let half = UInt32(y & 1) << 1
@@ -386,8 +396,9 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
                     var v = SIMD8<Float>(g4[0], g4[0], g4[1], g4[1], g4[2], g4[2], g4[3], g4[3])
                     var keep = all
                     if let k {
-                        let k4 = SIMD4<UInt32>(truncatingIfNeeded: UnsafeRawPointer(k + ox).loadUnaligned(as: SIMD4<UInt8>.self))
-                        let winners = SIMD8<UInt32>(k4[0], k4[0], k4[1], k4[1], k4[2], k4[2], k4[3], k4[3])
+                        // Four windows in one byte: ox is a multiple of 4.
+                        let byte = UInt32(k[ox >> 2])
+                        let winners = (SIMD8<UInt32>(repeating: byte) &>> SIMD8<UInt32>(0, 0, 2, 2, 4, 4, 6, 6)) & 3
                         keep.replace(with: none, where: winners .!= wanted)
                     } else {
                         v *= 0.25
@@ -402,7 +413,7 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
                 while ox < ow {
                     for x in 2 &* ox ..< 2 &* ox &+ 2 {
                         let passes = m.map { $0[x >> 3] & (1 << UInt8(x & 7)) != 0 } ?? true
-                        let wins = k.map { UInt32($0[ox]) == (half | UInt32(x & 1)) } ?? true
+                        let wins = k.map { UInt32(($0[ox >> 2] >> UInt8((ox & 3) << 1)) & 3) == (half | UInt32(x & 1)) } ?? true
                         t[x] = passes && wins ? (k == nil ? 0.25 * g[ox] : g[ox]) : 0
                     }
                     ox &+= 1
@@ -418,14 +429,15 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
 /// The per-channel means subtracted from the 0…255 BGR input of the original VGG weights, in the order B, G, R.
 package let caffeMeanBGR: (Float, Float, Float) = (103.939, 116.779, 123.68)
 
-/// The network's input from an RGB image: BGR planes of 0…255 values minus the mean pixel.
-/// - rgb: (3, plane), values 0…1
+/// The network's input from an RGB image: BGR planes of 0…255 values minus the mean pixel, the image's values clamped
+/// to 0…1 first (the image as it would be written out).
+/// - rgb: (3, plane), values 0…1 (others are clamped)
 /// - bgr: (3, plane)
 package func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeMutablePointer<Float>) {
     let means = [caffeMeanBGR.0, caffeMeanBGR.1, caffeMeanBGR.2]
     for c in 0 ..< 3 {
         let s = rgb + (2 &- c) &* plane, d = bgr + c &* plane, mean = means[c]
-        for i in 0 ..< plane { d[i] = s[i] * 255 - mean }
+        for i in 0 ..< plane { d[i] = min(max(s[i], 0), 1) * 255 - mean }
     }
 }
 

@@ -7,7 +7,7 @@ public enum Pooling: String, Sendable, CaseIterable {
     /// Pools `input` into `output`, recording the winner of each max window in `choice`.
     /// - input: (channels, height, width)
     /// - output: reshaped to (channels, height / 2, width / 2)
-    /// - choice: (channels, height / 2, width / 2) bytes; needed for `.max` only
+    /// - choice: (channels, height / 2, choiceRowBytes(width / 2)) bytes; needed for `.max` only
     func forward(_ input: Tensor, into output: Tensor, choice: ByteBuffer?, threads: Int = coreCount) {
         let (h, w) = (input.height, input.width)
         output.reshape(channels: input.channels, height: h / 2, width: w / 2)

@@ -269,7 +269,8 @@ struct Layout {
             steps[step].isConvolution ? shapes[step].channels * shapes[step].height * maskRowBytes(width: shapes[step].width) : 0
         }
         choiceBytes = (0 ... deepest).map { step in
-            !steps[step].isConvolution && maxPooling ? shapes[step].channels * shapes[step].height * shapes[step].width : 0
+            !steps[step].isConvolution && maxPooling
+                ? shapes[step].channels * shapes[step].height * choiceRowBytes(width: shapes[step].width) : 0
         }
     }
 

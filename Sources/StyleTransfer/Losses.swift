@@ -296,20 +296,28 @@ public func contentLoss(features: UnsafeBufferPointer<Float>, target: UnsafeBuff
 /// forward pass (stripes that cover the map once), `finish` gives E, and `addGradient` adds
 /// `weight · 2 (F − P) / M` for any rows (stripes of the backward pass may overlap; each row's gradient
 /// depends on that row only).
-public struct ContentLoss: Sendable {
+public struct ContentLoss {
     public let channels: Int
     public let height: Int
     public let width: Int
-    /// The content features P, (channels, height, width).
-    public let target: [Float]
+    /// (channels, height, width): P, held as given (a whole map from the forward pass is not copied).
+    private let targetMap: Tensor
     private var sum = 0.0
+
+    /// The content features P, (channels, height, width).
+    public var target: [Float] { targetMap.values }
 
     public init(target: [Float], channels: Int, height: Int, width: Int) {
         precondition(target.count == channels * height * width, "content target does not match its shape")
-        self.target = target
-        self.channels = channels
-        self.height = height
-        self.width = width
+        self.init(target: Tensor(channels: channels, height: height, width: width, values: target))
+    }
+
+    /// A content loss whose target P is `target`, (channels, height, width), kept without a copy.
+    public init(target: Tensor) {
+        targetMap = target
+        channels = target.channels
+        height = target.height
+        width = target.width
     }
 
     /// Adds the squared error of `rows` of the map; `features` is (channels, rows.count, width).
@@ -317,7 +325,8 @@ public struct ContentLoss: Sendable {
         let stripe = rows.count * width
         precondition(features.count == channels * stripe && rows.upperBound <= height)
         var total = 0.0
-        target.withUnsafeBufferPointer { target in
+        do {
+            let target = UnsafeBufferPointer(targetMap.buffer)
             for c in 0 ..< channels {
                 let from = c &* height &* width &+ rows.lowerBound &* width
                 for i in 0 ..< stripe {
@@ -342,7 +351,8 @@ public struct ContentLoss: Sendable {
         let stripe = rows.count * width
         precondition(features.count == channels * stripe && gradient.count == features.count)
         let scale = Float(2 * Double(weight) / Double(channels * height * width))
-        target.withUnsafeBufferPointer { target in
+        do {
+            let target = UnsafeBufferPointer(targetMap.buffer)
             for c in 0 ..< channels {
                 let from = c &* height &* width &+ rows.lowerBound &* width
                 for i in 0 ..< stripe {
@@ -364,26 +374,31 @@ public struct ContentLoss: Sendable {
 /// (a smooth gradient costs less at a higher resolution, which is the point: it penalizes noise, not
 /// shading). Units are those of X squared. Returns E (float64 sum) and adds `weight · ∂E/∂X` into
 /// `gradient`, (channels, height, width).
+///
+/// With `clampedTo`, X is the image with every value clamped to that range (the image as written out), without a copy.
 public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int, height: Int, width: Int, weight: Float,
+                               clampedTo range: ClosedRange<Float>? = nil,
                                addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
     let count = channels * height * width
     precondition(channels > 0 && height > 0 && width > 0, "image must not be empty")
     precondition(image.count == count && gradient.count == count, "total variation buffers differ from the shape")
     let scale = Float(2 * Double(weight) / Double(count))
+    let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
+    let image = { (i: Int) -> Float in min(max(image[i], low), high) }
     var sum = 0.0
     for c in 0..<channels {
         let plane = c &* height &* width
         for y in 0..<height {
             let row = plane &+ y &* width
             for x in 0..<(width &- 1) {
-                let difference = image[row &+ x &+ 1] - image[row &+ x]
+                let difference = image(row &+ x &+ 1) - image(row &+ x)
                 sum += Double(difference) * Double(difference)
                 gradient[row &+ x &+ 1] += scale * difference
                 gradient[row &+ x] -= scale * difference
             }
             guard y < height &- 1 else { continue }
             for x in 0..<width {
-                let difference = image[row &+ width &+ x] - image[row &+ x]
+                let difference = image(row &+ width &+ x) - image(row &+ x)
                 sum += Double(difference) * Double(difference)
                 gradient[row &+ width &+ x] += scale * difference
                 gradient[row &+ x] -= scale * difference

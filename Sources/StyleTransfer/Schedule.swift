@@ -87,9 +87,9 @@ public struct MemoryPlan: Equatable, Sendable {
     /// within `budget` bytes: the longest history up to `history` in single precision, else in half precision, whose
     /// remainder still fits the network's smallest layout (`networkMinimum` bytes); the shortest history in half
     /// precision when nothing does (the caller checks `fits`).
-    /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the best one, the
-    ///   clamped one the losses see, the content at this size).
-    public static func planned(budget: Int, pixels: Int, imageCopies: Int = 4, targetFloats: Int, history: Int,
+    /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the content at this
+    ///   size, and with Adam the best point).
+    public static func planned(budget: Int, pixels: Int, imageCopies: Int = 2, targetFloats: Int, history: Int,
                                usesLBFGS: Bool, networkMinimum: Int) -> MemoryPlan {
         let parameters = 3 * pixels
         let images = (imageCopies * parameters + targetFloats) * MemoryLayout<Float>.stride

@@ -134,7 +134,10 @@ public final class Stylizer {
             let memory = try memoryPlan(for: size)
             network.striping = .budget(bytes: memory.networkBytes)
             let problem = try self.problem(content: resized(networkContent, to: size), size: size)
-            var best = x.pixels
+            // L-BFGS never leaves a lower value for a higher one (a failed search restores x), so its x is the best
+            // point; Adam's steps may climb, and the best point is kept apart.
+            let keepsBest = options.optimizer == .adam
+            var best = keepsBest ? x.pixels : []
             var bestValue = Double.infinity
             let optimizer: Optimizer = options.optimizer == .lbfgs
                 ? LBFGS(parameterCount: x.pixels.count, historySize: memory.history,
@@ -178,7 +181,7 @@ public final class Stylizer {
             }
             var unmoved = 0, iteration = 0
             while iteration < iterationsHere(done: iteration) {
-                if let deadline, elapsed() >= deadline { x.pixels = best; break scales }
+                if let deadline, elapsed() >= deadline { break }
                 let stepStart = elapsed()
                 let info = try x.pixels.withUnsafeMutableBufferPointer { pixels in
                     try optimizer.step(pixels) { point, gradient in try problem.evaluate(point, gradient: gradient) }
@@ -188,7 +191,7 @@ public final class Stylizer {
                 iteration += 1
                 done += 1
                 evaluations += info.evaluations
-                if info.value < bestValue {
+                if keepsBest && info.value < bestValue {
                     bestValue = info.value
                     best = x.pixels
                 }
@@ -197,7 +200,9 @@ public final class Stylizer {
                 if unmoved >= 2 { break }
             }
             // The image the loss saw: the next scale starts from it.
-            x = RGBImage(width: x.width, height: x.height, pixels: best).clamped
+            if keepsBest && !best.isEmpty { x.pixels = best }
+            x = x.clamped
+            if let deadline, elapsed() >= deadline { break }
         }
         if x.width != working.width || x.height != working.height {
             x = resized(x, to: working)
@@ -242,7 +247,10 @@ public final class Stylizer {
         network.striping = .budget(bytes: 1)
         let minimum = network.plannedBytes(height: size.height, width: size.width, layers: layers)
         network.striping = striping
-        let plan = MemoryPlan.planned(budget: options.memory, pixels: size.pixels, targetFloats: targetFloats,
+        // The image being optimized and the content at this size (and Adam's best point).
+        let copies = options.optimizer == .adam ? 3 : 2
+        let plan = MemoryPlan.planned(budget: options.memory, pixels: size.pixels, imageCopies: copies,
+                                      targetFloats: targetFloats,
                                       history: options.history, usesLBFGS: options.optimizer == .lbfgs,
                                       networkMinimum: minimum)
         guard plan.networkBytes >= minimum else {
@@ -367,8 +375,6 @@ final class Problem {
     private var collector: FeatureCollector
     /// The weighted terms of the last evaluation.
     private(set) var lastTerms = LossTerms(content: 0, style: 0, tv: 0)
-    /// (3, height, width): the image the losses see, the optimizer's pixels clamped to 0…1, as they are written out.
-    private var clamped: [Float]
 
     init(network: VGG19, width: Int, height: Int, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
@@ -376,17 +382,13 @@ final class Problem {
         self.network = network
         self.width = width
         self.height = height
-        clamped = [Float](repeating: 0, count: 3 * width * height)
         layers = Set((contentLayers + styleLayers).map(\.layer))
         contentWeight = options.contentWeight
         styleWeight = options.styleWeight
         tvWeight = options.tvWeight * 255 * 255
         self.contentLayers = Problem.normalized(contentLayers)
         self.styleLayers = Problem.normalized(styleLayers)
-        contentLosses = contentTargets.reduce(into: [:]) { losses, entry in
-            losses[entry.key] = ContentLoss(target: entry.value.values, channels: entry.value.channels,
-                                            height: entry.value.height, width: entry.value.width)
-        }
+        contentLosses = contentTargets.mapValues { ContentLoss(target: $0) }
         var losses: [VGGLayer: StyleLoss] = [:]
         for (layer, target) in zip(styleLayers, styleTargets) {
             losses[layer.layer] = StyleLoss(target: target,
@@ -406,16 +408,15 @@ final class Problem {
     /// The loss is that of the image written out: the pixels clamped to 0…1. So the optimizer gains nothing by
     /// leaving that range (where the gradient is zero), and the loss it reports is the loss of its result; without
     /// the clamp the optimum leans on values the output cannot hold, and clamping afterwards undoes much of its style.
+    /// The network reads the pixels clamped as it converts them, and the total variation clamps them as it reads them,
+    /// so no clamped copy of the image is kept.
     func evaluate(_ pixels: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
-        clamped.withUnsafeMutableBufferPointer { clamped in
-            for i in 0 ..< pixels.count { clamped[i] = min(max(pixels[i], 0), 1) }
-        }
-        let total = try clamped.withUnsafeBufferPointer { try evaluateInRange($0, gradient: gradient) }
+        let total = try evaluateInRange(pixels, gradient: gradient)
         for i in 0 ..< pixels.count where !(pixels[i] >= 0 && pixels[i] <= 1) { gradient[i] = 0 }
         return total
     }
 
-    /// The loss at `image`, (3, height, width) RGB 0…1, with its gradient written into `gradient`.
+    /// The loss at `image`, (3, height, width) RGB, clamped to 0…1, with its gradient written into `gradient`.
     private func evaluateInRange(_ image: UnsafeBufferPointer<Float>,
                                  gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         var terms = LossTerms(content: 0, style: 0, tv: 0)
@@ -452,7 +453,8 @@ final class Problem {
             }
         }
         terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
-                                                         weight: tvWeight, addingGradientTo: gradient)
+                                                         weight: tvWeight, clampedTo: 0 ... 1,
+                                                         addingGradientTo: gradient)
         lastTerms = terms
         let total = terms.total
         guard total.isFinite else { throw TransferError.diverged }

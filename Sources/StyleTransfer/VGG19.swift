@@ -522,7 +522,8 @@ public final class VGG19 {
         let zeroBias: Tensor
         /// ReLU masks of the convolution steps: (channels, height, maskRowBytes(width)) bits. (steps through deepest)
         let masks: [ByteBuffer?]
-        /// Winners of the max-pooling steps: (channels, height / 2, width / 2) bytes. (steps through deepest)
+        /// Winners of the max-pooling steps: (channels, height, choiceRowBytes(width)) bytes of the step's output,
+        /// two bits a window. (steps through deepest)
         let choices: [ByteBuffer?]
         /// (scratch floats): the im2col band or Winograd tiles of the convolution being run.
         let scratch: Tensor

@@ -52,7 +52,7 @@ final class ScheduleTests: XCTestCase {
     /// half-precision history, then to shorter ones.
     func testMemoryPlans() {
         let pixels = 1_000_000, targets = 2_000_000
-        let images = (4 * 3 * pixels + targets) * 4
+        let images = (2 * 3 * pixels + targets) * 4
         func plan(_ budget: Int, minimum: Int) -> MemoryPlan {
             MemoryPlan.planned(budget: budget, pixels: pixels, targetFloats: targets, history: 5, usesLBFGS: true,
                                networkMinimum: minimum)

@@ -311,7 +311,8 @@ final class VGG19Tests: XCTestCase {
         net.prepare(height: h, width: w, layers: Self.styleLayers)
         let floats = 3 * p + 2 * 64 * p + (128 * p / 4 + 256 * p / 16 + 2 * 512 * p / 64 + 512 * p / 256)
         let maskBytes = 64 * h * 6 * 2 + 128 * 32 * 3 * 2 + 256 * 16 * 2 * 4 + 512 * 8 * 1 * 4 + 512 * 4 * 1
-        let choiceBytes = 64 * p / 4 + 128 * p / 16 + 256 * p / 64 + 512 * p / 256
+        // Two bits a pooling window: pool1 32×24, pool2 16×12, pool3 8×6, pool4 4×3.
+        let choiceBytes = 64 * 32 * 6 + 128 * 16 * 3 + 256 * 8 * 2 + 512 * 4 * 1
         let scratch = net.allocatedBytes - 4 * floats - maskBytes - choiceBytes
         XCTAssertGreaterThan(scratch, 0)
         XCTAssertLessThanOrEqual(scratch, 2 << 20)
