@@ -7,6 +7,14 @@ struct UsageError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The largest working size, `-size`, in pixels on the longer side.
+let largestSize = 16384
+
+/// The largest `-max-pixels`: 16384² = 268,435,456, the pixels of the largest working size. An image is held
+/// as float samples, 12 bytes a pixel (16 with alpha), and its result as many again, so an image at this
+/// limit needs more than 6 GiB for itself and its result alone.
+let largestMaxPixels = largestSize * largestSize
+
 extension Command {
     /// Every check of a value and every rule across options, in one place, before any work starts.
     func options() throws -> Options {
@@ -46,7 +54,7 @@ extension Command {
             options.initialization = .random
         }
 
-        options.size = try count(size, "-size", from: Stylizer.minimumSide, to: 16384)
+        options.size = try count(size, "-size", from: Stylizer.minimumSide, to: largestSize)
         guard let poolingKind = ["max": Pooling.max, "avg": .average, "average": .average][pooling] else {
             throw UsageError("-pooling must be max or avg; you specified '\(pooling)'")
         }
@@ -60,7 +68,7 @@ extension Command {
             options.timeLimit = timeLimit
         }
         options.checkpointEvery = checkpoint == nil ? 0 : try count(checkpointEvery, "-checkpoint-every", from: 1)
-        _ = try count(maxPixels, "-max-pixels", from: 1)
+        _ = try count(maxPixels, "-max-pixels", from: 1, to: largestMaxPixels)
         if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
         if quiet && verbose {
             throw UsageError("-quiet and -verbose contradict each other; give one of them")
