@@ -21,10 +21,18 @@ struct RunResult {
     var stderrLines: [Substring] { stderr.split(separator: "\n") }
 }
 
+/// Makes writing a run's input fail with EPIPE, instead of killing the test process with SIGPIPE, when the run
+/// ends before reading it all (after a usage error or a bad header). The programs the tests run inherit
+/// it; pamstyle ignores SIGPIPE itself anyway.
+private let brokenPipeIgnored: Void = {
+    signal(SIGPIPE, SIG_IGN)
+}()
+
 /// Runs `executable` with `arguments`, feeding `input` on standard input; kills it after `timeout` seconds
 /// (a hang is a failure, reported through the status 124).
 func run(_ executable: URL, _ arguments: [String], input: [UInt8] = [], environment: [String: String]? = nil,
          timeout: TimeInterval = 300) throws -> RunResult {
+    _ = brokenPipeIgnored
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
