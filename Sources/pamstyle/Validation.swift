@@ -21,6 +21,15 @@ extension Command {
         guard !styleFiles.isEmpty else {
             throw UsageError("no style image given (usage: pamstyle [options] STYLEFILE... < content.pnm)")
         }
+        guard !styleFiles.contains("") else {
+            throw UsageError("a style image's file name is empty ('')")
+        }
+        guard !initialization.isEmpty else {
+            throw UsageError("-init must be content, random or an image file; you specified ''")
+        }
+        for (option, name) in [("-weights", weights), ("-checkpoint", checkpoint)] where name?.isEmpty == true {
+            throw UsageError("\(option) needs a file name; you specified ''")
+        }
         var options = Options()
         options.contentWeight = try nonNegative(contentWeight, "-content-weight")
         options.styleWeight = try nonNegative(styleWeight, "-style-weight")
@@ -67,7 +76,8 @@ extension Command {
             }
             options.timeLimit = timeLimit
         }
-        options.checkpointEvery = checkpoint == nil ? 0 : try count(checkpointEvery, "-checkpoint-every", from: 1)
+        let checkpointEvery = try count(checkpointEvery, "-checkpoint-every", from: 1)
+        options.checkpointEvery = checkpoint == nil ? 0 : checkpointEvery
         _ = try count(maxPixels, "-max-pixels", from: 1, to: largestMaxPixels)
         if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
         if quiet && verbose {

@@ -142,6 +142,11 @@ final class ErrorTests: XCTestCase {
             (["-time-limit", "0", style], ["-time-limit", "0"]),
             (["-history", "0", style], ["-history", "0"]),
             (["-max-pixels", "0", style], ["-max-pixels", "0"]),
+            (["-checkpoint-every", "0", style], ["-checkpoint-every", "0"]),
+            (["-init", "", style], ["-init", "''"]),
+            (["-weights=", style], ["-weights", "''"]),
+            (["-checkpoint", "", style], ["-checkpoint", "''"]),
+            ([style, ""], ["style image", "empty"]),
             (["-bogus", style], ["-bogus"]),
             (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
         ]
