@@ -30,8 +30,9 @@ setup:
 build: setup
 	$(SWIFT) build -c release --product pamstyle
 
-## test: the whole test suite
+## test: the whole test suite; the release binary first, which the command-line property test runs
 test: setup
+	$(SWIFT) build -c release --product pamstyle
 	$(SWIFT) build
 	$(SWIFT) test
 

@@ -147,7 +147,7 @@ public final class Stylizer {
             let history = options.optimizer == .lbfgs
                 ? "L-BFGS history \(memory.history) in \(memory.historyPrecision == .half ? "half" : "single") precision"
                 : "Adam"
-            let setup = "network \(network.layoutSummary); \(history); \((memory.fixedBytes + network.allocatedBytes) >> 20) "
+            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary); \(history); \((memory.fixedBytes + network.allocatedBytes) >> 20) "
                 + "of \(options.memory >> 20) MiB"
             var reported = false
             // The iterations of this scale: as planned, or within what is left of the time limit, shared with the
@@ -243,10 +243,13 @@ public final class Stylizer {
             let shape = VGG19Architecture.shape(of: layer.layer, height: size.height, width: size.width)
             return total + shape.channels * shape.height * shape.width
         }
-        let striping = network.striping
-        network.striping = .budget(bytes: 1)
-        let minimum = network.plannedBytes(height: size.height, width: size.width, layers: layers)
-        network.striping = striping
+        var minimum = 0
+        if !layers.isEmpty {
+            let striping = network.striping
+            network.striping = .budget(bytes: 1)
+            minimum = network.plannedBytes(height: size.height, width: size.width, layers: layers)
+            network.striping = striping
+        }
         // The image being optimized and the content at this size (and Adam's best point).
         let copies = options.optimizer == .adam ? 3 : 2
         let plan = MemoryPlan.planned(budget: options.memory, pixels: size.pixels, imageCopies: copies,
@@ -304,8 +307,10 @@ public final class Stylizer {
     func problem(content: RGBImage, size: Size) throws -> Problem {
         let targets = try styleTargets(for: size, contentLuminance: options.preserveColors ? content : nil)
         var collector = FeatureCollector(maps: Set(contentLayers.map(\.layer)), height: size.height, width: size.width)
-        content.pixels.withUnsafeBufferPointer { image in
-            network.forward(image: image, height: size.height, width: size.width, layers: layers) { collector.add($0) }
+        if !layers.isEmpty {
+            content.pixels.withUnsafeBufferPointer { image in
+                network.forward(image: image, height: size.height, width: size.width, layers: layers) { collector.add($0) }
+            }
         }
         return Problem(network: network, width: size.width, height: size.height, options: options,
                        contentLayers: contentLayers, contentTargets: collector.finishedMaps(),
@@ -325,6 +330,7 @@ public final class Stylizer {
     /// The blended Gram targets at the style layers for a content working size, computed once per size.
     func styleTargets(for size: Size, contentLuminance: RGBImage?) throws -> [[Float]] {
         if let cached = styleTargets[size], contentLuminance == nil { return cached }
+        guard !styleLayers.isEmpty else { return [] }
         let styleNames = Set(styleLayers.map(\.layer))
         var grams: [[[Float]]] = Array(repeating: [], count: styleLayers.count)
         for var style in styles {
@@ -420,6 +426,21 @@ final class Problem {
     private func evaluateInRange(_ image: UnsafeBufferPointer<Float>,
                                  gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         var terms = LossTerms(content: 0, style: 0, tv: 0)
+        for i in gradient.indices { gradient[i] = 0 }
+        if !layers.isEmpty { try evaluateNetwork(image, gradient: gradient, terms: &terms) }
+        terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
+                                                         weight: tvWeight, clampedTo: 0 ... 1,
+                                                         addingGradientTo: gradient)
+        lastTerms = terms
+        let total = terms.total
+        guard total.isFinite else { throw TransferError.diverged }
+        return total
+    }
+
+    /// The content and style terms at `image` into `terms`, their gradient into `gradient` (which the network
+    /// overwrites).
+    private func evaluateNetwork(_ image: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>,
+                                 terms: inout LossTerms) throws {
         collector.restart()
         network.forward(image: image, height: height, width: width, layers: layers) { map in
             collector.add(map) { map in
@@ -452,13 +473,6 @@ final class Problem {
                                                            into: layerGradient.buffer, gradientStride: plane)
             }
         }
-        terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
-                                                         weight: tvWeight, clampedTo: 0 ... 1,
-                                                         addingGradientTo: gradient)
-        lastTerms = terms
-        let total = terms.total
-        guard total.isFinite else { throw TransferError.diverged }
-        return total
     }
 }
 

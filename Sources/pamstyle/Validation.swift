@@ -8,11 +8,28 @@ struct UsageError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The largest working size, `-size`, in pixels on the longer side.
+let largestSize = 16384
+
+/// The largest `-max-pixels`: 16384² = 268,435,456, the pixels of the largest working size. An image is held
+/// as float samples, 12 bytes a pixel (16 with alpha), and its result as many again, so an image at this
+/// limit needs more than 6 GiB for itself and its result alone.
+let largestMaxPixels = largestSize * largestSize
+
 extension Command {
     /// Every check of a value and every rule across options, in one place, before any work starts.
     func options() throws -> Options {
         guard !styleFiles.isEmpty else {
             throw UsageError("no style image given (usage: pamstyle [options] STYLEFILE... < content.pnm)")
+        }
+        guard !styleFiles.contains("") else {
+            throw UsageError("a style image's file name is empty ('')")
+        }
+        guard !initialization.isEmpty else {
+            throw UsageError("-init must be content, random or an image file; you specified ''")
+        }
+        for (option, name) in [("-weights", weights), ("-checkpoint", checkpoint)] where name?.isEmpty == true {
+            throw UsageError("\(option) needs a file name; you specified ''")
         }
         var options = Options()
         options.contentWeight = try nonNegative(contentWeight, "-content-weight")
@@ -53,7 +70,7 @@ extension Command {
             guard let pixels = Int(size) else {
                 throw UsageError("-size must be a number of pixels or native; you specified '\(size)'")
             }
-            options.size = try count(pixels, "-size", from: Stylizer.minimumSide, to: 16384)
+            options.size = try count(pixels, "-size", from: Stylizer.minimumSide, to: largestSize)
         }
         options.memory = try count(memory, "-memory", from: 64, to: 1 << 20) << 20
         guard let poolingKind = ["max": Pooling.max, "avg": .average, "average": .average][pooling] else {
@@ -68,8 +85,9 @@ extension Command {
             }
             options.timeLimit = timeLimit
         }
-        options.checkpointEvery = checkpoint == nil ? 0 : try count(checkpointEvery, "-checkpoint-every", from: 1)
-        options.maxPixels = try count(maxPixels, "-max-pixels", from: 1)
+        let checkpointEvery = try count(checkpointEvery, "-checkpoint-every", from: 1)
+        options.checkpointEvery = checkpoint == nil ? 0 : checkpointEvery
+        options.maxPixels = try count(maxPixels, "-max-pixels", from: 1, to: largestMaxPixels)
         if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
         if quiet && verbose {
             throw UsageError("-quiet and -verbose contradict each other; give one of them")

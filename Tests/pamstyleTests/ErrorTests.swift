@@ -64,6 +64,17 @@ final class ErrorTests: XCTestCase {
                           saying: ["standard input", "48x36", "1500", "-max-pixels"])
     }
 
+    func testPixelLimitHasAnUpperBound() throws {
+        let input = patternPPM(width: 48, height: 36)
+        let message = try expectFailure(quick + ["-max-pixels", "268435457", style], input: input,
+                                        saying: ["-max-pixels", "268435457"])
+        XCTAssertEqual(message, "pamstyle: -max-pixels must be from 1 to 268435456; you specified 268435457\n")
+        try expectFailure(quick + ["-max-pixels=\(Int.max)", style], input: input, saying: ["-max-pixels", "\(Int.max)"])
+        let largest = try pamstyle(quick + ["-max-pixels", "268435456", style], input: input)
+        XCTAssertEqual(largest.status, 0, largest.stderr)
+        XCTAssertEqual(try images(largest.stdout).count, 1)
+    }
+
     // MARK: Style, init and weights files
 
     func testBadStyleFilesNameTheFile() throws {
@@ -145,6 +156,11 @@ final class ErrorTests: XCTestCase {
             (["-time-limit", "0", style], ["-time-limit", "0"]),
             (["-history", "0", style], ["-history", "0"]),
             (["-max-pixels", "0", style], ["-max-pixels", "0"]),
+            (["-checkpoint-every", "0", style], ["-checkpoint-every", "0"]),
+            (["-init", "", style], ["-init", "''"]),
+            (["-weights=", style], ["-weights", "''"]),
+            (["-checkpoint", "", style], ["-checkpoint", "''"]),
+            ([style, ""], ["style image", "empty"]),
             (["-bogus", style], ["-bogus"]),
             (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
         ]

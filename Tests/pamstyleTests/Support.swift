@@ -17,17 +17,32 @@ struct RunResult {
     var status: Int32
     var stdout: [UInt8]
     var stderr: String
+    /// Whether a signal ended the process (then `status` is the signal's number).
+    var killedBySignal = false
+    /// Whether it was still running at the timeout and was terminated (then `status` is 124).
+    var timedOut = false
     /// The error lines, for messages that must be exactly one line.
     var stderrLines: [Substring] { stderr.split(separator: "\n") }
 }
 
-/// Runs `executable` with `arguments`, feeding `input` on standard input; kills it after `timeout` seconds
-/// (a hang is a failure, reported through the status 124).
+/// Makes writing a run's input fail with EPIPE, instead of killing the test process with SIGPIPE, when the run
+/// ends before reading it all (after a usage error or a bad header). The programs the tests run inherit
+/// it; pamstyle ignores SIGPIPE itself anyway.
+private let brokenPipeIgnored: Void = {
+    signal(SIGPIPE, SIG_IGN)
+}()
+
+/// Runs `executable` with `arguments` in `directory` (or the current one), feeding `input` on standard input;
+/// kills it after `timeout` seconds (a hang is a failure, reported through the status 124).
 func run(_ executable: URL, _ arguments: [String], input: [UInt8] = [], environment: [String: String]? = nil,
-         timeout: TimeInterval = 300) throws -> RunResult {
+         directory: URL? = nil, timeout: TimeInterval = 300) throws -> RunResult {
+    _ = brokenPipeIgnored
     let process = Process()
     process.executableURL = executable
     process.arguments = arguments
+    if let directory {
+        process.currentDirectoryURL = directory
+    }
     if let environment {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     }
@@ -54,7 +69,8 @@ func run(_ executable: URL, _ arguments: [String], input: [UInt8] = [], environm
     }
     process.waitUntilExit()
     return RunResult(status: timedOut ? 124 : process.terminationStatus, stdout: Array(out),
-                     stderr: String(decoding: err, as: UTF8.self))
+                     stderr: String(decoding: err, as: UTF8.self),
+                     killedBySignal: !timedOut && process.terminationReason == .uncaughtSignal, timedOut: timedOut)
 }
 
 /// Runs pamstyle.
