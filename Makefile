@@ -12,7 +12,7 @@ RELEASE   := .build/release
 DEMO_CONTENT := examples/images/chelsea.ppm
 DEMO_STYLE   := examples/images/scream.ppm
 DEMO_OUT     := examples/out/chelsea-scream
-BENCH_SIZES  ?= 256 512 1024
+BENCH_SIZES  ?= 256 512 1024 2048 4096x3072
 
 all: build
 
@@ -48,7 +48,7 @@ demo: build
 ## bench: seconds per evaluation, GFLOP/s and peak memory at each size in BENCH_SIZES (one process each)
 bench: setup
 	$(SWIFT) build -c release --product pamstyle-bench
-	@for size in $(BENCH_SIZES); do $(RELEASE)/pamstyle-bench --sizes $$size || exit 1; done
+	@for size in $(BENCH_SIZES); do $(RELEASE)/pamstyle-bench --style-losses --repeats 3 --sizes $$size || exit 1; done
 
 ## install: the binary, the manual and the weights under PREFIX
 install: build

@@ -42,6 +42,26 @@ final class ExamplesTests: XCTestCase {
         XCTAssertEqual(height, 255)
     }
 
+    /// The poster script keeps the photo's own size (no -size limit) and writes the print resolution into the PNG.
+    func testPosterScript() throws {
+        let directory = try scratchDirectory(self)
+        let photo = try file("photo.ppm", in: directory, patternPPM(width: 700, height: 90))
+        let out = directory.appendingPathComponent("poster.png").path
+        let script = packageRoot.appendingPathComponent("examples/poster.sh").path
+        let style = packageRoot.appendingPathComponent("examples/images/scream.ppm").path
+        let run = try shell("sh '\(script)' '\(photo)' '\(style)' '\(out)' 60 150",
+                            environment: ["PAMSTYLE": pamstyleBinary.path,
+                                          "PAMSTYLE_OPTIONS": "-scales 1 -iterations 1 -quiet"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let (width, height) = try dimensions(ofPNG: out)
+        XCTAssertEqual(width, 700)
+        XCTAssertEqual(height, 90)
+        let density = try shell("identify -units PixelsPerInch -format '%x' '\(out)'")
+        // PNG keeps pixels per metre: 150 dpi reads back as 149.99.
+        let dpi = try XCTUnwrap(Double(String(decoding: density.stdout, as: UTF8.self)), density.stderr)
+        XCTAssertEqual(dpi, 150, accuracy: 0.1)
+    }
+
     func testMakefileAssetBuild() throws {
         let directory = try scratchDirectory(self)
         let source = directory.appendingPathComponent("src")

@@ -44,7 +44,8 @@ import Kernels
 import StyleTransfer
 
 struct BenchOptions {
-    var sizes = [256, 512, 1024]
+    /// (width, height) of each size measured.
+    var sizes: [(width: Int, height: Int)] = [(256, 256), (512, 512), (1024, 1024)]
     var repeats = 5
     var warmup = 1
     var randomWeights = false
@@ -95,9 +96,14 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         switch argument {
         case "--sizes":
             let text = try value(argument)
-            let sizes = text.split(separator: ",").map { Int($0) }
-            guard !sizes.isEmpty, sizes.allSatisfy({ ($0 ?? 0) >= 16 }) else {
-                throw BenchError.usage("--sizes must list sizes of at least 16, like 256,512; you specified \(text)")
+            // N for N×N, or WxH.
+            let sizes = text.split(separator: ",").map { item -> (width: Int, height: Int)? in
+                let sides = item.split(separator: "x").compactMap { Int($0) }
+                guard sides.count == (item.contains("x") ? 2 : 1), sides.allSatisfy({ $0 >= 16 }) else { return nil }
+                return (sides[0], sides.count == 2 ? sides[1] : sides[0])
+            }
+            guard !sizes.isEmpty, sizes.allSatisfy({ $0 != nil }) else {
+                throw BenchError.usage("--sizes must list sizes of at least 16, like 256,512,4096x3072; you specified \(text)")
             }
             options.sizes = sizes.map { $0! }
         case "--repeats": options.repeats = try positive(argument)
@@ -276,12 +282,13 @@ func run(_ options: BenchOptions) throws {
         net.recordsLayerTimes = options.verbose
         return Subject(settings: settings, net: net)
     }
-    for size in options.sizes {
-        var rng = SplitMix64(seed: UInt64(size))
-        let image = (0 ..< 3 * size * size).map { _ in Float.random(in: 0 ... 1, using: &rng) }
+    for (width, height) in options.sizes {
+        let size = width == height ? "\(width)" : "\"\(width)x\(height)\""
+        var rng = SplitMix64(seed: UInt64(width * height))
+        let image = (0 ..< 3 * width * height).map { _ in Float.random(in: 0 ... 1, using: &rng) }
         var gradient = [Float](repeating: 0, count: image.count)
         for subject in subjects {
-            subject.net.prepare(height: size, width: size, layers: layers)
+            subject.net.prepare(height: height, width: width, layers: layers)
             if options.styleLosses {
                 for layer in styleLayers {
                     let channels = VGG19.shape(of: layer, height: 1, width: 1).channels
@@ -303,7 +310,7 @@ func run(_ options: BenchOptions) throws {
                 let transformsBefore = net.kernelTransforms
                 let processorStart = processSeconds()
                 let start = now()
-                net.forward(image: image, height: size, width: size, layers: layers) { map in
+                net.forward(image: image, height: height, width: width, layers: layers) { map in
                     guard subject.styleLosses[map.layer.name] != nil else { return }
                     let plane = map.values.planeSize
                     subject.styleLosses[map.layer.name]!.accumulator.add(UnsafeBufferPointer(map.values.buffer),
@@ -336,7 +343,7 @@ func run(_ options: BenchOptions) throws {
                 }
             }
         }
-        let flops = 2.0 * 2.0 * Double(VGG19.multiplyAdds(through: "relu5_1", height: size, width: size))
+        let flops = 2.0 * 2.0 * Double(VGG19.multiplyAdds(through: "relu5_1", height: height, width: width))
         for subject in subjects {
             let net = subject.net
             let seconds = median(subject.totalTimes)
