@@ -78,7 +78,7 @@ public struct Options: Sendable {
     /// The bytes one scale of an image may take: the optimizer, the images and content targets the driver holds, and
     /// the network's buffers (see `MemoryPlan`); the network runs as much of itself in stripes as it needs to stay
     /// within what is left, and as little as it can. The weights and the process's own come on top (about 200 MB).
-    public var memory = 1600 << 20
+    public var memory = 4096 << 20
     /// The most pixels an image may have, a style image as it is seen included.
     public var maxPixels = 16_777_216
     /// Threads for the network; nil means one per core.

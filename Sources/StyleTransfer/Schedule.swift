@@ -84,25 +84,36 @@ public struct MemoryPlan: Equatable, Sendable {
     public var networkBytes: Int
 
     /// The plan for a scale whose images hold `pixels` RGB pixels and whose content targets `targetFloats` floats,
-    /// within `budget` bytes: the longest history up to `history` in single precision, else in half precision, whose
-    /// remainder still fits the network's smallest layout (`networkMinimum` bytes); the shortest history in half
-    /// precision when nothing does (the caller checks `fits`).
+    /// within `budget` bytes. The candidates, in order of preference: L-BFGS's full `history` in single precision, then
+    /// in half precision, then shorter histories in half precision (down to 3 while that fits, shorter only when
+    /// nothing longer does). Of those whose remainder fits the network at all, the first whose network runs within 10 %
+    /// of the least work any of them allows: memory goes to the optimizer unless the network would run much slower
+    /// for it (stripes recompute rows and layers). The shortest history in half precision when nothing fits (the caller
+    /// checks `networkBytes` against the network's minimum).
     /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the content at this
     ///   size, and with Adam the best point).
+    /// - networkCost: the network's work (`Layout.cost`) within a number of bytes, or nil when its smallest layout
+    ///   does not fit.
     public static func planned(budget: Int, pixels: Int, imageCopies: Int = 2, targetFloats: Int, history: Int,
-                               usesLBFGS: Bool, networkMinimum: Int) -> MemoryPlan {
+                               usesLBFGS: Bool, networkCost: (_ bytes: Int) -> Int?) -> MemoryPlan {
         let parameters = 3 * pixels
         let images = (imageCopies * parameters + targetFloats) * MemoryLayout<Float>.stride
-        var candidates: [(Int, LBFGS.HistoryPrecision)] = [(history, .single)]
+        var candidates: [(length: Int, precision: LBFGS.HistoryPrecision)] = [(history, .single)]
         for length in stride(from: history, through: 1, by: -1) { candidates.append((length, .half)) }
-        for (length, precision) in candidates {
+        if !usesLBFGS { candidates = [(history, .single)] }
+        let plans = candidates.map { candidate in
             let optimizer = usesLBFGS
-                ? LBFGS.allocatedBytes(parameterCount: parameters, historySize: length, historyPrecision: precision)
+                ? LBFGS.allocatedBytes(parameterCount: parameters, historySize: candidate.length,
+                                       historyPrecision: candidate.precision)
                 : Adam.allocatedBytes(parameterCount: parameters)
-            let plan = MemoryPlan(history: length, historyPrecision: precision, fixedBytes: images + optimizer,
-                                  networkBytes: budget - images - optimizer)
-            if plan.networkBytes >= networkMinimum || (length == 1 && precision == .half) { return plan }
+            return MemoryPlan(history: candidate.length, historyPrecision: candidate.precision,
+                              fixedBytes: images + optimizer, networkBytes: budget - images - optimizer)
         }
-        preconditionFailure("no candidate")
+        let costs = plans.map { networkCost($0.networkBytes) }
+        let preferred = plans.indices.filter { plans[$0].history >= min(history, 3) && costs[$0] != nil }
+        let fitting = preferred.isEmpty ? plans.indices.filter { costs[$0] != nil } : preferred
+        guard let least = fitting.compactMap({ costs[$0] }).min() else { return plans[plans.count - 1] }
+        let chosen = fitting.first { Double(costs[$0]!) <= 1.1 * Double(least) }!
+        return plans[chosen]
     }
 }

@@ -243,19 +243,22 @@ public final class Stylizer {
             let shape = VGG19Architecture.shape(of: layer.layer, height: size.height, width: size.width)
             return total + shape.channels * shape.height * shape.width
         }
-        var minimum = 0
-        if !layers.isEmpty {
-            let striping = network.striping
-            network.striping = .budget(bytes: 1)
-            minimum = network.plannedBytes(height: size.height, width: size.width, layers: layers)
-            network.striping = striping
+        // The network's work within a number of bytes, nil when even its smallest layout does not fit.
+        let striping = network.striping
+        defer { network.striping = striping }
+        network.striping = .budget(bytes: 1)
+        let minimum = layers.isEmpty ? 0 : network.plannedBytes(height: size.height, width: size.width, layers: layers)
+        let cost = { (bytes: Int) -> Int? in
+            guard bytes >= minimum else { return nil }
+            guard !self.layers.isEmpty else { return 0 }
+            self.network.striping = .budget(bytes: bytes)
+            return self.network.plannedCost(height: size.height, width: size.width, layers: self.layers)
         }
         // The image being optimized and the content at this size (and Adam's best point).
         let copies = options.optimizer == .adam ? 3 : 2
         let plan = MemoryPlan.planned(budget: options.memory, pixels: size.pixels, imageCopies: copies,
-                                      targetFloats: targetFloats,
-                                      history: options.history, usesLBFGS: options.optimizer == .lbfgs,
-                                      networkMinimum: minimum)
+                                      targetFloats: targetFloats, history: options.history,
+                                      usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
         guard plan.networkBytes >= minimum else {
             throw TransferError.memory(size: size, needed: plan.fixedBytes + minimum, budget: options.memory)
         }

@@ -189,6 +189,11 @@ public final class VGG19 {
         layout(height: height, width: width, layers: layers).bytes
     }
 
+    /// The work of an evaluation at height × width reading `layers` (see `Layout.cost`), as `prepare` would plan it.
+    public func plannedCost(height: Int, width: Int, layers: Set<VGGLayer>) -> Int {
+        layout(height: height, width: width, layers: layers).cost
+    }
+
     /// How the prepared size runs, for `-verbose`: each segment whole or in stripes.
     public var layoutSummary: String { plan?.layout.summary ?? "" }
 

@@ -48,24 +48,33 @@ final class ScheduleTests: XCTestCase {
         XCTAssertLessThanOrEqual(fitting, work / 2)
     }
 
-    /// The budget goes to L-BFGS in single precision while the network's smallest layout still fits, then to a
-    /// half-precision history, then to shorter ones.
+    /// The budget goes to L-BFGS's full history in single precision unless a half-precision or shorter history lets
+    /// the network run with much less work; never below 3 pairs while those fit; the shortest when nothing fits.
     func testMemoryPlans() {
         let pixels = 1_000_000, targets = 2_000_000
         let images = (2 * 3 * pixels + targets) * 4
-        func plan(_ budget: Int, minimum: Int) -> MemoryPlan {
-            MemoryPlan.planned(budget: budget, pixels: pixels, targetFloats: targets, history: 5, usesLBFGS: true,
-                               networkMinimum: minimum)
-        }
         let single = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .single)
         let half = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .half)
-        XCTAssertEqual(plan(1 << 30, minimum: 100 << 20), MemoryPlan(history: 5, historyPrecision: .single,
-                                                                       fixedBytes: images + single,
-                                                                       networkBytes: (1 << 30) - images - single))
-        let tight = images + half + (100 << 20)
-        XCTAssertEqual(plan(tight, minimum: 100 << 20).historyPrecision, .half)
-        XCTAssertEqual(plan(tight, minimum: 100 << 20).history, 5)
-        XCTAssertEqual(plan(tight - 1, minimum: 100 << 20).history, 4)
-        XCTAssertLessThan(plan(1, minimum: 100 << 20).networkBytes, 100 << 20)
+        let half2 = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 2, historyPrecision: .half)
+        let minimum = 100 << 20, fast = 200 << 20
+        // The network's work: 3 at its minimum, 1 from `fast` bytes on.
+        func plan(_ budget: Int) -> MemoryPlan {
+            MemoryPlan.planned(budget: budget, pixels: pixels, targetFloats: targets, history: 5, usesLBFGS: true) {
+                $0 < minimum ? nil : $0 < fast ? 3 : 1
+            }
+        }
+        XCTAssertEqual(plan(1 << 30), MemoryPlan(history: 5, historyPrecision: .single, fixedBytes: images + single,
+                                                  networkBytes: (1 << 30) - images - single))
+        // Half precision buys the fast network; single precision would leave it the slow one.
+        let both = images + half + fast
+        XCTAssertLessThan(both, images + single + fast)
+        XCTAssertEqual(plan(both).historyPrecision, .half)
+        XCTAssertEqual(plan(both).history, 5)
+        // Only the minimum fits with 5 pairs in single precision: single it is.
+        XCTAssertEqual(plan(images + single + minimum).historyPrecision, .single)
+        // Nothing but 2 pairs fits: 2 pairs.
+        XCTAssertEqual(plan(images + half2 + minimum).history, 2)
+        XCTAssertLessThan(plan(1).networkBytes, minimum)
+        XCTAssertEqual(plan(1).history, 1)
     }
 }
