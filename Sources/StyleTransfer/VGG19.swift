@@ -288,7 +288,7 @@ public final class VGG19 {
                     }
                     observe(FeatureMap(layer: layer, height: shape.height, rows: owned, values: values))
                 }
-                let step_ = VGG19Architecture.steps[step]
+                let stepInfo = VGG19Architecture.steps[step]
                 if layout.requestedBeforeReLU[step] {
                     // The convolution without its ReLU, shown to the losses (and kept), then the ReLU.
                     run(step, rows: rows, input: current, inputSpan: currentSpan, into: output, outputSpan: outputSpan,
@@ -297,14 +297,14 @@ public final class VGG19 {
                         kept.reshape(channels: shape.channels, height: shape.height, width: shape.width)
                         copyRows(of: output, span: outputSpan, rows: rows, intoWhole: kept)
                     }
-                    show(VGGLayer(.conv, block: step_.block, number: step_.output.number))
+                    show(VGGLayer(.conv, block: stepInfo.block, number: stepInfo.output.number))
                     addBias(output.storage, span: outputSpan, bias: plan.zeroBias.storage, channels: output.channels,
                             rows: rows, reluMask: plan.masks[step]!.storage, threads: threads)
                 } else {
                     run(step, rows: rows, input: current, inputSpan: currentSpan, into: output, outputSpan: outputSpan,
                         plan: plan, mode: .record)
                 }
-                if layout.requested[step] { show(step_.output) }
+                if layout.requested[step] { show(stepInfo.output) }
                 (current, currentSpan) = (output, outputSpan)
                 if recordsLayerTimes {
                     times[step].forwardSeconds += Double(DispatchTime.now().uptimeNanoseconds - start - lossNanoseconds) / 1e9
@@ -391,7 +391,7 @@ public final class VGG19 {
             for step in stride(from: segment.end, through: segment.first, by: -1) {
                 var start = DispatchTime.now().uptimeNanoseconds
                 let i = step - segment.first
-                let step_ = steps[step]
+                let stepInfo = steps[step]
                 // The loss at the step's output adds on the stripe's rows, unless the step ends a segment whose
                 // gradient came back whole (added above).
                 if layout.requested[step] && !(step == segment.end && handedBack != nil) {
@@ -399,7 +399,7 @@ public final class VGG19 {
                                                      plan: plan, beforeReLU: false,
                                                      spare: gradient === first ? second : first)
                     let lossStart = DispatchTime.now().uptimeNanoseconds
-                    addGradient(FeatureMap(layer: step_.output, height: gradientSpan.height, rows: rows[i + 1],
+                    addGradient(FeatureMap(layer: stepInfo.output, height: gradientSpan.height, rows: rows[i + 1],
                                            values: activation), gradient)
                     start += DispatchTime.now().uptimeNanoseconds - lossStart
                 }
@@ -416,7 +416,7 @@ public final class VGG19 {
                                                      plan: plan, beforeReLU: true,
                                                      spare: gradient === first ? second : first)
                     let lossStart = DispatchTime.now().uptimeNanoseconds
-                    addGradient(FeatureMap(layer: VGGLayer(.conv, block: step_.block, number: step_.output.number),
+                    addGradient(FeatureMap(layer: VGGLayer(.conv, block: stepInfo.block, number: stepInfo.output.number),
                                            height: gradientSpan.height, rows: rows[i + 1], values: activation), gradient)
                     start += DispatchTime.now().uptimeNanoseconds - lossStart
                 }
@@ -437,7 +437,7 @@ public final class VGG19 {
                 // to it first.
                 let inputMask = step > segment.first && !layout.requested[step - 1] ? plan.masks[step - 1] : nil
                 if !rows[i].isEmpty {
-                    switch step_.kind {
+                    switch stepInfo.kind {
                     case .convolution(let k):
                         convolutions[k].backwardInput(rows: rows[i], gradOutput: gradient, gradOutputSpan: gradientSpan,
                                                       into: output, gradInputSpan: outputSpan, inputMask: inputMask,
