@@ -495,6 +495,9 @@ struct ReadImage {
     var source: String
     /// Its pixels, for -max-pixels.
     var pixels: Int
+    /// For a style image, the most pixels it can be seen at: resized for -style-scale, never enlarged, but
+    /// each side at least 32 (`Stylizer.minimumSide`); -max-pixels holds for that size too.
+    var seenPixelsAtMost: Int?
     var verdict: Verdict
 }
 
@@ -595,8 +598,8 @@ struct CaseBuilder {
     }
 
     /// Writes a well-formed image (now and then with more after it, which pamstyle ignores) for pamstyle to
-    /// read, and returns its name.
-    mutating func imageFile(stem: String) -> String {
+    /// read as a style image or an -init image, and returns its name.
+    mutating func imageFile(stem: String, style: Bool = false) -> String {
         var image = randomImage(&random)
         let name = nextName(stem, image.fileExtension)
         var description = image.description
@@ -607,6 +610,7 @@ struct CaseBuilder {
         }
         files.append(CaseFile(name: name, contents: image.bytes, description: description))
         fileImages.append(ReadImage(source: name, pixels: image.width * image.height,
+                                    seenPixelsAtMost: style ? max(32, image.width) * max(32, image.height) : nil,
                                     verdict: image.uncertain ? .either(mentions: [name]) : .accepted))
         return name
     }
@@ -647,7 +651,7 @@ struct CaseBuilder {
                     = .refused(mentions: [name.isEmpty ? "style" : name])
                 styleNames.append(name)
             } else {
-                styleNames.append(imageFile(stem: "style"))
+                styleNames.append(imageFile(stem: "style", style: true))
             }
         }
         styleFileCount = styleNames.count
@@ -690,8 +694,13 @@ struct CaseBuilder {
         }
         var limit = 16_777_216
         if let value = given["max-pixels"], case .accepted = value.verdict { limit = Int(value.text)! }
-        for image in fileImages where image.pixels > limit {
-            result.refusals[image.source] = .refused(mentions: [image.source, "-max-pixels"])
+        for image in fileImages {
+            if image.pixels > limit {
+                result.refusals[image.source] = .refused(mentions: [image.source, "-max-pixels"])
+            } else if let seen = image.seenPixelsAtMost, seen > limit {
+                // Whether it is seen that large depends on the working size.
+                result.refusals["\(image.source) as seen"] = .either(mentions: ["-max-pixels"])
+            }
         }
         for (index, image) in result.stdinImages.enumerated() where image.width * image.height > limit {
             if index < (result.stdinRefusal?.index ?? .max) {
