@@ -234,31 +234,28 @@ struct Layout {
         func floats(_ step: Int, _ rows: Range<Int>) -> Int {
             step < 0 ? 3 * rows.count * width : shapes[step].channels * rows.count * shapes[step].width
         }
+        let recomputes = Self.recomputes(segments: segments, requested: read,
+                                         kept: zip(kept, keptBeforeReLU).map { $0 || $1 })
         var forward = 0, owned = 0, gradient = 0, scratch = 0
-        for segment in segments {
-            for stripe in 0 ..< segment.count {
-                let need = segment.forwardRows(stripe: stripe)
-                let back = segment.backwardRows(stripe: stripe)
-                for step in segment.first ... segment.end {
-                    let i = step - segment.first
-                    forward = max(forward, floats(step, need[i]))
-                    // The gradient handed back at the end of a segment, and the one handed on from its first step to
-                    // the segment before, are whole maps of their own.
-                    let handedBack = step == segment.end && segment.receivesGradient
-                    let stripes = max(step == segment.first && segment.first > 0 ? 0 : floats(step - 1, back[i]),
-                                      handedBack ? 0 : floats(step, back[i + 1]))
-                    if segment.count == 1 { forward = max(forward, stripes) } else { gradient = max(gradient, stripes) }
-                    if case .convolution(let k) = steps[step].kind {
-                        scratch = max(scratch, scratchFloats(k, max(need[i].count, back[i].count), shapes[step].width))
-                    }
-                    guard read[step] else { continue }
-                    let ownedRows = segment.ownedRows(step: step, stripe: stripe)
-                    if ownedRows != need[i] { owned = max(owned, floats(step, ownedRows)) }
-                    if kept[step] || keptBeforeReLU[step] || handedBack { continue }
-                    for (offset, rows) in segment.recomputedRows(step: step, rows: back[i + 1]).enumerated() {
-                        forward = max(forward, floats(segment.first + offset, rows))
-                    }
-                }
+        Self.forEachPass(segments: segments, recomputes: recomputes) { pass in
+            let (segment, step) = (pass.segment, pass.step)
+            forward = max(forward, floats(step, pass.computed))
+            // The gradient handed back at the end of a segment, and the one handed on from its first step to the
+            // segment before, are whole maps of their own.
+            let handedBack = step == segment.end && segment.receivesGradient
+            let stripes = max(step == segment.first && segment.first > 0 ? 0 : floats(step - 1, pass.gradientIn),
+                              handedBack ? 0 : floats(step, pass.gradientOut))
+            if segment.count == 1 { forward = max(forward, stripes) } else { gradient = max(gradient, stripes) }
+            if case .convolution(let k) = steps[step].kind {
+                scratch = max(scratch, scratchFloats(k, max(pass.computed.count, pass.gradientIn.count),
+                                                     shapes[step].width))
+            }
+            if read[step] {
+                let ownedRows = segment.ownedRows(step: step, stripe: pass.stripe)
+                if ownedRows != pass.computed { owned = max(owned, floats(step, ownedRows)) }
+            }
+            for (offset, rows) in pass.recomputed.enumerated() {
+                forward = max(forward, floats(segment.first + offset, rows))
             }
         }
         forwardFloats = forward
@@ -308,25 +305,58 @@ struct Layout {
     var cost: Int {
         let passCost = 1 << 20
         var total = 0
+        Self.forEachPass(segments: segments, recomputes: recomputes) { pass in
+            let perRow = VGG19Architecture.multiplyAddsPerRow(step: pass.step, width: shapes[pass.step].width)
+            total += perRow * (pass.computed.count + pass.gradientIn.count) + 2 * passCost
+            for (offset, rows) in pass.recomputed.enumerated() {
+                let s = pass.segment.first + offset
+                total += VGG19Architecture.multiplyAddsPerRow(step: s, width: shapes[s].width) * rows.count + passCost
+            }
+        }
+        return total
+    }
+
+    /// Whether the backward pass recomputes each step's output for a loss (rather than reading it kept, or reading the
+    /// whole map a segment hands on). (steps through deepest)
+    private var recomputes: [Bool] {
+        Self.recomputes(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 },
+                        kept: zip(kept, keptBeforeReLU).map { $0 || $1 })
+    }
+
+    private static func recomputes(segments: [SegmentGeometry], requested: [Bool], kept: [Bool]) -> [Bool] {
+        var recomputes = requested.indices.map { requested[$0] && !kept[$0] }
+        for segment in segments where segment.receivesGradient { recomputes[segment.end] = false }
+        return recomputes
+    }
+
+    /// One step of one stripe as the engine runs it: the output rows its forward pass computes, the gradient rows at
+    /// its input and output in the backward pass, and, when the backward pass recomputes its output for a loss, the
+    /// rows each step of its segment computes for that.
+    struct Pass {
+        let segment: SegmentGeometry
+        let stripe: Int
+        let step: Int
+        let computed: Range<Int>
+        let gradientIn: Range<Int>
+        let gradientOut: Range<Int>
+        /// (first … step of the segment), empty when nothing is recomputed.
+        let recomputed: [Range<Int>]
+    }
+
+    /// Every step of every stripe of every segment, in the engine's order.
+    static func forEachPass(segments: [SegmentGeometry], recomputes: [Bool], _ body: (Pass) -> Void) {
         for segment in segments {
             for stripe in 0 ..< segment.count {
                 let need = segment.forwardRows(stripe: stripe)
                 let back = segment.backwardRows(stripe: stripe)
                 for step in segment.first ... segment.end {
                     let i = step - segment.first
-                    let perRow = VGG19Architecture.multiplyAddsPerRow(step: step, width: shapes[step].width)
-                    total += perRow * (need[i].count + back[i].count) + 2 * passCost
-                    guard requested[step] || requestedBeforeReLU[step], !kept[step] && !keptBeforeReLU[step],
-                          !(step == segment.end && segment.receivesGradient) else { continue }
-                    for (offset, rows) in segment.recomputedRows(step: step, rows: back[i + 1]).enumerated() {
-                        let s = segment.first + offset
-                        total += VGG19Architecture.multiplyAddsPerRow(step: s, width: shapes[s].width) * rows.count
-                            + passCost
-                    }
+                    body(Pass(segment: segment, stripe: stripe, step: step, computed: need[i], gradientIn: back[i],
+                              gradientOut: back[i + 1],
+                              recomputed: recomputes[step] ? segment.recomputedRows(step: step, rows: back[i + 1]) : []))
                 }
             }
         }
-        return total
     }
 
     /// The stripe heights a budget tries, in image rows.
