@@ -59,8 +59,6 @@ public final class Stylizer {
     /// The least width and height the network is evaluated at: VGG-19 halves the image four times before
     /// relu5_1 and five before pool5. Smaller images are optimized at this size and resampled back.
     public static let minimumSide = 32
-    /// Each scale of the coarse-to-fine schedule is this many times smaller than the next.
-    public static let scaleFactor = 2
 
     private let options: Options
     let network: VGG19
@@ -200,7 +198,7 @@ public final class Stylizer {
                 if unmoved >= 2 { break }
             }
             // The image the loss saw: the next scale starts from it.
-            if keepsBest && !best.isEmpty { x.pixels = best }
+            if keepsBest { x.pixels = best }
             x = x.clamped
             if let deadline, elapsed() >= deadline { break }
         }
@@ -244,15 +242,13 @@ public final class Stylizer {
             return total + shape.channels * shape.height * shape.width
         }
         // The network's work within a number of bytes, nil when even its smallest layout does not fit.
-        let striping = network.striping
-        defer { network.striping = striping }
-        network.striping = .budget(bytes: 1)
-        let minimum = layers.isEmpty ? 0 : network.plannedBytes(height: size.height, width: size.width, layers: layers)
-        let cost = { (bytes: Int) -> Int? in
+        let minimum = layers.isEmpty ? 0 : network.plannedBytes(height: size.height, width: size.width, layers: layers,
+                                                                striping: .budget(bytes: 1))
+        let cost = { [network, layers] (bytes: Int) -> Int? in
             guard bytes >= minimum else { return nil }
-            guard !self.layers.isEmpty else { return 0 }
-            self.network.striping = .budget(bytes: bytes)
-            return self.network.plannedCost(height: size.height, width: size.width, layers: self.layers)
+            guard !layers.isEmpty else { return 0 }
+            return network.plannedCost(height: size.height, width: size.width, layers: layers,
+                                       striping: .budget(bytes: bytes))
         }
         // The image being optimized and the content at this size (and Adam's best point).
         let copies = options.optimizer == .adam ? 3 : 2
@@ -429,8 +425,12 @@ final class Problem {
     private func evaluateInRange(_ image: UnsafeBufferPointer<Float>,
                                  gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         var terms = LossTerms(content: 0, style: 0, tv: 0)
-        for i in gradient.indices { gradient[i] = 0 }
-        if !layers.isEmpty { try evaluateNetwork(image, gradient: gradient, terms: &terms) }
+        // The network's backward pass writes the whole gradient; without it the total variation adds to zeros.
+        if layers.isEmpty {
+            for i in gradient.indices { gradient[i] = 0 }
+        } else {
+            try evaluateNetwork(image, gradient: gradient, terms: &terms)
+        }
         terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
                                                          weight: tvWeight, clampedTo: 0 ... 1,
                                                          addingGradientTo: gradient)

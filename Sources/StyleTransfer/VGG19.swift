@@ -171,11 +171,13 @@ public final class VGG19 {
                       convolution: convolution)
     }
 
-    /// The layout the network runs at height × width for `layers`, as `prepare` would choose it.
-    func layout(height: Int, width: Int, layers: Set<VGGLayer>) -> Layout {
+    /// The layout the network runs at height × width for `layers` with `striping` (its own by default), as `prepare`
+    /// would choose it.
+    func layout(height: Int, width: Int, layers: Set<VGGLayer>, striping: Striping? = nil) -> Layout {
         let scratch = { [convolutions, scratchLimit] (k: Int, h: Int, w: Int) in
             convolutions[k].scratchCount(height: h, width: w, limit: scratchLimit)
         }
+        let striping = striping ?? self.striping
         if case .budget(let bytes) = striping {
             return Layout.planned(height: height, width: width, layers: layers, budget: bytes,
                                   maxPooling: pooling == .max, scratchFloats: scratch)
@@ -184,14 +186,16 @@ public final class VGG19 {
                       scratchFloats: scratch)
     }
 
-    /// The bytes the network would allocate for evaluations at height × width reading `layers`, without allocating.
-    public func plannedBytes(height: Int, width: Int, layers: Set<VGGLayer>) -> Int {
-        layout(height: height, width: width, layers: layers).bytes
+    /// The bytes the network would allocate for evaluations at height × width reading `layers` with `striping` (its
+    /// own by default), without allocating.
+    public func plannedBytes(height: Int, width: Int, layers: Set<VGGLayer>, striping: Striping? = nil) -> Int {
+        layout(height: height, width: width, layers: layers, striping: striping).bytes
     }
 
-    /// The work of an evaluation at height × width reading `layers` (see `Layout.cost`), as `prepare` would plan it.
-    public func plannedCost(height: Int, width: Int, layers: Set<VGGLayer>) -> Int {
-        layout(height: height, width: width, layers: layers).cost
+    /// The work of an evaluation at height × width reading `layers` with `striping` (its own by default; see
+    /// `Layout.cost`), as `prepare` would plan it.
+    public func plannedCost(height: Int, width: Int, layers: Set<VGGLayer>, striping: Striping? = nil) -> Int {
+        layout(height: height, width: width, layers: layers, striping: striping).cost
     }
 
     /// How the prepared size runs, for `-verbose`: each segment whole or in stripes.
