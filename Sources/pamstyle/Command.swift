@@ -51,7 +51,7 @@ struct Command: ParsableCommand {
     // Optimization.
     @Option(name: netpbm("optimizer"), help: "lbfgs or adam.")
     var optimizer: String = Options().optimizer.rawValue
-    @Option(name: netpbm("iterations"), help: "Iterations at the working size.")
+    @Option(name: netpbm("iterations"), help: "Iterations at the working size (above 768 pixels: at the largest size up to 768, half as many at each size above).")
     var iterations: Int = Options().iterations
     @Option(name: netpbm("scale-iterations"), help: "Iterations at each smaller size of the coarse-to-fine schedule.")
     var scaleIterations: Int = Options().scaleIterations
@@ -86,10 +86,11 @@ struct Command: ParsableCommand {
     // Streams, limits and reporting.
     @Flag(name: netpbm("temporal"), help: "Start each image from the previous result when the sizes match (video).")
     var temporal = false
-    @Option(name: netpbm("max-pixels"), help: "Refuse input images with more pixels than this.")
+    @Option(name: netpbm("max-pixels"), help: "Refuse input, style and -init images (style images also as resized) with more pixels than this.")
     var maxPixels: Int = 16_777_216
     @Option(name: netpbm("time-limit"), help: ArgumentHelp(
-        "Stop optimizing an image after this many seconds and write the best result so far.", valueName: "seconds"))
+        "Plan each image's schedule to take this many seconds, stop there, and write the best result so far.",
+        valueName: "seconds"))
     var timeLimit: Double?
     @Option(name: netpbm("checkpoint"), help: ArgumentHelp(
         "Write the current image to this file every -checkpoint-every iterations.", valueName: "file"))
@@ -100,7 +101,7 @@ struct Command: ParsableCommand {
     var threads: Int?
     @Flag(name: netpbm("quiet"), help: "No progress and no messages but errors.")
     var quiet = false
-    @Flag(name: netpbm("verbose"), help: "Print the loss terms as the optimization goes.")
+    @Flag(name: netpbm("verbose"), help: "Print the loss terms as the optimization goes, and how each size runs (stripes, memory, kernels).")
     var verbose = false
     @Flag(name: netpbm("version"), help: "Print the version and exit.")
     var version = false
