@@ -214,17 +214,18 @@ package final class Convolution {
         let span = RowSpan.whole(height: input.height, width: input.width)
         output.reshape(channels: outChannels, height: input.height, width: input.width)
         forward(rows: 0 ..< input.height, input: input, inputSpan: span, into: output, outputSpan: span,
-                reluMask: reluMask, rectify: rectify, scratch: scratch)
+                reluMask: reluMask.map { .mask($0, rows: 0 ..< input.height, width: input.width) }, rectify: rectify,
+                scratch: scratch)
     }
 
     /// The stripe form of `forward`: computes the rows `rows` of the output map from an input that holds the rows
     /// `inputSpan` of its map (at least `inputRows(for: rows)`), into an output
-    /// that holds the rows `outputSpan` (at least `rows`). Rows outside `rows` are left alone; the mask covers the map.
+    /// that holds the rows `outputSpan` (at least `rows`). Rows outside `rows` are left alone.
     /// - input: (inChannels, inputSpan.rows, width)
     /// - output: (outChannels, outputSpan.rows, width)
-    /// - reluMask: (outChannels, map height, maskRowBytes(width)) bytes
+    /// - reluMask: holding at least `rows`
     package func forward(rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor, outputSpan: RowSpan,
-                 reluMask: ByteBuffer?, rectify: Bool = false, scratch: Tensor) {
+                 reluMask: RowRecords?, rectify: Bool = false, scratch: Tensor) {
         let height = inputSpan.height, width = inputSpan.width
         precondition(input.channels == inChannels && input.count == inChannels * inputSpan.plane && input !== output)
         precondition(output.channels == outChannels && output.count == outChannels * outputSpan.plane)
@@ -232,12 +233,11 @@ package final class Convolution {
         precondition(inputSpan.holds(Self.inputRows(for: rows, height: height)), "convolution input lacks rows")
         guard !rows.isEmpty && width > 0 else { return }
         if runsWinograd(height: height, width: width) {
-            let rowBytes = maskRowBytes(width: width)
             bias.withUnsafeBufferPointer { bias in
                 winograd(transposed: false, rows: rows, input: input.storage, inputSpan: inputSpan,
                          output: output.storage, outputSpan: outputSpan, scratch: scratch) { c, row, y in
-                    addBias(row: row, width: width, bias: bias[c],
-                            reluMask: reluMask.map { $0.storage + (c &* height &+ y) &* rowBytes }, rectify: rectify)
+                    addBias(row: row, width: width, bias: bias[c], reluMask: reluMask?.row(channel: c, y),
+                            rectify: rectify)
                 }
             }
             return
@@ -261,7 +261,7 @@ package final class Convolution {
                               c: output.storage + outputSpan.offset(channel: 0, row: row), ldc: outputSpan.plane)
                     }
                     addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
-                            rows: band, reluMask: reluMask?.storage, rectify: rectify, threads: inner)
+                            rows: band, reluMask: reluMask, rectify: rectify, threads: inner)
                 }
             }
         }
@@ -277,16 +277,18 @@ package final class Convolution {
         let span = RowSpan.whole(height: gradOutput.height, width: gradOutput.width)
         gradInput.reshape(channels: inChannels, height: gradOutput.height, width: gradOutput.width)
         backwardInput(rows: 0 ..< gradOutput.height, gradOutput: gradOutput, gradOutputSpan: span, into: gradInput,
-                      gradInputSpan: span, inputMask: inputMask, scratch: scratch)
+                      gradInputSpan: span,
+                      inputMask: inputMask.map { .mask($0, rows: 0 ..< gradOutput.height, width: gradOutput.width) },
+                      scratch: scratch)
     }
 
     /// The stripe form of `backwardInput`: computes the rows `rows` of the input gradient from an output gradient that
     /// holds the rows `gradOutputSpan` of its map (at least `inputRows(for: rows)`), into a buffer that holds the rows `gradInputSpan` (at least `rows`). Other rows are left alone.
     /// - gradOutput: (outChannels, gradOutputSpan.rows, width)
     /// - gradInput: (inChannels, gradInputSpan.rows, width)
-    /// - inputMask: (inChannels, map height, maskRowBytes(width)) bytes
+    /// - inputMask: holding at least `rows`
     package func backwardInput(rows: Range<Int>, gradOutput: Tensor, gradOutputSpan: RowSpan, into gradInput: Tensor,
-                       gradInputSpan: RowSpan, inputMask: ByteBuffer?, scratch: Tensor) {
+                       gradInputSpan: RowSpan, inputMask: RowRecords?, scratch: Tensor) {
         let height = gradOutputSpan.height, width = gradOutputSpan.width
         precondition(gradOutput.channels == outChannels && gradOutput.count == outChannels * gradOutputSpan.plane)
         precondition(gradInput.channels == inChannels && gradInput.count == inChannels * gradInputSpan.plane)
@@ -295,10 +297,9 @@ package final class Convolution {
         precondition(gradOutputSpan.holds(Self.inputRows(for: rows, height: height)), "convolution gradient lacks rows")
         guard !rows.isEmpty && width > 0 else { return }
         if runsWinograd(height: height, width: width) {
-            let rowBytes = maskRowBytes(width: width)
             winograd(transposed: true, rows: rows, input: gradOutput.storage, inputSpan: gradOutputSpan,
                      output: gradInput.storage, outputSpan: gradInputSpan, scratch: scratch) { c, row, y in
-                if let inputMask { applyReLUMask(row: row, width: width, mask: inputMask.storage + (c &* height &+ y) &* rowBytes) }
+                if let inputMask { applyReLUMask(row: row, width: width, mask: inputMask.row(channel: c, y)) }
             }
             return
         }
@@ -337,7 +338,7 @@ package final class Convolution {
                     }
                 }
                 if let inputMask {
-                    applyReLUMask(gradInput.storage, span: gradInputSpan, mask: inputMask.storage,
+                    applyReLUMask(gradInput.storage, span: gradInputSpan, mask: inputMask,
                                   channels: inChannels, rows: band, threads: inner)
                 }
             }

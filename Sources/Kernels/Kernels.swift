@@ -196,6 +196,39 @@ package func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: 
 @inline(__always)
 package func maskRowBytes(width: Int) -> Int { (width &+ 7) >> 3 }
 
+/// Bytes recorded for each row of a map, or of some of its rows: a ReLU mask (one bit an element,
+/// `maskRowBytes(width:)` a row) or max-pooling choices (two bits a window, `choiceRowBytes(width:)` a row), channel
+/// after channel, for the map rows `rows`. A whole map's records hold all its rows; a stripe's, the rows it computed.
+package struct RowRecords {
+    package let storage: UnsafeMutablePointer<UInt8>
+    /// The map rows held.
+    package let rows: Range<Int>
+    package let rowBytes: Int
+
+    package init(_ buffer: ByteBuffer, rows: Range<Int>, rowBytes: Int) {
+        precondition(buffer.capacity >= 0 && rowBytes >= 0)
+        storage = buffer.storage
+        self.rows = rows
+        self.rowBytes = rowBytes
+    }
+
+    /// The ReLU mask of a map `width` wide in `buffer`, for the map rows `rows`.
+    package static func mask(_ buffer: ByteBuffer, rows: Range<Int>, width: Int) -> RowRecords {
+        RowRecords(buffer, rows: rows, rowBytes: maskRowBytes(width: width))
+    }
+
+    /// The max-pooling choices of a pooled map `width` wide in `buffer`, for the pooled rows `rows`.
+    package static func choices(_ buffer: ByteBuffer, rows: Range<Int>, width: Int) -> RowRecords {
+        RowRecords(buffer, rows: rows, rowBytes: choiceRowBytes(width: width))
+    }
+
+    /// The bytes of map row `row` (one of `rows`) in channel `channel`.
+    @inline(__always)
+    package func row(channel: Int, _ row: Int) -> UnsafeMutablePointer<UInt8> {
+        storage + (channel &* rows.count &+ (row &- rows.lowerBound)) &* rowBytes
+    }
+}
+
 /// The bit of each lane in a mask byte: lane j is bit j.
 private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
 
@@ -258,16 +291,15 @@ package func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask 
 /// its mask; without a mask, applies ReLU when `rectify` (see `addBias(row:width:bias:reluMask:rectify:)`).
 /// - output: (channels, span.rows, span.width), updated in place
 /// - bias: (channels)
-/// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map
+/// - mask: holding at least `rows`
 package func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias: UnsafePointer<Float>, channels: Int,
-             rows: Range<Int>, reluMask mask: UnsafeMutablePointer<UInt8>?, rectify: Bool = false, threads: Int) {
-    let width = span.width, height = span.height
-    let rowBytes = maskRowBytes(width: width)
+             rows: Range<Int>, reluMask mask: RowRecords?, rectify: Bool = false, threads: Int) {
+    let width = span.width
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
                 addBias(row: output + span.offset(channel: c, row: y), width: width, bias: bias[c],
-                        reluMask: mask.map { $0 + (c &* height &+ y) &* rowBytes }, rectify: rectify)
+                        reluMask: mask?.row(channel: c, y), rectify: rectify)
             }
         }
     }
@@ -275,16 +307,15 @@ package func addBias(_ output: UnsafeMutablePointer<Float>, span: RowSpan, bias:
 
 /// Zeroes the elements of the map rows `rows` of `gradient` whose ReLU did not pass (the chain rule through ReLU).
 /// - gradient: (channels, span.rows, span.width), updated in place
-/// - mask: (channels, span.height, maskRowBytes(span.width)), for the whole map, as `addBias` records it
-package func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask: UnsafePointer<UInt8>, channels: Int,
+/// - mask: holding at least `rows`, as `addBias` records it
+package func applyReLUMask(_ gradient: UnsafeMutablePointer<Float>, span: RowSpan, mask: RowRecords, channels: Int,
                    rows: Range<Int>, threads: Int) {
-    let width = span.width, height = span.height
-    let rowBytes = maskRowBytes(width: width)
+    let width = span.width
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
                 applyReLUMask(row: gradient + span.offset(channel: c, row: y), width: width,
-                              mask: mask + (c &* height &+ y) &* rowBytes)
+                              mask: mask.row(channel: c, y))
             }
         }
     }
@@ -301,12 +332,11 @@ package func choiceRowBytes(width: Int) -> Int { (width &+ 3) >> 2 }
 /// 1 top right, 2 bottom left, 3 bottom right, two bits a window (window x in bits 2(x mod 4) of byte x / 4 of its row).
 /// - input: (channels, inputSpan.rows, inputSpan.width), holding input rows 2·rows.lowerBound ..< 2·rows.upperBound
 /// - output: (channels, outputSpan.rows, inputSpan.width / 2), holding `rows` of the (height / 2)-row pooled map
-/// - choice: (channels, inputSpan.height / 2, choiceRowBytes(inputSpan.width / 2)), for the whole pooled map; nil to
-///   record nothing
+/// - choice: holding at least the pooled rows `rows`; nil to record nothing
 package func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSpan, channels: Int,
                     into output: UnsafeMutablePointer<Float>, span outputSpan: RowSpan, rows: Range<Int>,
-                    choice: UnsafeMutablePointer<UInt8>?, threads: Int) {
-    let oh = inputSpan.height >> 1, ow = inputSpan.width >> 1
+                    choice: RowRecords?, threads: Int) {
+    let ow = inputSpan.width >> 1
     parallelFor(channels, cost: 4 &* rows.count &* ow, threads: threads) { slice in
         for c in slice {
             for oy in rows {
@@ -319,7 +349,7 @@ package func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSp
                     }
                     continue
                 }
-                let k = choice + (c &* oh &+ oy) &* choiceRowBytes(width: ow)
+                let k = choice.row(channel: c, oy)
                 var packed: UInt8 = 0
                 for ox in 0 ..< ow {
                     var best = top[2 &* ox], winner: UInt8 = 0
@@ -365,15 +395,14 @@ package func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: R
 /// values (four windows, one mask byte) at a time.
 /// - gradOutput: (channels, outputSpan.rows, width / 2), holding the pooled rows of `rows` (y / 2 for y in rows, those
 ///   below height / 2)
-/// - choice: (channels, height / 2, choiceRowBytes(width / 2)), for the whole pooled map
+/// - choice: holding at least the pooled rows under `rows`
 /// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
-/// - reluMask: (channels, span.height, maskRowBytes(span.width)), for the whole map
-package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, choice: UnsafePointer<UInt8>?,
+/// - reluMask: holding at least `rows`
+package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: RowSpan, choice: RowRecords?,
                   channels: Int, into gradInput: UnsafeMutablePointer<Float>, span: RowSpan, rows: Range<Int>,
-                  reluMask: UnsafePointer<UInt8>?, threads: Int) {
+                  reluMask: RowRecords?, threads: Int) {
     let width = span.width, height = span.height
     let oh = height >> 1, ow = width >> 1
-    let rowBytes = maskRowBytes(width: width)
     let none = SIMD8<UInt32>(repeating: 0), all = SIMD8<UInt32>(repeating: 0xFF)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
@@ -385,8 +414,8 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
                     continue
                 }
                 let g = gradOutput + outputSpan.offset(channel: c, row: oy)
-                let k = choice.map { $0 + (c &* oh &+ oy) &* choiceRowBytes(width: ow) }
-                let m = reluMask.map { $0 + (c &* height &+ y) &* rowBytes }
+                let k = choice?.row(channel: c, oy)
+                let m = reluMask?.row(channel: c, y)
                 // The choice that sends a window's gradient to each of the eight values: its column, on this row.
                 let half = UInt32(y & 1) << 1
                 let wanted = SIMD8<UInt32>(half, half | 1, half, half | 1, half, half | 1, half, half | 1)
@@ -441,15 +470,22 @@ package func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr:
     }
 }
 
-/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed, for the rows `span`.
-/// - bgrGradient: (3, span.rows, span.width)
-/// - rgbGradient: (3, span.height, span.width), rows `span` overwritten
-package func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, into rgbGradient: UnsafeMutablePointer<Float>) {
+/// The chain rule through `caffeInput`: d/d rgb = 255 · d/d bgr with the channel order reversed, for the image rows
+/// `rows`, written over those rows of `rgbGradient` or, when `adding`, added to them.
+/// - bgrGradient: (3, span.rows, span.width), holding at least `rows`
+/// - rgbGradient: (3, span.height, span.width)
+package func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowSpan, rows: Range<Int>,
+                         into rgbGradient: UnsafeMutablePointer<Float>, adding: Bool) {
     let whole = RowSpan.whole(height: span.height, width: span.width)
+    let n = rows.count &* span.width
     for c in 0 ..< 3 {
-        let s = bgrGradient + span.offset(channel: 2 &- c, row: span.first)
-        let d = rgbGradient + whole.offset(channel: c, row: span.first)
-        for i in 0 ..< span.plane { d[i] = s[i] * 255 }
+        let s = bgrGradient + span.offset(channel: 2 &- c, row: rows.lowerBound)
+        let d = rgbGradient + whole.offset(channel: c, row: rows.lowerBound)
+        if adding {
+            for i in 0 ..< n { d[i] += s[i] * 255 }
+        } else {
+            for i in 0 ..< n { d[i] = s[i] * 255 }
+        }
     }
 }
 
@@ -457,28 +493,47 @@ package func rgbGradient(fromCaffe bgrGradient: UnsafePointer<Float>, span: RowS
 
 /// Zeroes the elements of `gradient` whose ReLU did not pass; `mask` is the ReLU's, recorded for this shape.
 package func applyReLUMask(_ gradient: Tensor, mask: ByteBuffer, threads: Int) {
-    applyReLUMask(gradient.storage, span: .whole(height: gradient.height, width: gradient.width), mask: mask.storage,
+    applyReLUMask(gradient.storage, span: .whole(height: gradient.height, width: gradient.width),
+                  mask: .mask(mask, rows: 0 ..< gradient.height, width: gradient.width),
                   channels: gradient.channels, rows: 0 ..< gradient.height, threads: threads)
+}
+
+/// Copies the map rows `rows` of `source`, which holds the rows `span`, into the same rows of `target`, which holds
+/// the rows `targetSpan` of a map of the same shape; or, when `adding`, adds them to those rows.
+package func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: Tensor, span targetSpan: RowSpan,
+                      adding: Bool = false) {
+    precondition(span.holds(rows) && targetSpan.holds(rows) && target.channels == source.channels)
+    precondition(span.height == targetSpan.height && span.width == targetSpan.width)
+    precondition(source.count == source.channels * span.plane && target.count == target.channels * targetSpan.plane)
+    let n = rows.count &* span.width
+    for c in 0 ..< source.channels {
+        let from = source.storage + span.offset(channel: c, row: rows.lowerBound)
+        let to = target.storage + targetSpan.offset(channel: c, row: rows.lowerBound)
+        if adding {
+            for i in 0 ..< n { to[i] += from[i] }
+        } else {
+            to.update(from: from, count: n)
+        }
+    }
 }
 
 /// Copies the map rows `rows` of `source`, which holds the rows `span`, into `target`, (channels, rows.count, width).
 package func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, into target: Tensor) {
-    precondition(span.holds(rows) && target.channels == source.channels && target.count == source.channels * rows.count * span.width)
-    let n = rows.count &* span.width
-    for c in 0 ..< source.channels {
-        (target.storage + c &* n).update(from: source.storage + span.offset(channel: c, row: rows.lowerBound), count: n)
-    }
+    copyRows(of: source, span: span, rows: rows, into: target,
+             span: RowSpan(first: rows.lowerBound, rows: rows.count, height: span.height, width: span.width))
 }
 
 /// Copies the map rows `rows` of `source`, which holds the rows `span`, into the same rows of `target`, a whole map
 /// (channels, span.height, span.width).
 package func copyRows(of source: Tensor, span: RowSpan, rows: Range<Int>, intoWhole target: Tensor) {
-    precondition(span.holds(rows) && target.channels == source.channels)
-    precondition(target.height == span.height && target.width == span.width && rows.upperBound <= span.height)
-    let n = rows.count &* span.width, plane = span.height &* span.width
-    for c in 0 ..< source.channels {
-        let offset: Int = c &* plane &+ rows.lowerBound &* span.width
-        (target.storage + offset).update(from: source.storage + span.offset(channel: c, row: rows.lowerBound), count: n)
+    copyRows(of: source, span: span, rows: rows, into: target, span: .whole(height: span.height, width: span.width))
+}
+
+/// Zeroes the map rows `rows` of `tensor`, which holds the rows `span`.
+package func zeroRows(of tensor: Tensor, span: RowSpan, rows: Range<Int>) {
+    precondition(span.holds(rows) && tensor.count == tensor.channels * span.plane)
+    for c in 0 ..< tensor.channels {
+        (tensor.storage + span.offset(channel: c, row: rows.lowerBound)).update(repeating: 0, count: rows.count &* span.width)
     }
 }
 
@@ -488,10 +543,12 @@ package func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tenso
     caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
 }
 
-/// `rgbGradient` from `bgrGradient`, which holds the rows `span` of the image, into those rows of an image buffer,
-/// (3, span.height, span.width).
-package func rgbGradient(fromCaffe bgrGradient: Tensor, span: RowSpan, into rgbGradient: UnsafeMutableBufferPointer<Float>) {
-    precondition(bgrGradient.channels == 3 && bgrGradient.count == 3 * span.plane)
+/// `rgbGradient` from `bgrGradient`, which holds the rows `span` of the image, for the image rows `rows`, written over
+/// those rows of an image buffer, (3, span.height, span.width), or added to them.
+package func rgbGradient(fromCaffe bgrGradient: Tensor, span: RowSpan, rows: Range<Int>,
+                         into rgbGradient: UnsafeMutableBufferPointer<Float>, adding: Bool = false) {
+    precondition(bgrGradient.channels == 3 && bgrGradient.count == 3 * span.plane && span.holds(rows))
     precondition(rgbGradient.count == 3 * span.height * span.width)
-    Kernels.rgbGradient(fromCaffe: bgrGradient.storage, span: span, into: rgbGradient.baseAddress!)
+    Kernels.rgbGradient(fromCaffe: bgrGradient.storage, span: span, rows: rows, into: rgbGradient.baseAddress!,
+                        adding: adding)
 }

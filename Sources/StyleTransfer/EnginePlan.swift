@@ -8,11 +8,29 @@ import Kernels
 public enum Striping: Equatable, Sendable {
     /// Every map whole: one stripe per map.
     case wholeMaps
-    /// The steps of the first `blocks` blocks (1 … 5) that the forward pass reaches run in stripes of `rows` image rows
-    /// (rounded up to a multiple of 2 to the power of the poolings among them); the rest on whole maps.
-    case stripes(rows: Int, blocks: Int)
+    /// Segments in stripes, one after the other from the image, each through a deeper block than the one before; the
+    /// steps after the last on whole maps. The forward pass stops at the deepest layer a loss reads, wherever that falls.
+    case segments([StripedSegment])
     /// The fastest layout whose buffers fit in `bytes` (see `Layout.planned`).
     case budget(bytes: Int)
+
+    /// The steps of the first `blocks` blocks (1 … 5) in stripes of `rows` image rows; the rest on whole maps.
+    public static func stripes(rows: Int, blocks: Int) -> Striping {
+        .segments([StripedSegment(rows: rows, throughBlock: blocks)])
+    }
+}
+
+/// A segment of the network run in stripes: the blocks after the previous segment's through block `throughBlock`
+/// (1 … 5), in stripes of `rows` rows of the segment's input map (the image, or the whole map the segment before it
+/// ends with), rounded up to a multiple of 2 to the power of the poolings in the segment.
+public struct StripedSegment: Equatable, Sendable {
+    public let rows: Int
+    public let throughBlock: Int
+
+    public init(rows: Int, throughBlock: Int) {
+        self.rows = rows
+        self.throughBlock = throughBlock
+    }
 }
 
 /// Where the stripes of one segment fall, step by step. A segment is the steps `first … end`, run for one stripe of
@@ -109,25 +127,36 @@ struct SegmentGeometry: Equatable {
         return rows
     }
 
-    /// The gradient rows of the backward pass of stripe `stripe`: [0] at the input (the rows the stripe owns), [i + 1]
-    /// at the output of step first + i; at `end` the whole map when it is handed back from a deeper segment.
-    func backwardRows(stripe: Int) -> [Range<Int>] {
-        var rows = [ownedRows(step: first - 1, stripe: stripe)]
-        for step in first ... end {
-            rows.append(step == end && receivesGradient ? 0 ..< heights[end - first]
-                                                        : gradientRows(step: step, for: rows[step - first]))
-        }
-        return rows
+    /// Whether the backward pass recomputes each stripe from the segment's input, recording the ReLU masks and pooling
+    /// choices of the stripe as it goes and keeping the outputs the losses read on the rows the stripe owns, rather
+    /// than reading what the forward pass kept of whole maps: segments of more than one stripe, whose forward pass
+    /// keeps nothing but the map it hands on.
+    var replays: Bool { count > 1 }
+
+    /// The rows of a stripe's backward pass. The stripe takes back the gradient of the losses on the rows it owns
+    /// (and, at the end of a segment handed a gradient back whole, that gradient on those rows), zero elsewhere: at
+    /// the output of each step, that gradient is nonzero on the rows the forward pass computes (`forwardRows`), the
+    /// rows a replay computes again for their masks. The stripes' gradients at the segment's input overlap and add up.
+    struct BackwardRows: Equatable {
+        /// The rows each step's output gradient is nonzero on: `forwardRows`. (steps first … end)
+        let computed: [Range<Int>]
+        /// The rows of each step's output gradient the step's backward pass reads: `computed` and zeros around it.
+        /// (steps first … end)
+        let padded: [Range<Int>]
+        /// The rows of the segment's input the stripe's gradient reaches (all of them for a single stripe).
+        let input: Range<Int>
     }
 
-    /// The output rows each step computes to recompute step `target` on `rows`, from the segment's input.
-    func recomputedRows(step target: Int, rows: Range<Int>) -> [Range<Int>] {
-        var need = [Range<Int>](repeating: 0 ..< 0, count: target - first + 1)
-        need[target - first] = rows
-        for step in stride(from: target - 1, through: first, by: -1) {
-            need[step - first] = inputRows(step: step + 1, for: need[step - first + 1])
+    /// The rows of stripe `stripe`'s backward pass (see `BackwardRows`).
+    func backwardRows(stripe: Int) -> BackwardRows {
+        let computed = forwardRows(stripe: stripe)
+        // A single stripe writes the whole input gradient, rows no output reads (an odd row a pooling drops) as zeros.
+        let input = count == 1 ? 0 ..< inputHeight : inputRows(step: first, for: computed[0])
+        let padded = (first ... end).map { step in
+            let i = step - first
+            return hull(computed[i], gradientRows(step: step, for: i == 0 ? input : computed[i - 1]))
         }
-        return need
+        return BackwardRows(computed: computed, padded: padded, input: input)
     }
 
     private func hull(_ a: Range<Int>, _ b: Range<Int>) -> Range<Int> {
@@ -160,6 +189,10 @@ struct Layout {
     /// cheaper to recompute from the image than to keep. (steps through deepest)
     let kept: [Bool]
     let keptBeforeReLU: [Bool]
+    /// Floats of the buffer that holds each requested output (after the ReLU, or before it) of a replaying segment
+    /// on the rows a stripe owns, the largest stripe's; 0 for the others. (steps through deepest)
+    let replayedFloats: [Int]
+    let replayedBeforeReLUFloats: [Int]
     /// Floats of each of the two buffers that take turns as the steps' outputs in the forward pass and when
     /// recomputing; of the buffer for the owned rows of a stripe; of each of the two buffers for the gradient stripes.
     let forwardFloats: Int
@@ -167,7 +200,8 @@ struct Layout {
     let gradientFloats: Int
     /// Floats of the im2col or Winograd scratch.
     let scratchCount: Int
-    /// Bytes of the ReLU masks and max-pooling choices, all whole maps. (steps through deepest)
+    /// Bytes of the ReLU masks and max-pooling choices: whole maps recorded by the forward pass in single-stripe
+    /// segments; in replaying ones, the rows of the largest stripe's replay. (steps through deepest)
     let maskBytes: [Int]
     let choiceBytes: [Int]
     /// Whether the poolings record their choices (max pooling).
@@ -188,25 +222,33 @@ struct Layout {
         let steps = VGG19Architecture.steps
         let deepest = layers.map(\.step).max()!
         self.deepest = deepest
-        requested = (0 ... deepest).map { step in layers.contains { $0.step == step && !$0.isBeforeReLU } }
-        requestedBeforeReLU = (0 ... deepest).map { step in layers.contains { $0.step == step && $0.isBeforeReLU } }
+        let requested = (0 ... deepest).map { step in layers.contains { $0.step == step && !$0.isBeforeReLU } }
+        let requestedBeforeReLU = (0 ... deepest).map { step in layers.contains { $0.step == step && $0.isBeforeReLU } }
+        self.requested = requested
+        self.requestedBeforeReLU = requestedBeforeReLU
         let shapes = VGG19Architecture.shapes(height: height, width: width, through: deepest)
         self.shapes = shapes
         let read = zip(requested, requestedBeforeReLU).map { $0 || $1 }
         let heights = shapes.map(\.height)
 
-        // The striped segment ends at the last pooling of the striped blocks, or at `deepest` if it comes first.
+        // Each striped segment ends at the last pooling of its blocks, or at `deepest` if that comes first; whole maps
+        // from there to `deepest`.
         var bounds: [(first: Int, end: Int, rows: Int)] = []
-        if case .stripes(let rows, let blocks) = striping {
-            precondition(rows > 0 && (1 ... 5).contains(blocks), "stripes of at least one row through 1 … 5 blocks")
-            let pool = steps.indices.filter { !steps[$0].isConvolution }[blocks - 1]
-            let end = min(pool, deepest)
-            bounds.append((0, end, rows))
-            if end < deepest { bounds.append((end + 1, deepest, Int.max)) }
+        var first = 0
+        if case .segments(let striped) = striping {
+            let pools = steps.indices.filter { !steps[$0].isConvolution }
+            for (k, segment) in striped.enumerated() where first <= deepest {
+                precondition(segment.rows > 0 && (1 ... 5).contains(segment.throughBlock),
+                             "stripes of at least one row through one of blocks 1 … 5")
+                precondition(k == 0 || segment.throughBlock > striped[k - 1].throughBlock, "segments out of order")
+                let end = min(pools[segment.throughBlock - 1], deepest)
+                bounds.append((first, end, segment.rows))
+                first = end + 1
+            }
         } else {
             precondition(striping == .wholeMaps, "a budget is planned by Layout.planned")
-            bounds.append((0, deepest, Int.max))
         }
+        if first <= deepest { bounds.append((first, deepest, Int.max)) }
         var segments: [SegmentGeometry] = []
         for (index, bound) in bounds.enumerated() {
             let inputHeight = bound.first == 0 ? height : heights[bound.first - 1]
@@ -234,41 +276,55 @@ struct Layout {
         func floats(_ step: Int, _ rows: Range<Int>) -> Int {
             step < 0 ? 3 * rows.count * width : shapes[step].channels * rows.count * shapes[step].width
         }
-        let recomputes = Self.recomputes(segments: segments, requested: read,
-                                         kept: zip(kept, keptBeforeReLU).map { $0 || $1 })
         var forward = 0, owned = 0, gradient = 0, scratch = 0
-        Self.forEachPass(segments: segments, recomputes: recomputes) { pass in
+        var replayed = [Int](repeating: 0, count: deepest + 1), replayedBeforeReLU = replayed
+        var maskBytes = replayed, choiceBytes = replayed
+        Self.forEachPass(segments: segments, requested: read) { pass in
             let (segment, step) = (pass.segment, pass.step)
             forward = max(forward, floats(step, pass.computed))
-            // The gradient handed back at the end of a segment, and the one handed on from its first step to the
-            // segment before, are whole maps of their own.
-            let handedBack = step == segment.end && segment.receivesGradient
-            let stripes = max(step == segment.first && segment.first > 0 ? 0 : floats(step - 1, pass.gradientIn),
-                              handedBack ? 0 : floats(step, pass.gradientOut))
-            if segment.count == 1 { forward = max(forward, stripes) } else { gradient = max(gradient, stripes) }
+            // A single-stripe segment reads the gradient handed back at its end, and writes the one it hands on from
+            // its first step to the segment before, in whole maps of their own; a striped one takes its rows of the
+            // first into its stripes, and adds its stripes into the second.
+            let handedBack = step == segment.end && segment.receivesGradient && !segment.replays
+            let handsOn = step == segment.first && segment.first > 0 && !segment.replays
+            let stripes = max(handsOn ? 0 : floats(step - 1, pass.gradientIn), handedBack ? 0 : floats(step, pass.gradientOut))
+            if segment.replays { gradient = max(gradient, stripes) } else { forward = max(forward, stripes) }
             if case .convolution(let k) = steps[step].kind {
-                scratch = max(scratch, scratchFloats(k, max(pass.computed.count, pass.gradientIn.count),
-                                                     shapes[step].width))
+                scratch = max(scratch, scratchFloats(k, max(pass.computed.count, pass.gradientIn.count,
+                                                            pass.recomputed.count), shapes[step].width))
             }
-            if read[step] {
-                let ownedRows = segment.ownedRows(step: step, stripe: pass.stripe)
-                if ownedRows != pass.computed { owned = max(owned, floats(step, ownedRows)) }
+            // The rows a stripe owns of a layer the losses read, when it computes more: copied out for the losses in
+            // the forward pass; in a replay's backward pass, the buffer the losses add their gradient into.
+            let ownedRows = segment.ownedRows(step: step, stripe: pass.stripe)
+            if read[step] && (ownedRows != pass.computed || ownedRows != pass.gradientOut) {
+                owned = max(owned, floats(step, ownedRows))
             }
-            for (offset, rows) in pass.recomputed.enumerated() {
-                forward = max(forward, floats(segment.first + offset, rows))
+            forward = max(forward, floats(step, pass.recomputed))
+            // The records of a replaying segment hold the rows of one replay; the others, whole maps.
+            let recorded = segment.replays ? pass.recomputed.count : shapes[step].height
+            if steps[step].isConvolution {
+                maskBytes[step] = max(maskBytes[step], shapes[step].channels * recorded * maskRowBytes(width: shapes[step].width))
+            } else if maxPooling {
+                choiceBytes[step] = max(choiceBytes[step],
+                                        shapes[step].channels * recorded * choiceRowBytes(width: shapes[step].width))
+            }
+            // A replay keeps the rows the stripe owns of the outputs the losses read (at the end of a segment handed a
+            // gradient back, the losses read the whole map the forward pass kept).
+            if segment.replays && !(step == segment.end && segment.receivesGradient) {
+                if requested[step] { replayed[step] = max(replayed[step], floats(step, ownedRows)) }
+                if requestedBeforeReLU[step] {
+                    replayedBeforeReLU[step] = max(replayedBeforeReLU[step], floats(step, ownedRows))
+                }
             }
         }
         forwardFloats = forward
         ownedFloats = owned
         gradientFloats = gradient
         scratchCount = scratch
-        maskBytes = (0 ... deepest).map { step in
-            steps[step].isConvolution ? shapes[step].channels * shapes[step].height * maskRowBytes(width: shapes[step].width) : 0
-        }
-        choiceBytes = (0 ... deepest).map { step in
-            !steps[step].isConvolution && maxPooling
-                ? shapes[step].channels * shapes[step].height * choiceRowBytes(width: shapes[step].width) : 0
-        }
+        replayedFloats = replayed
+        replayedBeforeReLUFloats = replayedBeforeReLU
+        self.maskBytes = maskBytes
+        self.choiceBytes = choiceBytes
     }
 
     /// The whole map each segment but the last hands to the next (the output of its last step, a pooling), and the
@@ -296,7 +352,8 @@ struct Layout {
     var bytes: Int {
         let boundaries = (0 ..< segments.count - 1).reduce(0) { $0 + 2 * boundaryFloats($1) }
         let floats = 3 * height * width + 2 * forwardFloats + ownedFloats + 2 * gradientFloats + scratchCount
-            + keptFloats.reduce(0, +) + boundaries + zeroBiasFloats
+            + keptFloats.reduce(0, +) + replayedFloats.reduce(0, +) + replayedBeforeReLUFloats.reduce(0, +)
+            + boundaries + zeroBiasFloats
         return floats * MemoryLayout<Float>.stride + maskBytes.reduce(0, +) + choiceBytes.reduce(0, +)
     }
 
@@ -305,33 +362,18 @@ struct Layout {
     var cost: Int {
         let passCost = 1 << 20
         var total = 0
-        Self.forEachPass(segments: segments, recomputes: recomputes) { pass in
+        Self.forEachPass(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 }) { pass in
             let perRow = VGG19Architecture.multiplyAddsPerRow(step: pass.step, width: shapes[pass.step].width)
-            total += perRow * (pass.computed.count + pass.gradientIn.count) + 2 * passCost
-            for (offset, rows) in pass.recomputed.enumerated() {
-                let s = pass.segment.first + offset
-                total += VGG19Architecture.multiplyAddsPerRow(step: s, width: shapes[s].width) * rows.count + passCost
-            }
+            total += perRow * (pass.computed.count + pass.gradientIn.count + pass.recomputed.count) + 2 * passCost
+            if !pass.recomputed.isEmpty { total += passCost }
         }
         return total
     }
 
-    /// Whether the backward pass recomputes each step's output for a loss (rather than reading it kept, or reading the
-    /// whole map a segment hands on). (steps through deepest)
-    private var recomputes: [Bool] {
-        Self.recomputes(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 },
-                        kept: zip(kept, keptBeforeReLU).map { $0 || $1 })
-    }
-
-    private static func recomputes(segments: [SegmentGeometry], requested: [Bool], kept: [Bool]) -> [Bool] {
-        var recomputes = requested.indices.map { requested[$0] && !kept[$0] }
-        for segment in segments where segment.receivesGradient { recomputes[segment.end] = false }
-        return recomputes
-    }
-
-    /// One step of one stripe as the engine runs it: the output rows its forward pass computes, the gradient rows at
-    /// its input and output in the backward pass, and, when the backward pass recomputes its output for a loss, the
-    /// rows each step of its segment computes for that.
+    /// One step of one stripe as the engine runs it: the output rows its forward pass computes; in the backward pass,
+    /// the gradient rows it computes at its input and those it reads at its output (see `SegmentGeometry.BackwardRows`);
+    /// and the rows the backward pass computes again: the stripe's replay in a replaying segment; in a single-stripe
+    /// segment, the first layer when a loss reads it (cheaper to recompute from the image than to keep).
     struct Pass {
         let segment: SegmentGeometry
         let stripe: Int
@@ -339,46 +381,69 @@ struct Layout {
         let computed: Range<Int>
         let gradientIn: Range<Int>
         let gradientOut: Range<Int>
-        /// (first … step of the segment), empty when nothing is recomputed.
-        let recomputed: [Range<Int>]
+        let recomputed: Range<Int>
     }
 
     /// Every step of every stripe of every segment, in the engine's order.
-    static func forEachPass(segments: [SegmentGeometry], recomputes: [Bool], _ body: (Pass) -> Void) {
+    /// - requested: whether a loss reads each step's output, after its ReLU or before it
+    static func forEachPass(segments: [SegmentGeometry], requested: [Bool], _ body: (Pass) -> Void) {
         for segment in segments {
             for stripe in 0 ..< segment.count {
-                let need = segment.forwardRows(stripe: stripe)
                 let back = segment.backwardRows(stripe: stripe)
                 for step in segment.first ... segment.end {
                     let i = step - segment.first
-                    body(Pass(segment: segment, stripe: stripe, step: step, computed: need[i], gradientIn: back[i],
-                              gradientOut: back[i + 1],
-                              recomputed: recomputes[step] ? segment.recomputedRows(step: step, rows: back[i + 1]) : []))
+                    let recomputed = segment.replays || (step == 0 && requested[0]) ? back.computed[i] : 0 ..< 0
+                    body(Pass(segment: segment, stripe: stripe, step: step, computed: back.computed[i],
+                              gradientIn: i == 0 ? back.input : back.padded[i - 1], gradientOut: back.padded[i],
+                              recomputed: recomputed))
                 }
             }
         }
     }
 
-    /// The stripe heights a budget tries, in image rows.
+    /// The stripe heights a budget tries, in rows of a segment's input map.
     static let candidateStripeRows = [16, 32, 64, 128, 256, 512, 1024]
 
-    /// The layout of least `cost` whose `bytes` are at most `budget`: whole maps, or the first 1 … 5 blocks in stripes
-    /// of `candidateStripeRows`; when none fits, the one of fewest bytes.
-    static func planned(height: Int, width: Int, layers: Set<VGGLayer>, budget: Int, maxPooling: Bool,
-                        scratchFloats: (_ k: Int, _ height: Int, _ width: Int) -> Int) -> Layout {
-        var candidates = [Layout(height: height, width: width, layers: layers, striping: .wholeMaps,
-                                 maxPooling: maxPooling, scratchFloats: scratchFloats)]
+    /// The layouts a budget chooses from: whole maps; the first 1 … 5 blocks in stripes of `candidateStripeRows`; and
+    /// two striped segments, the second through deeper blocks in stripes of its own input's rows. Deeper blocks have
+    /// wider receptive fields: one segment through them needs tall halos, recomputed at full resolution, where a second
+    /// segment starts from the whole map between the two, at the price of that map and its gradient.
+    static func candidates(height: Int, width: Int, layers: Set<VGGLayer>, maxPooling: Bool,
+                           scratchFloats: (_ k: Int, _ height: Int, _ width: Int) -> Int) -> [Layout] {
+        func layout(_ striping: Striping) -> Layout {
+            Layout(height: height, width: width, layers: layers, striping: striping, maxPooling: maxPooling,
+                   scratchFloats: scratchFloats)
+        }
+        var candidates = [layout(.wholeMaps)]
         let deepestBlock = VGG19Architecture.steps[layers.map(\.step).max()!].block
         for blocks in 1 ... deepestBlock {
             for rows in candidateStripeRows where rows < height {
-                candidates.append(Layout(height: height, width: width, layers: layers,
-                                         striping: .stripes(rows: rows, blocks: blocks), maxPooling: maxPooling,
-                                         scratchFloats: scratchFloats))
+                let first = StripedSegment(rows: rows, throughBlock: blocks)
+                candidates.append(layout(.segments([first])))
+                let secondHeight = height >> blocks
+                for deeper in blocks + 1 ..< deepestBlock + 1 {
+                    for secondRows in candidateStripeRows where secondRows < secondHeight {
+                        candidates.append(layout(.segments([first, StripedSegment(rows: secondRows, throughBlock: deeper)])))
+                    }
+                }
             }
         }
+        return candidates
+    }
+
+    /// Of `candidates`, the one of least `cost` whose `bytes` are at most `budget`; when none fits, the one of fewest
+    /// bytes.
+    static func best(of candidates: [Layout], budget: Int) -> Layout {
         let fitting = candidates.filter { $0.bytes <= budget }
         if let best = fitting.min(by: { ($0.cost, $0.bytes) < ($1.cost, $1.bytes) }) { return best }
         return candidates.min { ($0.bytes, $0.cost) < ($1.bytes, $1.cost) }!
+    }
+
+    /// The best of `candidates` at height × width for `budget` (see `best(of:budget:)`).
+    static func planned(height: Int, width: Int, layers: Set<VGGLayer>, budget: Int, maxPooling: Bool,
+                        scratchFloats: (_ k: Int, _ height: Int, _ width: Int) -> Int) -> Layout {
+        best(of: candidates(height: height, width: width, layers: layers, maxPooling: maxPooling,
+                            scratchFloats: scratchFloats), budget: budget)
     }
 
     /// A description for `-verbose`: how many stripes each segment runs in.

@@ -300,24 +300,75 @@ public struct ContentLoss {
     public let channels: Int
     public let height: Int
     public let width: Int
-    /// (channels, height, width): P, held as given (a whole map from the forward pass is not copied).
-    private let targetMap: Tensor
+    /// (channels, height, width): P, held as given (a whole map from the forward pass is not copied); or, in half
+    /// precision, P / `halfScale` rounded to float16 (the map given is not kept).
+    private let targetMap: Tensor?
+    private let halfTarget: [Float16]?
     private var sum = 0.0
 
-    /// The content features P, (channels, height, width).
-    public var target: [Float] { targetMap.values }
+    /// What a half-precision target stores is P divided by this: ReLU outputs of the Caffe weights stay far below
+    /// 16 × 65504, float16's largest, and float16 keeps 11 significant bits of each.
+    static let halfScale: Float = 16
 
-    public init(target: [Float], channels: Int, height: Int, width: Int) {
-        precondition(target.count == channels * height * width, "content target does not match its shape")
-        self.init(target: Tensor(channels: channels, height: height, width: width, values: target))
+    /// How the target P is kept.
+    public enum Precision: Sendable {
+        case single
+        /// Half the bytes, with a relative rounding of at most 2⁻¹¹ of each value.
+        case half
     }
 
-    /// A content loss whose target P is `target`, (channels, height, width), kept without a copy.
-    public init(target: Tensor) {
-        targetMap = target
+    /// The content features P, (channels, height, width), as the loss holds them.
+    public var target: [Float] { targetMap?.values ?? halfTarget!.map { Float($0) * Self.halfScale } }
+
+    public init(target: [Float], channels: Int, height: Int, width: Int, precision: Precision = .single) {
+        precondition(target.count == channels * height * width, "content target does not match its shape")
+        self.init(target: Tensor(channels: channels, height: height, width: width, values: target), precision: precision)
+    }
+
+    /// A content loss whose target P is `target`, (channels, height, width): kept without a copy in single precision,
+    /// rounded to a float16 copy in half.
+    public init(target: Tensor, precision: Precision = .single) {
         channels = target.channels
         height = target.height
         width = target.width
+        switch precision {
+        case .single:
+            targetMap = target
+            halfTarget = nil
+        case .half:
+            targetMap = nil
+            let values = UnsafeBufferPointer(target.buffer)
+            let scale = 1 / Self.halfScale
+            halfTarget = [Float16](unsafeUninitializedCapacity: values.count) { half, count in
+                for i in 0 ..< values.count { half[i] = Float16(values[i] * scale) }
+                count = values.count
+            }
+        }
+    }
+
+    /// The bytes the target takes.
+    public var targetBytes: Int {
+        targetMap.map { $0.count * MemoryLayout<Float>.stride } ?? halfTarget!.count * MemoryLayout<Float16>.stride
+    }
+
+    /// Calls `body(c, from, target)` for each channel c of `rows`, where target(i) is P at element `from + i` of the
+    /// whole map.
+    @inline(__always)
+    private func forEachChannel(rows: Range<Int>, _ body: (_ c: Int, _ from: Int, _ target: (Int) -> Float) -> Void) {
+        if let targetMap {
+            let target = UnsafeBufferPointer(targetMap.buffer)
+            for c in 0 ..< channels {
+                let from = c &* height &* width &+ rows.lowerBound &* width
+                body(c, from) { target[from &+ $0] }
+            }
+        } else {
+            halfTarget!.withUnsafeBufferPointer { target in
+                for c in 0 ..< channels {
+                    let from = c &* height &* width &+ rows.lowerBound &* width
+                    body(c, from) { Float(target[from &+ $0]) * Self.halfScale }
+                }
+            }
+        }
     }
 
     /// Adds the squared error of `rows` of the map; `features` is (channels, rows.count, width).
@@ -325,14 +376,10 @@ public struct ContentLoss {
         let stripe = rows.count * width
         precondition(features.count == channels * stripe && rows.upperBound <= height)
         var total = 0.0
-        do {
-            let target = UnsafeBufferPointer(targetMap.buffer)
-            for c in 0 ..< channels {
-                let from = c &* height &* width &+ rows.lowerBound &* width
-                for i in 0 ..< stripe {
-                    let difference = Double(features[c &* stripe &+ i] - target[from &+ i])
-                    total += difference * difference
-                }
+        forEachChannel(rows: rows) { c, _, target in
+            for i in 0 ..< stripe {
+                let difference = Double(features[c &* stripe &+ i] - target(i))
+                total += difference * difference
             }
         }
         sum += total
@@ -351,13 +398,9 @@ public struct ContentLoss {
         let stripe = rows.count * width
         precondition(features.count == channels * stripe && gradient.count == features.count)
         let scale = Float(2 * Double(weight) / Double(channels * height * width))
-        do {
-            let target = UnsafeBufferPointer(targetMap.buffer)
-            for c in 0 ..< channels {
-                let from = c &* height &* width &+ rows.lowerBound &* width
-                for i in 0 ..< stripe {
-                    gradient[c &* stripe &+ i] += scale * (features[c &* stripe &+ i] - target[from &+ i])
-                }
+        forEachChannel(rows: rows) { c, _, target in
+            for i in 0 ..< stripe {
+                gradient[c &* stripe &+ i] += scale * (features[c &* stripe &+ i] - target(i))
             }
         }
     }

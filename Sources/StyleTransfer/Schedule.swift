@@ -78,6 +78,8 @@ public struct MemoryPlan: Equatable, Sendable {
     /// L-BFGS's history length and precision.
     public var history: Int
     public var historyPrecision: LBFGS.HistoryPrecision
+    /// How the content targets are kept: in half precision with a half-precision history.
+    public var targetPrecision: ContentLoss.Precision { historyPrecision == .half ? .half : .single }
     /// The bytes of the optimizer and of the images and targets the driver holds at this scale.
     public var fixedBytes: Int
     /// The bytes left for the network's buffers.
@@ -89,7 +91,8 @@ public struct MemoryPlan: Equatable, Sendable {
     /// nothing longer does). Of those whose remainder fits the network at all, the first whose network runs within 10 %
     /// of the least work any of them allows: memory goes to the optimizer unless the network would run much slower
     /// for it (stripes recompute rows and layers). The shortest history in half precision when nothing fits (the caller
-    /// checks `networkBytes` against the network's minimum).
+    /// checks `networkBytes` against the network's minimum). With a half-precision history, the content targets are
+    /// kept in half precision too.
     /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the content at this
     ///   size, and with Adam the best point).
     /// - networkCost: the network's work (`Layout.cost`) within a number of bytes, or nil when its smallest layout
@@ -97,7 +100,6 @@ public struct MemoryPlan: Equatable, Sendable {
     public static func planned(budget: Int, pixels: Int, imageCopies: Int = 2, targetFloats: Int, history: Int,
                                usesLBFGS: Bool, networkCost: (_ bytes: Int) -> Int?) -> MemoryPlan {
         let parameters = 3 * pixels
-        let images = (imageCopies * parameters + targetFloats) * MemoryLayout<Float>.stride
         var candidates: [(length: Int, precision: LBFGS.HistoryPrecision)] = [(history, .single)]
         for length in stride(from: history, through: 1, by: -1) { candidates.append((length, .half)) }
         if !usesLBFGS { candidates = [(history, .single)] }
@@ -106,6 +108,8 @@ public struct MemoryPlan: Equatable, Sendable {
                 ? LBFGS.allocatedBytes(parameterCount: parameters, historySize: candidate.length,
                                        historyPrecision: candidate.precision)
                 : Adam.allocatedBytes(parameterCount: parameters)
+            let targetBytes = candidate.precision == .half ? MemoryLayout<Float16>.stride : MemoryLayout<Float>.stride
+            let images = imageCopies * parameters * MemoryLayout<Float>.stride + targetFloats * targetBytes
             return MemoryPlan(history: candidate.length, historyPrecision: candidate.precision,
                               fixedBytes: images + optimizer, networkBytes: budget - images - optimizer)
         }

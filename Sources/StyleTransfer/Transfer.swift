@@ -120,6 +120,8 @@ public final class Stylizer {
         } else {
             x = try start(for: networkContent, at: schedule.sizes[0])
         }
+        // The largest scale is the last: a budget it cannot fit in is an error before any work, not after hours of it.
+        if let largest = schedule.sizes.max(by: { $0.pixels < $1.pixels }) { _ = try memoryPlan(for: largest) }
         var done = 0
         // Seconds of optimizer steps and the pixels they stepped over, iterations times pixels: the pace a time limit
         // plans the remaining scales with.
@@ -131,7 +133,8 @@ public final class Stylizer {
             }
             let memory = try memoryPlan(for: size)
             network.striping = .budget(bytes: memory.networkBytes)
-            let problem = try self.problem(content: resized(networkContent, to: size), size: size)
+            let problem = try self.problem(content: resized(networkContent, to: size), size: size,
+                                           targetPrecision: memory.targetPrecision)
             // L-BFGS never leaves a lower value for a higher one (a failed search restores x), so its x is the best
             // point; Adam's steps may climb, and the best point is kept apart.
             let keepsBest = options.optimizer == .adam
@@ -303,7 +306,7 @@ public final class Stylizer {
     // MARK: - The objective
 
     /// The loss at one working size: the content's features there, the style targets for it, the network.
-    func problem(content: RGBImage, size: Size) throws -> Problem {
+    func problem(content: RGBImage, size: Size, targetPrecision: ContentLoss.Precision = .single) throws -> Problem {
         let targets = try styleTargets(for: size, contentLuminance: options.preserveColors ? content : nil)
         var collector = FeatureCollector(maps: Set(contentLayers.map(\.layer)), height: size.height, width: size.width)
         if !layers.isEmpty {
@@ -313,7 +316,7 @@ public final class Stylizer {
         }
         return Problem(network: network, width: size.width, height: size.height, options: options,
                        contentLayers: contentLayers, contentTargets: collector.finishedMaps(),
-                       styleLayers: styleLayers, styleTargets: targets)
+                       targetPrecision: targetPrecision, styleLayers: styleLayers, styleTargets: targets)
     }
 
     /// The size a style image is seen at for a content working size: `styleScale`² times the content's pixel count,
@@ -383,7 +386,7 @@ final class Problem {
 
     init(network: VGG19, width: Int, height: Int, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
-         styleLayers: [Options.WeightedLayer], styleTargets: [[Float]]) {
+         targetPrecision: ContentLoss.Precision = .single, styleLayers: [Options.WeightedLayer], styleTargets: [[Float]]) {
         self.network = network
         self.width = width
         self.height = height
@@ -393,7 +396,7 @@ final class Problem {
         tvWeight = options.tvWeight * 255 * 255
         self.contentLayers = Problem.normalized(contentLayers)
         self.styleLayers = Problem.normalized(styleLayers)
-        contentLosses = contentTargets.mapValues { ContentLoss(target: $0) }
+        contentLosses = contentTargets.mapValues { ContentLoss(target: $0, precision: targetPrecision) }
         var losses: [VGGLayer: StyleLoss] = [:]
         for (layer, target) in zip(styleLayers, styleTargets) {
             losses[layer.layer] = StyleLoss(target: target,

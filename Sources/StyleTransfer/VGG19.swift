@@ -53,14 +53,17 @@ public struct LayerTime: Sendable {
 /// what they were trained on: BGR, 0…255, minus the mean pixel. Evaluating at a size allocates every buffer once
 /// (`prepare`); later evaluations at that size allocate nothing.
 ///
-/// One engine runs every step over row spans, a whole map being one span (see `Layout`): the steps form one or two
-/// segments, each run stripe by stripe from its input map (the image, or the whole map the segment before it ends
-/// with), a row more each side per 3x3 convolution still to come. The forward pass keeps what the backward pass needs:
-/// one bit per ReLU output, the winner of each max-pooling window, the outputs the losses read in segments of one
-/// stripe, and the maps between segments. The backward pass goes segment by segment, deepest first, and stripe by
-/// stripe within one, recomputing from the segment's input the outputs the losses read there (and the first layer,
-/// which costs little to recompute from the image). How much runs in stripes follows `Striping`: whole maps, a given
-/// stripe height through the first blocks, or a memory budget.
+/// One engine runs every step over row spans, a whole map being one span (see `Layout`): the steps form segments, each
+/// run stripe by stripe from its input map (the image, or the whole map the segment before it ends with), a row more
+/// each side per 3x3 convolution still to come. In a segment of one stripe, the forward pass keeps what the backward
+/// pass needs: one bit per ReLU output, the winner of each max-pooling window, and the outputs the losses read (but the
+/// first layer's, which costs little to recompute from the image). A segment of many stripes keeps nothing but the
+/// map it ends with: its backward pass replays each stripe from the segment's input on the rows its forward pass
+/// computed, recording that stripe's masks and choices and keeping the outputs the losses read on the rows the stripe
+/// owns, then takes back through those rows the gradient of the losses on the owned rows; the stripes' gradients at the
+/// segment's input overlap and add up. Each step thus runs on a stripe and the rows its receptive field adds, once
+/// forward, once replayed and once backward. The backward pass goes segment by segment, deepest first. How much runs
+/// in stripes follows `Striping`: whole maps, given stripe heights through given blocks, or a memory budget.
 ///
 /// One evaluation is `forward` (the losses see each requested layer as it is computed) followed by `backward` (the
 /// losses add their gradient at each requested layer, deepest first). Not thread-safe: one evaluation at a time.
@@ -113,6 +116,8 @@ public final class VGG19 {
     }
     /// The buffers for the size and layers of the last evaluation.
     private var plan: Plan?
+    /// The layouts a budget chooses from at the last size planned (see `Layout.candidates`).
+    private var candidateLayouts: (height: Int, width: Int, layers: Set<VGGLayer>, layouts: [Layout])?
     /// Whether the buffers hold a forward pass that `backward` may use.
     private var forwardIsCurrent = false
 
@@ -179,8 +184,13 @@ public final class VGG19 {
         }
         let striping = striping ?? self.striping
         if case .budget(let bytes) = striping {
-            return Layout.planned(height: height, width: width, layers: layers, budget: bytes,
-                                  maxPooling: pooling == .max, scratchFloats: scratch)
+            // The candidates of one size serve every budget a memory plan weighs.
+            if candidateLayouts?.height != height || candidateLayouts?.width != width || candidateLayouts?.layers != layers {
+                candidateLayouts = (height, width, layers,
+                                    Layout.candidates(height: height, width: width, layers: layers,
+                                                      maxPooling: pooling == .max, scratchFloats: scratch))
+            }
+            return Layout.best(of: candidateLayouts!.layouts, budget: bytes)
         }
         return Layout(height: height, width: width, layers: layers, striping: striping, maxPooling: pooling == .max,
                       scratchFloats: scratch)
@@ -293,20 +303,22 @@ public final class VGG19 {
                     observe(FeatureMap(layer: layer, height: shape.height, rows: owned, values: values))
                 }
                 let stepInfo = VGG19Architecture.steps[step]
+                // A replaying segment records nothing here: its backward pass records each stripe's own.
+                let records = segment.replays ? nil : plan.records(step, holding: 0 ..< shape.height)
                 if layout.requestedBeforeReLU[step] {
                     // The convolution without its ReLU, shown to the losses (and kept), then the ReLU.
                     run(step, rows: rows, input: current, inputSpan: currentSpan, into: output, outputSpan: outputSpan,
-                        plan: plan, mode: .beforeReLU)
+                        mode: .beforeReLU, plan: plan)
                     if let kept = plan.keptBeforeReLU[step] {
                         kept.reshape(channels: shape.channels, height: shape.height, width: shape.width)
                         copyRows(of: output, span: outputSpan, rows: rows, intoWhole: kept)
                     }
                     show(VGGLayer(.conv, block: stepInfo.block, number: stepInfo.output.number))
                     addBias(output.storage, span: outputSpan, bias: plan.zeroBias.storage, channels: output.channels,
-                            rows: rows, reluMask: plan.masks[step]!.storage, threads: threads)
+                            rows: rows, reluMask: records, rectify: true, threads: threads)
                 } else {
                     run(step, rows: rows, input: current, inputSpan: currentSpan, into: output, outputSpan: outputSpan,
-                        plan: plan, mode: .record)
+                        mode: records.map { .record($0) } ?? .rectify, plan: plan)
                 }
                 if layout.requested[step] { show(stepInfo.output) }
                 (current, currentSpan) = (output, outputSpan)
@@ -319,26 +331,67 @@ public final class VGG19 {
 
     /// How `run` treats a step's ReLU mask or pooling choices.
     private enum RunMode {
-        /// The forward pass: the convolution's ReLU recording its mask, the pooling recording its choices.
-        case record
-        /// A recomputation, which leaves the forward pass's records alone: the ReLU as the mask it recorded says.
-        case replay
-        /// The convolution's output before its ReLU (`convB_N`), the mask left alone; a pooling as in `replay`.
+        /// The convolution's ReLU recording its mask, the pooling recording its choices (none for average pooling),
+        /// in these records.
+        case record(RowRecords?)
+        /// The ReLU applied, nothing recorded.
+        case rectify
+        /// The convolution's output before its ReLU (`convB_N`); a pooling as in `rectify`.
         case beforeReLU
     }
 
     /// Step `step` forward on the rows `rows` of its output.
     private func run(_ step: Int, rows: Range<Int>, input: Tensor, inputSpan: RowSpan, into output: Tensor,
-                     outputSpan: RowSpan, plan: Plan, mode: RunMode) {
+                     outputSpan: RowSpan, mode: RunMode, plan: Plan) {
         guard !rows.isEmpty else { return }
+        var records: RowRecords?
+        if case .record(let r) = mode { records = r }
         switch VGG19Architecture.steps[step].kind {
         case .convolution(let k):
+            var rectify = false
+            if case .rectify = mode { rectify = true }
             convolutions[k].forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                                    reluMask: mode == .record ? plan.masks[step]! : nil, rectify: mode == .replay,
-                                    scratch: plan.scratch)
+                                    reluMask: records, rectify: rectify, scratch: plan.scratch)
         case .pool:
             pooling.forward(rows: rows, input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                            choice: mode == .record ? plan.choices[step] : nil, threads: threads)
+                            choice: records, threads: threads)
+        }
+    }
+
+    /// The backward pass's replay of stripe `stripe` of a replaying segment: every step from the segment's input on
+    /// the rows its forward pass computed, recording the ReLU masks and pooling choices of those rows, and keeping the
+    /// rows the stripe owns of the outputs the losses read. Adds each step's time to `seconds`.
+    private func replay(stripe: Int, segment: SegmentGeometry, index: Int, plan: Plan, seconds: inout [Double]) {
+        let layout = plan.layout
+        let rows = segment.forwardRows(stripe: stripe)
+        var input = index == 0 ? plan.input : plan.boundaries[index - 1]
+        var inputSpan = RowSpan.whole(height: input.height, width: input.width)
+        for step in segment.first ... segment.end {
+            let start = DispatchTime.now().uptimeNanoseconds
+            let i = step - segment.first
+            let (output, outputSpan) = plan.stripe(input === plan.a ? plan.b : plan.a, rows: rows[i],
+                                                   shape: layout.shapes[step])
+            let records = plan.records(step, holding: rows[i])
+            let owned = segment.ownedRows(step: step, stripe: stripe)
+            // Keeps the owned rows of the output as it is now in `store`.
+            func keep(in store: Tensor?) {
+                guard let store else { return }
+                store.reshape(channels: output.channels, height: owned.count, width: output.width)
+                copyRows(of: output, span: outputSpan, rows: owned, into: store)
+            }
+            if layout.requestedBeforeReLU[step] {
+                run(step, rows: rows[i], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
+                    mode: .beforeReLU, plan: plan)
+                keep(in: plan.replayedBeforeReLU[step])
+                addBias(output.storage, span: outputSpan, bias: plan.zeroBias.storage, channels: output.channels,
+                        rows: rows[i], reluMask: records, threads: threads)
+            } else {
+                run(step, rows: rows[i], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
+                    mode: .record(records), plan: plan)
+            }
+            keep(in: plan.replayed[step])
+            (input, inputSpan) = (output, outputSpan)
+            seconds[i] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
     }
 
@@ -364,7 +417,9 @@ public final class VGG19 {
 
     /// The backward pass through one segment, stripe by stripe: from the gradient at its last step's output (handed
     /// back whole by the segment after it, or nothing but the losses' for the last segment) to the gradient at its
-    /// input on the rows the stripe owns, written into the whole map the segment before it reads (or the image's).
+    /// input, written into the whole map the segment before it reads (or the image's). Each stripe takes back the
+    /// gradient of the losses on the rows it owns (and its rows of a gradient handed back), on the rows the forward
+    /// pass computed for it (see `SegmentGeometry.BackwardRows`); the stripes' gradients at the input overlap and add.
     private func backward(segment: SegmentGeometry, index: Int, plan: Plan,
                           imageGradient: UnsafeMutableBufferPointer<Float>,
                           addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
@@ -380,83 +435,129 @@ public final class VGG19 {
                                    rows: 0 ..< activation.height, values: activation), handedBack)
             seconds[segment.end - segment.first] -= Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
+        // Where the gradient at the segment's input goes: the whole map the segment before reads, or the image's.
+        let inputShape = { (step: Int) in
+            step == 0 ? (channels: 3, height: layout.height, width: layout.width) : layout.shapes[step - 1]
+        }
+        let handedOn = index > 0 ? plan.boundaryGradients[index - 1] : nil
+        if let handedOn {
+            let shape = inputShape(segment.first)
+            handedOn.reshape(channels: shape.channels, height: shape.height, width: shape.width)
+        }
+        if segment.replays {
+            // The stripes add their overlapping gradients.
+            if let handedOn { handedOn.zero() } else { imageGradient.update(repeating: 0) }
+        }
         // The buffers the gradient stripes take turns in (see `Layout`).
-        let (first, second) = segment.count == 1 ? (plan.a, plan.b) : (plan.gradientA, plan.gradientB)
+        let (first, second) = segment.replays ? (plan.gradientA, plan.gradientB) : (plan.a, plan.b)
         for stripe in 0 ..< segment.count {
-            // rows[i + 1]: the gradient rows at the output of step first + i; rows[0] at the input.
-            let rows = segment.backwardRows(stripe: stripe)
+            let back = segment.backwardRows(stripe: stripe)
+            // The records of a replaying segment hold the rows its replay computes; the others', whole maps.
+            func records(_ step: Int) -> RowRecords? {
+                plan.records(step, holding: segment.replays ? back.computed[step - segment.first]
+                                                            : 0 ..< layout.shapes[step].height)
+            }
+            if segment.replays {
+                replay(stripe: stripe, segment: segment, index: index, plan: plan, seconds: &seconds)
+            }
+            let last = segment.end - segment.first
             var gradient: Tensor, gradientSpan: RowSpan
-            if let handedBack {
+            if let handedBack, !segment.replays {
                 (gradient, gradientSpan) = (handedBack, .whole(height: handedBack.height, width: handedBack.width))
             } else {
-                (gradient, gradientSpan) = plan.stripe(first, rows: rows[rows.count - 1], shape: layout.shapes[segment.end])
+                (gradient, gradientSpan) = plan.stripe(first, rows: back.padded[last], shape: layout.shapes[segment.end])
                 gradient.zero()
+                if let handedBack {
+                    copyRows(of: handedBack, span: .whole(height: handedBack.height, width: handedBack.width),
+                             rows: back.computed[last], into: gradient, span: gradientSpan)
+                }
             }
             for step in stride(from: segment.end, through: segment.first, by: -1) {
                 var start = DispatchTime.now().uptimeNanoseconds
                 let i = step - segment.first
                 let stepInfo = steps[step]
-                // The loss at the step's output adds on the stripe's rows, unless the step ends a segment whose
-                // gradient came back whole (added above).
-                if layout.requested[step] && !(step == segment.end && handedBack != nil) {
-                    let activation = self.activation(step, rows: rows[i + 1], segment: segment, index: index,
-                                                     plan: plan, beforeReLU: false,
+                // The losses add on the rows the stripe owns (all of them, on whole maps), unless the step ends a
+                // segment whose gradient came back whole (added above). Where the gradient stripe holds more rows, they
+                // add into a buffer of the owned rows first.
+                let owned = segment.ownedRows(step: step, stripe: stripe)
+                func addLoss(_ layer: VGGLayer, beforeReLU: Bool) {
+                    let activation = self.activation(step, rows: owned, plan: plan, beforeReLU: beforeReLU,
                                                      spare: gradient === first ? second : first)
                     let lossStart = DispatchTime.now().uptimeNanoseconds
-                    addGradient(FeatureMap(layer: stepInfo.output, height: gradientSpan.height, rows: rows[i + 1],
-                                           values: activation), gradient)
-                    start += DispatchTime.now().uptimeNanoseconds - lossStart
+                    defer { start += DispatchTime.now().uptimeNanoseconds - lossStart }
+                    let map = FeatureMap(layer: layer, height: gradientSpan.height, rows: owned, values: activation)
+                    if gradientSpan.first == owned.lowerBound && gradientSpan.rows == owned.count {
+                        addGradient(map, gradient)
+                    } else {
+                        plan.owned.reshape(channels: gradient.channels, height: owned.count, width: gradient.width)
+                        plan.owned.zero()
+                        addGradient(map, plan.owned)
+                        copyRows(of: plan.owned, span: RowSpan(first: owned.lowerBound, rows: owned.count,
+                                                               height: gradientSpan.height, width: gradientSpan.width),
+                                 rows: owned, into: gradient, span: gradientSpan, adding: true)
+                    }
+                }
+                if layout.requested[step] && !(step == segment.end && handedBack != nil) {
+                    addLoss(stepInfo.output, beforeReLU: false)
                 }
                 // The step's own ReLU: fused into the backward pass of the step after it unless a loss added at its
                 // output (or nothing comes after it in this segment).
-                if let mask = plan.masks[step], layout.requested[step] || step == segment.end {
-                    applyReLUMask(gradient.storage, span: gradientSpan, mask: mask.storage, channels: gradient.channels,
-                                  rows: rows[i + 1], threads: threads)
+                if stepInfo.isConvolution, layout.requested[step] || step == segment.end {
+                    applyReLUMask(gradient.storage, span: gradientSpan, mask: records(step)!, channels: gradient.channels,
+                                  rows: back.computed[i], threads: threads)
                 }
                 if layout.requestedBeforeReLU[step] {
                     // The gradient has passed the ReLU: it is the gradient at the convolution's output, where convB_N's
                     // loss adds its own.
-                    let activation = self.activation(step, rows: rows[i + 1], segment: segment, index: index,
-                                                     plan: plan, beforeReLU: true,
-                                                     spare: gradient === first ? second : first)
-                    let lossStart = DispatchTime.now().uptimeNanoseconds
-                    addGradient(FeatureMap(layer: VGGLayer(.conv, block: stepInfo.block, number: stepInfo.output.number),
-                                           height: gradientSpan.height, rows: rows[i + 1], values: activation), gradient)
-                    start += DispatchTime.now().uptimeNanoseconds - lossStart
+                    addLoss(VGGLayer(.conv, block: stepInfo.block, number: stepInfo.output.number), beforeReLU: true)
                 }
-                // The gradient at the step's input: a stripe, or the rows the stripe owns of the whole map handed back
-                // to the segment before.
-                let inputShape = step == 0 ? (channels: 3, height: layout.height, width: layout.width)
-                                           : layout.shapes[step - 1]
+                // The gradient at the step's input: on the rows the forward pass computed there, in a stripe whose rows
+                // around them are zero; at the segment's input, on the rows it reaches, or written straight into the
+                // whole map handed on by a single stripe.
+                let rows = i > 0 ? back.computed[i - 1] : back.input
                 let output: Tensor, outputSpan: RowSpan
-                if step == segment.first && index > 0 {
-                    output = plan.boundaryGradients[index - 1]
-                    output.reshape(channels: inputShape.channels, height: inputShape.height, width: inputShape.width)
-                    outputSpan = .whole(height: inputShape.height, width: inputShape.width)
+                if let handedOn, step == segment.first, !segment.replays {
+                    (output, outputSpan) = (handedOn, .whole(height: handedOn.height, width: handedOn.width))
                 } else {
-                    (output, outputSpan) = plan.stripe(gradient === first ? second : first, rows: rows[i],
-                                                       shape: inputShape)
+                    (output, outputSpan) = plan.stripe(gradient === first ? second : first,
+                                                       rows: i > 0 ? back.padded[i - 1] : rows, shape: inputShape(step))
                 }
                 // The ReLU that made this step's input takes the gradient through its mask at once unless a loss adds
                 // to it first.
-                let inputMask = step > segment.first && !layout.requested[step - 1] ? plan.masks[step - 1] : nil
-                if !rows[i].isEmpty {
+                let inputMask = step > segment.first && steps[step - 1].isConvolution && !layout.requested[step - 1]
+                    ? records(step - 1) : nil
+                if !rows.isEmpty {
                     switch stepInfo.kind {
                     case .convolution(let k):
-                        convolutions[k].backwardInput(rows: rows[i], gradOutput: gradient, gradOutputSpan: gradientSpan,
+                        convolutions[k].backwardInput(rows: rows, gradOutput: gradient, gradOutputSpan: gradientSpan,
                                                       into: output, gradInputSpan: outputSpan, inputMask: inputMask,
                                                       scratch: plan.scratch)
                     case .pool:
-                        pooling.backward(rows: rows[i], gradOutput: gradient, gradOutputSpan: gradientSpan,
-                                         choice: plan.choices[step], into: output, gradInputSpan: outputSpan,
+                        pooling.backward(rows: rows, gradOutput: gradient, gradOutputSpan: gradientSpan,
+                                         choice: records(step), into: output, gradInputSpan: outputSpan,
                                          reluMask: inputMask, threads: threads)
+                    }
+                }
+                // Zeros around the rows computed, which the step before reads.
+                if i > 0 {
+                    let end = outputSpan.first + outputSpan.rows
+                    if rows.isEmpty {
+                        zeroRows(of: output, span: outputSpan, rows: outputSpan.first ..< end)
+                    } else {
+                        zeroRows(of: output, span: outputSpan, rows: outputSpan.first ..< rows.lowerBound)
+                        zeroRows(of: output, span: outputSpan, rows: rows.upperBound ..< end)
                     }
                 }
                 (gradient, gradientSpan) = (output, outputSpan)
                 seconds[i] += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             }
+            // The gradient at the segment's input, added to the other stripes' (written, from a single stripe).
             if index == 0 {
-                rgbGradient(fromCaffe: gradient, span: gradientSpan, into: imageGradient)
+                rgbGradient(fromCaffe: gradient, span: gradientSpan, rows: back.input, into: imageGradient,
+                            adding: segment.replays)
+            } else if let handedOn, segment.replays {
+                copyRows(of: gradient, span: gradientSpan, rows: back.input, into: handedOn,
+                         span: .whole(height: handedOn.height, width: handedOn.width), adding: true)
             }
         }
         if recordsLayerTimes {
@@ -467,25 +568,19 @@ public final class VGG19 {
     }
 
     /// The output of `step` on `rows` (before its ReLU when `beforeReLU`) for a loss in the backward pass: the whole
-    /// map kept from the forward pass, or a recomputation from the segment's input through the steps before it on the
-    /// rows each needs, with the forward pass's ReLUs. A recomputation lands in one of the forward buffers (in `spare`
-    /// in a segment of one stripe, which recomputes nothing but its first step), valid until the next one.
-    private func activation(_ step: Int, rows: Range<Int>, segment: SegmentGeometry, index: Int, plan: Plan,
-                            beforeReLU: Bool, spare: Tensor) -> Tensor {
+    /// map kept from the forward pass; the rows the stripe's replay kept; or, for the first layer of a single-stripe
+    /// segment, a recomputation from the image into `spare`, valid until the next one.
+    private func activation(_ step: Int, rows: Range<Int>, plan: Plan, beforeReLU: Bool, spare: Tensor) -> Tensor {
         if let kept = beforeReLU ? plan.keptBeforeReLU[step] : plan.kept[step] { return kept }
-        let layout = plan.layout
-        let need = segment.recomputedRows(step: step, rows: rows)
-        precondition(segment.count > 1 || step == segment.first, "a single stripe recomputes its first step only")
-        var input = index == 0 ? plan.input : plan.boundaries[index - 1]
-        var inputSpan = RowSpan.whole(height: input.height, width: input.width)
-        for s in segment.first ... step {
-            let buffer = segment.count == 1 ? spare : input === plan.a ? plan.b : plan.a
-            let (output, outputSpan) = plan.stripe(buffer, rows: need[s - segment.first], shape: layout.shapes[s])
-            run(s, rows: need[s - segment.first], input: input, inputSpan: inputSpan, into: output,
-                outputSpan: outputSpan, plan: plan, mode: beforeReLU && s == step ? .beforeReLU : .replay)
-            (input, inputSpan) = (output, outputSpan)
+        if let replayed = beforeReLU ? plan.replayedBeforeReLU[step] : plan.replayed[step] {
+            precondition(replayed.height == rows.count, "the replay kept other rows")
+            return replayed
         }
-        return input
+        precondition(step == 0, "only the first layer is recomputed in a single-stripe segment")
+        let (output, outputSpan) = plan.stripe(spare, rows: rows, shape: plan.layout.shapes[step])
+        run(step, rows: rows, input: plan.input, inputSpan: .whole(height: plan.input.height, width: plan.input.width),
+            into: output, outputSpan: outputSpan, mode: beforeReLU ? .beforeReLU : .rectify, plan: plan)
+        return output
     }
 
     /// Copies of the whole outputs of `layers` for `image`, (3, height, width) RGB 0…1, assembled by a
@@ -526,13 +621,17 @@ public final class VGG19 {
         /// width) of the step. (steps through deepest; nil where not kept)
         let kept: [Tensor?]
         let keptBeforeReLU: [Tensor?]
+        /// The requested outputs of a replaying segment on a stripe's gradient rows, after the ReLU and before it, as
+        /// the stripe's replay computed them: (channels, rows, width) of the step. (steps through deepest; nil where
+        /// none)
+        let replayed: [Tensor?]
+        let replayedBeforeReLU: [Tensor?]
         /// (the most output channels of a convolution, or none when no `convB_N` is requested): zeros, the bias of a
         /// ReLU applied apart from its convolution.
         let zeroBias: Tensor
-        /// ReLU masks of the convolution steps: (channels, height, maskRowBytes(width)) bits. (steps through deepest)
+        /// ReLU masks of the convolution steps, and winners of the max-pooling steps, of whole maps or of one stripe's
+        /// replay (see `records`). (steps through deepest)
         let masks: [ByteBuffer?]
-        /// Winners of the max-pooling steps: (channels, height, choiceRowBytes(width)) bytes of the step's output,
-        /// two bits a window. (steps through deepest)
         let choices: [ByteBuffer?]
         /// (scratch floats): the im2col band or Winograd tiles of the convolution being run.
         let scratch: Tensor
@@ -558,6 +657,10 @@ public final class VGG19 {
                 return layout.keptBeforeReLU[step]
                     ? Tensor(channels: shape.channels, height: shape.height, width: shape.width) : nil
             }
+            replayed = layout.replayedFloats.map { $0 > 0 ? Tensor(channels: 0, height: 0, width: 0, capacity: $0) : nil }
+            replayedBeforeReLU = layout.replayedBeforeReLUFloats.map {
+                $0 > 0 ? Tensor(channels: 0, height: 0, width: 0, capacity: $0) : nil
+            }
             zeroBias = Tensor(channels: 1, height: 1, width: layout.zeroBiasFloats)
             let steps = VGG19Architecture.steps
             masks = layout.maskBytes.indices.map { steps[$0].isConvolution ? ByteBuffer(capacity: layout.maskBytes[$0]) : nil }
@@ -565,6 +668,22 @@ public final class VGG19 {
                 !steps[step].isConvolution && layout.recordsChoices ? ByteBuffer(capacity: layout.choiceBytes[step]) : nil
             }
             scratch = Tensor(channels: 1, height: 1, width: layout.scratchCount)
+        }
+
+        /// The ReLU mask of convolution step `step`, or the choices of max-pooling step `step`, for the rows `rows` of
+        /// its output map; nil for an average pooling.
+        func records(_ step: Int, holding rows: Range<Int>) -> RowRecords? {
+            let shape = layout.shapes[step]
+            if let mask = masks[step] {
+                precondition(mask.capacity >= shape.channels * rows.count * maskRowBytes(width: shape.width), "mask too small")
+                return .mask(mask, rows: rows, width: shape.width)
+            }
+            if let choice = choices[step] {
+                precondition(choice.capacity >= shape.channels * rows.count * choiceRowBytes(width: shape.width),
+                             "pooling choices too small")
+                return .choices(choice, rows: rows, width: shape.width)
+            }
+            return nil
         }
 
         /// `buffer` shaped for the rows `rows` of a map of `shape`, with the span that says so.

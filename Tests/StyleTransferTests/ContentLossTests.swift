@@ -46,6 +46,35 @@ final class ContentLossTests: XCTestCase {
         XCTAssertEqual(loss.finish(), 0, "finish forgets what was added")
     }
 
+    /// A half-precision target holds each value to 2⁻¹¹ of itself, ReLU outputs far above float16's largest value
+    /// included, in half the bytes; the loss and its gradient are those of the rounded target.
+    func testHalfPrecisionTarget() {
+        let (channels, height, width) = (2, 4, 6)
+        let count = channels * height * width
+        let target = (0 ..< count).map { Float(max(0, sin(Double($0) * 1.3))) * ($0 % 3 == 0 ? 300_000 : 7) }
+        let features = (0 ..< count).map { Float(cos(Double($0) * 0.9)) * 5 }
+        let single = ContentLoss(target: target, channels: channels, height: height, width: width)
+        var half = ContentLoss(target: target, channels: channels, height: height, width: width, precision: .half)
+        XCTAssertEqual(half.targetBytes * 2, single.targetBytes)
+        let rounded = half.target
+        for i in 0 ..< count {
+            XCTAssertEqual(rounded[i], target[i], accuracy: target[i] * 0x1p-11, "element \(i)")
+        }
+        XCTAssertTrue(rounded.contains { $0 > 65504 })
+        var exact = ContentLoss(target: rounded, channels: channels, height: height, width: width)
+        features.withUnsafeBufferPointer {
+            half.add($0, rows: 0 ..< height)
+            exact.add($0, rows: 0 ..< height)
+        }
+        XCTAssertEqual(half.finish(), exact.finish())
+        var gradients = [[Float](repeating: 0, count: count), [Float](repeating: 0, count: count)]
+        features.withUnsafeBufferPointer { f in
+            gradients[0].withUnsafeMutableBufferPointer { half.addGradient(features: f, rows: 0 ..< height, weight: 3, into: $0) }
+            gradients[1].withUnsafeMutableBufferPointer { exact.addGradient(features: f, rows: 0 ..< height, weight: 3, into: $0) }
+        }
+        XCTAssertEqual(gradients[0], gradients[1])
+    }
+
     private func stripeOf(_ map: [Float], rows: Range<Int>, channels: Int, height: Int, width: Int) -> [Float] {
         (0 ..< channels).flatMap { c in map[(c * height + rows.lowerBound) * width ..< (c * height + rows.upperBound) * width] }
     }

@@ -184,7 +184,8 @@ final class ConvolutionTests: XCTestCase {
                     let mask = ByteBuffer(capacity: co * h * maskRowBytes(width: w))
                     mask.storage.update(repeating: 0x5A, count: mask.capacity)
                     conv.forward(rows: rows, input: stripe(input, channels: ci, span: inSpan), inputSpan: inSpan,
-                                 into: output, outputSpan: outSpan, reluMask: mask, scratch: scratch)
+                                 into: output, outputSpan: outSpan, reluMask: .mask(mask, rows: 0 ..< h, width: w),
+                                 scratch: scratch)
                     var wrong = 0
                     for o in 0 ..< co {
                         for y in outSpan.first ..< outSpan.first + outSpan.rows {
@@ -208,6 +209,20 @@ final class ConvolutionTests: XCTestCase {
                         }
                     }
                     XCTAssertEqual(wrong, 0, "\(algorithm) forward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                    // The same mask recorded into records of the stripe's rows alone.
+                    let rowBytes = maskRowBytes(width: w)
+                    let local = ByteBuffer(capacity: co * rows.count * rowBytes)
+                    conv.forward(rows: rows, input: stripe(input, channels: ci, span: inSpan), inputSpan: inSpan,
+                                 into: output, outputSpan: outSpan, reluMask: .mask(local, rows: rows, width: w),
+                                 scratch: scratch)
+                    for o in 0 ..< co {
+                        for y in rows {
+                            for b in 0 ..< rowBytes {
+                                XCTAssertEqual(local.storage[(o * rows.count + y - rows.lowerBound) * rowBytes + b],
+                                               mask.storage[(o * h + y) * rowBytes + b], "local mask \(rows)")
+                            }
+                        }
+                    }
                     // Backward.
                     let gradSpan = RowSpan(first: needed.lowerBound, rows: needed.count, height: h, width: w)
                     let gradInput = Tensor(channels: ci, height: outSpan.rows, width: w)
@@ -231,6 +246,33 @@ final class ConvolutionTests: XCTestCase {
                         }
                     }
                     XCTAssertEqual(wrong, 0, "\(algorithm) backward stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                    // Through the input's ReLU: a whole map's mask and the stripe's rows of it agree.
+                    let inputRowBytes = maskRowBytes(width: w)
+                    let wholeMask = ByteBuffer(capacity: ci * h * inputRowBytes)
+                    for k in 0 ..< wholeMask.capacity { wholeMask.storage[k] = UInt8(truncatingIfNeeded: k &* 37 &+ 11) }
+                    let stripeMask = ByteBuffer(capacity: ci * rows.count * inputRowBytes)
+                    for i in 0 ..< ci {
+                        (stripeMask.storage + i * rows.count * inputRowBytes).update(
+                            from: wholeMask.storage + (i * h + rows.lowerBound) * inputRowBytes, count: rows.count * inputRowBytes)
+                    }
+                    let masked = [Tensor(channels: ci, height: outSpan.rows, width: w),
+                                  Tensor(channels: ci, height: outSpan.rows, width: w)]
+                    for (k, records) in [RowRecords.mask(wholeMask, rows: 0 ..< h, width: w),
+                                         .mask(stripeMask, rows: rows, width: w)].enumerated() {
+                        conv.backwardInput(rows: rows, gradOutput: stripe(gradOutput, channels: co, span: gradSpan),
+                                           gradOutputSpan: gradSpan, into: masked[k], gradInputSpan: outSpan,
+                                           inputMask: records, scratch: scratch)
+                    }
+                    for i in 0 ..< ci {
+                        for y in rows {
+                            for x in 0 ..< w {
+                                let passes = wholeMask.storage[(i * h + y) * inputRowBytes + x / 8] & (1 << UInt8(x % 8)) != 0
+                                let expected = passes ? gradInput[i, y - outSpan.first, x] : 0
+                                XCTAssertEqual(masked[0][i, y - outSpan.first, x], expected, "whole input mask")
+                                XCTAssertEqual(masked[1][i, y - outSpan.first, x], expected, "stripe input mask")
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -23,7 +23,15 @@ final class EngineTests: XCTestCase {
         let point = image(width: width, height: height, seed: 3).pixels
         for layer in VGGLayer.all {
             var results: [(terms: LossTerms, gradient: [Float])] = []
-            for striped in [false, true] {
+            // Whole maps; one striped segment through the layer's block; below block 1, also a second striped segment
+            // for the layer's block, from the whole map the first ends with.
+            var stripings: [Striping] = [.wholeMaps, .stripes(rows: 8, blocks: layer.block)]
+            if layer.block > 1 {
+                stripings.append(.segments([StripedSegment(rows: 8, throughBlock: layer.block - 1),
+                                            StripedSegment(rows: max(2, (height >> (layer.block - 1)) / 4),
+                                                           throughBlock: layer.block)]))
+            }
+            for striping in stripings {
                 var options = Options()
                 options.contentLayers = [Options.WeightedLayer(layer)]
                 options.styleLayers = [Options.WeightedLayer(layer)]
@@ -31,26 +39,31 @@ final class EngineTests: XCTestCase {
                 options.styleWeight = 1e3
                 let stylizer = try Stylizer(weights: randomVGGWeights, options: options, styles: [style],
                                             convolution: .im2col)
-                stylizer.network.striping = striped ? .stripes(rows: 8, blocks: layer.block) : .wholeMaps
+                stylizer.network.striping = striping
                 let problem = try stylizer.problem(content: content, size: size)
                 var gradient = [Float](repeating: 0, count: point.count)
                 _ = try point.withUnsafeBufferPointer { x in
                     try gradient.withUnsafeMutableBufferPointer { try problem.evaluate(x, gradient: $0) }
                 }
                 let stripes = stylizer.network.stripeCounts
-                if striped {
-                    XCTAssertGreaterThan(stripes.first ?? 0, 1, "\(layer): in stripes")
-                } else {
-                    XCTAssertEqual(stripes, [1], "\(layer): whole")
+                switch striping {
+                case .wholeMaps: XCTAssertEqual(stripes, [1], "\(layer): whole")
+                case .segments(let segments):
+                    XCTAssertEqual(stripes.count, segments.count, "\(layer): \(segments.count) segments")
+                    XCTAssertTrue(stripes.allSatisfy { $0 > 1 }, "\(layer): \(stripes) stripes")
+                case .budget: XCTFail("no budget here")
                 }
                 results.append((problem.lastTerms, gradient))
             }
-            let (whole, striped) = (results[0], results[1])
+            let whole = results[0]
             XCTAssertGreaterThan(whole.terms.content, 0, "\(layer)")
             XCTAssertGreaterThan(whole.terms.style, 0, "\(layer)")
-            XCTAssertEqual(striped.terms.content, whole.terms.content, accuracy: 1e-5 * whole.terms.content, "\(layer)")
-            XCTAssertEqual(striped.terms.style, whole.terms.style, accuracy: 1e-5 * whole.terms.style, "\(layer)")
-            assertClose(striped.gradient, whole.gradient.map(Double.init), relative: 1e-5, "\(layer) gradient")
+            for (k, striped) in results.enumerated().dropFirst() {
+                let label = "\(layer) \(stripings[k])"
+                XCTAssertEqual(striped.terms.content, whole.terms.content, accuracy: 1e-5 * whole.terms.content, label)
+                XCTAssertEqual(striped.terms.style, whole.terms.style, accuracy: 1e-5 * whole.terms.style, label)
+                assertClose(striped.gradient, whole.gradient.map(Double.init), relative: 1e-5, "\(label) gradient")
+            }
         }
     }
 
@@ -79,26 +92,44 @@ final class EngineTests: XCTestCase {
                     }
                     XCTAssertEqual(next, step < first ? inputHeight : heights[step], "\(label) step \(step) covered")
                 }
+                func holds(_ outer: Range<Int>, _ inner: Range<Int>) -> Bool {
+                    inner.isEmpty || (outer.lowerBound <= inner.lowerBound && inner.upperBound <= outer.upperBound)
+                }
+                // The rows of the segment's input each stripe's gradient reaches, counted over the stripes.
+                var reached = [Int](repeating: 0, count: inputHeight)
                 for stripe in 0 ..< geometry.count {
                     let need = geometry.forwardRows(stripe: stripe)
                     let back = geometry.backwardRows(stripe: stripe)
-                    XCTAssertEqual(back[0], geometry.ownedRows(step: first - 1, stripe: stripe))
+                    XCTAssertEqual(back.computed, need)
+                    XCTAssertEqual(back.input, geometry.count == 1 ? 0 ..< inputHeight
+                                                                   : geometry.inputRows(step: first, for: need[0]))
+                    for row in back.input { reached[row] += 1 }
                     for step in first ... end {
                         let i = step - first
                         if step < end {
                             let read = geometry.inputRows(step: step + 1, for: need[i + 1])
-                            XCTAssertTrue(read.isEmpty || (need[i].lowerBound <= read.lowerBound && need[i].upperBound >= read.upperBound),
-                                          "\(label) stripe \(stripe) step \(step) forward")
+                            XCTAssertTrue(holds(need[i], read), "\(label) stripe \(stripe) step \(step) forward")
                         }
                         if requested[step] {
-                            let owned = geometry.ownedRows(step: step, stripe: stripe)
-                            XCTAssertTrue(owned.isEmpty || (need[i].lowerBound <= owned.lowerBound && need[i].upperBound >= owned.upperBound))
+                            XCTAssertTrue(holds(need[i], geometry.ownedRows(step: step, stripe: stripe)))
                         }
-                        let read = geometry.gradientRows(step: step, for: back[i])
-                        XCTAssertTrue(read.isEmpty || (back[i + 1].lowerBound <= read.lowerBound && back[i + 1].upperBound >= read.upperBound),
-                                      "\(label) stripe \(stripe) step \(step) backward")
+                        // Each step's backward pass computes its input's gradient on the rows the forward pass
+                        // computed there (at the segment's input, the rows it reaches), reading its output's gradient
+                        // on the padded rows, which hold the rows computed there.
+                        let gradientIn = i == 0 ? back.input : need[i - 1]
+                        XCTAssertTrue(holds(back.padded[i], geometry.gradientRows(step: step, for: gradientIn)),
+                                      "\(label) stripe \(stripe) step \(step) backward reads")
+                        XCTAssertTrue(holds(back.padded[i], need[i]), "\(label) stripe \(stripe) step \(step) padded")
+                        // The gradient computed at the input reaches every row the output's gradient touches.
+                        let touched = geometry.isConvolution[i]
+                            ? (need[i].isEmpty ? 0 ..< 0 : max(0, need[i].lowerBound - 1) ..< min(geometry.inputHeight(of: step), need[i].upperBound + 1))
+                            : 2 * need[i].lowerBound ..< 2 * need[i].upperBound
+                        XCTAssertTrue(holds(gradientIn, touched), "\(label) stripe \(stripe) step \(step) reach")
                     }
                 }
+                // Every row the first step reads gets its gradient (a pooling's dropped odd row is zero beforehand).
+                let read = geometry.inputRows(step: first, for: 0 ..< heights[first])
+                XCTAssertTrue(read.allSatisfy { reached[$0] >= 1 }, "\(label): every input row gets its gradient")
             }
         }
     }

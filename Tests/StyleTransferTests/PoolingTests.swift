@@ -40,6 +40,16 @@ final class PoolingTests: XCTestCase {
         return Int(choice.storage[row * choiceRowBytes(width: width) + x / 4] >> UInt8(2 * (x % 4))) & 3
     }
 
+    /// The rows `rows` of records for a whole map, (channels, height, rowBytes), in a buffer of their own.
+    func rowsOf(_ records: ByteBuffer, channels: Int, height: Int, rowBytes: Int, rows: Range<Int>) -> ByteBuffer {
+        let copy = ByteBuffer(capacity: channels * rows.count * rowBytes)
+        for c in 0 ..< channels {
+            (copy.storage + c * rows.count * rowBytes).update(from: records.storage + (c * height + rows.lowerBound) * rowBytes,
+                                                             count: rows.count * rowBytes)
+        }
+        return copy
+    }
+
     func testMaxPoolForwardAndChoices() {
         var rng = SplitMix64(seed: 11)
         for (c, h, w) in shapes {
@@ -135,9 +145,11 @@ final class PoolingTests: XCTestCase {
                         }
                     }
                     let out = Tensor(channels: c, height: h / 2, width: w / 2)
-                    let stripeChoice = ByteBuffer(capacity: choice.capacity)
+                    // The stripe's choices in records of its own row.
+                    let stripeChoice = ByteBuffer(capacity: c * choiceRowBytes(width: w / 2))
                     pooling.forward(rows: first ..< first + 1, input: stripe, inputSpan: inSpan, into: out,
-                                    outputSpan: .whole(height: h / 2, width: w / 2), choice: stripeChoice)
+                                    outputSpan: .whole(height: h / 2, width: w / 2),
+                                    choice: .choices(stripeChoice, rows: first ..< first + 1, width: w / 2))
                     let unrecorded = Tensor(channels: c, height: h / 2, width: w / 2)
                     pooling.forward(rows: first ..< first + 1, input: stripe, inputSpan: inSpan, into: unrecorded,
                                     outputSpan: .whole(height: h / 2, width: w / 2), choice: nil)
@@ -147,7 +159,8 @@ final class PoolingTests: XCTestCase {
                             XCTAssertEqual(unrecorded[ch, first, x], pooled[ch, first, x], "\(pooling) forward row \(first) unrecorded")
                             let k = (ch * (h / 2) + first) * (w / 2) + x
                             if pooling == .max {
-                                XCTAssertEqual(winner(stripeChoice, k, width: w / 2), winner(choice, k, width: w / 2))
+                                XCTAssertEqual(winner(stripeChoice, ch * (w / 2) + x, width: w / 2),
+                                               winner(choice, k, width: w / 2))
                             }
                         }
                     }
@@ -157,8 +170,9 @@ final class PoolingTests: XCTestCase {
                         let span = RowSpan(first: first, rows: last - first, height: h, width: w)
                         let g = Tensor(channels: c, height: last - first, width: w)
                         pooling.backward(rows: first ..< last, gradOutput: gradOutput,
-                                         gradOutputSpan: .whole(height: h / 2, width: w / 2), choice: choice, into: g,
-                                         gradInputSpan: span, reluMask: mask)
+                                         gradOutputSpan: .whole(height: h / 2, width: w / 2),
+                                         choice: .choices(choice, rows: 0 ..< h / 2, width: w / 2), into: g,
+                                         gradInputSpan: span, reluMask: .mask(mask, rows: 0 ..< h, width: w))
                         // The same from only the pooled rows under first ..< last, in a stripe of the pooled map.
                         let pooledRows = min(h / 2, first / 2) ..< min(h / 2, (last + 1) / 2)
                         let pooledSpan = RowSpan(first: pooledRows.lowerBound, rows: pooledRows.count, height: h / 2,
@@ -169,9 +183,15 @@ final class PoolingTests: XCTestCase {
                                 for x in 0 ..< w / 2 { gradStripe[ch, y - pooledRows.lowerBound, x] = gradOutput[ch, y, x] }
                             }
                         }
+                        // ... with the choices and the mask of those rows alone, in records of their own.
+                        let stripeChoice = rowsOf(choice, channels: c, height: h / 2,
+                                                  rowBytes: choiceRowBytes(width: w / 2), rows: pooledRows)
+                        let stripeMask = rowsOf(mask, channels: c, height: h, rowBytes: maskRowBytes(width: w),
+                                                rows: first ..< last)
                         let g2 = Tensor(channels: c, height: last - first, width: w)
                         pooling.backward(rows: first ..< last, gradOutput: gradStripe, gradOutputSpan: pooledSpan,
-                                         choice: choice, into: g2, gradInputSpan: span, reluMask: mask)
+                                         choice: .choices(stripeChoice, rows: pooledRows, width: w / 2), into: g2,
+                                         gradInputSpan: span, reluMask: .mask(stripeMask, rows: first ..< last, width: w))
                         for ch in 0 ..< c {
                             for y in first ..< last {
                                 for x in 0 ..< w {

@@ -49,10 +49,12 @@ final class ScheduleTests: XCTestCase {
     }
 
     /// The budget goes to L-BFGS's full history in single precision unless a half-precision or shorter history lets
-    /// the network run with much less work; never below 3 pairs while those fit; the shortest when nothing fits.
+    /// the network run with much less work; never below 3 pairs while those fit; the shortest when nothing fits. The
+    /// content targets go to half precision with the history.
     func testMemoryPlans() {
         let pixels = 1_000_000, targets = 2_000_000
         let images = (2 * 3 * pixels + targets) * 4
+        let imagesWithHalfTargets = 2 * 3 * pixels * 4 + targets * 2
         let single = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .single)
         let half = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .half)
         let half2 = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 2, historyPrecision: .half)
@@ -65,11 +67,14 @@ final class ScheduleTests: XCTestCase {
         }
         XCTAssertEqual(plan(1 << 30), MemoryPlan(history: 5, historyPrecision: .single, fixedBytes: images + single,
                                                   networkBytes: (1 << 30) - images - single))
+        XCTAssertEqual(plan(1 << 30).targetPrecision, .single)
         // Half precision buys the fast network; single precision would leave it the slow one.
         let both = images + half + fast
         XCTAssertLessThan(both, images + single + fast)
         XCTAssertEqual(plan(both).historyPrecision, .half)
+        XCTAssertEqual(plan(both).targetPrecision, .half)
         XCTAssertEqual(plan(both).history, 5)
+        XCTAssertEqual(plan(both).fixedBytes, imagesWithHalfTargets + half)
         // Only the minimum fits with 5 pairs in single precision: single it is.
         XCTAssertEqual(plan(images + single + minimum).historyPrecision, .single)
         // Nothing but 2 pairs fits: 2 pairs.
