@@ -26,10 +26,15 @@ public enum Striping: Equatable, Sendable {
 public struct StripedSegment: Equatable, Sendable {
     public let rows: Int
     public let throughBlock: Int
+    /// Whether the forward pass records the ReLU masks and pooling choices of the segment's whole maps (a bit an
+    /// activation), so that the backward pass replays each stripe only as far as the deepest layer a loss reads in the
+    /// segment; else each stripe's replay runs through the segment and records its own.
+    public let recordsWhole: Bool
 
-    public init(rows: Int, throughBlock: Int) {
+    public init(rows: Int, throughBlock: Int, recordsWhole: Bool = false) {
         self.rows = rows
         self.throughBlock = throughBlock
+        self.recordsWhole = recordsWhole
     }
 }
 
@@ -56,6 +61,9 @@ struct SegmentGeometry: Equatable {
     /// Whether a deeper segment hands back the gradient at `end`'s output as a whole map; the last segment starts its
     /// backward pass from the losses alone.
     let receivesGradient: Bool
+    /// Whether the forward pass records the ReLU masks and pooling choices of whole maps for the backward pass: always
+    /// in a single stripe; in many, as `StripedSegment.recordsWhole` says.
+    let recordsWhole: Bool
 
     /// - Parameters:
     ///   - stripeRows: input rows per stripe; rounded up to the pooling alignment; a stripe at least as tall as the
@@ -63,7 +71,7 @@ struct SegmentGeometry: Equatable {
     ///   - heights: the output height of every step of the network through `end` at least.
     ///   - requested: whether a loss reads each step's output, for every step through `end` at least.
     init(first: Int, end: Int, stripeRows: Int, inputHeight: Int, heights: [Int], requested: [Bool],
-         receivesGradient: Bool) {
+         receivesGradient: Bool, recordsWhole: Bool = false) {
         precondition(first >= 0 && first <= end && end < heights.count && end < requested.count)
         precondition(stripeRows > 0 && inputHeight > 0)
         self.first = first
@@ -80,6 +88,7 @@ struct SegmentGeometry: Equatable {
         let rows = stripeRows >= inputHeight ? inputHeight : stripeRows
         self.stripeRows = (rows + alignment - 1) / alignment * alignment
         count = max(1, (inputHeight + self.stripeRows - 1) / self.stripeRows)
+        self.recordsWhole = recordsWhole || count == 1
         self.heights = Array(heights[first ... end])
         self.requested = Array(requested[first ... end])
     }
@@ -127,11 +136,19 @@ struct SegmentGeometry: Equatable {
         return rows
     }
 
-    /// Whether the backward pass recomputes each stripe from the segment's input, recording the ReLU masks and pooling
-    /// choices of the stripe as it goes and keeping the outputs the losses read on the rows the stripe owns, rather
-    /// than reading what the forward pass kept of whole maps: segments of more than one stripe, whose forward pass
-    /// keeps nothing but the map it hands on.
+    /// Whether the backward pass replays each stripe from the segment's input, keeping the outputs the losses read on
+    /// the rows the stripe owns (and, unless the forward pass recorded them whole, recording the stripe's ReLU masks
+    /// and pooling choices), rather than reading whole maps the forward pass kept: segments of more than one stripe,
+    /// whose forward pass keeps no activation but the map it hands on.
     var replays: Bool { count > 1 }
+
+    /// The last step a stripe's replay runs: the segment's end when the replay records, else the deepest step whose
+    /// output a loss reads on the stripe's rows; nil when nothing is replayed.
+    var replayEnd: Int? {
+        guard replays else { return nil }
+        guard recordsWhole else { return end }
+        return (first ... end).last { requested[$0 - first] && !($0 == end && receivesGradient) }
+    }
 
     /// The rows of a stripe's backward pass. The stripe takes back the gradient of the losses on the rows it owns
     /// (and, at the end of a segment handed a gradient back whole, that gradient on those rows), zero elsewhere: at
@@ -233,7 +250,7 @@ struct Layout {
 
         // Each striped segment ends at the last pooling of its blocks, or at `deepest` if that comes first; whole maps
         // from there to `deepest`.
-        var bounds: [(first: Int, end: Int, rows: Int)] = []
+        var bounds: [(first: Int, end: Int, rows: Int, recordsWhole: Bool)] = []
         var first = 0
         if case .segments(let striped) = striping {
             let pools = steps.indices.filter { !steps[$0].isConvolution }
@@ -242,19 +259,20 @@ struct Layout {
                              "stripes of at least one row through one of blocks 1 … 5")
                 precondition(k == 0 || segment.throughBlock > striped[k - 1].throughBlock, "segments out of order")
                 let end = min(pools[segment.throughBlock - 1], deepest)
-                bounds.append((first, end, segment.rows))
+                bounds.append((first, end, segment.rows, segment.recordsWhole))
                 first = end + 1
             }
         } else {
             precondition(striping == .wholeMaps, "a budget is planned by Layout.planned")
         }
-        if first <= deepest { bounds.append((first, deepest, Int.max)) }
+        if first <= deepest { bounds.append((first, deepest, Int.max, true)) }
         var segments: [SegmentGeometry] = []
         for (index, bound) in bounds.enumerated() {
             let inputHeight = bound.first == 0 ? height : heights[bound.first - 1]
             segments.append(SegmentGeometry(first: bound.first, end: bound.end, stripeRows: bound.rows,
                                             inputHeight: max(1, inputHeight), heights: heights, requested: read,
-                                            receivesGradient: index < bounds.count - 1))
+                                            receivesGradient: index < bounds.count - 1,
+                                            recordsWhole: bound.recordsWhole))
         }
         self.segments = segments
 
@@ -301,7 +319,7 @@ struct Layout {
             }
             forward = max(forward, floats(step, pass.recomputed))
             // The records of a replaying segment hold the rows of one replay; the others, whole maps.
-            let recorded = segment.replays ? pass.recomputed.count : shapes[step].height
+            let recorded = segment.recordsWhole ? shapes[step].height : pass.recomputed.count
             if steps[step].isConvolution {
                 maskBytes[step] = max(maskBytes[step], shapes[step].channels * recorded * maskRowBytes(width: shapes[step].width))
             } else if maxPooling {
@@ -392,7 +410,8 @@ struct Layout {
                 let back = segment.backwardRows(stripe: stripe)
                 for step in segment.first ... segment.end {
                     let i = step - segment.first
-                    let recomputed = segment.replays || (step == 0 && requested[0]) ? back.computed[i] : 0 ..< 0
+                    let replayed = segment.replayEnd.map { step <= $0 } ?? (step == 0 && requested[0])
+                    let recomputed = replayed ? back.computed[i] : 0 ..< 0
                     body(Pass(segment: segment, stripe: stripe, step: step, computed: back.computed[i],
                               gradientIn: i == 0 ? back.input : back.padded[i - 1], gradientOut: back.padded[i],
                               recomputed: recomputed))
@@ -418,12 +437,18 @@ struct Layout {
         let deepestBlock = VGG19Architecture.steps[layers.map(\.step).max()!].block
         for blocks in 1 ... deepestBlock {
             for rows in candidateStripeRows where rows < height {
-                let first = StripedSegment(rows: rows, throughBlock: blocks)
-                candidates.append(layout(.segments([first])))
-                let secondHeight = height >> blocks
-                for deeper in blocks + 1 ..< deepestBlock + 1 {
-                    for secondRows in candidateStripeRows where secondRows < secondHeight {
-                        candidates.append(layout(.segments([first, StripedSegment(rows: secondRows, throughBlock: deeper)])))
+                for recordsWhole in [false, true] {
+                    let first = StripedSegment(rows: rows, throughBlock: blocks, recordsWhole: recordsWhole)
+                    candidates.append(layout(.segments([first])))
+                    let secondHeight = height >> blocks
+                    for deeper in blocks + 1 ..< deepestBlock + 1 {
+                        for secondRows in candidateStripeRows where secondRows < secondHeight {
+                            for secondRecordsWhole in [false, true] {
+                                let second = StripedSegment(rows: secondRows, throughBlock: deeper,
+                                                            recordsWhole: secondRecordsWhole)
+                                candidates.append(layout(.segments([first, second])))
+                            }
+                        }
                     }
                 }
             }
@@ -451,7 +476,8 @@ struct Layout {
         segments.map { segment in
             let from = VGG19Architecture.steps[segment.first].output, to = VGG19Architecture.steps[segment.end].output
             let range = segment.first == segment.end ? "\(from)" : "\(from) … \(to)"
-            return segment.count == 1 ? "\(range) whole" : "\(range) in \(segment.count) stripes of \(segment.stripeRows) rows"
+            return segment.count == 1 ? "\(range) whole"
+                : "\(range) in \(segment.count) stripes of \(segment.stripeRows) rows\(segment.recordsWhole ? " (masks whole)" : "")"
         }.joined(separator: ", ")
     }
 }

@@ -303,8 +303,8 @@ public final class VGG19 {
                     observe(FeatureMap(layer: layer, height: shape.height, rows: owned, values: values))
                 }
                 let stepInfo = VGG19Architecture.steps[step]
-                // A replaying segment records nothing here: its backward pass records each stripe's own.
-                let records = segment.replays ? nil : plan.records(step, holding: 0 ..< shape.height)
+                // A segment that does not record whole maps records nothing here: its replays record each stripe's own.
+                let records = segment.recordsWhole ? plan.records(step, holding: 0 ..< shape.height) : nil
                 if layout.requestedBeforeReLU[step] {
                     // The convolution without its ReLU, shown to the losses (and kept), then the ReLU.
                     run(step, rows: rows, input: current, inputSpan: currentSpan, into: output, outputSpan: outputSpan,
@@ -358,20 +358,22 @@ public final class VGG19 {
         }
     }
 
-    /// The backward pass's replay of stripe `stripe` of a replaying segment: every step from the segment's input on
-    /// the rows its forward pass computed, recording the ReLU masks and pooling choices of those rows, and keeping the
-    /// rows the stripe owns of the outputs the losses read. Adds each step's time to `seconds`.
+    /// The backward pass's replay of stripe `stripe` of a replaying segment: the steps from the segment's input
+    /// through `SegmentGeometry.replayEnd` on the rows its forward pass computed, keeping the rows the stripe owns of
+    /// the outputs the losses read, and recording the ReLU masks and pooling choices of those rows unless the forward
+    /// pass recorded them whole. Adds each step's time to `seconds`.
     private func replay(stripe: Int, segment: SegmentGeometry, index: Int, plan: Plan, seconds: inout [Double]) {
+        guard let replayEnd = segment.replayEnd else { return }
         let layout = plan.layout
         let rows = segment.forwardRows(stripe: stripe)
         var input = index == 0 ? plan.input : plan.boundaries[index - 1]
         var inputSpan = RowSpan.whole(height: input.height, width: input.width)
-        for step in segment.first ... segment.end {
+        for step in segment.first ... replayEnd {
             let start = DispatchTime.now().uptimeNanoseconds
             let i = step - segment.first
             let (output, outputSpan) = plan.stripe(input === plan.a ? plan.b : plan.a, rows: rows[i],
                                                    shape: layout.shapes[step])
-            let records = plan.records(step, holding: rows[i])
+            let records = segment.recordsWhole ? nil : plan.records(step, holding: rows[i])
             let owned = segment.ownedRows(step: step, stripe: stripe)
             // Keeps the owned rows of the output as it is now in `store`.
             func keep(in store: Tensor?) {
@@ -384,10 +386,10 @@ public final class VGG19 {
                     mode: .beforeReLU, plan: plan)
                 keep(in: plan.replayedBeforeReLU[step])
                 addBias(output.storage, span: outputSpan, bias: plan.zeroBias.storage, channels: output.channels,
-                        rows: rows[i], reluMask: records, threads: threads)
+                        rows: rows[i], reluMask: records, rectify: true, threads: threads)
             } else {
                 run(step, rows: rows[i], input: input, inputSpan: inputSpan, into: output, outputSpan: outputSpan,
-                    mode: .record(records), plan: plan)
+                    mode: segment.recordsWhole ? .rectify : .record(records), plan: plan)
             }
             keep(in: plan.replayed[step])
             (input, inputSpan) = (output, outputSpan)
@@ -452,10 +454,10 @@ public final class VGG19 {
         let (first, second) = segment.replays ? (plan.gradientA, plan.gradientB) : (plan.a, plan.b)
         for stripe in 0 ..< segment.count {
             let back = segment.backwardRows(stripe: stripe)
-            // The records of a replaying segment hold the rows its replay computes; the others', whole maps.
+            // Records of whole maps, or of the rows the stripe's replay computes.
             func records(_ step: Int) -> RowRecords? {
-                plan.records(step, holding: segment.replays ? back.computed[step - segment.first]
-                                                            : 0 ..< layout.shapes[step].height)
+                plan.records(step, holding: segment.recordsWhole ? 0 ..< layout.shapes[step].height
+                                                                 : back.computed[step - segment.first])
             }
             if segment.replays {
                 replay(stripe: stripe, segment: segment, index: index, plan: plan, seconds: &seconds)

@@ -23,9 +23,11 @@ final class EngineTests: XCTestCase {
         let point = image(width: width, height: height, seed: 3).pixels
         for layer in VGGLayer.all {
             var results: [(terms: LossTerms, gradient: [Float])] = []
-            // Whole maps; one striped segment through the layer's block; below block 1, also a second striped segment
-            // for the layer's block, from the whole map the first ends with.
-            var stripings: [Striping] = [.wholeMaps, .stripes(rows: 8, blocks: layer.block)]
+            // Whole maps; one striped segment through the layer's block, its masks recorded by each stripe's replay or
+            // whole by the forward pass; below block 1, also a second striped segment for the layer's block, from the
+            // whole map the first ends with.
+            var stripings: [Striping] = [.wholeMaps, .stripes(rows: 8, blocks: layer.block),
+                                         .segments([StripedSegment(rows: 8, throughBlock: layer.block, recordsWhole: true)])]
             if layer.block > 1 {
                 stripings.append(.segments([StripedSegment(rows: 8, throughBlock: layer.block - 1),
                                             StripedSegment(rows: max(2, (height >> (layer.block - 1)) / 4),
