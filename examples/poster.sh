@@ -4,7 +4,7 @@
 #   sh examples/poster.sh photo.jpg [style.ppm [poster.png [seconds [dpi]]]]
 # The photo may be any format ImageMagick reads (a phone's 4032x3024 JPEG makes a 34x25 cm print at 300 dpi).
 # PAMSTYLE names the pamstyle to run; PAMSTYLE_OPTIONS adds options (-memory, for one: a 12-megapixel photo at its
-# own size needs about 2.6 GB).
+# own size needs at least about 1900 MiB, and runs faster with more).
 set -eu
 here=$(dirname "$0")
 photo=${1:?usage: sh examples/poster.sh photo.jpg [style.ppm [poster.png [seconds [dpi]]]]}
