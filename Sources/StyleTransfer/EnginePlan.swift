@@ -389,9 +389,10 @@ struct Layout {
     }
 
     /// One step of one stripe as the engine runs it: the output rows its forward pass computes; in the backward pass,
-    /// the gradient rows it computes at its input and those it reads at its output (see `SegmentGeometry.BackwardRows`);
-    /// and the rows the backward pass computes again: the stripe's replay in a replaying segment; in a single-stripe
-    /// segment, the first layer when a loss reads it (cheaper to recompute from the image than to keep).
+    /// the rows of the gradient buffers at its input (the padded rows of the step before, or at the segment's input
+    /// the rows the gradient reaches) and at its output (see `SegmentGeometry.BackwardRows`); and the rows the
+    /// backward pass computes again: a replayed stripe's; in a single-stripe segment, the first layer when a loss
+    /// reads it (cheaper to recompute from the image than to keep).
     struct Pass {
         let segment: SegmentGeometry
         let stripe: Int
