@@ -217,8 +217,9 @@ struct Layout {
     let gradientFloats: Int
     /// Floats of the im2col or Winograd scratch.
     let scratchCount: Int
-    /// Bytes of the ReLU masks and max-pooling choices: whole maps recorded by the forward pass in single-stripe
-    /// segments; in replaying ones, the rows of the largest stripe's replay. (steps through deepest)
+    /// Bytes of the ReLU masks and max-pooling choices: whole maps, recorded by the forward pass, in segments that
+    /// record whole (`SegmentGeometry.recordsWhole`); in the others, the rows of the largest stripe's replay. (steps
+    /// through deepest)
     let maskBytes: [Int]
     let choiceBytes: [Int]
     /// Whether the poolings record their choices (max pooling).
@@ -434,22 +435,21 @@ struct Layout {
             Layout(height: height, width: width, layers: layers, striping: striping, maxPooling: maxPooling,
                    scratchFloats: scratchFloats)
         }
+        // A segment through `block` whose input map is `inputHeight` rows tall: each stripe height shorter than that,
+        // its masks recorded by the stripes' replays or whole.
+        func segments(through block: Int, inputHeight: Int) -> [StripedSegment] {
+            candidateStripeRows.filter { $0 < inputHeight }.flatMap { rows in
+                [false, true].map { StripedSegment(rows: rows, throughBlock: block, recordsWhole: $0) }
+            }
+        }
         var candidates = [layout(.wholeMaps)]
         let deepestBlock = VGG19Architecture.steps[layers.map(\.step).max()!].block
         for blocks in 1 ... deepestBlock {
-            for rows in candidateStripeRows where rows < height {
-                for recordsWhole in [false, true] {
-                    let first = StripedSegment(rows: rows, throughBlock: blocks, recordsWhole: recordsWhole)
-                    candidates.append(layout(.segments([first])))
-                    let secondHeight = height >> blocks
-                    for deeper in blocks + 1 ..< deepestBlock + 1 {
-                        for secondRows in candidateStripeRows where secondRows < secondHeight {
-                            for secondRecordsWhole in [false, true] {
-                                let second = StripedSegment(rows: secondRows, throughBlock: deeper,
-                                                            recordsWhole: secondRecordsWhole)
-                                candidates.append(layout(.segments([first, second])))
-                            }
-                        }
+            for first in segments(through: blocks, inputHeight: height) {
+                candidates.append(layout(.segments([first])))
+                for deeper in blocks + 1 ..< deepestBlock + 1 {
+                    for second in segments(through: deeper, inputHeight: height >> blocks) {
+                        candidates.append(layout(.segments([first, second])))
                     }
                 }
             }

@@ -351,21 +351,20 @@ public struct ContentLoss {
         targetMap.map { $0.count * MemoryLayout<Float>.stride } ?? halfTarget!.count * MemoryLayout<Float16>.stride
     }
 
-    /// Calls `body(c, from, target)` for each channel c of `rows`, where target(i) is P at element `from + i` of the
-    /// whole map.
+    /// Calls `body(c, target)` for each channel c, where target(i) is P at element i of the rows `rows` of channel c.
     @inline(__always)
-    private func forEachChannel(rows: Range<Int>, _ body: (_ c: Int, _ from: Int, _ target: (Int) -> Float) -> Void) {
+    private func forEachChannel(rows: Range<Int>, _ body: (_ c: Int, _ target: (Int) -> Float) -> Void) {
         if let targetMap {
             let target = UnsafeBufferPointer(targetMap.buffer)
             for c in 0 ..< channels {
                 let from = c &* height &* width &+ rows.lowerBound &* width
-                body(c, from) { target[from &+ $0] }
+                body(c) { target[from &+ $0] }
             }
         } else {
             halfTarget!.withUnsafeBufferPointer { target in
                 for c in 0 ..< channels {
                     let from = c &* height &* width &+ rows.lowerBound &* width
-                    body(c, from) { Float(target[from &+ $0]) * Self.halfScale }
+                    body(c) { Float(target[from &+ $0]) * Self.halfScale }
                 }
             }
         }
@@ -376,7 +375,7 @@ public struct ContentLoss {
         let stripe = rows.count * width
         precondition(features.count == channels * stripe && rows.upperBound <= height)
         var total = 0.0
-        forEachChannel(rows: rows) { c, _, target in
+        forEachChannel(rows: rows) { c, target in
             for i in 0 ..< stripe {
                 let difference = Double(features[c &* stripe &+ i] - target(i))
                 total += difference * difference
@@ -398,7 +397,7 @@ public struct ContentLoss {
         let stripe = rows.count * width
         precondition(features.count == channels * stripe && gradient.count == features.count)
         let scale = Float(2 * Double(weight) / Double(channels * height * width))
-        forEachChannel(rows: rows) { c, _, target in
+        forEachChannel(rows: rows) { c, target in
             for i in 0 ..< stripe {
                 gradient[c &* stripe &+ i] += scale * (features[c &* stripe &+ i] - target(i))
             }

@@ -359,13 +359,13 @@ public final class VGG19 {
     }
 
     /// The backward pass's replay of stripe `stripe` of a replaying segment: the steps from the segment's input
-    /// through `SegmentGeometry.replayEnd` on the rows its forward pass computed, keeping the rows the stripe owns of
-    /// the outputs the losses read, and recording the ReLU masks and pooling choices of those rows unless the forward
-    /// pass recorded them whole. Adds each step's time to `seconds`.
-    private func replay(stripe: Int, segment: SegmentGeometry, index: Int, plan: Plan, seconds: inout [Double]) {
+    /// through `SegmentGeometry.replayEnd` on `rows`, the rows its forward pass computed, keeping the rows the stripe
+    /// owns of the outputs the losses read, and recording the ReLU masks and pooling choices of those rows unless the
+    /// forward pass recorded them whole. Adds each step's time to `seconds`.
+    private func replay(stripe: Int, rows: [Range<Int>], segment: SegmentGeometry, index: Int, plan: Plan,
+                        seconds: inout [Double]) {
         guard let replayEnd = segment.replayEnd else { return }
         let layout = plan.layout
-        let rows = segment.forwardRows(stripe: stripe)
         var input = index == 0 ? plan.input : plan.boundaries[index - 1]
         var inputSpan = RowSpan.whole(height: input.height, width: input.width)
         for step in segment.first ... replayEnd {
@@ -460,7 +460,8 @@ public final class VGG19 {
                                                                  : back.computed[step - segment.first])
             }
             if segment.replays {
-                replay(stripe: stripe, segment: segment, index: index, plan: plan, seconds: &seconds)
+                replay(stripe: stripe, rows: back.computed, segment: segment, index: index, plan: plan,
+                       seconds: &seconds)
             }
             let last = segment.end - segment.first
             var gradient: Tensor, gradientSpan: RowSpan
