@@ -458,15 +458,17 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
 /// The per-channel means subtracted from the 0…255 BGR input of the original VGG weights, in the order B, G, R.
 package let caffeMeanBGR: (Float, Float, Float) = (103.939, 116.779, 123.68)
 
-/// The network's input from an RGB image: BGR planes of 0…255 values minus the mean pixel, the image's values clamped
-/// to 0…1 first (the image as it would be written out).
-/// - rgb: (3, plane), values 0…1 (others are clamped)
-/// - bgr: (3, plane)
-package func caffeInput(fromRGB rgb: UnsafePointer<Float>, plane: Int, into bgr: UnsafeMutablePointer<Float>) {
+/// The network's input from an RGB image on the image rows `span` holds: BGR planes of 0…255 values minus the mean
+/// pixel, the image's values clamped to 0…1 first (the image as it would be written out).
+/// - rgb: (3, span.height, span.width), values 0…1 (others are clamped)
+/// - bgr: (3, span.rows, span.width)
+package func caffeInput(fromRGB rgb: UnsafePointer<Float>, span: RowSpan, into bgr: UnsafeMutablePointer<Float>) {
     let means = [caffeMeanBGR.0, caffeMeanBGR.1, caffeMeanBGR.2]
+    let whole = RowSpan.whole(height: span.height, width: span.width)
     for c in 0 ..< 3 {
-        let s = rgb + (2 &- c) &* plane, d = bgr + c &* plane, mean = means[c]
-        for i in 0 ..< plane { d[i] = min(max(s[i], 0), 1) * 255 - mean }
+        let s = rgb + whole.offset(channel: 2 &- c, row: span.first), d = bgr + span.offset(channel: c, row: span.first)
+        let mean = means[c]
+        for i in 0 ..< span.plane { d[i] = min(max(s[i], 0), 1) * 255 - mean }
     }
 }
 
@@ -537,10 +539,24 @@ package func zeroRows(of tensor: Tensor, span: RowSpan, rows: Range<Int>) {
     }
 }
 
-/// `caffeInput` from an image buffer, (3, height, width) RGB 0…1, into `bgr`, whose shape is the image's.
-package func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, into bgr: Tensor) {
-    precondition(bgr.channels == 3 && rgb.count == bgr.count)
-    caffeInput(fromRGB: rgb.baseAddress!, plane: bgr.planeSize, into: bgr.storage)
+/// Slides `tensor`, which holds the rows `span` of a map, down the map to hold the rows from `first` on, as many as
+/// before: the rows both spans hold keep their values, the rows new to it are zero. Returns the new span.
+package func slideRows(of tensor: Tensor, span: RowSpan, to first: Int) -> RowSpan {
+    precondition(first >= span.first && tensor.count == tensor.channels * span.plane)
+    let shift = min(first - span.first, span.rows), kept = span.rows - shift
+    for c in 0 ..< tensor.channels {
+        let plane = tensor.storage + c &* span.plane
+        memmove(plane, plane + shift &* span.width, kept &* span.width &* MemoryLayout<Float>.stride)
+        (plane + kept &* span.width).update(repeating: 0, count: shift &* span.width)
+    }
+    return RowSpan(first: first, rows: span.rows, height: span.height, width: span.width)
+}
+
+/// `caffeInput` from an image buffer, (3, span.height, span.width) RGB 0…1, into `bgr`, which holds the rows `span`.
+package func caffeInput(fromRGB rgb: UnsafeBufferPointer<Float>, span: RowSpan, into bgr: Tensor) {
+    precondition(span.first >= 0 && span.first + span.rows <= span.height, "rows outside the image")
+    precondition(bgr.channels == 3 && bgr.count == 3 * span.plane && rgb.count == 3 * span.height * span.width)
+    caffeInput(fromRGB: rgb.baseAddress!, span: span, into: bgr.storage)
 }
 
 /// `rgbGradient` from `bgrGradient`, which holds the rows `span` of the image, for the image rows `rows`, written over

@@ -176,6 +176,28 @@ struct SegmentGeometry: Equatable {
         return BackwardRows(computed: computed, padded: padded, input: input)
     }
 
+    /// For each stripe, and after the last: the rows of the segment's input below which the stripes' gradient there
+    /// is complete, and the input map no longer read, once the stripes before it have run their backward passes: the
+    /// least first row a later stripe's gradient reaches (0 before the first stripe, the input's height after the
+    /// last). (count + 1 entries)
+    var settledRows: [Int] {
+        var settled = [Int](repeating: inputHeight, count: count + 1)
+        for stripe in stride(from: count - 1, through: 1, by: -1) {
+            settled[stripe] = min(settled[stripe + 1], backwardRows(stripe: stripe).input.lowerBound)
+        }
+        settled[0] = 0
+        return settled
+    }
+
+    /// The rows of the window in which the stripes' gradients at the segment's input add up until they settle: from
+    /// the rows settled before a stripe through those its gradient reaches and those settled after it.
+    var settlingRows: Int {
+        let settled = settledRows
+        return (0 ..< count).map { stripe in
+            max(backwardRows(stripe: stripe).input.upperBound, settled[stripe + 1]) - settled[stripe]
+        }.max()!
+    }
+
     private func hull(_ a: Range<Int>, _ b: Range<Int>) -> Range<Int> {
         if a.isEmpty { return b }
         if b.isEmpty { return a }
@@ -210,11 +232,14 @@ struct Layout {
     /// on the rows a stripe owns, the largest stripe's; 0 for the others. (steps through deepest)
     let replayedFloats: [Int]
     let replayedBeforeReLUFloats: [Int]
-    /// Floats of each of the two buffers that take turns as the steps' outputs in the forward pass and when
-    /// recomputing; of the buffer for the owned rows of a stripe; of each of the two buffers for the gradient stripes.
+    /// Floats of each of the two buffers that take turns as the steps' outputs in the forward pass, when recomputing
+    /// and as the gradient stripes of the backward pass (a stripe's replay is over before its gradient starts); of the
+    /// buffer for the owned rows of a stripe.
     let forwardFloats: Int
     let ownedFloats: Int
-    let gradientFloats: Int
+    /// The image rows the network's input holds: all of them when the first segment is a single stripe (its first
+    /// layer is recomputed from them in the backward pass), else the most one stripe's first step reads.
+    let inputRows: Int
     /// Floats of the im2col or Winograd scratch.
     let scratchCount: Int
     /// Bytes of the ReLU masks and max-pooling choices: whole maps, recorded by the forward pass, in segments that
@@ -289,13 +314,14 @@ struct Layout {
         self.kept = kept
         self.keptBeforeReLU = keptBeforeReLU
 
-        // Buffer sizes: the largest stripe of any step, forward, recomputing and backward. A segment of one stripe
-        // runs its backward pass in the forward buffers (it recomputes nothing but the first layer, into the buffer
-        // the gradient is not in); a striped one in the gradient buffers, recomputing in the forward buffers.
+        // Buffer sizes: the largest stripe of any step, forward, recomputing and backward. The backward pass runs in
+        // the forward buffers: a segment of one stripe recomputes nothing but the first layer, into the buffer the
+        // gradient is not in; a striped one replays a stripe before its gradient starts, keeping what the losses read
+        // apart.
         func floats(_ step: Int, _ rows: Range<Int>) -> Int {
             step < 0 ? 3 * rows.count * width : shapes[step].channels * rows.count * shapes[step].width
         }
-        var forward = 0, owned = 0, gradient = 0, scratch = 0
+        var forward = 0, owned = 0, scratch = 0
         var replayed = [Int](repeating: 0, count: deepest + 1), replayedBeforeReLU = replayed
         var maskBytes = replayed, choiceBytes = replayed
         Self.forEachPass(segments: segments, requested: read) { pass in
@@ -307,15 +333,17 @@ struct Layout {
             let handedBack = step == segment.end && segment.receivesGradient && !segment.replays
             let handsOn = step == segment.first && segment.first > 0 && !segment.replays
             let stripes = max(handsOn ? 0 : floats(step - 1, pass.gradientIn), handedBack ? 0 : floats(step, pass.gradientOut))
-            if segment.replays { gradient = max(gradient, stripes) } else { forward = max(forward, stripes) }
+            forward = max(forward, stripes)
             if case .convolution(let k) = steps[step].kind {
                 scratch = max(scratch, scratchFloats(k, max(pass.computed.count, pass.gradientIn.count,
                                                             pass.recomputed.count), shapes[step].width))
             }
-            // The rows a stripe owns of a layer the losses read, when it computes more: copied out for the losses in
-            // the forward pass; in a replay's backward pass, the buffer the losses add their gradient into.
+            // The rows a stripe owns of a layer the losses read, when it computes more (or writes the whole map a
+            // segment ends with): copied out for the losses in the forward pass; in a replay's backward pass, the
+            // buffer the losses add their gradient into.
             let ownedRows = segment.ownedRows(step: step, stripe: pass.stripe)
-            if read[step] && (ownedRows != pass.computed || ownedRows != pass.gradientOut) {
+            let written = step == segment.end && segment.receivesGradient ? 0 ..< shapes[step].height : pass.computed
+            if read[step] && (ownedRows != written || ownedRows != pass.gradientOut) {
                 owned = max(owned, floats(step, ownedRows))
             }
             forward = max(forward, floats(step, pass.recomputed))
@@ -338,7 +366,9 @@ struct Layout {
         }
         forwardFloats = forward
         ownedFloats = owned
-        gradientFloats = gradient
+        let head = segments[0]
+        inputRows = head.count == 1 ? height
+            : (0 ..< head.count).map { head.inputRows(step: 0, for: head.forwardRows(stripe: $0)[0]).count }.max()!
         scratchCount = scratch
         replayedFloats = replayed
         replayedBeforeReLUFloats = replayedBeforeReLU
@@ -351,6 +381,23 @@ struct Layout {
     func boundaryFloats(_ segment: Int) -> Int {
         let shape = shapes[segments[segment].end]
         return shape.channels * shape.height * shape.width
+    }
+
+    /// Whether the gradient at the end of each segment but the last is written over the map there: unless a loss reads
+    /// that map, nothing reads it once the segment after has its gradient there (a single stripe's backward pass
+    /// does not read its input; a replaying segment's stripes settle rows no later stripe reads, see
+    /// `SegmentGeometry.settledRows`).
+    var sharesBoundary: [Bool] {
+        segments.dropLast().map { !(requested[$0.end] || requestedBeforeReLU[$0.end]) }
+    }
+
+    /// Floats of the window in which a replaying segment after the first adds its stripes' gradients at its input until
+    /// they settle, the largest such segment's (see `SegmentGeometry.settlingRows`); 0 when there is none.
+    var settlingFloats: Int {
+        segments.indices.dropFirst().filter { segments[$0].replays }.map { index in
+            let shape = shapes[segments[index].first - 1]
+            return shape.channels * segments[index].settlingRows * shape.width
+        }.max() ?? 0
     }
 
     /// Floats of each whole map kept from the forward pass. (steps through deepest)
@@ -369,10 +416,11 @@ struct Layout {
 
     /// Every byte the layout allocates.
     var bytes: Int {
-        let boundaries = (0 ..< segments.count - 1).reduce(0) { $0 + 2 * boundaryFloats($1) }
-        let floats = 3 * height * width + 2 * forwardFloats + ownedFloats + 2 * gradientFloats + scratchCount
+        let shares = sharesBoundary
+        let boundaries = (0 ..< segments.count - 1).reduce(0) { $0 + (shares[$1] ? 1 : 2) * boundaryFloats($1) }
+        let floats = 3 * inputRows * width + 2 * forwardFloats + ownedFloats + scratchCount
             + keptFloats.reduce(0, +) + replayedFloats.reduce(0, +) + replayedBeforeReLUFloats.reduce(0, +)
-            + boundaries + zeroBiasFloats
+            + boundaries + settlingFloats + zeroBiasFloats
         return floats * MemoryLayout<Float>.stride + maskBytes.reduce(0, +) + choiceBytes.reduce(0, +)
     }
 

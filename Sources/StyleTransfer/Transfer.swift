@@ -466,7 +466,7 @@ final class Problem {
             }
         }
         for layer in layers { precondition(collector.isComplete(layer), "\(layer) did not arrive whole") }
-        network.backward(into: gradient) { activation, layerGradient in
+        network.backward(image: image, into: gradient) { activation, layerGradient in
             let features = UnsafeBufferPointer(activation.values.buffer)
             if let weight = contentLayers[activation.layer] {
                 contentLosses[activation.layer]!.addGradient(features: features, rows: activation.rows,

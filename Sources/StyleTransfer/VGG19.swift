@@ -120,6 +120,8 @@ public final class VGG19 {
     private var candidateLayouts: (height: Int, width: Int, layers: Set<VGGLayer>, layouts: [Layout])?
     /// Whether the buffers hold a forward pass that `backward` may use.
     private var forwardIsCurrent = false
+    /// The image of the last forward pass, which `backward` must be given again.
+    private var forwardImage: UnsafePointer<Float>?
 
     /// When set, each evaluation records the time of each step in `layerTimes` (for benchmarks).
     public var recordsLayerTimes = false
@@ -225,6 +227,7 @@ public final class VGG19 {
         convolutions.reduce(0) { $0 + $1.allocatedBytes } + (kernelSlot?.allocatedBytes ?? 0)
     }
 
+
     /// How many times a convolution has transformed its kernel into the shared buffer (see `keptKernelBytes`).
     public var kernelTransforms: Int { kernelSlot?.fills ?? 0 }
 
@@ -251,7 +254,6 @@ public final class VGG19 {
         precondition(image.count == 3 * height * width, "image size does not match height × width")
         prepare(height: height, width: width, layers: layers)
         let plan = plan!
-        caffeInput(fromRGB: image, into: plan.input)
         var times = [LayerTime]()
         if recordsLayerTimes {
             times = (0 ... plan.layout.deepest).map {
@@ -259,23 +261,38 @@ public final class VGG19 {
             }
         }
         for (index, segment) in plan.layout.segments.enumerated() {
-            forward(segment: segment, index: index, plan: plan, times: &times, observe: observe)
+            forward(segment: segment, index: index, image: image, plan: plan, times: &times, observe: observe)
         }
         layerTimes = times
         forwardIsCurrent = true
+        forwardImage = image.baseAddress
+    }
+
+    /// The map a segment's stripe reads: for the first segment, the image rows its first step reads for the output rows
+    /// `rows`, converted into the network's input; else the whole map the segment before ends with.
+    private func segmentInput(_ segment: SegmentGeometry, index: Int, image: UnsafeBufferPointer<Float>,
+                              rows: Range<Int>, plan: Plan) -> (Tensor, RowSpan) {
+        guard index == 0 else {
+            let map = plan.boundaries[index - 1]
+            return (map, .whole(height: map.height, width: map.width))
+        }
+        let imageRows = segment.inputRows(step: 0, for: rows)
+        let span = RowSpan(first: imageRows.lowerBound, rows: imageRows.count, height: plan.layout.height,
+                           width: plan.layout.width)
+        plan.input.reshape(channels: 3, height: span.rows, width: span.width)
+        caffeInput(fromRGB: image, span: span, into: plan.input)
+        return (plan.input, span)
     }
 
     /// The forward pass through one segment, stripe by stripe: every step on the rows the steps after it need, the
     /// requested layers handed to `observe` on the rows the stripe owns, and the last step's owned rows written into
     /// the whole map the next segment reads.
-    private func forward(segment: SegmentGeometry, index: Int, plan: Plan, times: inout [LayerTime],
-                         observe: (FeatureMap) -> Void) {
+    private func forward(segment: SegmentGeometry, index: Int, image: UnsafeBufferPointer<Float>, plan: Plan,
+                         times: inout [LayerTime], observe: (FeatureMap) -> Void) {
         let layout = plan.layout
-        let input = index == 0 ? plan.input : plan.boundaries[index - 1]
-        let inputSpan = RowSpan.whole(height: input.height, width: input.width)
         for stripe in 0 ..< segment.count {
             let need = segment.forwardRows(stripe: stripe)
-            var (current, currentSpan) = (input, inputSpan)
+            var (current, currentSpan) = segmentInput(segment, index: index, image: image, rows: need[0], plan: plan)
             for step in segment.first ... segment.end {
                 let rows = need[step - segment.first]
                 let start = DispatchTime.now().uptimeNanoseconds
@@ -362,12 +379,11 @@ public final class VGG19 {
     /// through `SegmentGeometry.replayEnd` on `rows`, the rows its forward pass computed, keeping the rows the stripe
     /// owns of the outputs the losses read, and recording the ReLU masks and pooling choices of those rows unless the
     /// forward pass recorded them whole. Adds each step's time to `seconds`.
-    private func replay(stripe: Int, rows: [Range<Int>], segment: SegmentGeometry, index: Int, plan: Plan,
-                        seconds: inout [Double]) {
+    private func replay(stripe: Int, rows: [Range<Int>], segment: SegmentGeometry, index: Int,
+                        image: UnsafeBufferPointer<Float>, plan: Plan, seconds: inout [Double]) {
         guard let replayEnd = segment.replayEnd else { return }
         let layout = plan.layout
-        var input = index == 0 ? plan.input : plan.boundaries[index - 1]
-        var inputSpan = RowSpan.whole(height: input.height, width: input.width)
+        var (input, inputSpan) = segmentInput(segment, index: index, image: image, rows: rows[0], plan: plan)
         for step in segment.first ... replayEnd {
             let start = DispatchTime.now().uptimeNanoseconds
             let i = step - segment.first
@@ -399,21 +415,23 @@ public final class VGG19 {
 
     // MARK: - Backward
 
-    /// The gradient of the losses with respect to the image of the last `forward`. `addGradient(activation,
-    /// gradient)` is called for each requested layer, deepest first, whole or stripe by stripe, with the layer's
+    /// The gradient of the losses with respect to `image`, the image of the last `forward` (given again, for the stripes
+    /// that replay from it). `addGradient(activation, gradient)` is called for each requested layer, deepest first, whole or stripe by stripe, with the layer's
     /// output and the gradient of everything deeper with respect to it on the same rows; it adds ∂loss/∂activation
     /// into `gradient` (same shape as `activation.values`). Both are valid only during the call.
     /// - Parameter imageGradient: (3, height, width), RGB; overwritten with ∂loss/∂image
-    public func backward(into imageGradient: UnsafeMutableBufferPointer<Float>,
+    public func backward(image: UnsafeBufferPointer<Float>, into imageGradient: UnsafeMutableBufferPointer<Float>,
                          addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
         precondition(forwardIsCurrent, "backward without a forward pass")
+        precondition(image.baseAddress == forwardImage, "backward on another image than the forward pass's")
         let plan = plan!
         let layout = plan.layout
         precondition(imageGradient.count == 3 * layout.height * layout.width, "gradient size does not match the image")
+        precondition(image.count == imageGradient.count)
         forwardIsCurrent = false
         for index in stride(from: layout.segments.count - 1, through: 0, by: -1) {
-            backward(segment: layout.segments[index], index: index, plan: plan, imageGradient: imageGradient,
-                     addGradient: addGradient)
+            backward(segment: layout.segments[index], index: index, image: image, plan: plan,
+                     imageGradient: imageGradient, addGradient: addGradient)
         }
     }
 
@@ -422,7 +440,7 @@ public final class VGG19 {
     /// input, written into the whole map the segment before it reads (or the image's). Each stripe takes back the
     /// gradient of the losses on the rows it owns (and its rows of a gradient handed back), on the rows the forward
     /// pass computed for it (see `SegmentGeometry.BackwardRows`); the stripes' gradients at the input overlap and add.
-    private func backward(segment: SegmentGeometry, index: Int, plan: Plan,
+    private func backward(segment: SegmentGeometry, index: Int, image: UnsafeBufferPointer<Float>, plan: Plan,
                           imageGradient: UnsafeMutableBufferPointer<Float>,
                           addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
         let layout = plan.layout
@@ -446,12 +464,23 @@ public final class VGG19 {
             let shape = inputShape(segment.first)
             handedOn.reshape(channels: shape.channels, height: shape.height, width: shape.width)
         }
+        // A replaying segment's stripes add their overlapping gradients: into the image's, or, for the map handed on,
+        // into a window of the rows not yet settled, written into that map as they settle (see
+        // `SegmentGeometry.settledRows`): where the map handed on shares its storage with the map the segment reads,
+        // over rows no later stripe reads.
+        let settled = segment.replays && handedOn != nil ? segment.settledRows : []
+        var window = RowSpan(first: 0, rows: 0, height: 0, width: 0)
         if segment.replays {
-            // The stripes add their overlapping gradients.
-            if let handedOn { handedOn.zero() } else { imageGradient.update(repeating: 0) }
+            if let handedOn {
+                window = RowSpan(first: 0, rows: segment.settlingRows, height: handedOn.height, width: handedOn.width)
+                plan.settling.reshape(channels: handedOn.channels, height: window.rows, width: window.width)
+                plan.settling.zero()
+            } else {
+                imageGradient.update(repeating: 0)
+            }
         }
-        // The buffers the gradient stripes take turns in (see `Layout`).
-        let (first, second) = segment.replays ? (plan.gradientA, plan.gradientB) : (plan.a, plan.b)
+        // The buffers the gradient stripes take turns in: the forward pass's (see `Layout`).
+        let (first, second) = (plan.a, plan.b)
         for stripe in 0 ..< segment.count {
             let back = segment.backwardRows(stripe: stripe)
             // Records of whole maps, or of the rows the stripe's replay computes.
@@ -460,7 +489,7 @@ public final class VGG19 {
                                                                  : back.computed[step - segment.first])
             }
             if segment.replays {
-                replay(stripe: stripe, rows: back.computed, segment: segment, index: index, plan: plan,
+                replay(stripe: stripe, rows: back.computed, segment: segment, index: index, image: image, plan: plan,
                        seconds: &seconds)
             }
             let last = segment.end - segment.first
@@ -559,8 +588,12 @@ public final class VGG19 {
                 rgbGradient(fromCaffe: gradient, span: gradientSpan, rows: back.input, into: imageGradient,
                             adding: segment.replays)
             } else if let handedOn, segment.replays {
-                copyRows(of: gradient, span: gradientSpan, rows: back.input, into: handedOn,
-                         span: .whole(height: handedOn.height, width: handedOn.width), adding: true)
+                copyRows(of: gradient, span: gradientSpan, rows: back.input, into: plan.settling, span: window,
+                         adding: true)
+                let settling = window.first ..< settled[stripe + 1]
+                copyRows(of: plan.settling, span: window, rows: settling, into: handedOn,
+                         span: .whole(height: handedOn.height, width: handedOn.width))
+                window = slideRows(of: plan.settling, span: window, to: settling.upperBound)
             }
         }
         if recordsLayerTimes {
@@ -581,6 +614,7 @@ public final class VGG19 {
         }
         precondition(step == 0, "only the first layer is recomputed in a single-stripe segment")
         let (output, outputSpan) = plan.stripe(spare, rows: rows, shape: plan.layout.shapes[step])
+        precondition(plan.input.height == plan.layout.height, "the first segment holds the whole input")
         run(step, rows: rows, input: plan.input, inputSpan: .whole(height: plan.input.height, width: plan.input.width),
             into: output, outputSpan: outputSpan, mode: beforeReLU ? .beforeReLU : .rectify, plan: plan)
         return output
@@ -604,22 +638,22 @@ public final class VGG19 {
     private final class Plan {
         let layout: Layout
         let layers: Set<VGGLayer>
-        /// (3, height, width): the image as the network sees it (BGR, 0…255, minus the mean).
+        /// (3, rows, width): the image rows the first step reads, as the network sees them (BGR, 0…255, minus the mean):
+        /// all of them when the first segment is a single stripe, else those of one stripe.
         let input: Tensor
-        /// Two buffers taking turns as the steps' outputs in the forward pass and when recomputing: (channels, rows,
-        /// width) of the step and the rows it computes.
+        /// Two buffers taking turns as the steps' outputs in the forward pass and when recomputing, (channels, rows,
+        /// width) of the step and the rows it computes; and as the gradient stripes of the backward pass, (channels,
+        /// rows, width) of the map and the rows the gradient is computed on.
         let a: Tensor
         let b: Tensor
         /// (channels, rows, width): the rows a stripe owns of a requested layer, when the stripe computed more.
         let owned: Tensor
-        /// Two buffers taking turns for the gradient stripes of the backward pass: (channels, rows, width) of the map
-        /// and the rows the gradient is computed on.
-        let gradientA: Tensor
-        let gradientB: Tensor
-        /// The whole output of the last step of each segment but the last, and the gradient there: (channels, height,
-        /// width) of that step.
+        /// The whole output of the last step of each segment but the last, and the gradient there, over the output
+        /// where the two share storage (`Layout.sharesBoundary`): (channels, height, width) of that step.
         let boundaries: [Tensor]
         let boundaryGradients: [Tensor]
+        /// The window of a replaying segment's gradient at its input, (channels, rows, width), while it settles.
+        let settling: Tensor
         /// The requested outputs kept whole from the forward pass, after the ReLU and before it: (channels, height,
         /// width) of the step. (steps through deepest; nil where not kept)
         let kept: [Tensor?]
@@ -642,15 +676,16 @@ public final class VGG19 {
         init(_ layout: Layout, layers: Set<VGGLayer>) {
             self.layout = layout
             self.layers = layers
-            input = Tensor(channels: 3, height: layout.height, width: layout.width)
+            input = Tensor(channels: 3, height: layout.inputRows, width: layout.width)
             a = Tensor(channels: 0, height: 0, width: 0, capacity: layout.forwardFloats)
             b = Tensor(channels: 0, height: 0, width: 0, capacity: layout.forwardFloats)
             owned = Tensor(channels: 0, height: 0, width: 0, capacity: layout.ownedFloats)
-            gradientA = Tensor(channels: 0, height: 0, width: 0, capacity: layout.gradientFloats)
-            gradientB = Tensor(channels: 0, height: 0, width: 0, capacity: layout.gradientFloats)
             let boundaryShapes = layout.segments.dropLast().map { layout.shapes[$0.end] }
             boundaries = boundaryShapes.map { Tensor(channels: $0.channels, height: $0.height, width: $0.width) }
-            boundaryGradients = boundaryShapes.map { Tensor(channels: $0.channels, height: $0.height, width: $0.width) }
+            boundaryGradients = zip(boundaries, layout.sharesBoundary).map { map, shared in
+                shared ? map : Tensor(channels: map.channels, height: map.height, width: map.width)
+            }
+            settling = Tensor(channels: 0, height: 0, width: 0, capacity: layout.settlingFloats)
             kept = layout.shapes.indices.map { step in
                 let shape = layout.shapes[step]
                 return layout.kept[step] ? Tensor(channels: shape.channels, height: shape.height, width: shape.width) : nil
@@ -713,9 +748,13 @@ extension VGG19 {
         prepare(height: height, width: width, layers: Set(layers.map(VGG19.named)))
     }
 
-    /// `backward` into an array, which must hold 3 × height × width values.
-    public func backward(into imageGradient: inout [Float], addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
-        imageGradient.withUnsafeMutableBufferPointer { backward(into: $0, addGradient: addGradient) }
+    /// `backward` for an image held in an array (the array `forward` was given), into an array, which must hold
+    /// 3 × height × width values.
+    public func backward(image: [Float], into imageGradient: inout [Float],
+                         addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
+        image.withUnsafeBufferPointer { image in
+            imageGradient.withUnsafeMutableBufferPointer { backward(image: image, into: $0, addGradient: addGradient) }
+        }
     }
 
     /// `activations` of layers given by name, keyed by name.

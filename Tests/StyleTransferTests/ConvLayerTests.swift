@@ -39,7 +39,7 @@ final class ConvLayerTests: XCTestCase {
         net.forward(image: image, height: h, width: w, layers: layers) { _ in }
         var maps: [String: [Float]] = [:]
         var gradient = [Float](repeating: 0, count: image.count)
-        net.backward(into: &gradient) { map, _ in place(map, into: &maps, h, w) }
+        net.backward(image: image, into: &gradient) { map, _ in place(map, into: &maps, h, w) }
         return maps
     }
 
@@ -127,7 +127,7 @@ final class ConvLayerTests: XCTestCase {
     func probeGradient(_ net: VGG19, _ image: [Float], _ h: Int, _ w: Int, _ probes: [String: [Float]]) -> [Float] {
         net.forward(image: image, height: h, width: w, layers: Set(probes.keys)) { _ in }
         var gradient = [Float](repeating: .nan, count: image.count)
-        net.backward(into: &gradient) { activation, g in
+        net.backward(image: image, into: &gradient) { activation, g in
             let r = probes[activation.layer.name]!, v = activation.values
             XCTAssertEqual(v.count, g.count)
             for k in 0 ..< g.count { g.buffer[k] += r[wholeIndex(k, in: activation)] * v.buffer[k] }

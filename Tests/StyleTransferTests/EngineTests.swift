@@ -69,6 +69,51 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// The gradient at the map between two segments is written over that map, unless a loss reads it: with relu3_1's
+    /// losses alone, and with pool2's too, a second segment in stripes (its gradient settling row by row) or whole
+    /// matches whole maps to 1e-5.
+    func testSegmentsHandTheirGradientBackOverTheMapBetweenThem() throws {
+        let (width, height) = (Stylizer.minimumSide, 72)
+        let content = image(width: width, height: height, seed: 4)
+        let style = image(width: 31, height: 27, seed: 5)
+        let point = image(width: width, height: height, seed: 6).pixels
+        let relu3_1 = VGGLayer("relu3_1")!, pool2 = VGGLayer("pool2")!
+        for layers in [[relu3_1], [relu3_1, pool2]] {
+            var results: [(terms: LossTerms, gradient: [Float])] = []
+            let stripings: [Striping] = [
+                .wholeMaps,
+                .segments([StripedSegment(rows: 8, throughBlock: 2), StripedSegment(rows: 4, throughBlock: 3)]),
+                .segments([StripedSegment(rows: 8, throughBlock: 2), StripedSegment(rows: height, throughBlock: 3)]),
+            ]
+            for striping in stripings {
+                let layout = Layout(height: height, width: width, layers: Set(layers), striping: striping,
+                                    maxPooling: true, scratchFloats: { _, _, _ in 0 })
+                XCTAssertEqual(layout.sharesBoundary, striping == .wholeMaps ? [] : [layers.count == 1], "\(layers)")
+                var options = Options()
+                options.contentLayers = layers.map { Options.WeightedLayer($0) }
+                options.styleLayers = layers.map { Options.WeightedLayer($0) }
+                options.styleWeight = 1e3
+                let stylizer = try Stylizer(weights: randomVGGWeights, options: options, styles: [style],
+                                            convolution: .im2col)
+                stylizer.network.striping = striping
+                let problem = try stylizer.problem(content: content, size: Stylizer.Size(width: width, height: height))
+                var gradient = [Float](repeating: 0, count: point.count)
+                _ = try point.withUnsafeBufferPointer { x in
+                    try gradient.withUnsafeMutableBufferPointer { try problem.evaluate(x, gradient: $0) }
+                }
+                XCTAssertEqual(stylizer.network.stripeCounts.count, striping == .wholeMaps ? 1 : 2)
+                results.append((problem.lastTerms, gradient))
+            }
+            let whole = results[0]
+            for (k, striped) in results.enumerated().dropFirst() {
+                let label = "\(layers) \(stripings[k])"
+                XCTAssertEqual(striped.terms.content, whole.terms.content, accuracy: 1e-5 * whole.terms.content, label)
+                XCTAssertEqual(striped.terms.style, whole.terms.style, accuracy: 1e-5 * whole.terms.style, label)
+                assertClose(striped.gradient, whole.gradient.map(Double.init), relative: 1e-5, "\(label) gradient")
+            }
+        }
+    }
+
     /// The stripes of a segment partition every map: the rows each step owns, the input rows whose gradient each
     /// stripe writes; each step computes at least the rows the next one reads and the rows it owns where a loss reads
     /// it; each backward step has the gradient rows it reads.
@@ -132,6 +177,21 @@ final class EngineTests: XCTestCase {
                 // Every row the first step reads gets its gradient (a pooling's dropped odd row is zero beforehand).
                 let read = geometry.inputRows(step: first, for: 0 ..< heights[first])
                 XCTAssertTrue(read.allSatisfy { reached[$0] >= 1 }, "\(label): every input row gets its gradient")
+                // Rows settle in order, from the top to the bottom of the input, each once no later stripe's gradient
+                // reaches it, within a window that holds every row a stripe adds to before it settles.
+                let settled = geometry.settledRows, window = geometry.settlingRows
+                XCTAssertEqual(settled.first, 0, label)
+                XCTAssertEqual(settled.last, inputHeight, label)
+                XCTAssertEqual(settled, settled.sorted(), label)
+                for stripe in 0 ..< geometry.count {
+                    let input = geometry.backwardRows(stripe: stripe).input
+                    XCTAssertTrue(holds(settled[stripe] ..< settled[stripe] + window, input), "\(label) stripe \(stripe)")
+                    XCTAssertLessThanOrEqual(settled[stripe + 1], settled[stripe] + window, "\(label) stripe \(stripe)")
+                    for later in stripe + 1 ..< geometry.count {
+                        XCTAssertGreaterThanOrEqual(geometry.backwardRows(stripe: later).input.lowerBound,
+                                                    settled[stripe + 1], "\(label) stripe \(later) reads a settled row")
+                    }
+                }
             }
         }
     }

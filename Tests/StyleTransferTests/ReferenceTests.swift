@@ -119,7 +119,7 @@ final class ReferenceTests: XCTestCase {
         assertClose(loss, expected.loss, scale: 0, tolerance: 1e-4, "loss")
 
         var gradient = [Float](repeating: 0, count: image.count)
-        net.backward(into: &gradient) { activation, layerGradient in
+        net.backward(image: image, into: &gradient) { activation, layerGradient in
             let l = Double(layers.firstIndex(of: activation.layer.name)!)
             for c in 0 ..< activation.channels {
                 for y in 0 ..< activation.values.height {

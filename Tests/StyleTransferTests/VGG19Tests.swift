@@ -113,7 +113,7 @@ final class VGG19Tests: XCTestCase {
     func probeGradient(_ net: VGG19, _ image: [Float], _ h: Int, _ w: Int, _ probes: [String: [Float]]) -> [Float] {
         net.forward(image: image, height: h, width: w, layers: Set(probes.keys)) { _ in }
         var gradient = [Float](repeating: .nan, count: image.count)
-        net.backward(into: &gradient) { activation, g in
+        net.backward(image: image, into: &gradient) { activation, g in
             let r = probes[activation.layer.name]!
             XCTAssertEqual(activation.values.count, g.count)
             for k in 0 ..< g.count { g.buffer[k] += r[wholeIndex(k, in: activation)] }
@@ -252,7 +252,7 @@ final class VGG19Tests: XCTestCase {
             }
             var seen = Set<String>()
             var gradient = [Float](repeating: 0, count: image.count)
-            net.backward(into: &gradient) { activation, _ in
+            net.backward(image: image, into: &gradient) { activation, _ in
                 seen.insert(activation.layer.name)
                 let v = activation.values.values
                 let expected = (0 ..< v.count).map { Double(forward[activation.layer.name]![wholeIndex($0, in: activation)]) }

@@ -320,7 +320,7 @@ func run(_ options: BenchOptions) throws {
                 let middle = now()
                 // A stand-in loss: ∂L/∂activation = 10⁻³ · activation, a pass over each map as a real loss makes; or
                 // the style loss's gradient.
-                net.backward(into: &gradient) { activation, g in
+                net.backward(image: image, into: &gradient) { activation, g in
                     if let loss = subject.styleLosses[activation.layer.name] {
                         let plane = activation.values.planeSize
                         loss.addGradient(features: UnsafeBufferPointer(activation.values.buffer), pixels: plane,
