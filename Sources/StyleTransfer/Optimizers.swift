@@ -53,16 +53,16 @@ public protocol Optimizer: AnyObject {
 /// the two-loop recursion, a history of `historySize` pairs (s = Δx, y = Δgradient), and a
 /// backtracking Armijo line search chosen for objectives that cost about a second per evaluation.
 ///
-/// Memory: the m = `historySize` pairs, in float32 or float16 (`historyPrecision`), plus three
-/// float32 work vectors: the gradient, the trial gradient and the x at the start of the line search.
-/// That is parameterCount · (2 m b + 12) bytes, b = 4 (single) or 2 (half), as
-/// `allocatedBytes(parameterCount:historySize:historyPrecision:)` gives: at 1024² RGB with m = 5,
-/// 13 × 12 MB in single precision and 8 × 12 MB in half. The search direction d has no vector of its
-/// own: it is built in x's storage once x is saved, and the trial point x = previous + t d replaces
-/// it element by element; after a rejected trial the two-loop recursion rebuilds d (4 m passes over
-/// the history, no evaluation). Fewer would cost evaluations or pairs: the old gradient is the cached
-/// evaluation if the search fails or the objective throws, and it forms y; the previous x restores x
-/// exactly; the trial gradient receives the objective's output while both are kept.
+/// Memory: the m = `historySize` pairs, in float32 or float16 (`historyPrecision`), plus two float32
+/// work vectors: the gradient and the trial gradient. That is parameterCount · (2 m b + 8) bytes,
+/// b = 4 (single) or 2 (half), as `allocatedBytes(parameterCount:historySize:historyPrecision:)`
+/// gives: at 1024² RGB with m = 5, 12 × 12 MB in single precision and 7 × 12 MB in half. The search
+/// direction d is built in the trial gradient's slot, then stored, rounded as the history is, where
+/// the step's own pair goes (s, the step x takes along it, replaces it once accepted): the search steps x along that
+/// stored d, in place, and a rejected trial steps it back and out again. When the history is full
+/// that slot is the oldest pair's, which the step drops whether or not its own pair is kept. x at the
+/// start of the search has no copy: a search that fails, or an objective that throws, steps x back to
+/// it, to float32 rounding (a few units in the last place), and the next step evaluates it afresh.
 ///
 /// Half precision: each stored s and y is float16 times a float64 power of two, chosen per vector so
 /// that its largest magnitude lands in [2¹⁴, 2¹⁵) (float16's largest finite value is 65504): no
@@ -70,7 +70,8 @@ public protocol Optimizer: AnyObject {
 /// ones keep fewer bits (float16 subnormals) and those below 2⁻⁴⁰ of it are stored as zero. ρ = 1 / sᵀy
 /// and γ come from the stored (rounded) vectors, so the recursion applies exact BFGS updates of the
 /// pairs it holds and H stays positive definite; a pair whose stored sᵀy ≤ 0 is not kept. In single
-/// precision the pairs are stored as computed (scale 1).
+/// precision d, s and y are stored as computed (scale 1). s is the step x took, recovered from x and
+/// the stored d as x − (x − t d) in float32.
 ///
 /// Step length: after the first accepted pair the inverse Hessian starts as γ I with γ = sᵀy / yᵀy
 /// of the newest pair, which makes the unit step the natural guess; it is tried first and accepted
@@ -84,11 +85,11 @@ public protocol Optimizer: AnyObject {
 /// [0.1 t, 0.5 t]. No strong-Wolfe search: it would cost extra evaluations per iteration; instead a
 /// pair with sᵀy ≤ 0 (non-positive curvature) is not stored, so H stays positive definite.
 ///
-/// If the search fails (16 trials, or the step becomes too small to change x), x is restored, the
-/// history is cleared and the step returns `moved == false`; the next step restarts from −g. A
-/// second unmoved step in a row means no further progress in float32. If the objective throws
-/// during the search, x is restored to the last accepted point before the error propagates, and
-/// the optimizer stays valid.
+/// If the search fails (16 trials, or the step becomes too small to change x), x is stepped back,
+/// the history is cleared and the step returns `moved == false`; the next step evaluates x and
+/// restarts from −g. A second unmoved step in a row means no further progress in float32. If the
+/// objective throws during the search, x is stepped back to the last accepted point before the error
+/// propagates, and the optimizer stays valid.
 public final class LBFGS: Optimizer {
     /// How the (s, y) pairs are stored.
     public enum HistoryPrecision: Sendable, CaseIterable {
@@ -120,10 +121,10 @@ public final class LBFGS: Optimizer {
     public static let maxTrials = 16
 
     /// The float32 work vectors an optimizer keeps besides its history.
-    static let workVectorCount = 3
+    static let workVectorCount = 2
 
     /// The bytes of vector storage an optimizer made with these arguments allocates:
-    /// parameterCount · (2 · historySize · b + 12) with b = 4 for `.single` and 2 for `.half`.
+    /// parameterCount · (2 · historySize · b + 8) with b = 4 for `.single` and 2 for `.half`.
     /// Per-pair scalars and the object itself (under a kilobyte) are not counted.
     public static func allocatedBytes(parameterCount: Int, historySize: Int = 5,
                                       historyPrecision: HistoryPrecision = .single) -> Int {
@@ -134,12 +135,11 @@ public final class LBFGS: Optimizer {
     /// `allocatedBytes(parameterCount:historySize:historyPrecision:)` of its arguments.
     public var allocatedBytes: Int { work.bytes + history.bytes }
 
-    private let work: VectorPool<Float>  // (3, parameterCount): slots indexed below
+    private let work: VectorPool<Float>  // (2, parameterCount): slots indexed below
     private let history: ScaledVectors  // (2 · historySize, parameterCount): sᵢ in vector i, yᵢ in historySize + i
     private var rho: [Double]  // (historySize): 1 / sᵢᵀyᵢ of the stored pair i
     private var gradientSlot = 0  // ∇f at x
-    private var trialSlot = 1  // ∇f at the trial point
-    private let previousSlot = 2  // x at the start of the line search
+    private var trialSlot = 1  // ∇f at the trial point; the direction while it is built
     private var newest = 0  // history index of the newest pair
     private var historyCount = 0
     private var gamma = 1.0  // initial inverse Hessian scale sᵀy / yᵀy
@@ -177,19 +177,24 @@ public final class LBFGS: Optimizer {
         }
         guard value.isFinite else { return StepInfo(value: value, evaluations: evaluations, moved: false) }
 
-        // From here until the step ends, x is saved in `previous` and x's storage holds d, then the trials.
-        let gradient = work[gradientSlot], previous = work[previousSlot], trial = work[trialSlot]
-        copy(UnsafeBufferPointer(x), to: previous)
+        let gradient = work[gradientSlot], trial = work[trialSlot]
         var quasiNewton = historyCount > 0
-        var slope = writeDirection(quasiNewton: quasiNewton, into: x)  // gᵀd
+        var slope = writeDirection(quasiNewton: quasiNewton, into: trial)  // gᵀd
         if quasiNewton && !(slope < 0 && slope.isFinite) {
             // Rounding spoiled H, or d overflowed: restart along the steepest descent.
             quasiNewton = false
             historyCount = 0
-            slope = writeDirection(quasiNewton: false, into: x)
+            slope = writeDirection(quasiNewton: false, into: trial)
         }
-        guard slope < 0 else {
-            copy(UnsafeBufferPointer(previous), to: x)
+        guard slope < 0 else { return StepInfo(value: value, evaluations: evaluations, moved: false) }
+        // d, stored where this step's pair goes (over the oldest pair when the history is full, dropping it), is the
+        // direction the search takes, as rounded; the trial gradient's slot is free again.
+        let entry = historyCount == 0 ? 0 : (newest + 1) % historySize
+        historyCount = min(historyCount, historySize - 1)
+        history.store(trial, scale: history.scale(for: trial), at: entry)
+        slope = history.dot(entry, gradient)
+        guard slope < 0 && slope.isFinite else {
+            historyCount = 0
             return StepInfo(value: value, evaluations: evaluations, moved: false)
         }
         var length = 1.0
@@ -203,15 +208,18 @@ public final class LBFGS: Optimizer {
             }
         }
 
+        // x stands `taken` along d from where the search started.
+        var taken = 0.0
         var trialValue = 0.0
         var accepted = false
-        for trialIndex in 0..<Self.maxTrials {
-            if trialIndex > 0 { _ = writeDirection(quasiNewton: quasiNewton, into: x) }  // x held the rejected trial
-            guard stepFrom(previous, along: x, by: length, into: x) else { break }
+        for _ in 0..<Self.maxTrials {
+            let moves = history.move(x, along: entry, from: taken, to: length)
+            taken = length
+            guard moves else { break }
             do {
                 trialValue = try objective(UnsafeBufferPointer(x), trial)
             } catch {
-                copy(UnsafeBufferPointer(previous), to: x)
+                stepBack(x, along: entry, from: taken)
                 throw error
             }
             evaluations += 1
@@ -222,12 +230,19 @@ public final class LBFGS: Optimizer {
             length = backtrackedLength(length, slope: slope, trialValue: trialValue)
         }
         guard accepted else {
-            copy(UnsafeBufferPointer(previous), to: x)
+            stepBack(x, along: entry, from: taken)
             historyCount = 0
             return StepInfo(value: value, evaluations: evaluations, moved: false)
         }
-        acceptStep(x: UnsafeBufferPointer(x), previous: UnsafeBufferPointer(previous), trialValue: trialValue)
+        acceptStep(x: x, length: length, direction: entry, trialValue: trialValue)
         return StepInfo(value: value, evaluations: evaluations, moved: true)
+    }
+
+    /// Steps x back from `taken` along stored vector `direction` to where the search started, to rounding, and
+    /// forgets the evaluation there, which the next step makes again.
+    private func stepBack(_ x: UnsafeMutableBufferPointer<Float>, along direction: Int, from taken: Double) {
+        _ = history.move(x, along: direction, from: taken, to: 0)
+        hasValue = false
     }
 
     /// Writes the search direction into `direction` (count parameterCount) and returns gᵀd: d = −H g
@@ -256,20 +271,19 @@ public final class LBFGS: Optimizer {
         return min(max(minimizer, 0.1 * length), 0.5 * length)
     }
 
-    /// Adopts the accepted trial: the trial gradient becomes the gradient, and s = x − previous and
-    /// y = g_new − g_old become a history pair when, as stored, sᵀy > 0 and yᵀy > 0 (both finite).
-    /// In half precision the pair is rounded twice, once to decide and once to store, so a rejected
-    /// pair never overwrites the oldest one.
-    private func acceptStep(x: UnsafeBufferPointer<Float>, previous: UnsafeBufferPointer<Float>, trialValue: Double) {
-        let s = VectorDifference(x, previous)
+    /// Adopts the accepted trial at x: the trial gradient becomes the gradient, and s, the step x took
+    /// along `length` times the stored direction (vector `direction`, where the pair goes, which s
+    /// replaces), and y = g_new − g_old become a history pair when, as stored, sᵀy > 0 and yᵀy > 0
+    /// (both finite). In half precision y is rounded twice, once to decide and once to store.
+    private func acceptStep(x: UnsafeMutableBufferPointer<Float>, length: Double, direction entry: Int,
+                            trialValue: Double) {
+        history.replaceWithStep(entry, of: x, length: length)
         let y = VectorDifference(UnsafeBufferPointer(work[trialSlot]), UnsafeBufferPointer(work[gradientSlot]))
-        let sScale = history.scale(for: s), yScale = history.scale(for: y)
-        let (sy, yy) = history.storedProducts(s, scale: sScale, y, scale: yScale)
+        let yScale = history.scale(for: y)
+        let (sy, yy) = history.storedProducts(entry, y, scale: yScale)
         value = trialValue
         defer { swap(&gradientSlot, &trialSlot) }
         guard sy > 0 && yy > 0 && sy.isFinite && yy.isFinite else { return }
-        let entry = historyCount == 0 ? 0 : (newest + 1) % historySize
-        history.store(s, scale: sScale, at: entry)
         history.store(y, scale: yScale, at: historySize + entry)
         rho[entry] = 1 / sy
         gamma = sy / yy
@@ -389,9 +403,29 @@ func twoLoopDirection(gradient: UnsafeMutableBufferPointer<Float>, history: Scal
     }
 }
 
-/// The float32 vector a − b, computed element by element where it is read: L-BFGS's s = x − previous
-/// and y = g_new − g_old, which need no storage of their own until they are stored in the history.
-struct VectorDifference {
+/// A float32 vector read element by element: a buffer, or a difference of two computed where it is read.
+protocol FloatVector {
+    var count: Int { get }
+    subscript(i: Int) -> Float { get }
+}
+
+extension UnsafeMutableBufferPointer: FloatVector where Element == Float {}
+
+/// The step x took along a stored direction v, xᵢ − (xᵢ − length · vᵢ), computed where it is read; storing it over v
+/// reads each element before writing it.
+struct TakenStep<Element: StorageScalar>: FloatVector {
+    let x: UnsafeMutableBufferPointer<Float>  // (count)
+    let direction: UnsafeMutableBufferPointer<Element>  // (count)
+    let length: Float
+
+    var count: Int { x.count }
+
+    @inline(__always) subscript(i: Int) -> Float { x[i] - (x[i] - length * direction[i].widened) }
+}
+
+/// The float32 vector a − b, computed element by element where it is read: L-BFGS's y = g_new − g_old,
+/// which needs no storage of its own until it is stored in the history.
+struct VectorDifference: FloatVector {
     let minuend: UnsafeBufferPointer<Float>  // (count)
     let subtrahend: UnsafeBufferPointer<Float>  // (count)
 
@@ -407,8 +441,8 @@ struct VectorDifference {
 }
 
 /// `count` vectors of `length` elements stored in float32 or float16, each with a float64 scale:
-/// element i of vector v stands for scale[v] · stored[v][i]. In single precision the scale is 1 and
-/// values are stored as given. In half precision the scale is the power of two that maps the
+/// element i of vector v stands for scale[v] · stored[v][i]. A vector is stored with scale 1 in
+/// single precision, values as given; in half precision with the power of two that maps the
 /// vector's largest magnitude into [2¹⁴, 2¹⁵), so nothing overflows float16 (largest finite 65504),
 /// every stored value is finite, and rounding is the only error (see `LBFGS` for its bounds).
 final class ScaledVectors {
@@ -445,7 +479,7 @@ final class ScaledVectors {
     /// The scale `v` would be stored with: 1 in single precision; in half precision 2^(e − 14) where
     /// 2^e ≤ max |vᵢ| < 2^(e+1), 1 when v is zero, and NaN when an element is not finite (which makes
     /// `storedProducts` NaN, so such a vector is never stored).
-    func scale(for v: VectorDifference) -> Double {
+    func scale(for v: some FloatVector) -> Double {
         precondition(v.count == length)
         guard precision == .half else { return 1 }
         var largest: Float = 0
@@ -474,9 +508,50 @@ final class ScaledVectors {
         return (sums.x * sScale * yScale, sums.y * yScale * yScale)
     }
 
+    /// (sᵀy, yᵀy) of stored vector `index` s and of y rounded exactly as `store` with `yScale` would
+    /// store it, in float64 in a fixed order; NaN when the scale is not finite.
+    func storedProducts(_ index: Int, _ y: VectorDifference, scale yScale: Double) -> (sy: Double, yy: Double) {
+        precondition(y.count == length)
+        guard yScale.isFinite else { return (.nan, .nan) }
+        let sums: SIMD2<Double>
+        switch storage {
+        case .single(let pool): sums = storedRoundedProducts(pool[index], y, 1 / yScale)
+        case .half(let pool): sums = storedRoundedProducts(pool[index], y, 1 / yScale)
+        }
+        return (sums.x * scales[index] * yScale, sums.y * yScale * yScale)
+    }
+
+    /// Replaces stored vector `index` v by the step x took along `length` times it: sᵢ = xᵢ − (xᵢ − length · vᵢ)
+    /// in float32 (`move`'s arithmetic), x's actual move from the point it started at, stored as `store` stores.
+    func replaceWithStep(_ index: Int, of x: UnsafeMutableBufferPointer<Float>, length: Double) {
+        precondition(x.count == self.length)
+        let out = Float(length * scales[index])
+        switch storage {
+        case .single(let pool):
+            let step = TakenStep(x: x, direction: pool[index], length: out)
+            store(step, scale: scale(for: step), at: index)
+        case .half(let pool):
+            let step = TakenStep(x: x, direction: pool[index], length: out)
+            store(step, scale: scale(for: step), at: index)
+        }
+    }
+
+    /// Moves x from `taken` to `length` times stored vector `index` v from the point it started at: each
+    /// element steps back by `taken` · vᵢ and out by `length` · vᵢ (the factors and the scale meet in
+    /// float64, each a float32). False when the step out changes no element: `length` is too short to
+    /// move x in float32 (x is moved all the same).
+    func move(_ x: UnsafeMutableBufferPointer<Float>, along index: Int, from taken: Double, to length: Double) -> Bool {
+        precondition(x.count == self.length)
+        let back = Float(taken * scales[index]), out = Float(length * scales[index])
+        switch storage {
+        case .single(let pool): return moveAlong(pool[index], back: back, out: out, x)
+        case .half(let pool): return moveAlong(pool[index], back: back, out: out, x)
+        }
+    }
+
     /// Stores v as vector `index` with `scale` (from `scale(for:)`, finite), each element rounded to
     /// nearest.
-    func store(_ v: VectorDifference, scale: Double, at index: Int) {
+    func store(_ v: some FloatVector, scale: Double, at index: Int) {
         precondition(v.count == length && scale.isFinite && scale > 0)
         switch storage {
         case .single(let pool): storeRounded(v, 1 / scale, into: pool[index])
@@ -628,9 +703,34 @@ private func roundedProducts<Element: StorageScalar>(_ s: VectorDifference, _ sI
     }
 }
 
+/// (Σ sᵢ ỹᵢ, Σ ỹᵢ²) of a stored s and ỹᵢ = round(yᵢ · yInverse) in `Element`, rounded as
+/// `storeRounded` rounds; sums in float64.
+private func storedRoundedProducts<Element: StorageScalar>(_ s: UnsafeMutableBufferPointer<Element>, _ y: VectorDifference,
+                                                           _ yInverse: Double) -> SIMD2<Double> {
+    precondition(s.count == y.count)
+    return fixedOrderSum(count: s.count) { i in
+        let ry = Double(Element(rounding: Float(Double(y[i]) * yInverse)).widened)
+        return SIMD2(Double(s[i].widened) * ry, ry * ry)
+    }
+}
+
+/// xᵢ = (xᵢ − back · vᵢ) + out · vᵢ; whether any element differs from xᵢ − back · vᵢ.
+private func moveAlong<Element: StorageScalar>(_ v: UnsafeMutableBufferPointer<Element>, back: Float, out: Float,
+                                               _ x: UnsafeMutableBufferPointer<Float>) -> Bool {
+    precondition(v.count == x.count)
+    var changed: UInt8 = 0
+    for i in 0..<x.count {
+        let origin = x[i] - back * v[i].widened
+        let moved = origin + out * v[i].widened
+        changed |= moved != origin ? 1 : 0
+        x[i] = moved
+    }
+    return changed != 0
+}
+
 /// destinationᵢ = round(vᵢ · inverseScale) in `Element`. The product, a power of two in float64, is
 /// exact, and so is its conversion to float32 except below 2⁻¹²⁶, where float16 rounds to zero anyway.
-private func storeRounded<Element: StorageScalar>(_ v: VectorDifference, _ inverseScale: Double,
+private func storeRounded<Element: StorageScalar>(_ v: some FloatVector, _ inverseScale: Double,
                                                   into destination: UnsafeMutableBufferPointer<Element>) {
     precondition(v.count == destination.count)
     for i in 0..<destination.count { destination[i] = Element(rounding: Float(Double(v[i]) * inverseScale)) }
@@ -650,21 +750,3 @@ private func addScaled<Element: StorageScalar>(_ x: UnsafeMutableBufferPointer<E
     for i in 0..<y.count { y[i] += factor * x[i].widened }
 }
 
-private func copy(_ source: UnsafeBufferPointer<Float>, to destination: UnsafeMutableBufferPointer<Float>) {
-    _ = destination.update(fromContentsOf: source)
-}
-
-/// x = origin + length · direction; false (x unspecified) when that equals origin in every element,
-/// i.e. the step is too short to change anything in float32. `direction` may be x itself: each
-/// element is read before it is written.
-private func stepFrom(_ origin: UnsafeMutableBufferPointer<Float>, along direction: UnsafeMutableBufferPointer<Float>,
-                      by length: Double, into x: UnsafeMutableBufferPointer<Float>) -> Bool {
-    let t = Float(length)
-    var changed: UInt8 = 0
-    for i in 0..<x.count {
-        let moved = origin[i] + t * direction[i]
-        changed |= moved != origin[i] ? 1 : 0
-        x[i] = moved
-    }
-    return changed != 0
-}

@@ -57,7 +57,7 @@ public struct Options: Sendable {
     public var scales: Int? = nil
     /// Adam's step, in pixel units of 0…255.
     public var learningRate: Float = 2
-    /// L-BFGS history length: it keeps 2 · history + 3 copies of the image in memory (the history in half precision,
+    /// L-BFGS history length: it keeps 2 · history + 2 copies of the image in memory (the history in half precision,
     /// or a shorter one, when `memory` asks for it).
     public var history = 5
 
@@ -75,10 +75,12 @@ public struct Options: Sendable {
     public var timeLimit: Double? = nil
     /// Report the current image every this many iterations (0: never).
     public var checkpointEvery = 0
-    /// The bytes one scale of an image may take: the optimizer, the images and content targets the driver holds, and
-    /// the network's buffers (see `MemoryPlan`); the network runs as much of itself in stripes as it needs to stay
-    /// within what is left, and as little as it can. The weights and the process's own come on top (about 200 MB).
-    public var memory = 4096 << 20
+    /// The bytes the stylization of an image may take, the process's own included: the weights and the kernels made
+    /// from them, the style images, the process itself (see `Stylizer.residentBytes`), and at each scale the
+    /// optimizer, the images and content targets the driver holds and the network's buffers (see `MemoryPlan`). The
+    /// network runs as much of itself in stripes as it needs to stay within what is left, and as little as it can.
+    /// The default keeps a 12-megapixel photo at its own size within it.
+    public var memory = 1800 << 20
     /// The most pixels an image may have, a style image as it is seen included.
     public var maxPixels = 16_777_216
     /// Threads for the network; nil means one per core.

@@ -18,4 +18,11 @@ public struct RGBImage: Sendable, Equatable {
     var clamped: RGBImage {
         RGBImage(width: width, height: height, pixels: pixels.map { min(max($0, 0), 1) })
     }
+
+    /// Clamps the samples to 0…1 in place.
+    mutating func clamp() {
+        pixels.withUnsafeMutableBufferPointer { samples in
+            for i in samples.indices { samples[i] = min(max(samples[i], 0), 1) }
+        }
+    }
 }

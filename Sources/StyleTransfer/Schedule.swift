@@ -92,9 +92,10 @@ public struct MemoryPlan: Equatable, Sendable {
     /// of the least work any of them allows: memory goes to the optimizer unless the network would run much slower
     /// for it (stripes recompute rows and layers). The shortest history in half precision when nothing fits (the caller
     /// checks `networkBytes` against the network's minimum). With a half-precision history, the content targets are
-    /// kept in half precision too.
+    /// kept in half precision too; the single-precision maps they are made from count until the optimizer replaces
+    /// them.
     /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the content at this
-    ///   size, and with Adam the best point).
+    ///   size, its luminance when the colors are kept, and with Adam the best point).
     /// - networkCost: the network's work (`Layout.cost`) within a number of bytes, or nil when its smallest layout
     ///   does not fit.
     public static func planned(budget: Int, pixels: Int, imageCopies: Int = 2, targetFloats: Int, history: Int,
@@ -110,8 +111,11 @@ public struct MemoryPlan: Equatable, Sendable {
                 : Adam.allocatedBytes(parameterCount: parameters)
             let targetBytes = candidate.precision == .half ? MemoryLayout<Float16>.stride : MemoryLayout<Float>.stride
             let images = imageCopies * parameters * MemoryLayout<Float>.stride + targetFloats * targetBytes
+            // Half-precision targets are made from the network's single-precision maps, before the optimizer is.
+            let made = candidate.precision == .half ? targetFloats * MemoryLayout<Float>.stride : 0
+            let fixed = images + max(optimizer, made)
             return MemoryPlan(history: candidate.length, historyPrecision: candidate.precision,
-                              fixedBytes: images + optimizer, networkBytes: budget - images - optimizer)
+                              fixedBytes: fixed, networkBytes: budget - fixed)
         }
         let costs = plans.map { networkCost($0.networkBytes) }
         let preferred = plans.indices.filter { plans[$0].history >= min(history, 3) && costs[$0] != nil }

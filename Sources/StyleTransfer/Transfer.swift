@@ -135,21 +135,17 @@ public final class Stylizer {
             network.striping = .budget(bytes: memory.networkBytes)
             let problem = try self.problem(content: resized(networkContent, to: size), size: size,
                                            targetPrecision: memory.targetPrecision)
-            // L-BFGS never leaves a lower value for a higher one (a failed search restores x), so its x is the best
+            // L-BFGS never leaves a lower value for a higher one (a failed search steps x back), so its x is the best
             // point; Adam's steps may climb, and the best point is kept apart.
             let keepsBest = options.optimizer == .adam
             var best = keepsBest ? x.pixels : []
             var bestValue = Double.infinity
-            let optimizer: Optimizer = options.optimizer == .lbfgs
-                ? LBFGS(parameterCount: x.pixels.count, historySize: memory.history,
-                        historyPrecision: memory.historyPrecision)
-                : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
             var evaluations = 0
             let history = options.optimizer == .lbfgs
                 ? "L-BFGS history \(memory.history) in \(memory.historyPrecision == .half ? "half" : "single") precision"
                 : "Adam"
-            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary); \(history); \((memory.fixedBytes + network.allocatedBytes) >> 20) "
-                + "of \(options.memory >> 20) MiB"
+            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary); \(history); "
+                + "\((residentBytes + memory.fixedBytes + network.allocatedBytes) >> 20) of \(options.memory >> 20) MiB"
             var reported = false
             // The iterations of this scale: as planned, or within what is left of the time limit, shared with the
             // scales still to come in proportion to their planned work.
@@ -180,6 +176,11 @@ public final class Stylizer {
                 evaluations += 1
                 try report(0, x)
             }
+            // Made after that evaluation's gradient is gone: the memory plan counts one or the other.
+            let optimizer: Optimizer = options.optimizer == .lbfgs
+                ? LBFGS(parameterCount: x.pixels.count, historySize: memory.history,
+                        historyPrecision: memory.historyPrecision)
+                : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
             var unmoved = 0, iteration = 0
             while iteration < iterationsHere(done: iteration) {
                 if let deadline, elapsed() >= deadline { break }
@@ -202,7 +203,7 @@ public final class Stylizer {
             }
             // The image the loss saw: the next scale starts from it.
             if keepsBest { x.pixels = best }
-            x = x.clamped
+            x.clamp()
             if let deadline, elapsed() >= deadline { break }
         }
         if x.width != working.width || x.height != working.height {
@@ -236,8 +237,19 @@ public final class Stylizer {
                          scaleIterations: options.scaleIterations, minimumSide: Self.minimumSide)
     }
 
-    /// How a scale at `size` divides `Options.memory` between the optimizer, the images and content targets the
-    /// driver holds, and the network.
+    /// The bytes a stylization holds whatever the size: the weights, the kernels the network makes from them, the style
+    /// images, and the process's own (its runtime, libraries and threads, measured at about 35 MiB with the weights
+    /// apart), with a margin.
+    public var residentBytes: Int {
+        network.weightBytes + network.kernelCopyCapacity
+            + styles.reduce(0) { $0 + $1.pixels.count * MemoryLayout<Float>.stride } + Self.processBytes
+    }
+
+    /// The process's own bytes beside the weights and images (see `residentBytes`).
+    static let processBytes = 48 << 20
+
+    /// How a scale at `size` divides `Options.memory`, less `residentBytes`, between the optimizer, the images and
+    /// content targets the driver holds, and the network.
     /// - Throws: `TransferError.memory` when even the network's smallest layout does not fit beside the rest.
     func memoryPlan(for size: Size) throws -> MemoryPlan {
         let targetFloats = contentLayers.reduce(0) { total, layer in
@@ -253,13 +265,14 @@ public final class Stylizer {
             return network.plannedCost(height: size.height, width: size.width, layers: layers,
                                        striping: .budget(bytes: bytes))
         }
-        // The image being optimized and the content at this size (and Adam's best point).
-        let copies = options.optimizer == .adam ? 3 : 2
-        let plan = MemoryPlan.planned(budget: options.memory, pixels: size.pixels, imageCopies: copies,
+        // The image being optimized and the content at this size (its luminance too when the colors are kept, and
+        // Adam's best point).
+        let copies = 2 + (options.preserveColors ? 1 : 0) + (options.optimizer == .adam ? 1 : 0)
+        let plan = MemoryPlan.planned(budget: options.memory - residentBytes, pixels: size.pixels, imageCopies: copies,
                                       targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
         guard plan.networkBytes >= minimum else {
-            throw TransferError.memory(size: size, needed: plan.fixedBytes + minimum, budget: options.memory)
+            throw TransferError.memory(size: size, needed: residentBytes + plan.fixedBytes + minimum, budget: options.memory)
         }
         return plan
     }

@@ -145,6 +145,7 @@ public final class VGG19 {
                 striping: Striping = .wholeMaps, convolution: ConvolutionAlgorithm = .winograd,
                 keptKernelBytes: Int = VGG19.defaultKeptKernelBytes) throws {
         try weights.checkArchitecture()
+        weightBytes = weights.bytes
         self.pooling = pooling
         let threads = max(1, threads ?? coreCount)
         self.threads = threads
@@ -167,6 +168,11 @@ public final class VGG19 {
             Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot)
         }
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
+        // The kept transforms and the shared buffer, or the rotated kernels of the layers without Winograd.
+        kernelCopyCapacity = weights.layers.indices.reduce((slot?.capacity ?? 0) * MemoryLayout<Float>.stride) { total, k in
+            total + (sizes[k] > 0 ? (kept.contains(k) ? sizes[k] : 0)
+                                  : weights.layers[k].kernel.count * MemoryLayout<Float>.stride)
+        }
     }
 
     /// The network with the first `stripedBlocks` blocks in stripes of `stripeRows` image rows, or on whole maps when
@@ -227,6 +233,10 @@ public final class VGG19 {
         convolutions.reduce(0) { $0 + $1.allocatedBytes } + (kernelSlot?.allocatedBytes ?? 0)
     }
 
+    /// The most bytes of weights the network makes itself (see `kernelCopyBytes`), once every layer has run.
+    public let kernelCopyCapacity: Int
+    /// The bytes of the weights the network was given.
+    public let weightBytes: Int
 
     /// How many times a convolution has transformed its kernel into the shared buffer (see `keptKernelBytes`).
     public var kernelTransforms: Int { kernelSlot?.fills ?? 0 }

@@ -9,6 +9,9 @@ public struct VGGWeights: Sendable {
         self.layers = layers
     }
 
+    /// The bytes of the kernels and biases.
+    public var bytes: Int { layers.reduce(0) { $0 + ($1.kernel.count + $1.bias.count) * MemoryLayout<Float>.stride } }
+
     /// The layer called `name` (`conv1_1` … `conv5_4`), or nil.
     public func layer(named name: String) -> ConvLayerWeights? {
         layers.first { $0.name == name }

@@ -74,7 +74,7 @@ struct Command: ParsableCommand {
         "Working size: the longest side, in pixels, or native for each image's own size.", valueName: "pixels|native"))
     var size: String = Options().size.map(String.init) ?? "native"
     @Option(name: netpbm("memory"), help: ArgumentHelp(
-        "Memory for one image, in MiB: the network runs in stripes to stay within it.", valueName: "MiB"))
+        "Memory for one image, in MiB, the program's own included: the network runs in stripes to stay within it.", valueName: "MiB"))
     var memory: Int = Options().memory >> 20
     @Option(name: netpbm("pooling"), help: "max or avg.")
     var pooling: String = "max"

@@ -424,24 +424,24 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
-    /// The byte counts against the formula written out: parameterCount · (2 m b + 12) for L-BFGS with
+    /// The byte counts against the formula written out: parameterCount · (2 m b + 8) for L-BFGS with
     /// b = 4 or 2, 12 · parameterCount for Adam; each optimizer's count of what it allocated equals the
     /// static prediction.
     func testAllocatedBytes() {
         for (n, m) in [(1, 1), (1000, 5), (12_345, 8)] {
             let single = LBFGS(parameterCount: n, historySize: m)
             let half = LBFGS(parameterCount: n, historySize: m, historyPrecision: .half)
-            XCTAssertEqual(single.allocatedBytes, n * (8 * m + 12))
-            XCTAssertEqual(half.allocatedBytes, n * (4 * m + 12))
+            XCTAssertEqual(single.allocatedBytes, n * (8 * m + 8))
+            XCTAssertEqual(half.allocatedBytes, n * (4 * m + 8))
             XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: n, historySize: m, historyPrecision: .single), single.allocatedBytes)
             XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: n, historySize: m, historyPrecision: .half), half.allocatedBytes)
             let adam = Adam(parameterCount: n, learningRate: 0.1)
             XCTAssertEqual(adam.allocatedBytes, 12 * n)
             XCTAssertEqual(Adam.allocatedBytes(parameterCount: n), adam.allocatedBytes)
         }
-        // 24 megapixels of RGB with the default history: 3.7 GB in single precision, 2.3 GB in half.
-        XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: 72_000_000), 3_744_000_000)
-        XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: 72_000_000, historyPrecision: .half), 2_304_000_000)
+        // 24 megapixels of RGB with the default history: 3.5 GB in single precision, 2.0 GB in half.
+        XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: 72_000_000), 3_456_000_000)
+        XCTAssertEqual(LBFGS.allocatedBytes(parameterCount: 72_000_000, historyPrecision: .half), 2_016_000_000)
     }
 
     func testLBFGSFirstStepMovesLargestCoordinateByFirstStep() throws {
@@ -474,12 +474,14 @@ final class OptimizerTests: XCTestCase {
         XCTAssertThrowsError(try x.withUnsafeMutableBufferPointer { buffer in
             try optimizer.step(buffer) { _, _ in throw Interrupted() }
         })
-        XCTAssertEqual(x, accepted, "x must be the last accepted point after an error")
-        // The optimizer stays usable: its cached gradient still belongs to x.
+        for (restored, point) in zip(x, accepted) {
+            XCTAssertEqual(restored, point, accuracy: 4 * point.ulp, "x must be the last accepted point after an error")
+        }
+        // The optimizer stays usable: it evaluates the point it stepped back to, then goes on.
         let (final, steps) = try minimize(optimizer, from: x, maxSteps: 500, objective: rosenbrock) {
             abs($0[0] - 1) < 1e-4 && abs($0[1] - 1) < 1e-4
         }
-        XCTAssertEqual(steps.first?.evaluations, 1, "no re-evaluation needed after a thrown trial")
+        XCTAssertGreaterThanOrEqual(steps.first?.evaluations ?? 0, 2, "the point stepped back to is evaluated again")
         XCTAssertEqual(final[0], 1, accuracy: 1e-4)
     }
 

@@ -562,7 +562,7 @@ struct CaseBuilder {
         OptionRow("pooling", 0.2, word(["max", "avg", "average"], wrong: ["min", "MAX", "", "mean"])),
         OptionRow("weights", 0.05, weightsFile),
         OptionRow("threads", 0.3, integer(1 ... 256, typical: 1 ... 2, sometimes: 3 ... 8)),
-        OptionRow("memory", 0.2, integer(64 ... 1 << 20, typical: 64 ... 4096)),
+        OptionRow("memory", 0.2, integer(64 ... 1 << 20, typical: 64 ... 4096)),  // see `residentMiB`
         // Streams, limits and messages
         OptionRow("temporal", 0.2, nil),
         OptionRow("max-pixels", 0.15, maxPixels),
@@ -576,6 +576,9 @@ struct CaseBuilder {
     ]
 
     /// Options pamstyle does not have.
+    /// The least -memory, in MiB, that holds what a stylization keeps whatever the image (`Stylizer.residentBytes`:
+    /// the weights, the kernels made from them, the process); up to 400, a tiny image may fit or not.
+    static let residentMiB = 190
     static let unknownOptions = ["-bogus", "-iter", "-Size", "-preserve-colours", "--quiet-please", "-s"]
 
     init(seed: UInt64, index: Int) {
@@ -691,6 +694,11 @@ struct CaseBuilder {
         result.timeLimited = given["time-limit"] != nil
         if given["quiet"] != nil, given["verbose"] != nil {
             result.refusals["-quiet -verbose"] = .refused(mentions: ["-quiet", "-verbose"])
+        }
+        // -memory counts the weights, the kernels made from them and the process (about 200 MiB) before any image.
+        if let value = given["memory"], case .accepted = value.verdict, let mib = Int(value.text), mib < 400 {
+            result.refusals["-memory"] = mib < Self.residentMiB ? .refused(mentions: ["-memory"])
+                                                                : .either(mentions: ["-memory"])
         }
         var limit = 16_777_216
         if let value = given["max-pixels"], case .accepted = value.verdict { limit = Int(value.text)! }

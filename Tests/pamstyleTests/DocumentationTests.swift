@@ -31,7 +31,7 @@ final class DocumentationTests: XCTestCase {
         let manual = try String(contentsOf: packageRoot.appendingPathComponent("man/pamstyle.1"), encoding: .utf8)
             .replacingOccurrences(of: "\\-", with: "-")
         for (option, value) in [("-style-weight", "3.0"), ("-content-weight", "1.0"), ("-tv-weight", "1.0"),
-                                ("-iterations", "135"), ("-scale-iterations", "60"), ("-memory", "4096"),
+                                ("-iterations", "135"), ("-scale-iterations", "60"), ("-memory", "1800"),
                                 ("-size", "512"), ("-history", "5"), ("-learning-rate", "2.0"),
                                 ("-checkpoint-every", "50"), ("-max-pixels", "16777216")] {
             let entry = try XCTUnwrap(help.range(of: " \(option), --\(option.dropFirst()) "), option)

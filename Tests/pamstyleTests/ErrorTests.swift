@@ -129,10 +129,10 @@ final class ErrorTests: XCTestCase {
     /// history, is refused with the memory it needs; a smaller -size fits.
     func testAnImageTooLargeForTheMemoryIsRefused() throws {
         let input = patternPPM(width: 1400, height: 1000)
-        let says = try expectFailure(["-size", "native", "-memory", "64", "-scales", "1", "-iterations", "1", style],
-                                     input: input, saying: ["1400x1000", "-memory allows 64 MiB", "MiB"])
+        let says = try expectFailure(["-size", "native", "-memory", "260", "-scales", "1", "-iterations", "1", style],
+                                     input: input, saying: ["1400x1000", "-memory allows 260 MiB", "MiB"])
         XCTAssertFalse(says.contains("diverged"))
-        let fits = try pamstyle(["-size", "100", "-memory", "64", "-scales", "1", "-iterations", "1", "-quiet", style],
+        let fits = try pamstyle(["-size", "100", "-memory", "260", "-scales", "1", "-iterations", "1", "-quiet", style],
                                 input: input, timeout: 120)
         XCTAssertEqual(fits.status, 0, fits.stderr)
     }
