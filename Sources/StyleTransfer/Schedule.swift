@@ -87,10 +87,10 @@ public struct MemoryPlan: Equatable, Sendable {
 
     /// The plan for a scale whose images hold `pixels` RGB pixels and whose content targets `targetFloats` floats,
     /// within `budget` bytes. The candidates, in order of preference: L-BFGS's full `history` in single precision, then
-    /// in half precision, then shorter histories in half precision (down to 3 while that fits, shorter only when
-    /// nothing longer does). Of those whose remainder fits the network at all, the first whose network runs within 10 %
-    /// of the least work any of them allows: memory goes to the optimizer unless the network would run much slower
-    /// for it (stripes recompute rows and layers). The shortest history in half precision when nothing fits (the caller
+    /// in half precision, then shorter histories in half precision (down to 3 while that fits and the network runs
+    /// within 25 % of the least work any history allows it; shorter otherwise). Of those whose remainder fits the network
+    /// at all, the first whose network runs within 10 % of the least work any of them allows: memory goes to the
+    /// optimizer unless the network would run much slower for it (stripes recompute rows and layers). The shortest history in half precision when nothing fits (the caller
     /// checks `networkBytes` against the network's minimum). With a half-precision history, the content targets are
     /// kept in half precision too; the single-precision maps they are made from count until the optimizer replaces
     /// them.
@@ -118,9 +118,12 @@ public struct MemoryPlan: Equatable, Sendable {
                               fixedBytes: fixed, networkBytes: budget - fixed)
         }
         let costs = plans.map { networkCost($0.networkBytes) }
-        let preferred = plans.indices.filter { plans[$0].history >= min(history, 3) && costs[$0] != nil }
-        let fitting = preferred.isEmpty ? plans.indices.filter { costs[$0] != nil } : preferred
-        guard let least = fitting.compactMap({ costs[$0] }).min() else { return plans[plans.count - 1] }
+        let fits = plans.indices.filter { costs[$0] != nil }
+        guard let leastOfAll = fits.compactMap({ costs[$0] }).min() else { return plans[plans.count - 1] }
+        let long = fits.filter { plans[$0].history >= min(history, 3) }
+        let longFast = long.compactMap { costs[$0] }.min().map { Double($0) <= 1.25 * Double(leastOfAll) } ?? false
+        let fitting = longFast ? long : fits
+        let least = fitting.compactMap { costs[$0] }.min()!
         let chosen = fitting.first { Double(costs[$0]!) <= 1.1 * Double(least) }!
         return plans[chosen]
     }

@@ -58,7 +58,7 @@ final class ScheduleTests: XCTestCase {
         let single = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .single)
         let half = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 5, historyPrecision: .half)
         let half2 = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 2, historyPrecision: .half)
-        let minimum = 100 << 20, fast = 200 << 20
+        let minimum = 100 << 20, fast = 300 << 20
         // The network's work: 3 at its minimum, 1 from `fast` bytes on.
         func plan(_ budget: Int) -> MemoryPlan {
             MemoryPlan.planned(budget: budget, pixels: pixels, targetFloats: targets, history: 5, usesLBFGS: true) {
@@ -79,6 +79,11 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(plan(images + single + minimum).historyPrecision, .single)
         // Nothing but 2 pairs fits: 2 pairs.
         XCTAssertEqual(plan(images + half2 + minimum).history, 2)
+        // 3 pairs leave the network only its slow minimum, 1 pair its fast layout: 1 pair.
+        let half1 = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 1, historyPrecision: .half)
+        let half3 = LBFGS.allocatedBytes(parameterCount: 3 * pixels, historySize: 3, historyPrecision: .half)
+        XCTAssertGreaterThanOrEqual(imagesWithHalfTargets + half1 + fast, imagesWithHalfTargets + half3 + minimum)
+        XCTAssertEqual(plan(imagesWithHalfTargets + half1 + fast).history, 1)
         XCTAssertLessThan(plan(1).networkBytes, minimum)
         XCTAssertEqual(plan(1).history, 1)
     }
