@@ -102,6 +102,9 @@ package final class Convolution {
     /// The floats of this convolution's Winograd-transformed kernel, or 0 when it runs im2col.
     package var transformedKernelCount: Int { usesWinograd ? winogradPositions * inChannels * outChannels : 0 }
 
+    /// The floats of the rotated kernel the backward pass makes on first use: none on the col2im path.
+    package var rotatedKernelCount: Int { backwardUsesCol2im ? 0 : inChannels * outChannels * 9 }
+
     /// The bytes this convolution added to the weights it was given: its rotated or transformed kernel, once made.
     package var allocatedBytes: Int { (rotatedKernel?.allocatedBytes ?? 0) + (transformedKernel?.allocatedBytes ?? 0) }
 

@@ -121,7 +121,9 @@ public final class Stylizer {
             x = try start(for: networkContent, at: schedule.sizes[0])
         }
         // The largest scale is the last: a budget it cannot fit in is an error before any work, not after hours of it.
-        if let largest = schedule.sizes.max(by: { $0.pixels < $1.pixels }) { _ = try memoryPlan(for: largest) }
+        if let largest = schedule.sizes.max(by: { $0.pixels < $1.pixels }) {
+            _ = try memoryPlan(for: largest, content: originalSize)
+        }
         var done = 0
         // Seconds of optimizer steps and the pixels they stepped over, iterations times pixels: the pace a time limit
         // plans the remaining scales with.
@@ -131,7 +133,7 @@ public final class Stylizer {
             if x.width != size.width || x.height != size.height {
                 x = resized(x, to: size)
             }
-            let memory = try memoryPlan(for: size)
+            let memory = try memoryPlan(for: size, content: originalSize)
             network.striping = .budget(bytes: memory.networkBytes)
             let problem = try self.problem(content: resized(networkContent, to: size), size: size,
                                            targetPrecision: memory.targetPrecision)
@@ -248,10 +250,11 @@ public final class Stylizer {
     /// The process's own bytes beside the weights and images (see `residentBytes`).
     static let processBytes = 48 << 20
 
-    /// How a scale at `size` divides `Options.memory`, less `residentBytes`, between the optimizer, the images and
-    /// content targets the driver holds, and the network.
+    /// How a scale at `size` of a content image of `content`'s size divides `Options.memory`, less `residentBytes` and
+    /// the content as given (held beside its copies at a smaller size), between the optimizer, the images and content
+    /// targets the driver holds, and the network.
     /// - Throws: `TransferError.memory` when even the network's smallest layout does not fit beside the rest.
-    func memoryPlan(for size: Size) throws -> MemoryPlan {
+    func memoryPlan(for size: Size, content: Size) throws -> MemoryPlan {
         let targetFloats = contentLayers.reduce(0) { total, layer in
             let shape = VGG19Architecture.shape(of: layer.layer, height: size.height, width: size.width)
             return total + shape.channels * shape.height * shape.width
@@ -268,9 +271,12 @@ public final class Stylizer {
         // The image being optimized and the content at this size (its luminance too when the colors are kept, and
         // Adam's best point).
         let copies = 2 + (options.preserveColors ? 1 : 0) + (options.optimizer == .adam ? 1 : 0)
-        let plan = MemoryPlan.planned(budget: options.memory - residentBytes, pixels: size.pixels, imageCopies: copies,
+        // The content as given, and its luminance when the colors are kept, stay held at every size.
+        let held = size == content ? 0 : (options.preserveColors ? 2 : 1) * 3 * content.pixels * MemoryLayout<Float>.stride
+        var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels, imageCopies: copies,
                                       targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
+        plan.fixedBytes += held
         guard plan.networkBytes >= minimum else {
             throw TransferError.memory(size: size, needed: residentBytes + plan.fixedBytes + minimum, budget: options.memory)
         }

@@ -164,14 +164,14 @@ public final class VGG19 {
         let slot = shared.isEmpty ? nil
             : TransformedKernelSlot(capacity: shared.map { sizes[$0] }.max()! / MemoryLayout<Float>.stride)
         kernelSlot = slot
-        convolutions = weights.layers.enumerated().map { k, layer in
+        let convolutions = weights.layers.enumerated().map { k, layer in
             Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot)
         }
+        self.convolutions = convolutions
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
-        // The kept transforms and the shared buffer, or the rotated kernels of the layers without Winograd.
-        kernelCopyCapacity = weights.layers.indices.reduce((slot?.capacity ?? 0) * MemoryLayout<Float>.stride) { total, k in
-            total + (sizes[k] > 0 ? (kept.contains(k) ? sizes[k] : 0)
-                                  : weights.layers[k].kernel.count * MemoryLayout<Float>.stride)
+        // The kept transforms and the shared buffer, and the rotated kernels some layers' backward passes make.
+        kernelCopyCapacity = convolutions.indices.reduce((slot?.capacity ?? 0) * MemoryLayout<Float>.stride) { total, k in
+            total + (kept.contains(k) ? sizes[k] : 0) + convolutions[k].rotatedKernelCount * MemoryLayout<Float>.stride
         }
     }
 

@@ -35,6 +35,38 @@ final class StylizerTests: XCTestCase {
     }
 }
 
+/// What `-memory` counts beside a scale's own buffers.
+final class MemoryAccountingTests: XCTestCase {
+    /// The resident bytes are the weights, the kernels the network makes from them (as many as it makes once every
+    /// layer has run forward and backward), the style images and the process; a scale below the content's own size
+    /// counts the content as given too, and every plan fills `-memory` less the resident bytes.
+    func testPlansCountTheWeightsKernelsStylesAndTheContentAsGiven() throws {
+        var random = TestRandom(state: 5)
+        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        var options = Options()
+        options.memory = 1 << 30
+        let stylizer = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+        let network = stylizer.network
+        XCTAssertEqual(stylizer.residentBytes, randomVGGWeights.bytes + network.kernelCopyCapacity + 3 * 40 * 30 * 4
+                       + Stylizer.processBytes)
+        let image = (0 ..< 3 * 32 * 32).map { _ in random.unit() }
+        network.forward(image: image, height: 32, width: 32, layers: ["relu5_4"]) { _ in }
+        var gradient = [Float](repeating: 0, count: image.count)
+        network.backward(image: image, into: &gradient) { _, layerGradient in
+            for i in 0 ..< layerGradient.count { layerGradient.storage[i] += 1 }
+        }
+        XCTAssertEqual(network.kernelCopyBytes, network.kernelCopyCapacity)
+
+        let small = Stylizer.Size(width: 200, height: 150), big = Stylizer.Size(width: 800, height: 600)
+        let own = try stylizer.memoryPlan(for: small, content: small)
+        let below = try stylizer.memoryPlan(for: small, content: big)
+        XCTAssertEqual(below.fixedBytes - own.fixedBytes, 3 * big.pixels * 4)
+        for plan in [own, below] {
+            XCTAssertEqual(plan.fixedBytes + plan.networkBytes, options.memory - stylizer.residentBytes)
+        }
+    }
+}
+
 /// The loss is that of the image as written out: pixels outside 0…1 count as clamped.
 final class ClampedLossTests: XCTestCase {
     func testOutOfRangePixelsCountAsClamped() throws {
