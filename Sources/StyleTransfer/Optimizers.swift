@@ -58,11 +58,12 @@ public protocol Optimizer: AnyObject {
 /// b = 4 (single) or 2 (half), as `allocatedBytes(parameterCount:historySize:historyPrecision:)`
 /// gives: at 1024² RGB with m = 5, 12 × 12 MB in single precision and 7 × 12 MB in half. The search
 /// direction d is built in the trial gradient's slot, then stored, rounded as the history is, where
-/// the step's own pair goes (s, the step x takes along it, replaces it once accepted): the search steps x along that
-/// stored d, in place, and a rejected trial steps it back and out again. When the history is full
-/// that slot is the oldest pair's, which the step drops whether or not its own pair is kept. x at the
-/// start of the search has no copy: a search that fails, or an objective that throws, steps x back to
-/// it, to float32 rounding (a few units in the last place), and the next step evaluates it afresh.
+/// the step's own pair goes (s, the step x takes along it, replaces it once accepted): the search
+/// steps x along that stored d, in place, and a rejected trial steps it back and out again. When
+/// the history is full that slot is the oldest pair's, which the step drops whether or not its own
+/// pair is kept. x at the start of the search has no copy: a search that fails, or an objective that
+/// throws, steps x back to it, to float32 rounding (a few units in the last place), and the next
+/// step evaluates it afresh.
 ///
 /// Half precision: each stored s and y is float16 times a float64 power of two, chosen per vector so
 /// that its largest magnitude lands in [2¹⁴, 2¹⁵) (float16's largest finite value is 65504): no
@@ -246,8 +247,7 @@ public final class LBFGS: Optimizer {
     }
 
     /// Writes the search direction into `direction` (count parameterCount) and returns gᵀd: d = −H g
-    /// over the stored pairs when `quasiNewton`, else d = −g. Equal state gives equal bits, so a
-    /// rebuilt direction is the one first built.
+    /// over the stored pairs when `quasiNewton`, else d = −g. Equal state gives equal bits.
     private func writeDirection(quasiNewton: Bool, into direction: UnsafeMutableBufferPointer<Float>) -> Double {
         let gradient = work[gradientSlot]
         if quasiNewton {
@@ -494,20 +494,6 @@ final class ScaledVectors {
         return Double(sign: .plus, exponent: Int(largest.exponent) - 14, significand: 1)
     }
 
-    /// (sᵀy, yᵀy) of s and y rounded exactly as `store` with these scales would store them, in
-    /// float64 in a fixed order; NaN when a scale is not finite.
-    func storedProducts(_ s: VectorDifference, scale sScale: Double, _ y: VectorDifference, scale yScale: Double)
-        -> (sy: Double, yy: Double) {
-        precondition(s.count == length && y.count == length)
-        guard sScale.isFinite && yScale.isFinite else { return (.nan, .nan) }
-        let sums: SIMD2<Double>
-        switch storage {
-        case .single: sums = roundedProducts(s, 1 / sScale, y, 1 / yScale, as: Float.self)
-        case .half: sums = roundedProducts(s, 1 / sScale, y, 1 / yScale, as: Float16.self)
-        }
-        return (sums.x * sScale * yScale, sums.y * yScale * yScale)
-    }
-
     /// (sᵀy, yᵀy) of stored vector `index` s and of y rounded exactly as `store` with `yScale` would
     /// store it, in float64 in a fixed order; NaN when the scale is not finite.
     func storedProducts(_ index: Int, _ y: VectorDifference, scale yScale: Double) -> (sy: Double, yy: Double) {
@@ -689,18 +675,6 @@ private func dot<A: StorageScalar, B: StorageScalar>(_ a: UnsafeMutableBufferPoi
                                                      _ b: UnsafeMutableBufferPointer<B>) -> Double {
     precondition(a.count == b.count)
     return fixedOrderSum(count: a.count) { Double(a[$0].widened) * Double(b[$0].widened) }
-}
-
-/// (Σ s̃ᵢ ỹᵢ, Σ ỹᵢ²) where s̃ᵢ = round(sᵢ · sInverse) and ỹᵢ = round(yᵢ · yInverse) in `Element`,
-/// rounded as `storeRounded` rounds; sums in float64.
-private func roundedProducts<Element: StorageScalar>(_ s: VectorDifference, _ sInverse: Double,
-                                                     _ y: VectorDifference, _ yInverse: Double,
-                                                     as _: Element.Type) -> SIMD2<Double> {
-    fixedOrderSum(count: s.count) { i in
-        let rs = Double(Element(rounding: Float(Double(s[i]) * sInverse)).widened)
-        let ry = Double(Element(rounding: Float(Double(y[i]) * yInverse)).widened)
-        return SIMD2(rs * ry, ry * ry)
-    }
 }
 
 /// (Σ sᵢ ỹᵢ, Σ ỹᵢ²) of a stored s and ỹᵢ = round(yᵢ · yInverse) in `Element`, rounded as
