@@ -240,6 +240,9 @@ struct Layout {
     /// The image rows the network's input holds: all of them when the first segment is a single stripe (its first
     /// layer is recomputed from them in the backward pass), else the most one stripe's first step reads.
     let inputRows: Int
+    /// Floats of the window in which a replaying segment after the first adds its stripes' gradients at its input until
+    /// they settle, the largest such segment's (see `SegmentGeometry.settlingRows`); 0 when there is none.
+    let settlingFloats: Int
     /// Floats of the im2col or Winograd scratch.
     let scratchCount: Int
     /// Bytes of the ReLU masks and max-pooling choices: whole maps, recorded by the forward pass, in segments that
@@ -366,6 +369,10 @@ struct Layout {
         }
         forwardFloats = forward
         ownedFloats = owned
+        settlingFloats = segments.dropFirst().filter(\.replays).map { segment in
+            let shape = shapes[segment.first - 1]
+            return shape.channels * segment.settlingRows * shape.width
+        }.max() ?? 0
         let head = segments[0]
         inputRows = head.count == 1 ? height
             : (0 ..< head.count).map { head.inputRows(step: 0, for: head.forwardRows(stripe: $0)[0]).count }.max()!
@@ -389,15 +396,6 @@ struct Layout {
     /// `SegmentGeometry.settledRows`).
     var sharesBoundary: [Bool] {
         segments.dropLast().map { !(requested[$0.end] || requestedBeforeReLU[$0.end]) }
-    }
-
-    /// Floats of the window in which a replaying segment after the first adds its stripes' gradients at its input until
-    /// they settle, the largest such segment's (see `SegmentGeometry.settlingRows`); 0 when there is none.
-    var settlingFloats: Int {
-        segments.indices.dropFirst().filter { segments[$0].replays }.map { index in
-            let shape = shapes[segments[index].first - 1]
-            return shape.channels * segments[index].settlingRows * shape.width
-        }.max() ?? 0
     }
 
     /// Floats of each whole map kept from the forward pass. (steps through deepest)

@@ -88,10 +88,11 @@ public struct MemoryPlan: Equatable, Sendable {
     /// The plan for a scale whose images hold `pixels` RGB pixels and whose content targets `targetFloats` floats,
     /// within `budget` bytes. The candidates, in order of preference: L-BFGS's full `history` in single precision, then
     /// in half precision, then shorter histories in half precision (down to 3 while that fits and the network runs
-    /// within 25 % of the least work any history allows it; shorter otherwise). Of those whose remainder fits the network
-    /// at all, the first whose network runs within 10 % of the least work any of them allows: memory goes to the
-    /// optimizer unless the network would run much slower for it (stripes recompute rows and layers). The shortest history in half precision when nothing fits (the caller
-    /// checks `networkBytes` against the network's minimum). With a half-precision history, the content targets are
+    /// within 25 % of the least work any history allows it; shorter otherwise). Of those whose remainder fits the
+    /// network at all, the first whose network runs within 10 % of the least work any of them allows: memory goes to
+    /// the optimizer unless the network would run much slower for it (stripes recompute rows and layers). The
+    /// shortest history in half precision when nothing fits (the caller checks `networkBytes` against the network's
+    /// minimum). With a half-precision history, the content targets are
     /// kept in half precision too; the single-precision maps they are made from count until the optimizer replaces
     /// them.
     /// - imageCopies: the RGB images the driver holds besides the optimizer's (the current image, the content at this

@@ -272,13 +272,15 @@ public final class Stylizer {
         // Adam's best point).
         let copies = 2 + (options.preserveColors ? 1 : 0) + (options.optimizer == .adam ? 1 : 0)
         // The content as given, and its luminance when the colors are kept, stay held at every size.
-        let held = size == content ? 0 : (options.preserveColors ? 2 : 1) * 3 * content.pixels * MemoryLayout<Float>.stride
-        var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels, imageCopies: copies,
-                                      targetFloats: targetFloats, history: options.history,
+        let held = size == content
+            ? 0 : (options.preserveColors ? 2 : 1) * 3 * content.pixels * MemoryLayout<Float>.stride
+        var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels,
+                                      imageCopies: copies, targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
         plan.fixedBytes += held
         guard plan.networkBytes >= minimum else {
-            throw TransferError.memory(size: size, needed: residentBytes + plan.fixedBytes + minimum, budget: options.memory)
+            throw TransferError.memory(size: size, needed: residentBytes + plan.fixedBytes + minimum,
+                                       budget: options.memory)
         }
         return plan
     }

@@ -425,10 +425,11 @@ public final class VGG19 {
 
     // MARK: - Backward
 
-    /// The gradient of the losses with respect to `image`, the image of the last `forward` (given again, for the stripes
-    /// that replay from it). `addGradient(activation, gradient)` is called for each requested layer, deepest first, whole or stripe by stripe, with the layer's
-    /// output and the gradient of everything deeper with respect to it on the same rows; it adds ∂loss/∂activation
-    /// into `gradient` (same shape as `activation.values`). Both are valid only during the call.
+    /// The gradient of the losses with respect to `image`, the image of the last `forward` (given again, for the
+    /// stripes that replay from it). `addGradient(activation, gradient)` is called for each requested layer, deepest
+    /// first, whole or stripe by stripe, with the layer's output and the gradient of everything deeper with respect to
+    /// it on the same rows; it adds ∂loss/∂activation into `gradient` (same shape as `activation.values`). Both are
+    /// valid only during the call.
     /// - Parameter imageGradient: (3, height, width), RGB; overwritten with ∂loss/∂image
     public func backward(image: UnsafeBufferPointer<Float>, into imageGradient: UnsafeMutableBufferPointer<Float>,
                          addGradient: (_ activation: FeatureMap, _ gradient: Tensor) -> Void) {
@@ -648,8 +649,8 @@ public final class VGG19 {
     private final class Plan {
         let layout: Layout
         let layers: Set<VGGLayer>
-        /// (3, rows, width): the image rows the first step reads, as the network sees them (BGR, 0…255, minus the mean):
-        /// all of them when the first segment is a single stripe, else those of one stripe.
+        /// (3, rows, width): the image rows the first step reads, as the network sees them (BGR, 0…255, minus the
+        /// mean): all of them when the first segment is a single stripe, else those of one stripe.
         let input: Tensor
         /// Two buffers taking turns as the steps' outputs in the forward pass and when recomputing, (channels, rows,
         /// width) of the step and the rows it computes; and as the gradient stripes of the backward pass, (channels,
