@@ -45,9 +45,13 @@ package final class Convolution {
     private let kernel: [Float]
     /// (outChannels); shared with the weights.
     private let bias: [Float]
-    /// (inChannels, outChannels · 9): kernel[o, i·9 + t] at [i, o·9 + 8 − t], for the input gradient; nil until the
+    /// The kernel of the input gradient when it is not the col2im product: (inChannels, outChannels · 9) with
+    /// kernel[o, i·9 + t] at [i, o·9 + 8 − t]. With the own kernels, the kernel of the col2im product instead: kernelᵀ,
+    /// (inChannels · 9, outChannels). In `cgemm_pack`'s panels with the own kernels, plain for OpenBLAS; nil until the
     /// first backward pass that needs it.
-    private var rotatedKernel: Tensor?
+    private var backwardKernelStorage: Tensor?
+    /// The forward kernel in `cgemm_pack`'s panels, for the own kernels' im2col products; nil until first used.
+    private var packedKernel: Tensor?
 
     /// At most this many input channels take the col2im path backward.
     private static let col2imInputChannels = 4
@@ -61,6 +65,12 @@ package final class Convolution {
 
     /// The threads a pass runs on.
     package let threads: Int
+    /// Whether the im2col products run in the project's kernels (`cgemm_multiply`, on kernels packed once), decided
+    /// when the convolution is made: for the convolutions that do not run Winograd's algorithm (conv1_1, and every
+    /// layer with `ConvolutionAlgorithm.im2col`), unless the kernel path is OpenBLAS. A Winograd layer takes the im2col
+    /// path only on maps under 4 pixels a side, where its products are a few thousand multiply-adds; those stay in
+    /// OpenBLAS, which reads the kernel as it is, so that no packed copy of a large kernel is kept for them.
+    package let usesOwnIm2col: Bool
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
     package let usesWinograd: Bool
     /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), decided when the convolution is made;
@@ -83,6 +93,7 @@ package final class Convolution {
         let rows = Int(CGEMM_PANEL_ROWS)
         usesPanelGEMM = usesWinograd && algorithm == .winograd && KernelPath.current != .openblas
             && inChannels % rows == 0 && outChannels % rows == 0
+        usesOwnIm2col = !usesWinograd && KernelPath.current != .openblas
         self.kernelSlot = usesWinograd ? kernelSlot : nil
         precondition(self.kernelSlot.map { $0.capacity >= winogradPositions * inChannels * outChannels } ?? true,
                      "transformed kernel slot too small")
@@ -102,11 +113,22 @@ package final class Convolution {
     /// The floats of this convolution's Winograd-transformed kernel, or 0 when it runs im2col.
     package var transformedKernelCount: Int { usesWinograd ? winogradPositions * inChannels * outChannels : 0 }
 
-    /// The floats of the rotated kernel the backward pass makes on first use: none on the col2im path.
-    package var rotatedKernelCount: Int { backwardUsesCol2im ? 0 : inChannels * outChannels * 9 }
+    /// The floats of the im2col kernels the passes make on first use, besides the Winograd kernel: with the own
+    /// kernels the forward kernel packed and the backward one (packed kernelᵀ for col2im, or the packed rotated kernel);
+    /// with OpenBLAS only the rotated kernel (the forward and col2im products read the kernel as it is).
+    package var derivedKernelCount: Int {
+        guard !usesWinograd else { return 0 }
+        let depth = inChannels * 9
+        guard usesOwnIm2col else { return backwardUsesCol2im ? 0 : depth * outChannels }
+        let backward = backwardUsesCol2im ? cgemm_packed_count(Int32(depth), Int32(outChannels))
+            : cgemm_packed_count(Int32(inChannels), Int32(outChannels * 9))
+        return cgemm_packed_count(Int32(outChannels), Int32(depth)) + backward
+    }
 
-    /// The bytes this convolution added to the weights it was given: its rotated or transformed kernel, once made.
-    package var allocatedBytes: Int { (rotatedKernel?.allocatedBytes ?? 0) + (transformedKernel?.allocatedBytes ?? 0) }
+    /// The bytes this convolution added to the weights it was given: its im2col or transformed kernels, once made.
+    package var allocatedBytes: Int {
+        [backwardKernelStorage, packedKernel, transformedKernel].reduce(0) { $0 + ($1?.allocatedBytes ?? 0) }
+    }
 
     /// The Winograd-transformed kernel: the kept one (made on first use), or the shared slot, remade there unless it
     /// holds this convolution's already.
@@ -136,19 +158,48 @@ package final class Convolution {
         }
     }
 
-    /// The kernel for the input gradient, made on first use.
+    /// The forward kernel packed for `cgemm_multiply`, made on first use.
+    private func forwardPackedKernel() -> Tensor {
+        if let packedKernel { return packedKernel }
+        let depth = inChannels * 9
+        let packed = Tensor(channels: 1, height: 1, width: cgemm_packed_count(Int32(outChannels), Int32(depth)))
+        kernel.withUnsafeBufferPointer {
+            cgemm_pack(Int32(outChannels), Int32(depth), $0.baseAddress!, depth, 0, packed.storage)
+        }
+        packedKernel = packed
+        return packed
+    }
+
+    /// The kernel for the input gradient (see `backwardKernelStorage`), made on first use.
     private func backwardKernel() -> Tensor {
-        if let rotatedKernel { return rotatedKernel }
-        let rotated = Tensor(channels: 1, height: inChannels, width: outChannels * 9)
-        for o in 0 ..< outChannels {
-            for i in 0 ..< inChannels {
-                for t in 0 ..< 9 {
-                    rotated.storage[(i * outChannels + o) * 9 + 8 - t] = kernel[(o * inChannels + i) * 9 + t]
+        if let backwardKernelStorage { return backwardKernelStorage }
+        let depth = inChannels * 9
+        let made: Tensor
+        if backwardUsesCol2im {
+            // kernelᵀ, (depth, outChannels), packed from the kernel read transposed.
+            made = Tensor(channels: 1, height: 1, width: cgemm_packed_count(Int32(depth), Int32(outChannels)))
+            kernel.withUnsafeBufferPointer {
+                cgemm_pack(Int32(depth), Int32(outChannels), $0.baseAddress!, depth, 1, made.storage)
+            }
+        } else {
+            var rotated = [Float](repeating: 0, count: inChannels * outChannels * 9)
+            for o in 0 ..< outChannels {
+                for i in 0 ..< inChannels {
+                    for t in 0 ..< 9 {
+                        rotated[(i * outChannels + o) * 9 + 8 - t] = kernel[(o * inChannels + i) * 9 + t]
+                    }
                 }
             }
+            if usesOwnIm2col {
+                made = Tensor(channels: 1, height: 1,
+                              width: cgemm_packed_count(Int32(inChannels), Int32(outChannels * 9)))
+                cgemm_pack(Int32(inChannels), Int32(outChannels * 9), rotated, outChannels * 9, 0, made.storage)
+            } else {
+                made = Tensor(channels: 1, height: inChannels, width: outChannels * 9, values: rotated)
+            }
         }
-        rotatedKernel = rotated
-        return rotated
+        backwardKernelStorage = made
+        return made
     }
 
     /// The im2col band one worker aims for, in floats: small enough to stay in the caches while the GEMM reads it.
@@ -250,6 +301,7 @@ package final class Convolution {
         let bands = self.bands(depth: depth, halo: 0, height: rows.count, width: width, perWorker: perWorker)
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
         let inner = bands.workers == 1 ? threads : 1
+        let packed = usesOwnIm2col ? forwardPackedKernel() : nil
         kernel.withUnsafeBufferPointer { kernel in
             bias.withUnsafeBufferPointer { bias in
                 parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
@@ -259,9 +311,15 @@ package final class Convolution {
                     im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, into: col, threads: inner)
                     // One product per map row, so that a row's values never depend on the band or stripe around it.
                     for row in band {
-                        sgemm(m: outChannels, n: width, k: depth, a: kernel.baseAddress!, lda: depth,
-                              b: col + (row - band.lowerBound) * width, ldb: band.count * width,
-                              c: output.storage + outputSpan.offset(channel: 0, row: row), ldc: outputSpan.plane)
+                        let b = col + (row - band.lowerBound) * width
+                        let c = output.storage + outputSpan.offset(channel: 0, row: row)
+                        if let packed {
+                            cgemm_multiply(Int32(outChannels), Int32(width), Int32(depth), 1, packed.storage, b,
+                                           band.count * width, 0, c, outputSpan.plane)
+                        } else {
+                            sgemm(m: outChannels, n: width, k: depth, a: kernel.baseAddress!, lda: depth,
+                                  b: b, ldb: band.count * width, c: c, ldc: outputSpan.plane)
+                        }
                     }
                     addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
                             rows: band, reluMask: reluMask, rectify: rectify, threads: inner)
@@ -311,7 +369,9 @@ package final class Convolution {
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
         let inner = bands.workers == 1 ? threads : 1
         let col2imPath = backwardUsesCol2im
-        let rotated = col2imPath ? nil : backwardKernel()
+        // The col2im product reads the kernel as it is unless the own kernels run it; the other always reads the
+        // backward kernel.
+        let backward = usesOwnIm2col || !col2imPath ? backwardKernel() : nil
         kernel.withUnsafeBufferPointer { kernel in
             parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
                 let first = rows.lowerBound + band * bands.rows
@@ -322,10 +382,15 @@ package final class Convolution {
                     let depth = inChannels * 9
                     let colRows = max(0, band.lowerBound - 1) ..< min(height, band.upperBound + 1)
                     for row in colRows {
-                        sgemm(m: depth, n: width, k: outChannels, a: kernel.baseAddress!, lda: depth, transposeA: true,
-                              b: gradOutput.storage + gradOutputSpan.offset(channel: 0, row: row),
-                              ldb: gradOutputSpan.plane, c: col + (row - colRows.lowerBound) * width,
-                              ldc: colRows.count * width)
+                        let b = gradOutput.storage + gradOutputSpan.offset(channel: 0, row: row)
+                        let c = col + (row - colRows.lowerBound) * width
+                        if let backward {
+                            cgemm_multiply(Int32(depth), Int32(width), Int32(outChannels), 1, backward.storage, b,
+                                           gradOutputSpan.plane, 0, c, colRows.count * width)
+                        } else {
+                            sgemm(m: depth, n: width, k: outChannels, a: kernel.baseAddress!, lda: depth,
+                                  transposeA: true, b: b, ldb: gradOutputSpan.plane, c: c, ldc: colRows.count * width)
+                        }
                     }
                     col2im(col, colRows: colRows, channels: inChannels, span: gradInputSpan, rows: band,
                            into: gradInput.storage, threads: inner)
@@ -334,10 +399,15 @@ package final class Convolution {
                     im2col(gradOutput.storage, span: gradOutputSpan, channels: outChannels, rows: band, into: col,
                            threads: inner)
                     for row in band {
-                        sgemm(m: inChannels, n: width, k: depth, a: rotated!.storage, lda: depth,
-                              b: col + (row - band.lowerBound) * width, ldb: band.count * width,
-                              c: gradInput.storage + gradInputSpan.offset(channel: 0, row: row),
-                              ldc: gradInputSpan.plane)
+                        let b = col + (row - band.lowerBound) * width
+                        let c = gradInput.storage + gradInputSpan.offset(channel: 0, row: row)
+                        if usesOwnIm2col {
+                            cgemm_multiply(Int32(inChannels), Int32(width), Int32(depth), 1, backward!.storage, b,
+                                           band.count * width, 0, c, gradInputSpan.plane)
+                        } else {
+                            sgemm(m: inChannels, n: width, k: depth, a: backward!.storage, lda: depth, b: b,
+                                  ldb: band.count * width, c: c, ldc: gradInputSpan.plane)
+                        }
                     }
                 }
                 if let inputMask {

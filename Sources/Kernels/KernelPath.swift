@@ -3,17 +3,18 @@ import CGEMM
 import Foundation
 import Synchronization
 
-/// Where the heavy products run: the Winograd convolutions' products, the Gram matrices and the Gram loss's gradient.
+/// Where the heavy products run: the Winograd convolutions' products, the im2col convolutions' products (conv1_1), the
+/// Gram matrices and the Gram loss's gradient.
 ///
 /// The project's own kernels (the CGEMM target) come in three instruction sets, and the widest one the processor runs
 /// is chosen at run time (`detected`), so their speed does not depend on OpenBLAS's processor detection. OpenBLAS stays
-/// selectable as the fallback and for comparisons; it still runs the products outside these three (the im2col
-/// convolutions of the first layer). Every path computes the same sums up to rounding and is deterministic on its own;
-/// two paths may differ in the last bits.
+/// selectable as the fallback and for comparisons; on the own paths it runs only the products of Winograd layers on
+/// maps under 4 pixels a side (see `Convolution.usesOwnIm2col`). Every path computes the same sums up to rounding and
+/// is deterministic on its own; two paths may differ in the last bits.
 ///
 /// `force` chooses another path for the whole process (tests and benchmarks): the Gram products read the path at each
-/// call, a convolution when it is made (its transformed kernel is laid out for the panel GEMM or for OpenBLAS). Not to
-/// be forced while products run.
+/// call, a convolution when it is made (its kernels are laid out for the own kernels or for OpenBLAS). Not to be forced
+/// while products run.
 public enum KernelPath: String, Sendable, CaseIterable {
     /// The own kernels with AVX-512F.
     case avx512

@@ -171,7 +171,7 @@ public final class VGG19 {
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
         // The kept transforms and the shared buffer, and the rotated kernels some layers' backward passes make.
         kernelCopyCapacity = convolutions.indices.reduce((slot?.capacity ?? 0) * MemoryLayout<Float>.stride) { total, k in
-            total + (kept.contains(k) ? sizes[k] : 0) + convolutions[k].rotatedKernelCount * MemoryLayout<Float>.stride
+            total + (kept.contains(k) ? sizes[k] : 0) + convolutions[k].derivedKernelCount * MemoryLayout<Float>.stride
         }
     }
 
@@ -228,7 +228,8 @@ public final class VGG19 {
 
     /// The bytes of weights the network made itself, beyond the weights it was given (which it shares, not copies):
     /// the Winograd-transformed kernels kept, made the first time each layer runs, and the buffer shared by the others
-    /// (or with im2col, the rotated kernels for the backward pass, made the first time each layer is differentiated).
+    /// (and the kernels of the im2col layers, packed for the own kernels or rotated for the backward pass, made the
+    /// first time each layer runs or is differentiated).
     public var kernelCopyBytes: Int {
         convolutions.reduce(0) { $0 + $1.allocatedBytes } + (kernelSlot?.allocatedBytes ?? 0)
     }

@@ -64,6 +64,40 @@ final class KernelPathTests: XCTestCase {
         XCTAssertEqual(KernelPath.current, KernelPath.detected)
     }
 
+    /// On every path, the im2col convolutions (the image's 3 channels, whose backward pass is the col2im product, and
+    /// a layer forced to im2col, whose backward pass reads the rotated kernel) match the float64 direct convolution
+    /// and its input gradient, run in the own kernels except on OpenBLAS, and make exactly the kernels they count.
+    func testIm2colConvolutionsOnEveryPath() throws {
+        var rng = SplitMix64(seed: 42)
+        let cases: [(Int, Int, Int, Int, ConvolutionAlgorithm)] = [
+            (3, 64, 11, 37, .winograd), (3, 5, 6, 9, .winograd), (12, 20, 9, 13, .im2col), (1, 3, 1, 1, .im2col),
+        ]
+        for (ci, co, h, w, algorithm) in cases {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let input = randomValues(ci * h * w, using: &rng), gradOutput = randomValues(co * h * w, using: &rng)
+            let expected = naiveConvolution(input, height: h, width: w, weights: weights)
+            let expectedGradient = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
+            for path in supportedKernelPaths {
+                try withKernelPath(path) {
+                    let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+                    let label = "\(path) \(ci)→\(co) \(h)x\(w)"
+                    XCTAssertEqual(conv.usesOwnIm2col, path != .openblas, label)
+                    let scratch = Tensor(channels: 1, height: 1,
+                                         width: conv.scratchCount(height: h, width: w, limit: 2 * max(ci, co) * 9 * w))
+                    let output = Tensor(channels: co, height: h, width: w)
+                    conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
+                                 scratch: scratch)
+                    assertClose(output.values, expected, relative: 1e-5, "\(label) forward")
+                    let gradInput = Tensor(channels: ci, height: h, width: w)
+                    conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                                       inputMask: nil, scratch: scratch)
+                    assertClose(gradInput.values, expectedGradient, relative: 1e-5, "\(label) backward")
+                    XCTAssertEqual(conv.allocatedBytes, conv.derivedKernelCount * MemoryLayout<Float>.stride, label)
+                }
+            }
+        }
+    }
+
     /// On every path: the Gram matrix of an odd number of channels over several chunks of pixels, added in stripes of
     /// a wider map, matches the float64 Gram; the style loss's gradient, added to a gradient that holds values
     /// already, matches 4 · weight / (C² N) · (G − T) F in float64; and both come out the same bits every time.
