@@ -13,6 +13,7 @@ DEMO_CONTENT := examples/images/chelsea.ppm
 DEMO_STYLE   := examples/images/scream.ppm
 DEMO_OUT     := examples/out/chelsea-scream
 BENCH_SIZES  ?= 256 512 1024 2048 4096x3072
+BENCH_JOB_SIZES ?= 256x160 512x384 512 1024
 
 all: build
 
@@ -45,9 +46,11 @@ demo: build
 	pnmtopng $(DEMO_OUT).ppm > $(DEMO_OUT).png
 	@echo "demo: wrote $(DEMO_OUT).ppm and $(DEMO_OUT).png"
 
-## bench: seconds per evaluation, GFLOP/s and peak memory at each size in BENCH_SIZES (one process each)
+## bench: pamstyle's own evaluation and L-BFGS step at each size in BENCH_JOB_SIZES, against the machine's measured
+## multiply-add peak; then the network alone (seconds, GFLOP/s, peak memory) at each size in BENCH_SIZES; one process each
 bench: setup
 	$(SWIFT) build -c release --product pamstyle-bench
+	@for size in $(BENCH_JOB_SIZES); do $(RELEASE)/pamstyle-bench --job --repeats 3 --sizes $$size || exit 1; done
 	@for size in $(BENCH_SIZES); do $(RELEASE)/pamstyle-bench --style-losses --repeats 3 --sizes $$size || exit 1; done
 
 ## install: the binary, the manual and the weights under PREFIX

@@ -33,7 +33,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "pamstyle-bench", dependencies: ["StyleTransfer", "Kernels", "CGEMM", "CBLAS"],
+        .target(name: "CPeak", path: "bench/Sources/CPeak", cSettings: [.unsafeFlags(["-O2"])]),
+        .executableTarget(name: "pamstyle-bench",
+                          dependencies: ["StyleTransfer", "Kernels", "CGEMM", "CBLAS", "CPeak", "Netpbm"],
                           path: "bench/Sources/pamstyle-bench",
                           swiftSettings: checkedSettings),
         .testTarget(name: "NetpbmTests", dependencies: ["Netpbm"]),

@@ -133,10 +133,7 @@ public final class Stylizer {
             if x.width != size.width || x.height != size.height {
                 x = resized(x, to: size)
             }
-            let memory = try memoryPlan(for: size, content: originalSize)
-            network.striping = .budget(bytes: memory.networkBytes)
-            let problem = try self.problem(content: resized(networkContent, to: size), size: size,
-                                           targetPrecision: memory.targetPrecision)
+            let (memory, problem) = try setUpScale(size, content: networkContent, originalSize: originalSize)
             // L-BFGS never leaves a lower value for a higher one (a failed search steps x back), so its x is the best
             // point; Adam's steps may climb, and the best point is kept apart.
             let keepsBest = options.optimizer == .adam
@@ -179,10 +176,7 @@ public final class Stylizer {
                 try report(0, x)
             }
             // Made after that evaluation's gradient is gone: the memory plan counts one or the other.
-            let optimizer: Optimizer = options.optimizer == .lbfgs
-                ? LBFGS(parameterCount: x.pixels.count, historySize: memory.history,
-                        historyPrecision: memory.historyPrecision)
-                : Adam(parameterCount: x.pixels.count, learningRate: Double(options.learningRate) / 255)
+            let optimizer = makeOptimizer(parameterCount: x.pixels.count, memory: memory)
             var unmoved = 0, iteration = 0
             while iteration < iterationsHere(done: iteration) {
                 if let deadline, elapsed() >= deadline { break }
@@ -213,6 +207,49 @@ public final class Stylizer {
         }
         previous = (originalSize, x)
         return finish(x, content: content)
+    }
+
+    /// A scale's memory plan, the network's stripes within it, and the loss at `size` for `content` (the content as
+    /// the network sees it, at any size) of an image of `originalSize`.
+    private func setUpScale(_ size: Size, content: RGBImage, originalSize: Size) throws -> (MemoryPlan, Problem) {
+        let memory = try memoryPlan(for: size, content: originalSize)
+        network.striping = .budget(bytes: memory.networkBytes)
+        let problem = try self.problem(content: resized(content, to: size), size: size,
+                                       targetPrecision: memory.targetPrecision)
+        return (memory, problem)
+    }
+
+    /// The optimizer of a scale, within its memory plan.
+    private func makeOptimizer(parameterCount: Int, memory: MemoryPlan) -> Optimizer {
+        options.optimizer == .lbfgs
+            ? LBFGS(parameterCount: parameterCount, historySize: memory.history,
+                    historyPrecision: memory.historyPrecision)
+            : Adam(parameterCount: parameterCount, learningRate: Double(options.learningRate) / 255)
+    }
+
+    /// One scale of `stylize` as it runs there, for benchmarks that time an evaluation or an optimizer step: set up by
+    /// the same code (memory plan, the network's stripes, content features and style targets at the size, the
+    /// optimizer within the plan), starting from the content at that size.
+    public struct Scale {
+        /// The image the scale starts from: the content resized to the scale's size (RGB in 0…1, (3, height, width)).
+        public var image: [Float]
+        /// The loss and its gradient at an image, as each iteration evaluates it.
+        public let objective: Objective
+        /// The optimizer as `stylize` makes it for this scale.
+        public let optimizer: Optimizer
+        /// The network's layout at this size (`VGG19.layoutSummary`).
+        public let layout: String
+    }
+
+    /// The scale of `content` at `size` as `stylize` would run it (`Scale`).
+    public func scale(of content: RGBImage, at size: Size) throws -> Scale {
+        let networkContent = options.preserveColors ? Stylizer.luminanceImage(content) : content
+        let (memory, problem) = try setUpScale(size, content: networkContent,
+                                               originalSize: Size(width: content.width, height: content.height))
+        let image = resized(content, to: size).pixels
+        return Scale(image: image, objective: { try problem.evaluate($0, gradient: $1) },
+                     optimizer: makeOptimizer(parameterCount: image.count, memory: memory),
+                     layout: network.layoutSummary)
     }
 
     // MARK: - Sizes, schedule and memory

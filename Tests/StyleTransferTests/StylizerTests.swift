@@ -35,6 +35,35 @@ final class StylizerTests: XCTestCase {
     }
 }
 
+/// The scale a benchmark times is the one `stylize` runs: the same loss where it starts, and the same image after one
+/// step of the same optimizer.
+final class StylizerScaleTests: XCTestCase {
+    func testScaleIsWhatStylizeRuns() throws {
+        var random = TestRandom(state: 12)
+        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        let content = RGBImage(width: 48, height: 36, pixels: (0 ..< 3 * 48 * 36).map { _ in random.unit() })
+        var options = Options()
+        options.size = nil
+        options.scales = 1
+        options.iterations = 1
+        options.memory = 1 << 30
+        var reported: [LossTerms] = []
+        let result = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+            .stylize(content, observeStart: true) { reported.append($0.losses) }
+        let scale = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+            .scale(of: content, at: Stylizer.Size(width: 48, height: 36))
+        XCTAssertEqual(scale.image, content.pixels)
+        var image = scale.image
+        var gradient = [Float](repeating: 0, count: image.count)
+        let start = try image.withUnsafeBufferPointer { image in
+            try gradient.withUnsafeMutableBufferPointer { try scale.objective(image, $0) }
+        }
+        XCTAssertEqual(start, reported.first?.total)
+        _ = try image.withUnsafeMutableBufferPointer { try scale.optimizer.step($0, objective: scale.objective) }
+        XCTAssertEqual(image.map { min(max($0, 0), 1) }, result.pixels)
+    }
+}
+
 /// What `-memory` counts beside a scale's own buffers.
 final class MemoryAccountingTests: XCTestCase {
     /// The resident bytes are the weights, the kernels the network makes from them (as many as it makes once every

@@ -8,6 +8,9 @@
 //                  [--memory-mb N | --stripe-rows N [--striped-blocks 1…5]] [--kept-kernel-mb N|all]
 //                  [--compare-striped-blocks 1…5] [--compare-kept-kernel-mb N|all] [--verbose]
 //   pamstyle-bench --products [--kernels PATH,...] [--repeats 5]
+//   pamstyle-bench --job [--content PPM] [--style PPM] [--sizes 512,256x160] [--kernels PATH] [--repeats 5]
+//                  [--warmup 1] [--threads N] [--weights PATH]
+//   pamstyle-bench --peak [--threads N]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv lists the convolution algorithms to time side by side, alternating evaluations:
@@ -24,6 +27,12 @@
 // the panel GEMM at the Winograd layers' channel counts against cblas_sgemm, the Gram upper triangle of 4096 pixels
 // against cblas_ssyrk, the Gram loss's gradient product against cblas_sgemm with β = 1; one JSON object per product
 // and shape with the GFLOP/s of each, from the median of --repeats timings in the thread's processor time.
+//
+// --job times what pamstyle itself runs (Job.swift): at each size, the scale pamstyle would optimize there (default
+// options, the content and style images given, examples/images/chelsea.ppm and scream.ppm by default), its objective
+// (network, Gram and content losses, total variation) and its optimizer's steps; the products the evaluation needs,
+// their rate, and its fraction of the machine's single-precision multiply-add peak, which the bench measures first.
+// --peak prints that peak alone (and the BF16 dot products' peak where the processor has them).
 //
 // Besides the wall-clock seconds, processor_seconds_per_eval is the processor time of all the process's threads per
 // evaluation (median): steadier than the wall clock while other processes share the cores, and it counts the time
@@ -66,6 +75,10 @@ struct BenchOptions {
     var stripedBlocks: Int?
     var comparedStripedBlocks: Int?
     var verbose = false
+    var job = false
+    var peak = false
+    var contentPath = "examples/images/chelsea.ppm"
+    var stylePath = "examples/images/scream.ppm"
 }
 
 enum BenchError: LocalizedError {
@@ -155,6 +168,10 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
             options.kernels = paths
         case "--style-losses": options.styleLosses = true
         case "--products": options.products = true
+        case "--job": options.job = true
+        case "--peak": options.peak = true
+        case "--content": options.contentPath = try value(argument)
+        case "--style": options.stylePath = try value(argument)
         case "--verbose": options.verbose = true
         default: throw BenchError.usage("unknown option \(argument)")
         }
@@ -496,7 +513,15 @@ func runProducts(_ options: BenchOptions) throws {
 
 do {
     let options = try parseOptions(Array(CommandLine.arguments.dropFirst()))
-    if options.products { try runProducts(options) } else { try run(options) }
+    if options.products {
+        try runProducts(options)
+    } else if options.job {
+        try runJob(options)
+    } else if options.peak {
+        runPeak(options)
+    } else {
+        try run(options)
+    }
 } catch {
     FileHandle.standardError.write("pamstyle-bench: \(error.localizedDescription)\n".data(using: .utf8)!)
     exit(1)
