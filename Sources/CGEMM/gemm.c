@@ -22,6 +22,7 @@
 #include "cgemm.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -358,6 +359,151 @@ avx512Block(enum order const order, int const kc, const float * const a, ptrdiff
     }
 }
 
+/* MARK: - AVX-512 with BF16 dot products */
+
+#define BF16 __attribute__((target("avx512f,avx512bf16")))
+
+/* The columns of B converted at a time: eight panels. */
+#define BF16_COLUMNS (8 * NR)
+
+/* B's rows in pairs, (KC / 2, nr) 32-bit pairs per panel, panel after panel: pair (j, l) holds B[2j][l] in its low
+ * half and B[2j + 1][l] in its high half, as vdpbf16ps pairs them. */
+static _Thread_local _Alignas(64) uint32_t bf16Panels[KC / 2 * BF16_COLUMNS];
+/* An 8-row block of A in pairs, (KC / 2, 8): pair (j, i) holds A[i][2j] low and A[i][2j + 1] high. */
+static _Thread_local _Alignas(64) uint32_t bf16BlockPairs[KC / 2 * MR];
+
+/* 16 pairs from 16 values of an even row (low halves) and 16 of the odd row after it (high halves). */
+INLINE BF16 __m512i
+bf16Pairs512(__m512 const low, __m512 const high) {
+    __m512i const both = (__m512i)_mm512_cvtne2ps_pbh(high, low);  // low's 16 values, then high's
+    __m512i const lows = _mm512_cvtepu16_epi32(_mm512_castsi512_si256(both));
+    __m512i const highs = _mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(both, 1));
+    return _mm512_or_si512(lows, _mm512_slli_epi32(highs, 16));
+}
+
+/* Rows j0 … j0 + kc of a B panel (nr columns, rows nr floats apart) into pairs. */
+INLINE BF16 void
+bf16PackPanel(int const kc, const float *b, int const nr, uint32_t *pairs) {
+    __mmask16 mask[3];
+    for (int v = 0; v < 3; ++v) {
+        int const left = nr - 16 * v;
+        mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    }
+    for (int j = 0; j < kc; j += 2) {
+        for (int v = 0; v < 3 && mask[v]; ++v) {
+            __m512 const low = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
+            __m512 const high = _mm512_maskz_loadu_ps(mask[v], b + nr + 16 * v);
+            _mm512_mask_storeu_epi32(pairs + 16 * v, mask[v], bf16Pairs512(low, high));
+        }
+        b += 2 * nr;
+        pairs += nr;
+    }
+}
+
+/* kc values of 8 rows of A, in either order, into pairs. */
+INLINE BF16 void
+bf16PackBlock(int const transposed, int const kc, const float *a, ptrdiff_t const chunk, uint32_t *pairs) {
+    if (!transposed) {
+        /* a(i, j) at a + (j / 8)·chunk + 8·(j % 8) + i: each 8 values of j … j + 1 are 16 consecutive floats. */
+        for (int j0 = 0; j0 < kc; j0 += 8) {
+            for (int j = 0; j < 8; j += 2) {
+                __m512 const values = _mm512_loadu_ps(a + 8 * j);  // row j's 8 values, then row j + 1's
+                __m256i const both = (__m256i)_mm512_cvtneps_pbh(values);
+                __m256i const lows = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(both));
+                __m256i const highs = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(both, 1));
+                _mm256_storeu_si256((__m256i *)(pairs + 4 * j), _mm256_or_si256(lows, _mm256_slli_epi32(highs, 16)));
+            }
+            a += chunk;
+            pairs += 32;
+        }
+        return;
+    }
+    /* a(i, j) at a + (j / 8)·chunk + 8i + j % 8: the 64 values of 8 rows and 8 columns are consecutive, row after row,
+     * so each row's pairs are adjacent already: 32 pairs, (i, 4) turned into (4, i). */
+    __m512i const first = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29);
+    __m512i const second = _mm512_add_epi32(first, _mm512_set1_epi32(2));
+    for (int j0 = 0; j0 < kc; j0 += 8) {
+        __m512i const top = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + 16), _mm512_loadu_ps(a));
+        __m512i const bottom = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(a + 48), _mm512_loadu_ps(a + 32));
+        _mm512_storeu_si512(pairs, _mm512_permutex2var_epi32(top, first, bottom));
+        _mm512_storeu_si512(pairs + 16, _mm512_permutex2var_epi32(top, second, bottom));
+        a += chunk;
+        pairs += 32;
+    }
+}
+
+/* The 8 × columns block of C from an 8-row block of A and a B panel, both in pairs: the AVX-512 block with one dot
+ * product of two pairs in place of two multiply-adds. */
+INLINE BF16 void
+bf16Block(int const kc, const uint32_t *a, const uint32_t *b, int const nr, float * const c, ptrdiff_t const ldc,
+          int const rows, int const columns, float const alpha, int const accumulate) {
+    __m512 acc[MR][3];
+    for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < 3; ++v)
+            acc[i][v] = _mm512_setzero_ps();
+    __mmask16 mask[3];
+    for (int v = 0; v < 3; ++v) {
+        int const left = columns - 16 * v;
+        mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    }
+    for (int j = 0; j < kc; j += 2) {
+        __m512bh const b0 = (__m512bh)_mm512_maskz_loadu_epi32(mask[0], b);
+        __m512bh const b1 = (__m512bh)_mm512_maskz_loadu_epi32(mask[1], b + 16);
+        __m512bh const b2 = (__m512bh)_mm512_maskz_loadu_epi32(mask[2], b + 32);
+        b += nr;
+        for (int i = 0; i < MR; ++i) {
+            __m512bh const ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
+            acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
+            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
+        }
+        a += MR;
+    }
+    __m512 const scale = _mm512_set1_ps(alpha);
+    for (int v = 0; v < 3; ++v) {
+        if (mask[v] == 0)
+            break;
+        for (int i = 0; i < MR; ++i) {
+            if (i >= rows)
+                break;
+            float * const p = c + i * ldc + 16 * v;
+            __m512 value = _mm512_mul_ps(acc[i][v], scale);
+            if (accumulate)
+                value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask[v], p));
+            _mm512_mask_storeu_ps(p, mask[v], value);
+        }
+    }
+}
+
+/* Slices of KC values of k; in each, B converted eight panels at a time, and each 8-row block of A converted once and
+ * taken over those panels. */
+static BF16 void
+bf16Panels512(int const m, int const n, int const k, float const alpha, const float * const a, int const transposedA,
+              const float * const b, float * const c, ptrdiff_t const ldc) {
+    for (int j0 = 0; j0 < k; j0 += KC) {
+        int const kc = minimum(KC, k - j0);
+        for (int c0 = 0; c0 < n; c0 += BF16_COLUMNS) {
+            int const c1 = minimum(n, c0 + BF16_COLUMNS);
+            for (int l0 = c0; l0 < c1; l0 += NR) {
+                int const nr = minimum(NR, n - l0);
+                bf16PackPanel(kc, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr, bf16Panels + (l0 - c0) * (KC / 2));
+            }
+            for (int i0 = 0; i0 < m; i0 += MR) {
+                if (transposedA)
+                    bf16PackBlock(1, kc, a + (ptrdiff_t)(j0 / MR) * m * MR + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR,
+                                  bf16BlockPairs);
+                else
+                    bf16PackBlock(0, kc, a + (ptrdiff_t)i0 * k + (ptrdiff_t)j0 * MR, MR * MR, bf16BlockPairs);
+                for (int l0 = c0; l0 < c1; l0 += NR) {
+                    int const nr = minimum(NR, n - l0);
+                    bf16Block(kc, bf16BlockPairs, bf16Panels + (l0 - c0) * (KC / 2), nr, c + (ptrdiff_t)i0 * ldc + l0, ldc,
+                              MR, nr, alpha, j0 > 0);
+                }
+            }
+        }
+    }
+}
+
 #endif
 
 /* MARK: - Dispatch */
@@ -397,6 +543,26 @@ cgemm_supports(cgemm_isa const isa) {
     default:
         return 0;
     }
+}
+
+int
+cgemm_supports_bf16(void) {
+#if CGEMM_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+#else
+    return 0;
+#endif
+}
+
+void
+cgemm_panels_bf16(int const m, int const n, int const k, float const alpha, const float * const a,
+                  int const transposedA, const float * const b, float * const c, ptrdiff_t const ldc) {
+#if CGEMM_X86
+    bf16Panels512(m, n, k, alpha, a, transposedA, b, c, ldc);
+#else
+    cgemm_panels(m, n, k, alpha, a, transposedA, b, c, ldc);
+#endif
 }
 
 cgemm_isa

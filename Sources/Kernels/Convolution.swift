@@ -76,13 +76,17 @@ package final class Convolution {
     /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), decided when the convolution is made;
     /// `cgemm_panels` runs in the instruction set `cgemm_selected()` names at each call.
     package let usesPanelGEMM: Bool
+    /// Whether its Winograd products run in bfloat16 (`cgemm_panels_bf16`): asked for with `ProductPrecision.bf16`, on
+    /// the panel GEMM of the `avx512` kernel path, on a processor with AVX512_BF16; decided when the convolution is made.
+    package let usesBF16: Bool
     /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
     /// (outChannels, inChannels) order) for OpenBLAS.
     private var kernelPanelRows: Int { usesPanelGEMM ? Int(CGEMM_PANEL_ROWS) : 1 }
 
     /// - kernelSlot: where the Winograd-transformed kernel is made each time it is needed; nil to make it once and keep it.
+    /// - precision: the precision of the Winograd products, where the processor and the kernel path run it.
     package init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
-         kernelSlot: TransformedKernelSlot? = nil) {
+                 kernelSlot: TransformedKernelSlot? = nil, precision: ProductPrecision = .single) {
         precondition(threads >= 1)
         self.threads = threads
         inChannels = weights.inChannels
@@ -94,6 +98,7 @@ package final class Convolution {
         usesPanelGEMM = usesWinograd && algorithm == .winograd && KernelPath.current != .openblas
             && inChannels % rows == 0 && outChannels % rows == 0
         usesOwnIm2col = !usesWinograd && KernelPath.current != .openblas
+        usesBF16 = usesPanelGEMM && precision == .bf16 && precision.isSupported && KernelPath.current == .avx512
         self.kernelSlot = usesWinograd ? kernelSlot : nil
         precondition(self.kernelSlot.map { $0.capacity >= winogradPositions * inChannels * outChannels } ?? true,
                      "transformed kernel slot too small")
@@ -480,7 +485,7 @@ package final class Convolution {
         let products = tiles + winogradPositions * sources * bands.tileStride
         let work = products + winogradPositions * targets * bands.tileStride
         let plane = inChannels * outChannels
-        let panelGEMM = usesPanelGEMM
+        let panelGEMM = usesPanelGEMM, bf16 = usesBF16
         for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {
             let tileRows = firstTileRow ..< min(grid.tilesY, firstTileRow + bands.tileRows)
             let n = tileRows.count * grid.rowTiles
@@ -498,8 +503,9 @@ package final class Convolution {
                 let source = transposed ? winogradTurned[i] * 6 + winogradTurned[k] : position
                 let alpha = transposed ? winogradTurnedScale[i] * winogradTurnedScale[k] : 1
                 if panelGEMM {
-                    cgemm_panels(Int32(targets), Int32(n), Int32(sources), alpha, kernel + source * plane,
-                                 transposed ? 1 : 0, b, c, tileStride)
+                    (bf16 ? cgemm_panels_bf16 : cgemm_panels)(Int32(targets), Int32(n), Int32(sources), alpha,
+                                                              kernel + source * plane, transposed ? 1 : 0, b, c,
+                                                              tileStride)
                 } else {
                     sgemm(m: targets, n: n, k: sources, alpha: alpha, a: kernel + source * plane, lda: inChannels,
                           transposeA: transposed, b: b, ldb: tileStride, c: c, ldc: tileStride)

@@ -85,6 +85,9 @@ public struct Options: Sendable {
     public var maxPixels = 16_777_216
     /// Threads for the network; nil means one per core.
     public var threads: Int? = nil
+    /// The precision of the Winograd products; nil: `ProductPrecision.fastest`, bf16 where the processor runs it
+    /// faster.
+    public var precision: ProductPrecision? = nil
 
     public init() {}
 }

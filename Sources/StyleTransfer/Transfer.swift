@@ -88,13 +88,23 @@ public final class Stylizer {
         precondition(options.styleBlend.isEmpty || options.styleBlend.count == styles.count)
         self.options = options
         network = try VGG19(weights: weights, pooling: options.pooling, threads: options.threads,
-                            striping: .budget(bytes: options.memory), convolution: convolution)
+                            striping: .budget(bytes: options.memory), convolution: convolution,
+                            precision: options.precision ?? .fastest)
         self.styles = options.preserveColors ? styles.map(Stylizer.luminanceImage) : styles
         styleBlend = options.styleBlend.isEmpty
             ? Array(repeating: 1, count: styles.count) : options.styleBlend.map(Double.init)
         contentLayers = options.contentLayers.filter { $0.weight > 0 }
         styleLayers = options.styleLayers.filter { $0.weight > 0 }
         layers = Set((contentLayers + styleLayers).map(\.layer))
+    }
+
+    /// The precision the network's Winograd products run in.
+    public var precision: ProductPrecision { network.precision }
+
+    /// One line naming the kernels the products run in, for `-verbose`: `KernelPath.summary`, and the Winograd
+    /// products' precision when it is bf16.
+    public var kernelSummary: String {
+        KernelPath.summary + (network.precision == .bf16 ? ", Winograd products in bf16" : "")
     }
 
     /// Stylizes one image and returns the result at the content's dimensions.

@@ -136,6 +136,8 @@ public final class VGG19 {
     ///     each); the number of cores by default.
     ///   - striping: how the maps are divided into stripes (see `Striping` and `Layout`); whole maps by default.
     ///   - convolution: how the convolutions of many input channels are computed (`conv1_1` always uses im2col).
+    ///   - precision: the precision of the Winograd products (`ProductPrecision`), where the processor and the kernel
+    ///     path run it; single precision elsewhere.
     ///   - keptKernelBytes: with Winograd, the transformed kernels (36 × in × out floats a layer, 197 MiB for all
     ///     through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
     ///     share one buffer, the size of the largest of them, and transform their kernel into it each time they run
@@ -143,7 +145,7 @@ public final class VGG19 {
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
     public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
                 striping: Striping = .wholeMaps, convolution: ConvolutionAlgorithm = .winograd,
-                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes) throws {
+                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes, precision: ProductPrecision = .single) throws {
         try weights.checkArchitecture()
         weightBytes = weights.bytes
         self.pooling = pooling
@@ -165,9 +167,11 @@ public final class VGG19 {
             : TransformedKernelSlot(capacity: shared.map { sizes[$0] }.max()! / MemoryLayout<Float>.stride)
         kernelSlot = slot
         let convolutions = weights.layers.enumerated().map { k, layer in
-            Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot)
+            Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot,
+                        precision: precision)
         }
         self.convolutions = convolutions
+        self.precision = convolutions.contains(where: \.usesBF16) ? .bf16 : .single
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
         // The kept transforms and the shared buffer, and the rotated kernels some layers' backward passes make.
         kernelCopyCapacity = convolutions.indices.reduce((slot?.capacity ?? 0) * MemoryLayout<Float>.stride) { total, k in
@@ -236,6 +240,9 @@ public final class VGG19 {
 
     /// The most bytes of weights the network makes itself (see `kernelCopyBytes`), once every layer has run.
     public let kernelCopyCapacity: Int
+    /// The precision its Winograd products run in: `bf16` when it was asked for and the processor and kernel path run
+    /// it.
+    public let precision: ProductPrecision
     /// The bytes of the weights the network was given.
     public let weightBytes: Int
 

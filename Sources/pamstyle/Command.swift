@@ -99,6 +99,10 @@ struct Command: ParsableCommand {
     var checkpointEvery: Int = 50
     @Option(name: netpbm("threads"), help: "Threads for the network (default: all cores).")
     var threads: Int?
+    @Option(name: netpbm("precision"), help: ArgumentHelp(
+        "Precision of the convolutions' products: single, bf16 (AVX512_BF16 only), or auto: bf16 where it runs faster.",
+        valueName: "auto|single|bf16"))
+    var precision: String = "auto"
     @Flag(name: netpbm("quiet"), help: "No progress and no messages but errors.")
     var quiet = false
     @Flag(name: netpbm("verbose"), help: "Print the loss terms as the optimization goes, and how each size runs (stripes, memory, kernels).")

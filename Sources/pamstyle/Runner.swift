@@ -39,9 +39,10 @@ struct Runner {
                                          executablePath: VGGWeights.runningExecutablePath)
         let weights = try VGGWeights.load(from: path)
         let styles = try command.styleFiles.map { try readFirstImage($0).rgb }
+        let stylizer = try Stylizer(weights: weights, options: options, styles: styles)
         report.note("weights \(path); style targets from \(styles.count) image\(styles.count == 1 ? "" : "s"); "
-            + KernelPath.summary)
-        return try Stylizer(weights: weights, options: options, styles: styles)
+            + stylizer.kernelSummary)
+        return stylizer
     }
 
     private func stylizeStream(with stylizer: Stylizer) throws {

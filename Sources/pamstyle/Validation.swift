@@ -89,6 +89,15 @@ extension Command {
         options.checkpointEvery = checkpoint == nil ? 0 : checkpointEvery
         options.maxPixels = try count(maxPixels, "-max-pixels", from: 1, to: largestMaxPixels)
         if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
+        if precision != "auto" {
+            guard let chosen = ProductPrecision(rawValue: precision) else {
+                throw UsageError("-precision must be auto, single or bf16; you specified '\(precision)'")
+            }
+            guard chosen.isSupported else {
+                throw UsageError("-precision bf16 needs AVX-512 with BF16 (AVX512_BF16), which this processor lacks")
+            }
+            options.precision = chosen
+        }
         if quiet && verbose {
             throw UsageError("-quiet and -verbose contradict each other; give one of them")
         }

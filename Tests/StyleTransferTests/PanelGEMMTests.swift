@@ -18,11 +18,27 @@ final class PanelGEMMTests: XCTestCase {
         try checkKernels(on: .avx512)
     }
 
+    /// cgemm_panels_bf16 computes the product of its operands rounded to bfloat16 (to nearest, ties to even), summed
+    /// in float32: against the float64 product of the rounded operands, in both orders of A, for the shapes of
+    /// `checkPanelProduct` and column counts past the eight panels it converts at a time.
+    func testBF16Products() throws {
+        try XCTSkipUnless(ProductPrecision.bf16.isSupported, "the processor has no AVX512_BF16")
+        /// x rounded to the nearest bfloat16, ties to even (no NaNs here).
+        func bf16(_ x: Float) -> Double {
+            let bits = x.bitPattern
+            return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
+        }
+        XCTAssertEqual(bf16(1 + 1.0 / 512), 1)  // a tie: to the even 1
+        XCTAssertEqual(bf16(1 + 3.0 / 512), 1 + 4.0 / 512)
+        checkPanelProduct(product: cgemm_panels_bf16, operand: bf16, shapes: [(16, 400, 136), (8, 387, 24)],
+                              "bf16")
+    }
+
     private func checkKernels(on path: KernelPath, file: StaticString = #filePath, line: UInt = #line) throws {
         try XCTSkipUnless(path.isSupported, "the processor cannot run the \(path.rawValue) kernels")
         try withKernelPath(path) {
             XCTAssertEqual(KernelPath.current, path, file: file, line: line)
-            checkPanelProduct(path)
+            checkPanelProduct(product: cgemm_panels, operand: { Double($0) }, path.rawValue)
             checkGramUpperTriangle(path)
             checkMultiply(path)
         }
@@ -30,12 +46,17 @@ final class PanelGEMMTests: XCTestCase {
 
     /// cgemm_panels in both orders of A, for column counts that fill panels, leave a partial one (of a width that is
     /// or is not a multiple of 8 and 16) or stay under one, and depths that take one slice of the k loop or several
-    /// (128 per slice); columns of C past n are left alone.
-    private func checkPanelProduct(_ path: KernelPath) {
+    /// (128 per slice); columns of C past n are left alone. `operand` is what the product makes of each value of A and
+    /// B.
+    private func checkPanelProduct(
+        product: (Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32, UnsafePointer<Float>?,
+                  UnsafeMutablePointer<Float>?, Int) -> Void,
+        operand: (Float) -> Double, shapes: [(Int, Int, Int)] = [], _ path: String
+    ) {
         let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS)
         var rng = SplitMix64(seed: 31)
         for (m, n, k) in [(8, 48, 8), (16, 8, 24), (24, 100, 136), (8, 200, 264), (32, 56, 16), (16, 77, 8),
-                          (40, 3, 256), (8, 61, 392)] {
+                          (40, 3, 256), (8, 61, 392)] + shapes {
             let a = randomValues(m * k, using: &rng), b = randomValues(n * k, using: &rng)
             let ldc = n + 5
             for transposed in [false, true] {
@@ -49,8 +70,8 @@ final class PanelGEMMTests: XCTestCase {
                 a.withUnsafeBufferPointer { a in
                     b.withUnsafeBufferPointer { b in
                         c.withUnsafeMutableBufferPointer { c in
-                            cgemm_panels(Int32(m), Int32(n), Int32(k), alpha, a.baseAddress!, transposed ? 1 : 0,
-                                         b.baseAddress!, c.baseAddress!, ldc)
+                            product(Int32(m), Int32(n), Int32(k), alpha, a.baseAddress!, transposed ? 1 : 0,
+                                    b.baseAddress!, c.baseAddress!, ldc)
                         }
                     }
                 }
@@ -63,7 +84,7 @@ final class PanelGEMMTests: XCTestCase {
                         var expected = 0.0, size = 0.0
                         for j in 0 ..< k {
                             let first = l / columns * columns, panelWidth = min(columns, n - first)
-                            let term = Double(aValue(i, j)) * Double(b[first * k + j * panelWidth + l - first])
+                            let term = operand(aValue(i, j)) * operand(b[first * k + j * panelWidth + l - first])
                             expected += term
                             size += abs(term)
                         }

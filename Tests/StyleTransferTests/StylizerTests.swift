@@ -16,6 +16,8 @@ final class StylizerTests: XCTestCase {
         options.styleLayers = ["relu1_1", "relu2_1", "relu3_1"].map { Options.WeightedLayer($0) }
         // A budget that only stripes of a few rows fit.
         options.memory = 3 << 20
+        // The single-precision products of the network it is compared with (bf16 would round them apart).
+        options.precision = .single
         let stylizer = try Stylizer(weights: weights, options: options, styles: [style])
         let targets = try stylizer.styleTargets(for: .init(width: width, height: height), contentLuminance: nil)
 

@@ -137,6 +137,26 @@ final class ErrorTests: XCTestCase {
         XCTAssertEqual(fits.status, 0, fits.stderr)
     }
 
+    /// -precision bf16 runs where the processor has AVX512_BF16, and -verbose says so; elsewhere it is refused in one
+    /// line. -precision single never runs bf16.
+    func testPrecisionBF16RunsOnlyWhereTheProcessorHasIt() throws {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+        let input = patternPPM(width: 48, height: 36)
+        let verbose = ["-size", "48", "-scales", "1", "-iterations", "1", "-verbose"]
+        guard flags.contains("avx512_bf16") && flags.contains("avx512f") else {
+            try expectFailure(["-precision", "bf16", style], input: input, saying: ["-precision bf16", "AVX512_BF16"])
+            return
+        }
+        let bf16 = try pamstyle(verbose + ["-precision", "bf16", style], input: input, timeout: 120)
+        XCTAssertEqual(bf16.status, 0, bf16.stderr)
+        XCTAssertTrue(bf16.stderr.contains("Winograd products in bf16"), bf16.stderr)
+        let single = try pamstyle(verbose + ["-precision", "single", style], input: input, timeout: 120)
+        XCTAssertEqual(single.status, 0, single.stderr)
+        XCTAssertFalse(single.stderr.contains("bf16"), single.stderr)
+        XCTAssertNotEqual(bf16.stdout, single.stdout)
+    }
+
     func testUsageErrorsNameTheOptionAndValue() throws {
         let input = patternPPM(width: 48, height: 36)
         let cases: [(arguments: [String], says: [String])] = [
@@ -162,6 +182,7 @@ final class ErrorTests: XCTestCase {
             (["-checkpoint", "", style], ["-checkpoint", "''"]),
             ([style, ""], ["style image", "empty"]),
             (["-bogus", style], ["-bogus"]),
+            (["-precision", "half", style], ["-precision", "half"]),
             (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
         ]
         for (arguments, says) in cases {

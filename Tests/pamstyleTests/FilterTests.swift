@@ -166,7 +166,10 @@ final class FilterTests: XCTestCase {
     /// scale runs, and a small `-memory` makes the network run in stripes, with the same result as whole maps.
     func testNativeSizeAndMemory() throws {
         let input = patternPPM(width: 640, height: 240)
-        let arguments: [String] = ["-size", "native", "-iterations", "2", "-scale-iterations", "1", "-verbose", style!]
+        // In single precision: bf16 products round the stripes' last bits apart, which the optimization carries
+        // further.
+        let arguments: [String] = ["-size", "native", "-iterations", "2", "-scale-iterations", "1", "-precision", "single",
+                                   "-verbose", style!]
         let whole = try pamstyle(arguments, input: input, timeout: 300)
         XCTAssertEqual(whole.status, 0, whole.stderr)
         let sizes = whole.stderrLines.filter { $0.contains(": network ") }

@@ -56,6 +56,18 @@ int cgemm_select(cgemm_isa isa);
 void cgemm_panels(int m, int n, int k, float alpha, const float *a, int transposedA, const float *b, float *c,
                   ptrdiff_t ldc);
 
+/* 1 when this processor runs cgemm_panels_bf16 (AVX-512F and AVX512_BF16, and the system saves their registers),
+ * else 0. */
+int cgemm_supports_bf16(void);
+
+/* cgemm_panels with A and B rounded to bfloat16 (to nearest, ties to even) and their products summed in float32 by
+ * AVX512_BF16's dot products (vdpbf16ps), whatever cgemm_selected() says: twice the multiply-adds per instruction of
+ * float32 FMA, with the operands' relative rounding error 2⁻⁹ instead of 2⁻²⁴. The same arguments and layouts; k must
+ * be even (it is a multiple of 8). Only where cgemm_supports_bf16(); on one thread, with about 100 KiB of buffers of
+ * the calling thread's own. */
+void cgemm_panels_bf16(int m, int n, int k, float alpha, const float *a, int transposedA, const float *b, float *c,
+                       ptrdiff_t ldc);
+
 /* The floats of a work area for cgemm_gram_upper with this many channels. */
 size_t cgemm_gram_work_count(int channels);
 

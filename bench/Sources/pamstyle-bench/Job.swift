@@ -101,7 +101,8 @@ func productFlops(width: Int, height: Int, styleLayers: [String]) -> Double {
 /// --job: at each size, pamstyle's own scale set up as `pamstyle` sets it up (default options, the content and style
 /// images given), then `warmup` + `repeats` evaluations of its objective (network, Gram and content losses, total
 /// variation) and `repeats` steps of its optimizer from there, each step's evaluations timed inside it. One JSON line
-/// per size.
+/// per size, with the loss where the evaluations start (the content, or the `--start` image: a result to score) and
+/// after the steps.
 func runJob(_ options: BenchOptions) throws {
     guard options.kernels.count == 1 else { throw BenchError.usage("--job takes one kernel path") }
     try KernelPath.force(options.kernels[0])
@@ -118,20 +119,29 @@ func runJob(_ options: BenchOptions) throws {
     let content = try read(options.contentPath), style = try read(options.stylePath)
     var pamstyleOptions = Options()
     if let threads = options.threads { pamstyleOptions.threads = threads }
+    pamstyleOptions.precision = options.precision
     let stylizer = try Stylizer(weights: weights, options: pamstyleOptions, styles: [style])
     let threads = options.threads ?? coreCount
     let peak = Peak.measure(threads: threads)
+    let start = try options.startPath.map(read)
     for (width, height) in options.sizes {
         var scale = try stylizer.scale(of: content, at: Size(width: width, height: height))
+        if let start {
+            guard start.width == width && start.height == height else {
+                throw BenchError.usage("--start is \(start.width)x\(start.height), not the size \(width)x\(height)")
+            }
+            scale.image = start.pixels
+        }
         var gradient = [Float](repeating: 0, count: scale.image.count)
         var evaluationTimes: [Double] = [], processorTimes: [Double] = []
-        var value = 0.0
+        var value = 0.0, startValue = Double.nan
         for iteration in 0 ..< options.warmup + options.repeats {
             let processorStart = processSeconds(), start = now()
             value = try scale.image.withUnsafeBufferPointer { image in
                 try gradient.withUnsafeMutableBufferPointer { try scale.objective(image, $0) }
             }
             let end = now(), processorEnd = processSeconds()
+            if iteration == 0 { startValue = value }
             guard iteration >= options.warmup else { continue }
             evaluationTimes.append(end - start)
             processorTimes.append(processorEnd - processorStart)
@@ -159,6 +169,8 @@ func runJob(_ options: BenchOptions) throws {
         let flops = productFlops(width: width, height: height, styleLayers: Options().styleLayers.map(\.layer.name))
         let size = width == height ? "\(width)" : "\"\(width)x\(height)\""
         var fields: [(String, Any)] = [("size", size), ("job", true), ("kernels", "\"\(KernelPath.current.rawValue)\""),
+                                       ("precision", "\"\(stylizer.precision.rawValue)\""),
+                                       ("loss_at_start", startValue),
                                        ("seconds_per_eval", seconds),
                                        ("processor_seconds_per_eval", median(processorTimes)),
                                        ("us_per_pixel", seconds / Double(width * height) * 1e6),

@@ -6,10 +6,11 @@
 //                  [--style-losses] [--sizes 256,512,1024]
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
 //                  [--memory-mb N | --stripe-rows N [--striped-blocks 1…5]] [--kept-kernel-mb N|all]
-//                  [--compare-striped-blocks 1…5] [--compare-kept-kernel-mb N|all] [--verbose]
+//                  [--compare-striped-blocks 1…5] [--compare-kept-kernel-mb N|all] [--precision single|bf16]
+//                  [--verbose]
 //   pamstyle-bench --products [--kernels PATH,...] [--repeats 5]
 //   pamstyle-bench --job [--content PPM] [--style PPM] [--sizes 512,256x160] [--kernels PATH] [--repeats 5]
-//                  [--warmup 1] [--threads N] [--weights PATH]
+//                  [--warmup 1] [--threads N] [--weights PATH] [--precision single|bf16] [--start PPM]
 //   pamstyle-bench --peak [--threads N]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
@@ -77,6 +78,10 @@ struct BenchOptions {
     var verbose = false
     var job = false
     var peak = false
+    /// The Winograd products' precision; nil: `ProductPrecision.fastest` with --job (as pamstyle runs), single otherwise.
+    var precision: ProductPrecision?
+    /// With --job: the image the evaluations start from instead of the content (at the size measured).
+    var startPath: String?
     var contentPath = "examples/images/chelsea.ppm"
     var stylePath = "examples/images/scream.ppm"
 }
@@ -170,8 +175,16 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--products": options.products = true
         case "--job": options.job = true
         case "--peak": options.peak = true
+        case "--precision":
+            let text = try value(argument)
+            guard let precision = ProductPrecision(rawValue: text), precision.isSupported else {
+                throw BenchError.usage("--precision must be single or bf16 (where the processor has AVX512_BF16); "
+                                       + "you specified \(text)")
+            }
+            options.precision = precision
         case "--content": options.contentPath = try value(argument)
         case "--style": options.stylePath = try value(argument)
+        case "--start": options.startPath = try value(argument)
         case "--verbose": options.verbose = true
         default: throw BenchError.usage("unknown option \(argument)")
         }
@@ -295,7 +308,7 @@ func run(_ options: BenchOptions) throws {
             ?? .budget(bytes: options.memoryBytes)
         let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
                             threads: options.threads, striping: striping, convolution: settings.algorithm,
-                            keptKernelBytes: settings.keptKernelBytes)
+                            keptKernelBytes: settings.keptKernelBytes, precision: options.precision ?? .single)
         net.recordsLayerTimes = options.verbose
         return Subject(settings: settings, net: net)
     }
@@ -367,6 +380,7 @@ func run(_ options: BenchOptions) throws {
             let settings = subject.settings
             var fields: [(String, Any)] = [("size", size), ("conv", "\"\(settings.algorithm.rawValue)\""),
                                            ("kernels", "\"\(settings.kernels.rawValue)\""),
+                                           ("precision", "\"\(net.precision.rawValue)\""),
                                            ("style_losses", options.styleLosses),
                                            ("seconds_per_eval", seconds),
                                            ("forward_seconds", median(subject.forwardTimes)),
