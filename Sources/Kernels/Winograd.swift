@@ -1,5 +1,7 @@
 // The kernels of Winograd's minimal filtering algorithm F(4×4, 3×3) for the 3x3 pad-1 convolutions: the transforms of
-// kernels, input tiles and output tiles. The multiplications in between are GEMMs (see `Convolution`).
+// kernels (here), input tiles and output tiles (their loops here, their arithmetic in C, `cgemm_winograd_input` and
+// `cgemm_winograd_output`, in AVX2 vectors where the processor has them). The multiplications in between are GEMMs
+// (see `Convolution`).
 //
 // A 4×4 output tile Y of a 3x3 correlation of a 6×6 input tile d with a kernel g is Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A.
 // The matrices come from the Toom–Cook construction on the points 0, 1, −1, −2, −1/2 and ∞, with the rows of G and Bᵀ
@@ -175,52 +177,6 @@ package struct WinogradPanels {
     }
 }
 
-@inline(__always)
-private func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always)
-private func store(_ v: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD8<Float>.self)
-}
-
-@inline(__always)
-private func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-}
-
-@inline(__always)
-private func store4(_ v: SIMD4<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD4<Float>.self)
-}
-
-/// Bᵀ d for eight tiles at once.
-@inline(__always)
-private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>, _ d3: SIMD8<Float>,
-                            _ d4: SIMD8<Float>, _ d5: SIMD8<Float>)
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    let d13 = d1 - d3, d24 = d4 - d2, s14 = d1 + d4, s23 = d2 + d3
-    return (2 * (d0 - d4) + 5 * d13,
-            2 * s14 + 7 * s23,
-            2 * (d4 - d1) + 3 * (d3 - d2),
-            d3 - d1 + 2 * d24,
-            2 * (d3 - d1) + d24,
-            2 * (d5 - d1) + 5 * d24)
-}
-
-/// Aᵀ m for eight tiles at once.
-@inline(__always)
-private func outputTransform(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>, _ m3: SIMD8<Float>,
-                             _ m4: SIMD8<Float>, _ m5: SIMD8<Float>)
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    let s12 = m1 + m2, d12 = m1 - m2
-    return (m0 + s12 + m3 + m4,
-            d12 - 2 * m3 - 0.5 * m4,
-            s12 + 4 * m3 + 0.25 * m4,
-            d12 - 8 * m3 - 0.125 * m4 + m5)
-}
-
 /// V[ξ, c, t] = (Bᵀ d B)[ξ] for the input tiles d of the channels `channels` and the tile rows `tileRows` of `grid`,
 /// t = grid.rowTiles · (r − tileRows.lowerBound) + x for the tile in column x of tile row r.
 /// - input: (channels, span.rows, span.width), holding grid.inputRows
@@ -229,69 +185,19 @@ private func outputTransform(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8
 package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
                             channelCount: Int, tileRows: Range<Int>, panels: WinogradPanels,
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
-    let width = grid.width, tilesX = grid.tilesX, qs = grid.phaseStride
     let positionStride = channelCount &* panels.count
-    let tmp = work + 24 &* qs
-    for c in channels {
-        for r in tileRows {
-            // The six input rows of tile row r, each split by x + 1 mod 4: q[j, p, s] = row j at x = 4s + p − 1.
-            for j in 0 ..< 6 {
-                let q = work + j &* 4 &* qs
-                let y = grid.rows.lowerBound &+ 4 &* r &- 1 &+ j
-                q.update(repeating: 0, count: 4 &* qs)
-                guard grid.inputRows.contains(y) else { continue }
-                let row = input + span.offset(channel: c, row: y)
-                var x = 0
-                while x &+ 16 <= width {
-                    // Sixteen values as a 4×4 transpose: v_i[p] = row[x + 4i + p] lands in phase p + 1 at s + i.
-                    let s = x >> 2
-                    let v0 = load4(row + x), v1 = load4(row + (x &+ 4))
-                    let v2 = load4(row + (x &+ 8)), v3 = load4(row + (x &+ 12))
-                    store4(SIMD4(v0[0], v1[0], v2[0], v3[0]), q + (qs &+ s))
-                    store4(SIMD4(v0[1], v1[1], v2[1], v3[1]), q + (2 &* qs &+ s))
-                    store4(SIMD4(v0[2], v1[2], v2[2], v3[2]), q + (3 &* qs &+ s))
-                    store4(SIMD4(v0[3], v1[3], v2[3], v3[3]), q + (s &+ 1))
-                    x &+= 16
-                }
-                while x &+ 4 <= width {
-                    // x = 4s + p − 1 for p = 1, 2, 3, and p = 0 of s + 1.
-                    let s = x >> 2
-                    q[qs &+ s] = row[x]
-                    q[2 &* qs &+ s] = row[x &+ 1]
-                    q[3 &* qs &+ s] = row[x &+ 2]
-                    q[s &+ 1] = row[x &+ 3]
-                    x &+= 4
-                }
-                while x < width {
-                    let p = (x &+ 1) & 3, s = (x &+ 1) >> 2
-                    q[p &* qs &+ s] = row[x]
-                    x &+= 1
-                }
-            }
-            let first = (r &- tileRows.lowerBound) &* grid.rowTiles
-            var t = 0
-            while t < tilesX {
-                // Eight tiles at a time, within the row's rowTiles: the lanes past tilesX hold the transforms of zeros and
-                // the right edge, finite values whose products are never written out.
+    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: 6) { rows in
+        for c in channels {
+            for r in tileRows {
+                // The six input rows of tile row r, nil outside the map.
                 for j in 0 ..< 6 {
-                    let q = work + (j &* 4 &* qs &+ t)
-                    let v = inputTransform(load(q), load(q + qs), load(q + 2 &* qs), load(q + 3 &* qs), load(q + 1),
-                                           load(q + (qs &+ 1)))
-                    let o = tmp + j &* 48
-                    store(v.0, o); store(v.1, o + 8); store(v.2, o + 16)
-                    store(v.3, o + 24); store(v.4, o + 32); store(v.5, o + 40)
+                    let y = grid.rows.lowerBound &+ 4 &* r &- 1 &+ j
+                    rows[j] = grid.inputRows.contains(y) ? input + span.offset(channel: c, row: y) : nil
                 }
-                let base = transformed + panels.offset(channel: c, channels: channelCount, tile: first &+ t)
-                for k in 0 ..< 6 {
-                    let s = tmp + k &* 8
-                    let v = inputTransform(load(s), load(s + 48), load(s + 96), load(s + 144), load(s + 192),
-                                           load(s + 240))
-                    let o = base + k &* positionStride
-                    store(v.0, o); store(v.1, o + 6 &* positionStride); store(v.2, o + 12 &* positionStride)
-                    store(v.3, o + 18 &* positionStride); store(v.4, o + 24 &* positionStride)
-                    store(v.5, o + 30 &* positionStride)
-                }
-                t &+= 8
+                cgemm_winograd_input(rows.baseAddress!, Int32(grid.width), Int32(grid.tilesX), Int32(grid.phaseStride),
+                                     work, transformed, positionStride, Int32(panels.width), Int32(panels.count),
+                                     Int32(c), Int32(channelCount),
+                                     Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
             }
         }
     }
@@ -307,52 +213,14 @@ package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channe
                              into output: UnsafeMutablePointer<Float>, span: RowSpan,
                              work: UnsafeMutablePointer<Float>,
                              epilogue: (_ channel: Int, _ row: UnsafeMutablePointer<Float>, _ y: Int) -> Void) {
-    let width = grid.width, tilesX = grid.tilesX
     let positionStride = channelCount &* tileStride
-    let tmp = work, line = work + 24 &* 8
     for c in channels {
         for r in tileRows {
             let firstRow = grid.rows.lowerBound &+ 4 &* r
             let rowsHere = min(4, grid.rows.upperBound &- firstRow)
             let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* grid.rowTiles)
-            var t = 0
-            while t < tilesX {
-                // Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[6i + k].
-                for k in 0 ..< 6 {
-                    let s = base + (k &* positionStride &+ t)
-                    let z = outputTransform(load(s), load(s + 6 &* positionStride), load(s + 12 &* positionStride),
-                                            load(s + 18 &* positionStride), load(s + 24 &* positionStride),
-                                            load(s + 30 &* positionStride))
-                    let o = tmp + k &* 8
-                    store(z.0, o); store(z.1, o + 48); store(z.2, o + 96); store(z.3, o + 144)
-                }
-                let lanes = min(8, tilesX &- t)
-                for i in 0 ..< rowsHere {
-                    let s = tmp + i &* 48
-                    let y = outputTransform(load(s), load(s + 8), load(s + 16), load(s + 24), load(s + 32),
-                                            load(s + 40))
-                    let row = output + (span.offset(channel: c, row: firstRow &+ i) &+ 4 &* t)
-                    if lanes == 8 && 4 &* (t &+ 8) <= width {
-                        // Tile l's four values, y.j[l], go to row[4l + j]: a transpose of the four vectors.
-                        for lane in 0 ..< 8 {
-                            store4(SIMD4(y.0[lane], y.1[lane], y.2[lane], y.3[lane]), row + 4 &* lane)
-                        }
-                        continue
-                    }
-                    store(y.0, line); store(y.1, line + 8); store(y.2, line + 16); store(y.3, line + 24)
-                    if 4 &* (t &+ lanes) <= width {
-                        for lane in 0 ..< lanes {
-                            row[4 &* lane] = line[lane]
-                            row[4 &* lane &+ 1] = line[8 &+ lane]
-                            row[4 &* lane &+ 2] = line[16 &+ lane]
-                            row[4 &* lane &+ 3] = line[24 &+ lane]
-                        }
-                    } else {
-                        for x in 0 ..< width &- 4 &* t { row[x] = line[(x & 3) &* 8 &+ (x >> 2)] }
-                    }
-                }
-                t &+= 8
-            }
+            cgemm_winograd_output(base, positionStride, Int32(grid.tilesX), Int32(grid.width), Int32(rowsHere),
+                                  output + span.offset(channel: c, row: firstRow), grid.width, work)
             for i in 0 ..< rowsHere {
                 epilogue(c, output + span.offset(channel: c, row: firstRow &+ i), firstRow &+ i)
             }

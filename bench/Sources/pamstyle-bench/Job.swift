@@ -116,7 +116,21 @@ func runJob(_ options: BenchOptions) throws {
         }
         return RGBImage(width: image.width, height: image.height, pixels: image.pixels)
     }
-    let content = try read(options.contentPath), style = try read(options.stylePath)
+    /// A path as given, or, when it is relative and names no file from here, relative to the source tree the bench was
+    /// built in (the nearest folder above its executable that holds Package.swift): the default images are found from
+    /// any directory.
+    func located(_ path: String) -> String {
+        guard !path.hasPrefix("/") && !FileManager.default.fileExists(atPath: path) else { return path }
+        var folder = URL(fileURLWithPath: VGGWeights.runningExecutablePath).deletingLastPathComponent()
+        while folder.path != "/" {
+            if FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path) {
+                return folder.appendingPathComponent(path).path
+            }
+            folder = folder.deletingLastPathComponent()
+        }
+        return path
+    }
+    let content = try read(located(options.contentPath)), style = try read(located(options.stylePath))
     var pamstyleOptions = Options()
     if let threads = options.threads { pamstyleOptions.threads = threads }
     pamstyleOptions.precision = options.precision

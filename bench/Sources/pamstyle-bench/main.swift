@@ -27,7 +27,8 @@
 // --products times the heavy products alone, single-threaded, on each path of --kernels and in OpenBLAS in turns:
 // the panel GEMM at the Winograd layers' channel counts against cblas_sgemm, the Gram upper triangle of 4096 pixels
 // against cblas_ssyrk, the Gram loss's gradient product against cblas_sgemm with β = 1; one JSON object per product
-// and shape with the GFLOP/s of each, from the median of --repeats timings in the thread's processor time.
+// and shape with the GFLOP/s of each, from the median of --repeats timings in the thread's processor time (and the
+// panel GEMM with bfloat16 operands, cgemm_panels_bf16, where the processor has AVX512_BF16).
 //
 // --job times what pamstyle itself runs (Job.swift): at each size, the scale pamstyle would optimize there (default
 // options, the content and style images given, examples/images/chelsea.ppm and scream.ppm by default), its objective
@@ -455,8 +456,9 @@ func runProducts(_ options: BenchOptions) throws {
     defer { openblas_set_num_threads(saved) }
     var rng = SplitMix64(seed: 5)
     func values(_ count: Int) -> [Float] { (0 ..< count).map { _ in Float.random(in: -1 ... 1, using: &rng) } }
-    func report(_ product: String, _ shape: [(String, Int)], _ rates: [Double]) {
+    func report(_ product: String, _ shape: [(String, Int)], _ rates: [Double], bf16: Double? = nil) {
         var fields: [(String, Any)] = [("product", "\"\(product)\"")] + shape.map { ($0.0, $0.1 as Any) }
+        if let bf16 { fields.append(("bf16_gflops", bf16)) }
         for (path, rate) in zip(paths, rates) { fields.append(("\(path.rawValue)_gflops", rate)) }
         fields.append(("openblas_gflops", rates.last!))
         for (path, rate) in zip(paths, rates) { fields.append(("\(path.rawValue)_vs_openblas", rate / rates.last!)) }
@@ -483,7 +485,18 @@ func runProducts(_ options: BenchOptions) throws {
                 }
             }
         }
-        report("panel_gemm", [("m", channels), ("n", tiles), ("k", channels)], rates)
+        // The same product with bfloat16 operands, where the processor has AVX512_BF16.
+        let bf16 = !ProductPrecision.bf16.isSupported ? nil : a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    let (a, b, c) = (a.baseAddress!, b.baseAddress!, c.baseAddress!)
+                    let n = Int32(tiles), m = Int32(channels)
+                    return gigaflops([{ cgemm_panels_bf16(m, n, m, 1, a, 0, b, c, tiles) }],
+                                     flops: 2 * Double(channels * channels * tiles), repeats: options.repeats)[0]
+                }
+            }
+        }
+        report("panel_gemm", [("m", channels), ("n", tiles), ("k", channels)], rates, bf16: bf16)
     }
     // The Gram matrices and their gradients: (channels, 4096 pixels).
     let pixels = GramAccumulator.chunkPixels
