@@ -297,6 +297,36 @@ avx2PackPixels(int const channels, int const kc, const float * const f, ptrdiff_
 
 #define AVX512 __attribute__((target("avx512f,fma")))
 
+/* The masks of the three 16-lane vectors of a 48-column block row with `columns` columns: the lanes past them are
+ * neither loaded nor stored. */
+INLINE __attribute__((target("avx512f"))) void
+columnMasks(int const columns, __mmask16 mask[3]) {
+    for (int v = 0; v < 3; ++v) {
+        int const left = columns - 16 * v;
+        mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    }
+}
+
+/* Stores alpha · acc into the first `rows` rows of an 8 × 48 block of C, adding to C when `accumulate`. */
+INLINE __attribute__((target("avx512f"))) void
+storeBlock512(__m512 acc[MR][3], const __mmask16 mask[3], float * const c, ptrdiff_t const ldc, int const rows,
+              float const alpha, int const accumulate) {
+    __m512 const scale = _mm512_set1_ps(alpha);
+    for (int v = 0; v < 3; ++v) {
+        if (mask[v] == 0)
+            break;
+        for (int i = 0; i < MR; ++i) {
+            if (i >= rows)
+                break;
+            float * const p = c + i * ldc + 16 * v;
+            __m512 value = _mm512_mul_ps(acc[i][v], scale);
+            if (accumulate)
+                value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask[v], p));
+            _mm512_mask_storeu_ps(p, mask[v], value);
+        }
+    }
+}
+
 INLINE AVX512 void
 avx512BlockIn(int const kc, const float *a, ptrdiff_t const chunk, int const rowStep, int const columnStep,
               const float *b, int const nr, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
@@ -305,12 +335,8 @@ avx512BlockIn(int const kc, const float *a, ptrdiff_t const chunk, int const row
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < 3; ++v)
             acc[i][v] = _mm512_setzero_ps();
-    /* The lanes past `columns` are neither loaded nor stored. */
     __mmask16 mask[3];
-    for (int v = 0; v < 3; ++v) {
-        int const left = columns - 16 * v;
-        mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-    }
+    columnMasks(columns, mask);
     for (int j0 = 0; j0 < kc; j0 += 8) {
         for (int j = 0; j < 8; ++j) {
             __m512 const b0 = _mm512_maskz_loadu_ps(mask[0], b);
@@ -326,20 +352,7 @@ avx512BlockIn(int const kc, const float *a, ptrdiff_t const chunk, int const row
         }
         a += chunk;
     }
-    __m512 const scale = _mm512_set1_ps(alpha);
-    for (int v = 0; v < 3; ++v) {
-        if (mask[v] == 0)
-            break;
-        for (int i = 0; i < MR; ++i) {
-            if (i >= rows)
-                break;
-            float * const p = c + i * ldc + 16 * v;
-            __m512 value = _mm512_mul_ps(acc[i][v], scale);
-            if (accumulate)
-                value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask[v], p));
-            _mm512_mask_storeu_ps(p, mask[v], value);
-        }
-    }
+    storeBlock512(acc, mask, c, ldc, rows, alpha, accumulate);
 }
 
 static AVX512 void
@@ -385,10 +398,7 @@ bf16Pairs512(__m512 const low, __m512 const high) {
 INLINE BF16 void
 bf16PackPanel(int const kc, const float *b, int const nr, uint32_t *pairs) {
     __mmask16 mask[3];
-    for (int v = 0; v < 3; ++v) {
-        int const left = nr - 16 * v;
-        mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-    }
+    columnMasks(nr, mask);
     for (int j = 0; j < kc; j += 2) {
         for (int v = 0; v < 3 && mask[v]; ++v) {
             __m512 const low = _mm512_maskz_loadu_ps(mask[v], b + 16 * v);
@@ -442,10 +452,7 @@ bf16Block(int const kc, const uint32_t *a, const uint32_t *b, int const nr, floa
         for (int v = 0; v < 3; ++v)
             acc[i][v] = _mm512_setzero_ps();
     __mmask16 mask[3];
-    for (int v = 0; v < 3; ++v) {
-        int const left = columns - 16 * v;
-        mask[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
-    }
+    columnMasks(columns, mask);
     for (int j = 0; j < kc; j += 2) {
         __m512bh const b0 = (__m512bh)_mm512_maskz_loadu_epi32(mask[0], b);
         __m512bh const b1 = (__m512bh)_mm512_maskz_loadu_epi32(mask[1], b + 16);
@@ -459,20 +466,7 @@ bf16Block(int const kc, const uint32_t *a, const uint32_t *b, int const nr, floa
         }
         a += MR;
     }
-    __m512 const scale = _mm512_set1_ps(alpha);
-    for (int v = 0; v < 3; ++v) {
-        if (mask[v] == 0)
-            break;
-        for (int i = 0; i < MR; ++i) {
-            if (i >= rows)
-                break;
-            float * const p = c + i * ldc + 16 * v;
-            __m512 value = _mm512_mul_ps(acc[i][v], scale);
-            if (accumulate)
-                value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(mask[v], p));
-            _mm512_mask_storeu_ps(p, mask[v], value);
-        }
-    }
+    storeBlock512(acc, mask, c, ldc, rows, alpha, accumulate);
 }
 
 /* Slices of KC values of k; in each, B converted eight panels at a time, and each 8-row block of A converted once and
