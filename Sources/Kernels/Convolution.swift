@@ -207,6 +207,20 @@ package final class Convolution {
         return made
     }
 
+    /// One im2col product, C (m, n) = A (m, k) · B (k, n) with B and C row-major: in `cgemm_multiply` on `packed`, A
+    /// as `cgemm_pack` wrote it, when given; else in OpenBLAS on the plain A at `a` (read transposed, (k, m), when
+    /// `transposeA`).
+    @inline(__always)
+    private func im2colProduct(m: Int, n: Int, k: Int, packed: Tensor?, a: UnsafePointer<Float>, lda: Int,
+                               transposeA: Bool = false, b: UnsafePointer<Float>, ldb: Int,
+                               c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if let packed {
+            cgemm_multiply(Int32(m), Int32(n), Int32(k), 1, packed.storage, b, ldb, 0, c, ldc)
+        } else {
+            sgemm(m: m, n: n, k: k, a: a, lda: lda, transposeA: transposeA, b: b, ldb: ldb, c: c, ldc: ldc)
+        }
+    }
+
     /// The im2col band one worker aims for, in floats: small enough to stay in the caches while the GEMM reads it.
     package static let bandTarget = 1 << 20
 
@@ -316,15 +330,10 @@ package final class Convolution {
                     im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, into: col, threads: inner)
                     // One product per map row, so that a row's values never depend on the band or stripe around it.
                     for row in band {
-                        let b = col + (row - band.lowerBound) * width
-                        let c = output.storage + outputSpan.offset(channel: 0, row: row)
-                        if let packed {
-                            cgemm_multiply(Int32(outChannels), Int32(width), Int32(depth), 1, packed.storage, b,
-                                           band.count * width, 0, c, outputSpan.plane)
-                        } else {
-                            sgemm(m: outChannels, n: width, k: depth, a: kernel.baseAddress!, lda: depth,
-                                  b: b, ldb: band.count * width, c: c, ldc: outputSpan.plane)
-                        }
+                        im2colProduct(m: outChannels, n: width, k: depth, packed: packed, a: kernel.baseAddress!,
+                                      lda: depth, b: col + (row - band.lowerBound) * width, ldb: band.count * width,
+                                      c: output.storage + outputSpan.offset(channel: 0, row: row),
+                                      ldc: outputSpan.plane)
                     }
                     addBias(output.storage, span: outputSpan, bias: bias.baseAddress!, channels: outChannels,
                             rows: band, reluMask: reluMask, rectify: rectify, threads: inner)
@@ -387,15 +396,11 @@ package final class Convolution {
                     let depth = inChannels * 9
                     let colRows = max(0, band.lowerBound - 1) ..< min(height, band.upperBound + 1)
                     for row in colRows {
-                        let b = gradOutput.storage + gradOutputSpan.offset(channel: 0, row: row)
-                        let c = col + (row - colRows.lowerBound) * width
-                        if let backward {
-                            cgemm_multiply(Int32(depth), Int32(width), Int32(outChannels), 1, backward.storage, b,
-                                           gradOutputSpan.plane, 0, c, colRows.count * width)
-                        } else {
-                            sgemm(m: depth, n: width, k: outChannels, a: kernel.baseAddress!, lda: depth,
-                                  transposeA: true, b: b, ldb: gradOutputSpan.plane, c: c, ldc: colRows.count * width)
-                        }
+                        im2colProduct(m: depth, n: width, k: outChannels, packed: backward, a: kernel.baseAddress!,
+                                      lda: depth, transposeA: true,
+                                      b: gradOutput.storage + gradOutputSpan.offset(channel: 0, row: row),
+                                      ldb: gradOutputSpan.plane, c: col + (row - colRows.lowerBound) * width,
+                                      ldc: colRows.count * width)
                     }
                     col2im(col, colRows: colRows, channels: inChannels, span: gradInputSpan, rows: band,
                            into: gradInput.storage, threads: inner)
@@ -404,15 +409,11 @@ package final class Convolution {
                     im2col(gradOutput.storage, span: gradOutputSpan, channels: outChannels, rows: band, into: col,
                            threads: inner)
                     for row in band {
-                        let b = col + (row - band.lowerBound) * width
-                        let c = gradInput.storage + gradInputSpan.offset(channel: 0, row: row)
-                        if usesOwnIm2col {
-                            cgemm_multiply(Int32(inChannels), Int32(width), Int32(depth), 1, backward!.storage, b,
-                                           band.count * width, 0, c, gradInputSpan.plane)
-                        } else {
-                            sgemm(m: inChannels, n: width, k: depth, a: backward!.storage, lda: depth, b: b,
-                                  ldb: band.count * width, c: c, ldc: gradInputSpan.plane)
-                        }
+                        im2colProduct(m: inChannels, n: width, k: depth, packed: usesOwnIm2col ? backward : nil,
+                                      a: backward!.storage, lda: depth, b: col + (row - band.lowerBound) * width,
+                                      ldb: band.count * width,
+                                      c: gradInput.storage + gradInputSpan.offset(channel: 0, row: row),
+                                      ldc: gradInputSpan.plane)
                     }
                 }
                 if let inputMask {
