@@ -1,7 +1,7 @@
 import Kernels
 
 /// The one place feature maps go from the network to whatever reads them: content targets (whole maps), style
-/// targets (Gram matrices) and the losses of an evaluation. The network hands each layer over whole or in stripes of
+/// targets (Gram matrices and means) and the losses of an evaluation. The network hands each layer over whole or in stripes of
 /// rows (see `FeatureMap.rows`); the collector checks that each layer's stripes arrive in order and cover the map
 /// exactly once, and gives its consumers nothing but complete layers: a whole map, a finished Gram matrix, or a call
 /// to `onComplete` once the last stripe of a layer has been added to the per-stripe consumers.
@@ -27,7 +27,7 @@ public struct FeatureCollector {
             if maps.contains(layer) {
                 self.maps[layer] = Tensor(channels: shape.channels, height: shape.height, width: shape.width)
             }
-            if grams.contains(layer) { self.grams[layer] = GramAccumulator(channels: shape.channels) }
+            if grams.contains(layer) { self.grams[layer] = GramAccumulator(channels: shape.channels, means: true) }
         }
         self.heights = heights
     }
@@ -71,11 +71,11 @@ public struct FeatureCollector {
         return maps
     }
 
-    /// The Gram matrices G = F Fᵀ / N, (channels, channels); every layer must be complete.
-    public func finishedGrams() -> [VGGLayer: [Float]] {
+    /// The Gram matrices G = F Fᵀ / N, (channels, channels), and the mean features; every layer must be complete.
+    public func finishedStyleTargets() -> [VGGLayer: StyleTarget] {
         grams.reduce(into: [:]) { result, entry in
             precondition(isComplete(entry.key), "\(entry.key) is incomplete")
-            result[entry.key] = entry.value.gram()
+            result[entry.key] = StyleTarget(gram: entry.value.gram(), mean: entry.value.mean())
         }
     }
 

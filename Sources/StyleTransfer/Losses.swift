@@ -51,23 +51,30 @@ public struct GramAccumulator: Sendable {
     /// The shares an `add` is cut into: one per core.
     private let shares = coreCount
 
+    /// Whether the sums of the features, for their mean, are accumulated too.
+    public let tracksMeans: Bool
+
     private var sum: [Double]  // (shares, channels, channels), upper triangles (column ≥ row) valid: Σ f fᵀ
     private var partial: [Float]  // (shares, channels, channels), upper triangles: one chunk's F Fᵀ
     private var work: [Float]  // (shares, cgemm_gram_work_count(channels)): each share's pixels packed by cgemm_gram_upper
+    private var featureSum: [Double]  // (shares, channels) with `tracksMeans`: Σ f
 
-    /// An empty accumulator for C = `channels`.
-    public init(channels: Int) {
+    /// An empty accumulator for C = `channels`; with `means`, it accumulates Σ f for `mean` as well.
+    public init(channels: Int, means: Bool = false) {
         precondition(channels > 0, "a Gram matrix needs at least one channel")
         self.channels = channels
         self.pixelCount = 0
+        self.tracksMeans = means
         self.sum = [Double](repeating: 0, count: shares * channels * channels)
         self.partial = [Float](repeating: 0, count: shares * channels * channels)
         self.work = [Float](repeating: 0, count: shares * cgemm_gram_work_count(Int32(channels)))
+        self.featureSum = [Double](repeating: 0, count: means ? shares * channels : 0)
     }
 
     /// Forgets everything added, keeping the storage.
     public mutating func reset() {
         for i in sum.indices { sum[i] = 0 }
+        for i in featureSum.indices { featureSum[i] = 0 }
         pixelCount = 0
     }
 
@@ -82,27 +89,39 @@ public struct GramAccumulator: Sendable {
         let chunks = (pixels + Self.chunkPixels - 1) / Self.chunkPixels
         let shares = min(self.shares, chunks)
         let openBLAS = KernelPath.current == .openblas, workCount = work.count / self.shares
+        let tracksMeans = self.tracksMeans
         sum.withUnsafeMutableBufferPointer { sum in
             partial.withUnsafeMutableBufferPointer { partial in
                 work.withUnsafeMutableBufferPointer { work in
-                    let buffers = UncheckedSendable(value: (sum: sum.baseAddress!, partial: partial.baseAddress!,
-                                                            work: work.baseAddress!))
-                    parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
-                        let sum = buffers.value.sum + share &* plane
-                        let partial = buffers.value.partial + share &* plane
-                        let work = buffers.value.work + share &* workCount
-                        for chunk in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
-                            let start = chunk &* Self.chunkPixels, n = min(Self.chunkPixels, pixels &- start)
-                            if openBLAS {
-                                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
-                                            1, features.baseAddress! + start, Int32(stride), 0, partial, Int32(c))
-                            } else {
-                                cgemm_gram_upper(Int32(c), Int32(n), features.baseAddress! + start, stride, partial,
-                                                 c, work)
-                            }
-                            for i in 0..<c {
-                                let row = i &* c
-                                for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                    featureSum.withUnsafeMutableBufferPointer { featureSum in
+                        let buffers = UncheckedSendable(value: (sum: sum.baseAddress!, partial: partial.baseAddress!,
+                                                                work: work.baseAddress!, featureSum: featureSum.baseAddress))
+                        parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
+                            let sum = buffers.value.sum + share &* plane
+                            let partial = buffers.value.partial + share &* plane
+                            let work = buffers.value.work + share &* workCount
+                            for chunk in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
+                                let start = chunk &* Self.chunkPixels, n = min(Self.chunkPixels, pixels &- start)
+                                if tracksMeans {
+                                    let featureSum = buffers.value.featureSum! + share &* c
+                                    for channel in 0 ..< c {
+                                        let row = features.baseAddress! + (channel &* stride &+ start)
+                                        var total: Float = 0
+                                        for p in 0 ..< n { total += row[p] }
+                                        featureSum[channel] += Double(total)
+                                    }
+                                }
+                                if openBLAS {
+                                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
+                                                1, features.baseAddress! + start, Int32(stride), 0, partial, Int32(c))
+                                } else {
+                                    cgemm_gram_upper(Int32(c), Int32(n), features.baseAddress! + start, stride, partial,
+                                                     c, work)
+                                }
+                                for i in 0..<c {
+                                    let row = i &* c
+                                    for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                                }
                             }
                         }
                     }
@@ -110,6 +129,17 @@ public struct GramAccumulator: Sendable {
             }
         }
         pixelCount += pixels
+    }
+
+    /// The mean feature `Σ f / N`, (channels); the accumulator must track means and hold at least one pixel.
+    public func mean() -> [Float] {
+        precondition(tracksMeans, "this accumulator does not track means")
+        precondition(pixelCount > 0, "mean of an empty feature map")
+        return (0 ..< channels).map { channel in
+            var total = 0.0
+            for share in 0 ..< shares { total += featureSum[share &* channels &+ channel] }
+            return Float(total / Double(pixelCount))
+        }
     }
 
     /// Writes the full symmetric `G = Σ f fᵀ / N` (C × C) into `gram`. At least one pixel must
@@ -148,8 +178,8 @@ public func gramMatrix(_ features: UnsafeBufferPointer<Float>, channels: Int, pi
 
 /// The style target of several style images: the weighted mean `T = Σᵢ wᵢ Tᵢ / Σᵢ wᵢ` of their
 /// Gram matrices at one layer (all C × C; each normalized by its own pixel count, so style images
-/// of different sizes blend on an equal footing). Weights must be finite, non-negative, and not
-/// all zero; the sum runs in float64.
+/// of different sizes blend on an equal footing), or of any other statistics of one shape (their
+/// means). Weights must be finite, non-negative, and not all zero; the sum runs in float64.
 public func blendedGram(_ grams: [[Float]], weights: [Double]) -> [Float] {
     precondition(!grams.isEmpty && grams.count == weights.count, "one weight per Gram matrix")
     precondition(weights.allSatisfy { $0.isFinite && $0 >= 0 }, "blend weights must be finite and non-negative")
@@ -165,6 +195,36 @@ public func blendedGram(_ grams: [[Float]], weights: [Double]) -> [Float] {
     return blend.map { Float($0) }
 }
 
+/// What a style loss matches of each style layer's features.
+public enum StyleStatistic: String, Sendable, CaseIterable {
+    /// The Gram matrix F Fᵀ / N (Gatys et al. 2016): the second moments.
+    case gram
+    /// The mean and the covariance, by the squared Wasserstein-2 distance between Gaussians (`Wasserstein.swift`).
+    case w2
+}
+
+/// A style's statistics at one layer: its Gram matrix G = F Fᵀ / N, which is the second moment E[f fᵀ], and its
+/// mean E[f]. Blending styles blends both, so a blend of styles is the mixture of their features' distributions as far
+/// as the first two moments see.
+public struct StyleTarget: Sendable, Equatable {
+    /// (channels, channels).
+    public var gram: [Float]
+    /// (channels).
+    public var mean: [Float]
+
+    public init(gram: [Float], mean: [Float]) {
+        precondition(gram.count == mean.count * mean.count, "a Gram matrix is channels × channels")
+        self.gram = gram
+        self.mean = mean
+    }
+
+    /// The weighted mean of several styles' statistics at one layer (`blendedGram` for both).
+    public static func blended(_ targets: [StyleTarget], weights: [Double]) -> StyleTarget {
+        StyleTarget(gram: blendedGram(targets.map(\.gram), weights: weights),
+                    mean: blendedGram(targets.map(\.mean), weights: weights))
+    }
+}
+
 // MARK: - Style loss
 
 /// The style loss of one layer against a fixed target Gram T (C × C, symmetric):
@@ -177,53 +237,86 @@ public func blendedGram(_ grams: [[Float]], weights: [Double]) -> [Float] {
 /// add the feature map to `accumulator` (whole, or stripe by stripe), `finish()` for the value,
 /// then `addGradient` over the same pixels (whole, or stripe by stripe). `evaluate` does all three
 /// for a whole map. Storage, C² floats for G − T and the accumulator's, is allocated once.
+///
+/// With `StyleStatistic.w2` it is the Wasserstein-2 loss of `Wasserstein.swift` instead, against the Gaussian of the
+/// target's mean and covariance, whose gradient has the same form plus a bias per channel:
+///
+///     ∂E/∂F = 2 / N · D F + b / N
 public struct StyleLoss: Sendable {
     /// Channel count C of the layer.
     public let channels: Int
     /// The target Gram T, (channels, channels), symmetric (a Gram matrix or a blend of them).
     public let target: [Float]
+    /// What the loss matches.
+    public let statistic: StyleStatistic
     /// Receives the current features of this evaluation; emptied by `finish()`.
     public var accumulator: GramAccumulator
 
-    private var residual: [Float]  // (channels, channels): G − T of the last finished evaluation
+    private let gaussian: GaussianTarget?  // with `.w2`
+    private var residual: [Float]  // (channels, channels): G − T (Gram) or D (W2) of the last finished evaluation
     private var packedResidual: [Float]  // (⌈C/8⌉, ⌈C/8⌉·8, 8): the residual in cgemm_pack's panels
+    private var bias: [Float]  // (channels) with `.w2`: b of the last finished evaluation
     private var residualPixels = 0  // N of the last finished evaluation
 
     /// A style loss for a layer of `channels` channels matching the Gram `target`.
     public init(target: [Float], channels: Int) {
-        precondition(target.count == channels * channels, "target Gram must be channels × channels")
-        self.channels = channels
-        self.target = target
-        self.accumulator = GramAccumulator(channels: channels)
-        self.residual = [Float](repeating: 0, count: channels * channels)
-        self.packedResidual = [Float](repeating: 0, count: cgemm_packed_count(Int32(channels), Int32(channels)))
+        self.init(target: StyleTarget(gram: target, mean: [Float](repeating: 0, count: channels)), channels: channels,
+                  statistic: .gram)
     }
 
-    /// Ends the accumulation of this evaluation: forms G, keeps G − T and N for `addGradient`,
-    /// empties `accumulator` for the next evaluation, and returns E (unweighted; float64 sum).
+    /// A style loss for a layer of `channels` channels matching `target`'s Gram matrix, or its mean and covariance.
+    public init(target: StyleTarget, channels: Int, statistic: StyleStatistic) {
+        precondition(target.gram.count == channels * channels, "target Gram must be channels × channels")
+        self.channels = channels
+        self.target = target.gram
+        self.statistic = statistic
+        self.accumulator = GramAccumulator(channels: channels, means: statistic == .w2)
+        self.gaussian = statistic == .w2 ? GaussianTarget(gram: target.gram, mean: target.mean, channels: channels) : nil
+        self.residual = [Float](repeating: 0, count: channels * channels)
+        self.packedResidual = [Float](repeating: 0, count: cgemm_packed_count(Int32(channels), Int32(channels)))
+        self.bias = [Float](repeating: 0, count: statistic == .w2 ? channels : 0)
+    }
+
+    /// Ends the accumulation of this evaluation: forms G (and the mean), keeps G − T (or D and b) and N for
+    /// `addGradient`, empties `accumulator` for the next evaluation, and returns E (unweighted; float64 sum).
     public mutating func finish() -> Double {
         residual.withUnsafeMutableBufferPointer { accumulator.gram(into: $0) }
         residualPixels = accumulator.pixelCount
-        accumulator.reset()
-        var sum = 0.0
-        for i in residual.indices {
-            let difference = residual[i] - target[i]
-            residual[i] = difference
-            sum += Double(difference) * Double(difference)
+        var value = 0.0
+        switch statistic {
+        case .gram:
+            for i in residual.indices {
+                let difference = residual[i] - target[i]
+                residual[i] = difference
+                value += Double(difference) * Double(difference)
+            }
+            value /= Double(channels * channels)
+        case .w2:
+            // On one thread: the network's threads wait for it, and OpenBLAS's own threads, once woken, would spin
+            // beside the network's next convolutions.
+            var term: (value: Double, covarianceGradient: [Double], bias: [Double])!
+            let (gaussian, mean, secondMoment) = (gaussian!, accumulator.mean().map(Double.init), residual.map(Double.init))
+            parallelBands(1, workers: 1, blasThreads: 1) { _, _ in
+                term = wassersteinTerm(target: gaussian, mean: mean, secondMoment: secondMoment)
+            }
+            residual = term.covarianceGradient.map { Float($0) }
+            bias = term.bias.map { Float($0) }
+            value = term.value
         }
+        accumulator.reset()
         residual.withUnsafeBufferPointer { residual in
             packedResidual.withUnsafeMutableBufferPointer { packed in
                 cgemm_pack(Int32(channels), Int32(channels), residual.baseAddress!, channels, 0, packed.baseAddress!)
             }
         }
-        return sum / Double(channels * channels)
+        return value
     }
 
-    /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` for one stripe of the pixels that went
-    /// into the last `finish()`: `features[c · featureStride + p]` and `gradient[c · gradientStride + p]`
-    /// for p < `pixels`. One single-threaded product per core, over its share of the pixels, added to the
-    /// gradient: `cgemm_multiply` on the residual packed by `finish`, or `cblas_sgemm` with β = 1 when
-    /// `KernelPath.current` is OpenBLAS.
+    /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` (or W2's `weight · (2 D F + b) / N`) for one stripe of
+    /// the pixels that went into the last `finish()`: `features[c · featureStride + p]` and
+    /// `gradient[c · gradientStride + p]` for p < `pixels`. One single-threaded product per core, over its share of
+    /// the pixels, added to the gradient: `cgemm_multiply` on the residual packed by `finish`, or `cblas_sgemm` with
+    /// β = 1 when `KernelPath.current` is OpenBLAS.
     public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
                             weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
         let c = channels
@@ -233,7 +326,15 @@ public struct StyleLoss: Sendable {
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * featureStride + pixels, "feature buffer smaller than its shape")
         precondition(gradient.count >= (c - 1) * gradientStride + pixels, "gradient buffer smaller than its shape")
-        let alpha = Float(Double(weight) * 4 / (Double(c * c) * Double(residualPixels)))
+        let n = Double(residualPixels)
+        let alpha = Float(statistic == .gram ? Double(weight) * 4 / (Double(c * c) * n) : Double(weight) * 2 / n)
+        if statistic == .w2 {
+            let scale = Float(Double(weight) / n)
+            for channel in 0 ..< c {
+                let shift = scale * bias[channel], row = gradient.baseAddress! + channel * gradientStride
+                for p in 0 ..< pixels { row[p] += shift }
+            }
+        }
         // The pixels in one column band per core, each a single-threaded product.
         let bands = max(1, min(coreCount, pixels / 256))
         let openBLAS = KernelPath.current == .openblas

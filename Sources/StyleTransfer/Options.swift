@@ -34,14 +34,12 @@ public struct Options: Sendable {
     }
 
     public var contentWeight: Float = 1
-    public var styleWeight: Float = 3
+    public var styleWeight: Float
     public var tvWeight: Float = 1
     public var contentLayers = [WeightedLayer("relu4_2")]
-    /// The Gram matrices of deep layers are larger by orders of magnitude (their activations are); these weights
-    /// bring each layer's share of the style loss to what matches a painting's strokes and colors about as closely at
-    /// every layer (see the README's measurements).
-    public var styleLayers = [WeightedLayer("relu1_1"), WeightedLayer("relu2_1", 0.0156), WeightedLayer("relu3_1", 0.0039),
-                              WeightedLayer("relu4_1", 0.00033), WeightedLayer("relu5_1", 0.0039)]
+    public var styleLayers: [WeightedLayer]
+    /// What the style loss matches at each style layer.
+    public var styleLoss: StyleStatistic
     /// One weight per style image; empty means equal weights.
     public var styleBlend: [Float] = []
     /// The style images' working size relative to the content's working size.
@@ -67,8 +65,23 @@ public struct Options: Sendable {
     /// each image at its own size (native resolution).
     public var size: Int? = 512
     public var pooling = Pooling.max
-    /// Transfer style onto the luminance only and keep the content's colors.
-    public var preserveColors = false
+    /// Whose colors the result takes.
+    public enum Colors: String, Sendable, CaseIterable {
+        /// The style's palette: the transfer as it is.
+        case style
+        /// The style transferred to the luminance only; the result keeps the content's chrominance.
+        case luminance
+        /// The style images' colors first matched to the content's by mean and covariance (`matchColorStatistics`),
+        /// so the strokes arrive in the content's palette.
+        case match
+    }
+
+    public var colors = Colors.style
+    /// Transfer style onto the luminance only and keep the content's colors: `colors == .luminance`.
+    public var preserveColors: Bool {
+        get { colors == .luminance }
+        set { colors = newValue ? .luminance : .style }
+    }
     /// Start each image of a stream from the previous result when the sizes match (video frames).
     public var temporal = false
     /// Seconds of optimization per image; nil means no limit.
@@ -89,5 +102,34 @@ public struct Options: Sendable {
     /// faster.
     public var precision: ProductPrecision? = nil
 
-    public init() {}
+    /// The defaults, with the style weight and style layers that suit `styleLoss`.
+    public init(styleLoss: StyleStatistic = .gram) {
+        self.styleLoss = styleLoss
+        styleWeight = Self.defaultStyleWeight(for: styleLoss)
+        styleLayers = Self.defaultStyleLayers(for: styleLoss)
+    }
+
+    /// The style weight that balances each loss against the content at the defaults.
+    public static func defaultStyleWeight(for loss: StyleStatistic) -> Float {
+        switch loss {
+        case .gram: 3
+        case .w2: 4000
+        }
+    }
+
+    /// The style layers and their weights for each loss. The Gram matrices of deep layers are larger by orders of
+    /// magnitude (their activations are); the Gram weights bring each layer's share of the style loss to what matches
+    /// a painting's strokes and colors about as closely at every layer (see the README's measurements). The W2 weights
+    /// give each layer the share of the loss it has under the Gram weights where an optimization starts (the content
+    /// photo against the painting; geometric mean over 15 pairs of photos and paintings).
+    public static func defaultStyleLayers(for loss: StyleStatistic) -> [WeightedLayer] {
+        switch loss {
+        case .gram:
+            [WeightedLayer("relu1_1"), WeightedLayer("relu2_1", 0.0156), WeightedLayer("relu3_1", 0.0039),
+             WeightedLayer("relu4_1", 0.00033), WeightedLayer("relu5_1", 0.0039)]
+        case .w2:
+            [WeightedLayer("relu1_1"), WeightedLayer("relu2_1", 0.31), WeightedLayer("relu3_1", 0.09),
+             WeightedLayer("relu4_1", 0.099), WeightedLayer("relu5_1", 0.0056)]
+        }
+    }
 }

@@ -68,9 +68,8 @@ public final class Stylizer {
     private let contentLayers: [Options.WeightedLayer]
     private let styleLayers: [Options.WeightedLayer]
     private let layers: Set<VGGLayer>
-    /// Blended style Gram targets per working size: (channels, channels) per style layer, in
-    /// `styleLayers` order.
-    private var styleTargets: [Size: [[Float]]] = [:]
+    /// Blended style targets per working size, one per style layer in `styleLayers` order.
+    private var styleTargets: [Size: [StyleTarget]] = [:]
     /// The last image's result at its working size, for `Options.temporal`.
     private var previous: (content: Size, result: RGBImage)?
 
@@ -375,7 +374,7 @@ public final class Stylizer {
 
     /// The loss at one working size: the content's features there, the style targets for it, the network.
     func problem(content: RGBImage, size: Size, targetPrecision: ContentLoss.Precision = .single) throws -> Problem {
-        let targets = try styleTargets(for: size, contentLuminance: options.preserveColors ? content : nil)
+        let targets = try styleTargets(for: size, content: options.colors == .style ? nil : content)
         var collector = FeatureCollector(maps: Set(contentLayers.map(\.layer)), height: size.height, width: size.width)
         if !layers.isEmpty {
             content.pixels.withUnsafeBufferPointer { image in
@@ -397,18 +396,25 @@ public final class Stylizer {
         return Self.scaled(width: style.width, height: style.height, by: scale)
     }
 
-    /// The blended Gram targets at the style layers for a content working size, computed once per size.
-    func styleTargets(for size: Size, contentLuminance: RGBImage?) throws -> [[Float]] {
-        if let cached = styleTargets[size], contentLuminance == nil { return cached }
+    /// The blended targets at the style layers for a content working size, computed once per size; or, when the
+    /// style's colors follow the content's (`Options.colors` luminance or match), for `content` (as the network sees
+    /// it), each time.
+    func styleTargets(for size: Size, content: RGBImage?) throws -> [StyleTarget] {
+        if let cached = styleTargets[size], content == nil { return cached }
         guard !styleLayers.isEmpty else { return [] }
         let styleNames = Set(styleLayers.map(\.layer))
-        var grams: [[[Float]]] = Array(repeating: [], count: styleLayers.count)
+        var targets: [[StyleTarget]] = Array(repeating: [], count: styleLayers.count)
         for var style in styles {
-            if let contentLuminance {
+            switch (options.colors, content) {
+            case (.luminance, let content?):
                 // Luminance-only transfer: match the style's luminance statistics to the content's.
                 var plane = Array(style.pixels[0 ..< style.pixelCount])
-                matchMeanAndDeviation(&plane, to: Array(contentLuminance.pixels[0 ..< contentLuminance.pixelCount]))
+                matchMeanAndDeviation(&plane, to: Array(content.pixels[0 ..< content.pixelCount]))
                 style = RGBImage(width: style.width, height: style.height, pixels: plane + plane + plane)
+            case (.match, let content?):
+                matchColorStatistics(&style.pixels, to: content.pixels)
+            default:
+                break
             }
             let styleSize = self.styleSize(of: style, for: size)
             guard styleSize.pixels <= options.maxPixels else {
@@ -420,13 +426,13 @@ public final class Stylizer {
                 network.forward(image: pixels, height: styleSize.height, width: styleSize.width,
                                 layers: styleNames) { collector.add($0) }
             }
-            let perLayer = collector.finishedGrams()
+            let perLayer = collector.finishedStyleTargets()
             for (index, layer) in styleLayers.enumerated() {
-                grams[index].append(perLayer[layer.layer]!)
+                targets[index].append(perLayer[layer.layer]!)
             }
         }
-        let blended = grams.map { blendedGram($0, weights: styleBlend) }
-        if contentLuminance == nil { styleTargets[size] = blended }
+        let blended = targets.map { StyleTarget.blended($0, weights: styleBlend) }
+        if content == nil { styleTargets[size] = blended }
         return blended
     }
 }
@@ -454,7 +460,8 @@ final class Problem {
 
     init(network: VGG19, width: Int, height: Int, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
-         targetPrecision: ContentLoss.Precision = .single, styleLayers: [Options.WeightedLayer], styleTargets: [[Float]]) {
+         targetPrecision: ContentLoss.Precision = .single, styleLayers: [Options.WeightedLayer],
+         styleTargets: [StyleTarget]) {
         self.network = network
         self.width = width
         self.height = height
@@ -468,7 +475,8 @@ final class Problem {
         var losses: [VGGLayer: StyleLoss] = [:]
         for (layer, target) in zip(styleLayers, styleTargets) {
             losses[layer.layer] = StyleLoss(target: target,
-                                            channels: VGG19Architecture.shape(of: layer.layer, height: 1, width: 1).channels)
+                                            channels: VGG19Architecture.shape(of: layer.layer, height: 1, width: 1).channels,
+                                            statistic: options.styleLoss)
         }
         styleLosses = losses
         collector = FeatureCollector(stripes: layers, height: height, width: width)

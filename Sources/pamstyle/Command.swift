@@ -30,8 +30,10 @@ struct Command: ParsableCommand {
     // Balance of the loss terms.
     @Option(name: netpbm("content-weight"), help: "Weight of the content loss.")
     var contentWeight: Float = Options().contentWeight
-    @Option(name: netpbm("style-weight"), help: "Weight of the style loss.")
-    var styleWeight: Float = Options().styleWeight
+    @Option(name: netpbm("style-weight"), help: ArgumentHelp(
+        "Weight of the style loss (default: \(Command.describe(Options.defaultStyleWeight(for: .gram))) with -style-loss "
+            + "gram, \(Command.describe(Options.defaultStyleWeight(for: .w2))) with w2).", valueName: "style-weight"))
+    var styleWeight: Float?
     @Option(name: netpbm("tv-weight"), help: "Weight of the total-variation (smoothness) loss.")
     var tvWeight: Float = Options().tvWeight
 
@@ -40,8 +42,14 @@ struct Command: ParsableCommand {
         "Content layers, comma-separated, each with an optional weight (relu4_2:1).", valueName: "list"))
     var contentLayers: String = Command.describe(Options().contentLayers)
     @Option(name: netpbm("style-layers"), help: ArgumentHelp(
-        "Style layers, comma-separated, each with an optional weight (relu3_1:0.5).", valueName: "list"))
-    var styleLayers: String = Command.describe(Options().styleLayers)
+        "Style layers, comma-separated, each with an optional weight (relu3_1:0.5; default: "
+            + "\(Command.describe(Options.defaultStyleLayers(for: .gram))) with -style-loss gram, "
+            + "\(Command.describe(Options.defaultStyleLayers(for: .w2))) with w2).", valueName: "list"))
+    var styleLayers: String?
+    @Option(name: netpbm("style-loss"), help: ArgumentHelp(
+        "What the style loss matches at each style layer: gram (Gram matrices) or w2 (means and covariances, "
+            + "Wasserstein-2).", valueName: "gram|w2"))
+    var styleLoss: String = Options().styleLoss.rawValue
     @Option(name: netpbm("style-blend"), help: ArgumentHelp(
         "Weights of the style images, comma-separated, one per STYLEFILE (default: equal).", valueName: "list"))
     var styleBlend: String?
@@ -78,7 +86,11 @@ struct Command: ParsableCommand {
     var memory: Int = Options().memory >> 20
     @Option(name: netpbm("pooling"), help: "max or avg.")
     var pooling: String = "max"
-    @Flag(name: netpbm("preserve-colors"), help: "Transfer the style to the luminance only; keep the content's colors.")
+    @Option(name: netpbm("colors"), help: ArgumentHelp(
+        "The result's colors: style (the style's palette), luminance (the style on the luminance only, the content's "
+            + "colors kept), or match (the style's colors matched to the content's first).", valueName: "style|luminance|match"))
+    var colors: String?
+    @Flag(name: netpbm("preserve-colors"), help: "The same as -colors luminance.")
     var preserveColors = false
     @Option(name: netpbm("weights"), help: ArgumentHelp("The VGG-19 weights file.", valueName: "file"))
     var weights: String?
@@ -109,6 +121,11 @@ struct Command: ParsableCommand {
     var verbose = false
     @Flag(name: netpbm("version"), help: "Print the version and exit.")
     var version = false
+
+    /// A weight as the manual writes it: 3, not 3.0.
+    static func describe(_ weight: Float) -> String {
+        weight == weight.rounded() && abs(weight) < 1e9 ? String(Int(weight)) : "\(weight)"
+    }
 
     static func describe(_ layers: [Options.WeightedLayer]) -> String {
         layers.map { $0.weight == 1 ? $0.name : "\($0.name):\($0.weight)" }.joined(separator: ",")

@@ -31,12 +31,15 @@ extension Command {
         for (option, name) in [("-weights", weights), ("-checkpoint", checkpoint)] where name?.isEmpty == true {
             throw UsageError("\(option) needs a file name; you specified ''")
         }
-        var options = Options()
+        guard let statistic = StyleStatistic(rawValue: styleLoss) else {
+            throw UsageError("-style-loss must be gram or w2; you specified '\(styleLoss)'")
+        }
+        var options = Options(styleLoss: statistic)
         options.contentWeight = try nonNegative(contentWeight, "-content-weight")
-        options.styleWeight = try nonNegative(styleWeight, "-style-weight")
+        if let styleWeight { options.styleWeight = try nonNegative(styleWeight, "-style-weight") }
         options.tvWeight = try nonNegative(tvWeight, "-tv-weight")
         options.contentLayers = try layerList(contentLayers, "-content-layers")
-        options.styleLayers = try layerList(styleLayers, "-style-layers")
+        if let styleLayers { options.styleLayers = try layerList(styleLayers, "-style-layers") }
         if let styleBlend {
             let weights = try numberList(styleBlend, "-style-blend")
             guard weights.count == styleFiles.count else {
@@ -77,7 +80,17 @@ extension Command {
             throw UsageError("-pooling must be max or avg; you specified '\(pooling)'")
         }
         options.pooling = poolingKind
-        options.preserveColors = preserveColors
+        if let colors {
+            guard let mode = Options.Colors(rawValue: colors) else {
+                throw UsageError("-colors must be style, luminance or match; you specified '\(colors)'")
+            }
+            guard !preserveColors || mode == .luminance else {
+                throw UsageError("-preserve-colors means -colors luminance, which contradicts -colors \(colors)")
+            }
+            options.colors = mode
+        } else if preserveColors {
+            options.colors = .luminance
+        }
         options.temporal = temporal
         if let timeLimit {
             guard timeLimit.isFinite, timeLimit > 0 else {

@@ -73,6 +73,78 @@ final class LossesTests: XCTestCase {
         assertGradient(gradient.map { $0 / weight }, matchesDifferencesOf: { evaluate($0).value }, at: features)
     }
 
+    /// The Wasserstein-2 loss's gradient against finite differences, with a mean and a covariance unlike the target's,
+    /// and with features near the target's, where the square root's derivative is large.
+    func testWassersteinStyleLossGradient() {
+        var random = TestRandom(state: 31)
+        let channels = 4, pixels = 15
+        let other = random.array(channels * pixels, 0, 2)
+        let target = StyleTarget(
+            gram: other.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) },
+            mean: (0 ..< channels).map { c in other[(c * pixels) ..< ((c + 1) * pixels)].reduce(0, +) / Float(pixels) })
+        let weight: Float = 1.3
+        func evaluate(_ f: [Float]) -> (value: Double, gradient: [Float]) {
+            var loss = StyleLoss(target: target, channels: channels, statistic: .w2)
+            var gradient = [Float](repeating: 0, count: f.count)
+            let value = f.withUnsafeBufferPointer { f in
+                gradient.withUnsafeMutableBufferPointer { loss.evaluate(features: f, pixels: pixels, weight: weight, addingGradientTo: $0) }
+            }
+            return (value, gradient)
+        }
+        for features in [random.array(channels * pixels, -1, 3), other.map { $0 + random.uniform(-0.2, 0.2) }] {
+            let (value, gradient) = evaluate(features)
+            XCTAssertGreaterThan(value, 0)
+            assertGradient(gradient.map { $0 / weight }, matchesDifferencesOf: { evaluate($0).value }, at: features)
+        }
+        // At the target's own features the loss and its gradient vanish.
+        let (zero, flat) = evaluate(other)
+        XCTAssertEqual(zero, 0, accuracy: 1e-5)
+        XCTAssertLessThan(flat.map { abs($0) }.max()!, 1e-3)
+    }
+
+    func testWassersteinStyleLossStripesEqualWholeMap() {
+        var random = TestRandom(state: 32)
+        let channels = 6, pixels = 90
+        let features = random.array(channels * pixels, 0, 1)
+        let style = random.array(channels * pixels, 0, 2)
+        let target = StyleTarget(
+            gram: style.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) },
+            mean: (0 ..< channels).map { c in style[(c * pixels) ..< ((c + 1) * pixels)].reduce(0, +) / Float(pixels) })
+        var whole = StyleLoss(target: target, channels: channels, statistic: .w2)
+        var wholeGradient = [Float](repeating: 0.5, count: features.count)
+        let wholeValue = features.withUnsafeBufferPointer { f in
+            wholeGradient.withUnsafeMutableBufferPointer { whole.evaluate(features: f, pixels: pixels, weight: 2, addingGradientTo: $0) }
+        }
+        let stripes = [(0, 40), (40, 41), (41, 90)]
+        func stripe(_ buffer: [Float], _ range: (Int, Int)) -> [Float] {
+            (0..<channels).flatMap { c in buffer[(c * pixels + range.0)..<(c * pixels + range.1)] }
+        }
+        var striped = StyleLoss(target: target, channels: channels, statistic: .w2)
+        for range in stripes {
+            stripe(features, range).withUnsafeBufferPointer { striped.accumulator.add($0, pixels: range.1 - range.0, stride: range.1 - range.0) }
+        }
+        XCTAssertEqual(striped.finish(), wholeValue, accuracy: 1e-6 * wholeValue)
+        for range in stripes {
+            let n = range.1 - range.0
+            var gradient = [Float](repeating: 0.5, count: channels * n)
+            stripe(features, range).withUnsafeBufferPointer { f in
+                gradient.withUnsafeMutableBufferPointer {
+                    striped.addGradient(features: f, pixels: n, featureStride: n, weight: 2, into: $0, gradientStride: n)
+                }
+            }
+            let expected = stripe(wholeGradient, range)
+            for i in gradient.indices { XCTAssertEqual(gradient[i], expected[i], accuracy: 1e-5) }
+        }
+    }
+
+    /// Blending style targets blends their Gram matrices and their means alike.
+    func testBlendedStyleTargetsBlendMeansToo() {
+        let a = StyleTarget(gram: [1, 2, 2, 4], mean: [1, 0]), b = StyleTarget(gram: [5, 0, 0, 1], mean: [3, 2])
+        let blend = StyleTarget.blended([a, b], weights: [3, 1])
+        XCTAssertEqual(blend.gram, [2, 1.5, 1.5, 3.25])
+        XCTAssertEqual(blend.mean, [1.5, 0.5])
+    }
+
     func testStyleLossStripesEqualWholeMap() {
         var random = TestRandom(state: 4)
         let channels = 6, pixels = 90

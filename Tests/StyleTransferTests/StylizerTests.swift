@@ -19,7 +19,7 @@ final class StylizerTests: XCTestCase {
         // The single-precision products of the network it is compared with (bf16 would round them apart).
         options.precision = .single
         let stylizer = try Stylizer(weights: weights, options: options, styles: [style])
-        let targets = try stylizer.styleTargets(for: .init(width: width, height: height), contentLuminance: nil)
+        let targets = try stylizer.styleTargets(for: .init(width: width, height: height), content: nil)
 
         let whole = try VGG19(weights: weights, stripeRows: nil)
         let maps = whole.activations(image: pixels, height: height, width: width, layers: ["relu1_1", "relu2_1", "relu3_1"])
@@ -28,9 +28,9 @@ final class StylizerTests: XCTestCase {
             let expected = map.values.withUnsafeBufferPointer {
                 gramMatrix($0, channels: map.channels, pixels: map.height * map.width)
             }
-            XCTAssertEqual(targets[index].count, expected.count, layer)
+            XCTAssertEqual(targets[index].gram.count, expected.count, layer)
             let scale = expected.map { abs($0) }.max()!
-            for (actual, wanted) in zip(targets[index], expected) {
+            for (actual, wanted) in zip(targets[index].gram, expected) {
                 XCTAssertEqual(actual, wanted, accuracy: scale * 1e-4, layer)
             }
         }
@@ -121,5 +121,30 @@ final class ClampedLossTests: XCTestCase {
             return try XCTUnwrap(total)
         }
         XCTAssertEqual(try firstLoss(wild), try firstLoss(tame))
+    }
+}
+
+/// -colors match: the style targets are those of the style image with its colors matched to the content's first.
+final class ColorMatchTargetTests: XCTestCase {
+    func testMatchedTargetsAreThoseOfTheMatchedStyle() throws {
+        var random = TestRandom(state: 21)
+        let style = RGBImage(width: 40, height: 32, pixels: (0 ..< 3 * 40 * 32).map { i in i < 40 * 32 ? random.unit() : 0.3 * random.unit() })
+        let content = RGBImage(width: 40, height: 32, pixels: (0 ..< 3 * 40 * 32).map { _ in 0.2 + 0.5 * random.unit() })
+        var options = Options()
+        options.styleLayers = ["relu1_1", "relu2_1"].map { Options.WeightedLayer($0) }
+        options.precision = .single
+        options.colors = .match
+        let size = Stylizer.Size(width: 40, height: 32)
+        let matched = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+            .styleTargets(for: size, content: content)
+        var recolored = style
+        matchColorStatistics(&recolored.pixels, to: content.pixels)
+        options.colors = .style
+        let expected = try Stylizer(weights: randomVGGWeights, options: options, styles: [recolored])
+            .styleTargets(for: size, content: nil)
+        let plain = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+            .styleTargets(for: size, content: nil)
+        XCTAssertEqual(matched, expected)
+        XCTAssertNotEqual(matched, plain)
     }
 }

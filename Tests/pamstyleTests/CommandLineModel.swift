@@ -548,6 +548,8 @@ struct CaseBuilder {
         OptionRow("style-blend", 0.15, styleBlend),
         OptionRow("style-scale", 0.2, real(.positive(atMost: 8), typical: 0.05 ... 2)),
         OptionRow("preserve-colors", 0.2, nil),
+        OptionRow("colors", 0.2, word(["style", "luminance", "match"], wrong: ["Style", "", "content", "luminance,match"])),
+        OptionRow("style-loss", 0.2, word(["gram", "w2"], wrong: ["GRAM", "", "w1", "gram,w2"])),
         // Optimization: a case always gives the iterations, so that every run is short.
         OptionRow("optimizer", 0.4, word(["lbfgs", "adam"], wrong: ["LBFGS", "sgd", "", "adam,lbfgs", "l-bfgs"])),
         OptionRow("iterations", 1, integer(0 ... .max, typical: 0 ... 3, ends: false)),
@@ -696,6 +698,10 @@ struct CaseBuilder {
         result.timeLimited = given["time-limit"] != nil
         if given["quiet"] != nil, given["verbose"] != nil {
             result.refusals["-quiet -verbose"] = .refused(mentions: ["-quiet", "-verbose"])
+        }
+        if given["preserve-colors"] != nil, let colors = given["colors"], case .accepted = colors.verdict,
+           colors.text != "luminance" {
+            result.refusals["-preserve-colors -colors"] = .refused(mentions: ["-preserve-colors"])
         }
         // -memory counts the weights, the kernels made from them and the process (about 200 MiB) before any image.
         if let value = given["memory"], case .accepted = value.verdict, let mib = Int(value.text), mib < 400 {

@@ -183,6 +183,9 @@ final class ErrorTests: XCTestCase {
             ([style, ""], ["style image", "empty"]),
             (["-bogus", style], ["-bogus"]),
             (["-precision", "half", style], ["-precision", "half"]),
+            (["-style-loss", "sliced", style], ["-style-loss", "sliced"]),
+            (["-colors", "content", style], ["-colors", "content"]),
+            (["-colors", "match", "-preserve-colors", style], ["-preserve-colors", "-colors match"]),
             (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
         ]
         for (arguments, says) in cases {

@@ -111,6 +111,33 @@ final class FilterTests: XCTestCase {
         XCTAssertTrue(before.pixels != after.pixels)
     }
 
+    func testColorsLuminanceIsPreserveColorsAndMatchIsItsOwn() throws {
+        let input = patternPPM(width: 48, height: 40)
+        let preserved = try pamstyle(quick + ["-preserve-colors", style], input: input)
+        let luminance = try pamstyle(quick + ["-colors", "luminance", style], input: input)
+        let both = try pamstyle(quick + ["-colors=luminance", "-preserve-colors", style], input: input)
+        let match = try pamstyle(quick + ["-colors", "match", style], input: input)
+        let plain = try pamstyle(quick + ["-colors", "style", style], input: input)
+        for result in [preserved, luminance, both, match, plain] { XCTAssertEqual(result.status, 0, result.stderr) }
+        XCTAssertTrue(preserved.stdout == luminance.stdout && both.stdout == luminance.stdout)
+        XCTAssertTrue(plain.stdout == (try pamstyle(quick + [style], input: input)).stdout, "style is the default")
+        XCTAssertTrue(match.stdout != plain.stdout && match.stdout != luminance.stdout)
+    }
+
+    /// -style-loss w2 runs with its own defaults: the same bytes as its style weight and layers given by hand.
+    func testStyleLossW2TakesItsOwnDefaults() throws {
+        let input = patternPPM(width: 48, height: 40)
+        let w2 = try pamstyle(quick + ["-style-loss", "w2", style], input: input)
+        let spelled = try pamstyle(quick + ["-style-loss", "w2", "-style-weight", "4000", "-style-layers",
+                                            "relu1_1,relu2_1:0.31,relu3_1:0.09,relu4_1:0.099,relu5_1:0.0056", style],
+                                   input: input)
+        let gram = try pamstyle(quick + ["-style-loss", "gram", style], input: input)
+        for result in [w2, spelled, gram] { XCTAssertEqual(result.status, 0, result.stderr) }
+        XCTAssertTrue(w2.stdout == spelled.stdout)
+        XCTAssertTrue(gram.stdout == (try pamstyle(quick + [style], input: input)).stdout, "gram is the default")
+        XCTAssertTrue(w2.stdout != gram.stdout)
+    }
+
     func testTwoStylesBlend() throws {
         let second = try file("second.ppm", in: directory, patternPPM(width: 36, height: 36, phase: 4))
         let input = patternPPM(width: 48, height: 36)
