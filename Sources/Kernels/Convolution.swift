@@ -65,6 +65,9 @@ package final class Convolution {
 
     /// The threads a pass runs on.
     package let threads: Int
+    /// What the convolution sees beyond its map's edges: `Padding.reflect` only for few input channels (conv1_1), zeros
+    /// otherwise.
+    package let padding: Padding
     /// Whether the im2col products run in the project's kernels (`cgemm_multiply`, on kernels packed once), decided
     /// when the convolution is made: for the convolutions that do not run Winograd's algorithm (conv1_1, and every
     /// layer with `ConvolutionAlgorithm.im2col`), unless the kernel path is OpenBLAS. A Winograd layer takes the im2col
@@ -85,8 +88,11 @@ package final class Convolution {
 
     /// - kernelSlot: where the Winograd-transformed kernel is made each time it is needed; nil to make it once and keep it.
     /// - precision: the precision of the Winograd products, where the processor and the kernel path run it.
+    /// - padding: `Padding.reflect` for a convolution of few input channels (the image's), which runs im2col forward
+    ///   and col2im backward; zeros for the others.
     package init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
-                 kernelSlot: TransformedKernelSlot? = nil, precision: ProductPrecision = .single) {
+                 kernelSlot: TransformedKernelSlot? = nil, precision: ProductPrecision = .single,
+                 padding: Padding = .zero) {
         precondition(threads >= 1)
         self.threads = threads
         inChannels = weights.inChannels
@@ -94,6 +100,9 @@ package final class Convolution {
         kernel = weights.kernel
         bias = weights.bias
         usesWinograd = Self.usesWinograd(inChannels: inChannels, algorithm: algorithm)
+        precondition(padding == .zero || inChannels <= Self.col2imInputChannels,
+                     "reflection runs on the im2col and col2im path of few input channels only")
+        self.padding = padding
         let rows = Int(CGEMM_PANEL_ROWS)
         usesPanelGEMM = usesWinograd && algorithm == .winograd && KernelPath.current != .openblas
             && inChannels % rows == 0 && outChannels % rows == 0
@@ -327,7 +336,8 @@ package final class Convolution {
                     let first = rows.lowerBound + band * bands.rows
                     let band = first ..< min(rows.upperBound, first + bands.rows)
                     let col = scratch.storage + worker * perWorker
-                    im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, into: col, threads: inner)
+                    im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, padding: padding, into: col,
+                           threads: inner)
                     // One product per map row, so that a row's values never depend on the band or stripe around it.
                     for row in band {
                         im2colProduct(m: outChannels, n: width, k: depth, packed: packed, a: kernel.baseAddress!,
@@ -403,7 +413,7 @@ package final class Convolution {
                                       ldc: colRows.count * width)
                     }
                     col2im(col, colRows: colRows, channels: inChannels, span: gradInputSpan, rows: band,
-                           into: gradInput.storage, threads: inner)
+                           padding: padding, into: gradInput.storage, threads: inner)
                 } else {
                     let depth = outChannels * 9
                     im2col(gradOutput.storage, span: gradOutputSpan, channels: outChannels, rows: band, into: col,

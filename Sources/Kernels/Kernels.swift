@@ -122,35 +122,54 @@ package struct RowSpan {
 
 // MARK: - im2col
 
+/// How a 3x3 pad-1 convolution sees beyond the edges of its map.
+public enum Padding: String, Sendable, CaseIterable {
+    /// Zeros, as VGG-19 was trained: for the image's convolution, the mean color (the input has the mean removed).
+    case zero
+    /// The map mirrored about its edge row and column (row −1 is row 1): no edge where the map ends.
+    case reflect
+}
+
+/// The row or column a 3x3 pad-1 convolution reads for index `index` of a map `count` long, with reflection:
+/// −1 reads 1, `count` reads `count − 2`.
+@inline(__always)
+private func reflected(_ index: Int, count: Int) -> Int {
+    index < 0 ? -index : (index >= count ? 2 &* (count &- 1) &- index : index)
+}
+
 /// Fills the GEMM operand of a 3x3 pad-1 convolution for the output rows `rows` of the map:
-/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the map.
+/// col[c·9 + ky·3 + kx, (y − rows.lowerBound)·width + x] = input[c, y + ky − 1, x + kx − 1], zero outside the map, or
+/// with `Padding.reflect` the map mirrored about its edges (on maps at least 2 rows and columns large).
 /// The input must hold the rows rows.lowerBound − 1 ..< rows.upperBound + 1 that exist in the map.
 /// - input: (channels, span.rows, span.width)
 /// - col: (channels · 9, rows.count · span.width)
 package func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int, rows: Range<Int>,
-            into col: UnsafeMutablePointer<Float>, threads: Int) {
+                    padding: Padding = .zero, into col: UnsafeMutablePointer<Float>, threads: Int) {
     let width = span.width, height = span.height
     let n = rows.count &* width
+    let reflects = padding == .reflect
+    precondition(!reflects || (height >= 2 && width >= 2), "reflection needs maps of at least 2 × 2")
     parallelFor(channels, cost: 9 &* n, threads: threads) { slice in
         for c in slice {
             for ky in 0 ..< 3 {
                 for kx in 0 ..< 3 {
                     var d = col + (c &* 9 &+ ky &* 3 &+ kx) &* n
                     for y in rows {
-                        let sy = y &+ ky &- 1
+                        var sy = y &+ ky &- 1
+                        if reflects { sy = reflected(sy, count: height) }
                         if sy < 0 || sy >= height {
                             d.update(repeating: 0, count: width)
                         } else {
                             let s = input + span.offset(channel: c, row: sy)
                             switch kx {
                             case 0:
-                                d[0] = 0
+                                d[0] = reflects ? s[1] : 0
                                 (d + 1).update(from: s, count: width &- 1)
                             case 1:
                                 d.update(from: s, count: width)
                             default:
                                 d.update(from: s + 1, count: width &- 1)
-                                d[width &- 1] = 0
+                                d[width &- 1] = reflects ? s[width &- 2] : 0
                             }
                         }
                         d += width
@@ -163,27 +182,39 @@ package func im2col(_ input: UnsafePointer<Float>, span: RowSpan, channels: Int,
 
 /// The transpose of `im2col`, for the input gradient of a convolution: given col = kernelᵀ · gradOutput for the map
 /// rows `colRows`, writes gradInput[c, y, x] = Σ over (ky, kx) of col[c·9 + ky·3 + kx, y − ky + 1, x − kx + 1] for the
-/// map rows `rows` (terms outside the map are zero). `colRows` must cover rows.lowerBound − 1 ..< rows.upperBound + 1
-/// within the map: the rows next to a band contribute to its edge rows.
+/// map rows `rows` (terms outside the map are zero), and with `Padding.reflect` also the terms of the taps that read
+/// (y, x) as the mirror image of a position beyond the edge. `colRows` must cover
+/// rows.lowerBound − 1 ..< rows.upperBound + 1 within the map: the rows next to a band contribute to its edge rows
+/// (and, reflected, to the rows next to those).
 /// - col: (channels · 9, colRows.count · span.width)
 /// - gradInput: (channels, span.rows, span.width), rows `rows` overwritten
 package func col2im(_ col: UnsafePointer<Float>, colRows: Range<Int>, channels: Int, span: RowSpan, rows: Range<Int>,
-            into gradInput: UnsafeMutablePointer<Float>, threads: Int) {
+                    padding: Padding = .zero, into gradInput: UnsafeMutablePointer<Float>, threads: Int) {
     let width = span.width, height = span.height
     let n = colRows.count &* width
+    let reflects = padding == .reflect
+    precondition(!reflects || (height >= 2 && width >= 2), "reflection needs maps of at least 2 × 2")
     parallelFor(channels, cost: 9 &* rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
                 let t = gradInput + span.offset(channel: c, row: y)
                 t.update(repeating: 0, count: width)
+                // The output rows whose tap row ky reads row y: y − ky + 1, and with reflection output row 0's ky = 0
+                // (which reads row 1) and the last output row's ky = 2 (which reads row height − 2).
                 for ky in 0 ..< 3 {
-                    let sy = y &- ky &+ 1
-                    guard sy >= 0 && sy < height else { continue }
-                    let base = col + ((c &* 9 &+ ky &* 3) &* n &+ (sy &- colRows.lowerBound) &* width)
-                    let s0 = base, s1 = base + n, s2 = base + 2 &* n
-                    for x in 0 ..< width &- 1 { t[x] += s0[x &+ 1] }
-                    for x in 0 ..< width { t[x] += s1[x] }
-                    for x in 1 ..< max(1, width) { t[x] += s2[x &- 1] }
+                    for sy in [y &- ky &+ 1, reflects ? (ky == 0 && y == 1 ? 0 : (ky == 2 && y == height &- 2 ? height &- 1 : -1)) : -1]
+                    where sy >= 0 && sy < height {
+                        let base = col + ((c &* 9 &+ ky &* 3) &* n &+ (sy &- colRows.lowerBound) &* width)
+                        let s0 = base, s1 = base + n, s2 = base + 2 &* n
+                        for x in 0 ..< width &- 1 { t[x] += s0[x &+ 1] }
+                        for x in 0 ..< width { t[x] += s1[x] }
+                        for x in 1 ..< max(1, width) { t[x] += s2[x &- 1] }
+                        if reflects {
+                            // Column 0's kx = 0 reads column 1; the last column's kx = 2 reads column width − 2.
+                            t[1] += s0[0]
+                            t[width &- 2] += s2[width &- 1]
+                        }
+                    }
                 }
             }
         }

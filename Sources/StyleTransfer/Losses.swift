@@ -44,8 +44,10 @@ import CGEMM
 public struct GramAccumulator: Sendable {
     /// Channel count C; the Gram is C × C.
     public let channels: Int
-    /// Total pixels N added since the last `reset()`.
+    /// Total pixels added since the last `reset()`.
     public private(set) var pixelCount: Int
+    /// N: the pixels added, or with per-pixel weights the sum of the weights (see `add`).
+    public private(set) var weightTotal: Double
     /// Pixels per partial product: float32 sums run over at most this many terms.
     public static let chunkPixels = 4096
     /// The shares an `add` is cut into: one per core.
@@ -64,6 +66,7 @@ public struct GramAccumulator: Sendable {
         precondition(channels > 0, "a Gram matrix needs at least one channel")
         self.channels = channels
         self.pixelCount = 0
+        self.weightTotal = 0
         self.tracksMeans = means
         self.sum = [Double](repeating: 0, count: shares * channels * channels)
         self.partial = [Float](repeating: 0, count: shares * channels * channels)
@@ -76,12 +79,51 @@ public struct GramAccumulator: Sendable {
         for i in sum.indices { sum[i] = 0 }
         for i in featureSum.indices { featureSum[i] = 0 }
         pixelCount = 0
+        weightTotal = 0
+    }
+
+    /// Pixels per partial product of a weighted `add`, whose weighted copy of the features each core holds.
+    static let weightedChunkPixels = 256
+
+    /// Adds the pixels of one stripe, each weighted by `weights[p]` ≥ 0 (a mask): G = Σ w f fᵀ / Σ w, and the mean
+    /// Σ w f / Σ w. The products run on the features scaled by √w, `weightedChunkPixels` at a time.
+    public mutating func add(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int,
+                             weights: UnsafeBufferPointer<Float>) {
+        let c = channels
+        precondition(pixels >= 0 && stride >= pixels && weights.count >= pixels)
+        guard pixels > 0 else { return }
+        precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
+        let chunk = Self.weightedChunkPixels
+        var scaled = [Float](repeating: 0, count: c * chunk)
+        var total = 0.0
+        for start in Swift.stride(from: 0, to: pixels, by: chunk) {
+            let n = min(chunk, pixels - start)
+            var roots = [Float](repeating: 0, count: n)
+            for p in 0 ..< n {
+                precondition(weights[start + p] >= 0, "negative mask weight")
+                roots[p] = weights[start + p].squareRoot()
+                total += Double(weights[start + p])
+            }
+            for channel in 0 ..< c {
+                let row = channel * stride + start
+                for p in 0 ..< n { scaled[channel * n + p] = features[row + p] * roots[p] }
+            }
+            scaled.withUnsafeBufferPointer { accumulate($0, pixels: n, stride: n, weightedBy: roots) }
+        }
+        weightTotal += total
     }
 
     /// Adds the pixels of one stripe: `features[c · stride + p]` for c < C, p < `pixels`.
     /// `stride` is the buffer's row length (≥ `pixels`); `features.count` must be at least
     /// `(C − 1) · stride + pixels`.
     public mutating func add(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int) {
+        accumulate(features, pixels: pixels, stride: stride, weightedBy: nil)
+        weightTotal += Double(pixels)
+    }
+
+    /// Adds the products of features already scaled by `roots` = √w per pixel (nil: unweighted), and the sums for the
+    /// mean, Σ √w · (√w f); counts the pixels, not their weights.
+    private mutating func accumulate(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int, weightedBy roots: [Float]?) {
         let c = channels, plane = channels * channels
         precondition(pixels >= 0 && stride >= pixels && stride <= Int(Int32.max))
         guard pixels > 0 else { return }
@@ -107,7 +149,11 @@ public struct GramAccumulator: Sendable {
                                     for channel in 0 ..< c {
                                         let row = features.baseAddress! + (channel &* stride &+ start)
                                         var total: Float = 0
-                                        for p in 0 ..< n { total += row[p] }
+                                        if let roots {
+                                            for p in 0 ..< n { total += row[p] * roots[start &+ p] }
+                                        } else {
+                                            for p in 0 ..< n { total += row[p] }
+                                        }
                                         featureSum[channel] += Double(total)
                                     }
                                 }
@@ -138,7 +184,7 @@ public struct GramAccumulator: Sendable {
         return (0 ..< channels).map { channel in
             var total = 0.0
             for share in 0 ..< shares { total += featureSum[share &* channels &+ channel] }
-            return Float(total / Double(pixelCount))
+            return Float(total / weightTotal)
         }
     }
 
@@ -148,7 +194,7 @@ public struct GramAccumulator: Sendable {
         let c = channels
         precondition(pixelCount > 0, "Gram matrix of an empty feature map")
         precondition(gram.count == c * c)
-        let scale = 1 / Double(pixelCount), plane = c * c
+        let scale = weightTotal > 0 ? 1 / weightTotal : 0, plane = c * c
         for i in 0..<c {
             for j in i..<c {
                 var total = 0.0
@@ -256,7 +302,8 @@ public struct StyleLoss: Sendable {
     private var residual: [Float]  // (channels, channels): G − T (Gram) or D (W2) of the last finished evaluation
     private var packedResidual: [Float]  // (⌈C/8⌉, ⌈C/8⌉·8, 8): the residual in cgemm_pack's panels
     private var bias: [Float]  // (channels) with `.w2`: b of the last finished evaluation
-    private var residualPixels = 0  // N of the last finished evaluation
+    private var residualPixels = 0  // pixels of the last finished evaluation
+    private var residualWeight = 0.0  // N of the last finished evaluation: its pixels, or the sum of their weights
 
     /// A style loss for a layer of `channels` channels matching the Gram `target`.
     public init(target: [Float], channels: Int) {
@@ -282,8 +329,13 @@ public struct StyleLoss: Sendable {
     public mutating func finish() -> Double {
         residual.withUnsafeMutableBufferPointer { accumulator.gram(into: $0) }
         residualPixels = accumulator.pixelCount
+        residualWeight = accumulator.weightTotal
         var value = 0.0
         switch statistic {
+        case _ where residualWeight == 0:
+            // A mask that leaves no pixel at this layer: nothing to match.
+            for i in residual.indices { residual[i] = 0 }
+            for i in bias.indices { bias[i] = 0 }
         case .gram:
             for i in residual.indices {
                 let difference = residual[i] - target[i]
@@ -321,12 +373,13 @@ public struct StyleLoss: Sendable {
                             weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
         let c = channels
         precondition(residualPixels > 0, "addGradient before finish")
+        guard residualWeight > 0 else { return }
         precondition(pixels >= 0 && featureStride >= pixels && gradientStride >= pixels)
         precondition(featureStride <= Int(Int32.max) && gradientStride <= Int(Int32.max))
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * featureStride + pixels, "feature buffer smaller than its shape")
         precondition(gradient.count >= (c - 1) * gradientStride + pixels, "gradient buffer smaller than its shape")
-        let n = Double(residualPixels)
+        let n = residualWeight
         let alpha = Float(statistic == .gram ? Double(weight) * 4 / (Double(c * c) * n) : Double(weight) * 2 / n)
         if statistic == .w2 {
             let scale = Float(Double(weight) / n)
@@ -352,6 +405,47 @@ public struct StyleLoss: Sendable {
                                        features.baseAddress! + first, featureStride, 1,
                                        gradient.value.baseAddress! + first, gradientStride)
                     }
+                }
+            }
+        }
+    }
+
+    /// `addGradient` for pixels that went into the accumulator with per-pixel weights w (`GramAccumulator.add(_:pixels:
+    /// stride:weights:)`): the gradient at pixel p is w[p] times the unweighted one's form, `weight · w[p] · 4 / (C² N) ·
+    /// (G − T) f` (or W2's `weight · w[p] · (2 D f + b) / N`), N the sum of the weights. Computed in chunks of
+    /// `GramAccumulator.weightedChunkPixels` pixels through a buffer of their own, on one core.
+    public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
+                            weights: UnsafeBufferPointer<Float>, weight: Float,
+                            into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
+        let c = channels
+        precondition(residualPixels > 0, "addGradient before finish")
+        precondition(pixels >= 0 && featureStride >= pixels && gradientStride >= pixels && weights.count >= pixels)
+        guard pixels > 0, residualWeight > 0 else { return }
+        precondition(features.count >= (c - 1) * featureStride + pixels, "feature buffer smaller than its shape")
+        precondition(gradient.count >= (c - 1) * gradientStride + pixels, "gradient buffer smaller than its shape")
+        let n = residualWeight
+        let alpha = Float(statistic == .gram ? Double(weight) * 4 / (Double(c * c) * n) : Double(weight) * 2 / n)
+        let shift = statistic == .w2 ? bias.map { Float(Double(weight) / n) * $0 } : [Float](repeating: 0, count: c)
+        let chunk = GramAccumulator.weightedChunkPixels
+        var product = [Float](repeating: 0, count: c * chunk)  // (C, chunk): α R F of the chunk
+        packedResidual.withUnsafeBufferPointer { packed in
+            for start in Swift.stride(from: 0, to: pixels, by: chunk) {
+                let count = min(chunk, pixels - start)
+                product.withUnsafeMutableBufferPointer { product in
+                    if KernelPath.current == .openblas {
+                        residual.withUnsafeBufferPointer { residual in
+                            sgemm(m: c, n: count, k: c, alpha: alpha, a: residual.baseAddress!, lda: c,
+                                  b: features.baseAddress! + start, ldb: featureStride, beta: 0,
+                                  c: product.baseAddress!, ldc: count)
+                        }
+                    } else {
+                        cgemm_multiply(Int32(c), Int32(count), Int32(c), alpha, packed.baseAddress!,
+                                       features.baseAddress! + start, featureStride, 0, product.baseAddress!, count)
+                    }
+                }
+                for channel in 0 ..< c {
+                    let row = gradient.baseAddress! + (channel * gradientStride + start)
+                    for p in 0 ..< count { row[p] += weights[start + p] * (product[channel * count + p] + shift[channel]) }
                 }
             }
         }

@@ -65,6 +65,11 @@ public struct Options: Sendable {
     /// each image at its own size (native resolution).
     public var size: Int? = 512
     public var pooling = Pooling.max
+    /// What the image's convolution, conv1_1, sees beyond the image's edges.
+    public var padding = Padding.zero
+    /// Pixels of the image mirrored around it that the network sees (at most the image's shorter side less one; see
+    /// `Margin.swift`): its deep layers' zero padding then lies beyond them.
+    public var margin = 0
     /// Whose colors the result takes.
     public enum Colors: String, Sendable, CaseIterable {
         /// The style's palette: the transfer as it is.
@@ -77,6 +82,11 @@ public struct Options: Sendable {
     }
 
     public var colors = Colors.style
+    /// One mask per style image, in their order: where in the content each style applies (values 0…1, resized to each
+    /// content image). Nil: every style everywhere, blended.
+    public var styleMasks: [Mask]? = nil
+    /// Where the content may change at all (0: it stays the content, 1: free; resized to each content image).
+    public var changeMask: Mask? = nil
     /// Transfer style onto the luminance only and keep the content's colors: `colors == .luminance`.
     public var preserveColors: Bool {
         get { colors == .luminance }
@@ -131,5 +141,51 @@ public struct Options: Sendable {
             [WeightedLayer("relu1_1"), WeightedLayer("relu2_1", 0.31), WeightedLayer("relu3_1", 0.09),
              WeightedLayer("relu4_1", 0.099), WeightedLayer("relu5_1", 0.0056)]
         }
+    }
+}
+
+/// A gray image of weights in 0…1, (height, width) row-major: where a style applies, or where the content may change.
+public struct Mask: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public let values: [Float]
+
+    public init(width: Int, height: Int, values: [Float]) {
+        precondition(width > 0 && height > 0 && values.count == width * height, "a mask is width × height values")
+        self.width = width
+        self.height = height
+        // Clamped to 0…1, and within 10⁻⁶ of either end exactly there: resampling and the luminance's coefficients round
+        // a white mask to 0.99999994 here and there, which would make it a mask that is not all ones.
+        self.values = values.map { $0 >= 1 - 1e-6 ? 1 : ($0 <= 1e-6 ? 0 : $0) }
+    }
+
+    /// The mask as the luminance of an RGB image (planar, 0…1): a gray image's own values.
+    public init(luminanceOf image: RGBImage) {
+        self.init(width: image.width, height: image.height, values: YIQ.luminance(ofRGB: image.pixels))
+    }
+
+    /// The mask resampled to width × height (the images' resampling, `resample`).
+    public func resized(width: Int, height: Int) -> Mask {
+        if width == self.width && height == self.height { return self }
+        return Mask(width: width, height: height,
+                    values: resample(values, channels: 1, height: self.height, width: self.width,
+                                     toHeight: height, toWidth: width))
+    }
+
+    /// Each value replaced by the least in its 3 × 3 neighbourhood within the mask (the edges are not zeros).
+    public func eroded() -> Mask {
+        var result = values
+        for y in 0 ..< height {
+            for x in 0 ..< width {
+                var least: Float = 1
+                for dy in -1 ... 1 where y + dy >= 0 && y + dy < height {
+                    for dx in -1 ... 1 where x + dx >= 0 && x + dx < width {
+                        least = min(least, values[(y + dy) * width + x + dx])
+                    }
+                }
+                result[y * width + x] = least
+            }
+        }
+        return Mask(width: width, height: height, values: result)
     }
 }

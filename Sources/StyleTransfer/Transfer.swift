@@ -68,8 +68,8 @@ public final class Stylizer {
     private let contentLayers: [Options.WeightedLayer]
     private let styleLayers: [Options.WeightedLayer]
     private let layers: Set<VGGLayer>
-    /// Blended style targets per working size, one per style layer in `styleLayers` order.
-    private var styleTargets: [Size: [StyleTarget]] = [:]
+    /// Each style image's targets per working size: per style image, one per style layer in `styleLayers` order.
+    private var styleTargets: [Size: [[StyleTarget]]] = [:]
     /// The last image's result at its working size, for `Options.temporal`.
     private var previous: (content: Size, result: RGBImage)?
 
@@ -85,10 +85,11 @@ public final class Stylizer {
                 convolution: ConvolutionAlgorithm = .winograd) throws {
         precondition(!styles.isEmpty, "no style image")
         precondition(options.styleBlend.isEmpty || options.styleBlend.count == styles.count)
+        precondition(options.styleMasks.map { $0.count == styles.count } ?? true, "one style mask per style image")
         self.options = options
         network = try VGG19(weights: weights, pooling: options.pooling, threads: options.threads,
                             striping: .budget(bytes: options.memory), convolution: convolution,
-                            precision: options.precision ?? .fastest)
+                            precision: options.precision ?? .fastest, padding: options.padding)
         self.styles = options.preserveColors ? styles.map(Stylizer.luminanceImage) : styles
         styleBlend = options.styleBlend.isEmpty
             ? Array(repeating: 1, count: styles.count) : options.styleBlend.map(Double.init)
@@ -301,25 +302,28 @@ public final class Stylizer {
     /// targets the driver holds, and the network.
     /// - Throws: `TransferError.memory` when even the network's smallest layout does not fit beside the rest.
     func memoryPlan(for size: Size, content: Size) throws -> MemoryPlan {
+        let seen = networkSize(for: size)
         let targetFloats = contentLayers.reduce(0) { total, layer in
-            let shape = VGG19Architecture.shape(of: layer.layer, height: size.height, width: size.width)
+            let shape = VGG19Architecture.shape(of: layer.layer, height: seen.height, width: seen.width)
             return total + shape.channels * shape.height * shape.width
         }
         // The network's work within a number of bytes, nil when even its smallest layout does not fit.
-        let minimum = layers.isEmpty ? 0 : network.plannedBytes(height: size.height, width: size.width, layers: layers,
+        let minimum = layers.isEmpty ? 0 : network.plannedBytes(height: seen.height, width: seen.width, layers: layers,
                                                                 striping: .budget(bytes: 1))
         let cost = { [network, layers] (bytes: Int) -> Int? in
             guard bytes >= minimum else { return nil }
             guard !layers.isEmpty else { return 0 }
-            return network.plannedCost(height: size.height, width: size.width, layers: layers,
+            return network.plannedCost(height: seen.height, width: seen.width, layers: layers,
                                        striping: .budget(bytes: bytes))
         }
         // The image being optimized and the content at this size (its luminance too when the colors are kept, and
         // Adam's best point).
         let copies = 2 + (options.preserveColors ? 1 : 0) + (options.optimizer == .adam ? 1 : 0)
         // The content as given, and its luminance when the colors are kept, stay held at every size.
-        let held = size == content
+        var held = size == content
             ? 0 : (options.preserveColors ? 2 : 1) * 3 * content.pixels * MemoryLayout<Float>.stride
+        // With a margin, the image the network sees and its gradient.
+        if seen != size { held += 2 * 3 * seen.pixels * MemoryLayout<Float>.stride }
         var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels,
                                       imageCopies: copies, targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
@@ -338,8 +342,21 @@ public final class Stylizer {
                                          toHeight: size.height, toWidth: size.width))
     }
 
-    /// The first image of the schedule's first scale.
+    /// The first image of the schedule's first scale: as `Options.initialization` says, and the content wherever the
+    /// change mask keeps it.
     private func start(for content: RGBImage, at size: Size) throws -> RGBImage {
+        var image = try initialImage(for: content, at: size)
+        if let changeMask = options.changeMask?.resized(width: size.width, height: size.height) {
+            let content = resized(content, to: size), plane = changeMask.values.count
+            for i in image.pixels.indices {
+                let m = changeMask.values[i % plane]
+                image.pixels[i] = m * image.pixels[i] + (1 - m) * content.pixels[i]
+            }
+        }
+        return image
+    }
+
+    private func initialImage(for content: RGBImage, at size: Size) throws -> RGBImage {
         switch options.initialization {
         case .content:
             return resized(content, to: size)
@@ -353,15 +370,27 @@ public final class Stylizer {
         }
     }
 
-    /// The image to hand back: at the content's dimensions, with the content's colors when they are kept.
+    /// The image to hand back: at the content's dimensions, with the content's colors when they are kept, and the
+    /// content itself where the change mask keeps it.
     private func finish(_ result: RGBImage, content: RGBImage) -> RGBImage {
         let size = Size(width: content.width, height: content.height)
         // The image the loss saw (see `Problem.evaluate`), then resized.
-        let full = resized(result.clamped, to: size)
-        guard options.preserveColors else { return full }
-        let luminance = YIQ.luminance(ofRGB: full.pixels)
-        return RGBImage(width: content.width, height: content.height,
-                        pixels: YIQ.replacingLuminance(of: content.pixels, with: luminance))
+        var full = resized(result.clamped, to: size)
+        if options.preserveColors {
+            let luminance = YIQ.luminance(ofRGB: full.pixels)
+            full = RGBImage(width: content.width, height: content.height,
+                            pixels: YIQ.replacingLuminance(of: content.pixels, with: luminance))
+        }
+        if let changeMask = options.changeMask?.resized(width: content.width, height: content.height) {
+            // Where the mask is 0 the optimization never moved the pixels, but resizing from the working size blurs
+            // them: the content's own pixels there, and a blend along soft edges.
+            let plane = changeMask.values.count
+            for i in full.pixels.indices {
+                let m = changeMask.values[i % plane]
+                full.pixels[i] = m * full.pixels[i] + (1 - m) * content.pixels[i]
+            }
+        }
+        return full
     }
 
     /// A gray image (all three planes equal) holding the luminance of `image`.
@@ -374,16 +403,71 @@ public final class Stylizer {
 
     /// The loss at one working size: the content's features there, the style targets for it, the network.
     func problem(content: RGBImage, size: Size, targetPrecision: ContentLoss.Precision = .single) throws -> Problem {
-        let targets = try styleTargets(for: size, content: options.colors == .style ? nil : content)
-        var collector = FeatureCollector(maps: Set(contentLayers.map(\.layer)), height: size.height, width: size.width)
-        if !layers.isEmpty {
-            content.pixels.withUnsafeBufferPointer { image in
-                network.forward(image: image, height: size.height, width: size.width, layers: layers) { collector.add($0) }
+        let perStyle = try stylesTargets(for: size, content: options.colors == .style ? nil : content)
+        let seen = networkSize(for: size), margin = (seen.width - size.width) / 2
+        let terms: [StyleTerm]
+        if let masks = options.styleMasks {
+            // A term per style image and layer, under the style's mask as the layer sees it, weighted by the share of
+            // the layer the mask covers (so each pixel feels its style as hard as an unmasked transfer's) and by the
+            // style's blend weight relative to their mean.
+            let meanBlend = styleBlend.reduce(0, +) / Double(styleBlend.count)
+            terms = perStyle.indices.flatMap { style in
+                styleLayers.indices.map { index in
+                    let layer = styleLayers[index].layer
+                    let shape = VGG19Architecture.shape(of: layer, height: seen.height, width: seen.width)
+                    let mask = Self.layerMask(margined(masks[style], at: size), width: shape.width,
+                                              height: shape.height, layer: layer)
+                    let share = mask.values.reduce(0.0) { $0 + Double($1) } / Double(mask.values.count)
+                    return StyleTerm(layer: layer, target: perStyle[style][index],
+                                     mask: mask.values.allSatisfy { $0 == 1 } ? nil : mask.values,
+                                     weight: Float(share * styleBlend[style] / meanBlend))
+                }
+            }
+        } else {
+            terms = styleLayers.indices.map { index in
+                StyleTerm(layer: styleLayers[index].layer,
+                          target: StyleTarget.blended(perStyle.map { $0[index] }, weights: styleBlend), mask: nil,
+                          weight: 1)
             }
         }
-        return Problem(network: network, width: size.width, height: size.height, options: options,
+        var collector = FeatureCollector(maps: Set(contentLayers.map(\.layer)), height: seen.height, width: seen.width)
+        if !layers.isEmpty {
+            mirrorMargin(content.pixels, channels: 3, height: size.height, width: size.width, margin: margin)
+                .withUnsafeBufferPointer { image in
+                    network.forward(image: image, height: seen.height, width: seen.width, layers: layers) {
+                        collector.add($0)
+                    }
+                }
+        }
+        return Problem(network: network, width: size.width, height: size.height, margin: margin, options: options,
                        contentLayers: contentLayers, contentTargets: collector.finishedMaps(),
-                       targetPrecision: targetPrecision, styleLayers: styleLayers, styleTargets: targets)
+                       targetPrecision: targetPrecision, styleLayers: styleLayers, styleTerms: terms,
+                       changeMask: options.changeMask?.resized(width: size.width, height: size.height).values)
+    }
+
+    /// The size the network sees an image of `size` at: with the mirrored margin of `Options.margin` pixels around it,
+    /// at most the image's shorter side less one.
+    func networkSize(for size: Size) -> Size {
+        let margin = min(options.margin, min(size.width, size.height) - 1)
+        return Size(width: size.width + 2 * margin, height: size.height + 2 * margin)
+    }
+
+    /// A mask at the working size `size`, with the mirrored margin the network sees around the image.
+    private func margined(_ mask: Mask, at size: Size) -> Mask {
+        let seen = networkSize(for: size), margin = (seen.width - size.width) / 2
+        let resized = mask.resized(width: size.width, height: size.height)
+        return Mask(width: seen.width, height: seen.height,
+                    values: mirrorMargin(resized.values, channels: 1, height: size.height, width: size.width,
+                                         margin: margin))
+    }
+
+    /// A style mask as a style layer sees it: resampled to the layer's size, then eroded once at that size for every
+    /// layer past the first block (each of whose pixels sees a neighbourhood of the image that grows with depth), so
+    /// that the pixels along a region's edge, which see the other region too, count less (Gatys et al., "Controlling
+    /// Perceptual Factors in Neural Style Transfer", 2017, guided Gram matrices).
+    static func layerMask(_ mask: Mask, width: Int, height: Int, layer: VGGLayer) -> Mask {
+        let resized = mask.resized(width: width, height: height)
+        return layer.block > 1 ? resized.eroded() : resized
     }
 
     /// The size a style image is seen at for a content working size: `styleScale`² times the content's pixel count,
@@ -396,14 +480,20 @@ public final class Stylizer {
         return Self.scaled(width: style.width, height: style.height, by: scale)
     }
 
-    /// The blended targets at the style layers for a content working size, computed once per size; or, when the
-    /// style's colors follow the content's (`Options.colors` luminance or match), for `content` (as the network sees
-    /// it), each time.
+    /// The blended targets at the style layers for a content working size (see `stylesTargets`).
     func styleTargets(for size: Size, content: RGBImage?) throws -> [StyleTarget] {
+        let perStyle = try stylesTargets(for: size, content: content)
+        return styleLayers.indices.map { index in StyleTarget.blended(perStyle.map { $0[index] }, weights: styleBlend) }
+    }
+
+    /// Each style image's targets at the style layers for a content working size (per style image, one per style
+    /// layer), computed once per size; or, when the style's colors follow the content's (`Options.colors` luminance
+    /// or match), for `content` (as the network sees it), each time.
+    func stylesTargets(for size: Size, content: RGBImage?) throws -> [[StyleTarget]] {
         if let cached = styleTargets[size], content == nil { return cached }
-        guard !styleLayers.isEmpty else { return [] }
+        guard !styleLayers.isEmpty else { return styles.map { _ in [] } }
         let styleNames = Set(styleLayers.map(\.layer))
-        var targets: [[StyleTarget]] = Array(repeating: [], count: styleLayers.count)
+        var targets: [[StyleTarget]] = []
         for var style in styles {
             switch (options.colors, content) {
             case (.luminance, let content?):
@@ -427,22 +517,34 @@ public final class Stylizer {
                                 layers: styleNames) { collector.add($0) }
             }
             let perLayer = collector.finishedStyleTargets()
-            for (index, layer) in styleLayers.enumerated() {
-                targets[index].append(perLayer[layer.layer]!)
-            }
+            targets.append(styleLayers.map { perLayer[$0.layer]! })
         }
-        let blended = targets.map { StyleTarget.blended($0, weights: styleBlend) }
-        if content == nil { styleTargets[size] = blended }
-        return blended
+        if content == nil { styleTargets[size] = targets }
+        return targets
     }
+}
+
+/// One style loss of a scale: a target at a layer, over the whole map or under a mask.
+struct StyleTerm {
+    let layer: VGGLayer
+    let target: StyleTarget
+    /// The weight of each pixel of the layer's map, (height, width) at the layer's size; nil: every pixel alike.
+    let mask: [Float]?
+    /// A factor on the layer's style weight.
+    let weight: Float
 }
 
 /// The loss at one scale: the network, the content features and the style targets at that size, and
 /// the evaluation of loss and gradient that the optimizers call.
 final class Problem {
     private let network: VGG19
+    /// The image's size.
     private let width: Int
     private let height: Int
+    /// The mirrored margin around the image that the network sees, and buffers for that image and its gradient.
+    private let margin: Int
+    private var seenImage: [Float]
+    private var seenGradient: [Float]
     private let layers: Set<VGGLayer>
     private let contentWeight: Float
     private let styleWeight: Float
@@ -452,19 +554,26 @@ final class Problem {
     private let contentLayers: [VGGLayer: Float]
     private let styleLayers: [VGGLayer: Float]
     private var contentLosses: [VGGLayer: ContentLoss]
-    private var styleLosses: [VGGLayer: StyleLoss]
+    /// The style losses of each style layer, with their masks (as `StyleTerm.mask`) and factors on the layer's weight.
+    private var styleLosses: [VGGLayer: [(loss: StyleLoss, mask: [Float]?, weight: Float)]]
+    /// Where the image may change, (height, width): the gradient is multiplied by it; nil: everywhere.
+    private let changeMask: [Float]?
     /// Checks that every layer the losses read arrives whole, stripe by stripe, in each forward pass.
     private var collector: FeatureCollector
     /// The weighted terms of the last evaluation.
     private(set) var lastTerms = LossTerms(content: 0, style: 0, tv: 0)
 
-    init(network: VGG19, width: Int, height: Int, options: Options,
+    init(network: VGG19, width: Int, height: Int, margin: Int = 0, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
          targetPrecision: ContentLoss.Precision = .single, styleLayers: [Options.WeightedLayer],
-         styleTargets: [StyleTarget]) {
+         styleTerms: [StyleTerm], changeMask: [Float]? = nil) {
         self.network = network
         self.width = width
         self.height = height
+        self.margin = margin
+        let seenCount = margin > 0 ? 3 * (width + 2 * margin) * (height + 2 * margin) : 0
+        seenImage = [Float](repeating: 0, count: seenCount)
+        seenGradient = [Float](repeating: 0, count: seenCount)
         layers = Set((contentLayers + styleLayers).map(\.layer))
         contentWeight = options.contentWeight
         styleWeight = options.styleWeight
@@ -472,14 +581,16 @@ final class Problem {
         self.contentLayers = Problem.normalized(contentLayers)
         self.styleLayers = Problem.normalized(styleLayers)
         contentLosses = contentTargets.mapValues { ContentLoss(target: $0, precision: targetPrecision) }
-        var losses: [VGGLayer: StyleLoss] = [:]
-        for (layer, target) in zip(styleLayers, styleTargets) {
-            losses[layer.layer] = StyleLoss(target: target,
-                                            channels: VGG19Architecture.shape(of: layer.layer, height: 1, width: 1).channels,
-                                            statistic: options.styleLoss)
+        var losses: [VGGLayer: [(loss: StyleLoss, mask: [Float]?, weight: Float)]] = [:]
+        for term in styleTerms {
+            let channels = VGG19Architecture.shape(of: term.layer, height: 1, width: 1).channels
+            losses[term.layer, default: []].append(
+                (StyleLoss(target: term.target, channels: channels, statistic: options.styleLoss), term.mask, term.weight))
         }
         styleLosses = losses
-        collector = FeatureCollector(stripes: layers, height: height, width: width)
+        precondition(changeMask.map { $0.count == width * height } ?? true, "change mask differs from the image")
+        self.changeMask = changeMask
+        collector = FeatureCollector(stripes: layers, height: height + 2 * margin, width: width + 2 * margin)
     }
 
     private static func normalized(_ layers: [Options.WeightedLayer]) -> [VGGLayer: Float] {
@@ -497,6 +608,10 @@ final class Problem {
     func evaluate(_ pixels: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>) throws -> Double {
         let total = try evaluateInRange(pixels, gradient: gradient)
         for i in 0 ..< pixels.count where !(pixels[i] >= 0 && pixels[i] <= 1) { gradient[i] = 0 }
+        if let changeMask {
+            let plane = changeMask.count
+            for i in 0 ..< pixels.count { gradient[i] *= changeMask[i % plane] }
+        }
         return total
     }
 
@@ -507,8 +622,26 @@ final class Problem {
         // The network's backward pass writes the whole gradient; without it the total variation adds to zeros.
         if layers.isEmpty {
             for i in gradient.indices { gradient[i] = 0 }
+        } else if margin > 0 {
+            let (width, height, margin) = (self.width, self.height, self.margin)
+            seenImage.withUnsafeMutableBufferPointer {
+                mirrorMargin(image, channels: 3, height: height, width: width, margin: margin, into: $0)
+            }
+            // Taken out of self for the evaluation, which reads self's other state (without a copy of the buffer).
+            var seenGradient: [Float] = []
+            swap(&seenGradient, &self.seenGradient)
+            defer { swap(&seenGradient, &self.seenGradient) }
+            try seenImage.withUnsafeBufferPointer { seen in
+                try seenGradient.withUnsafeMutableBufferPointer {
+                    try evaluateNetwork(seen, height: height + 2 * margin, width: width + 2 * margin, gradient: $0,
+                                        terms: &terms)
+                }
+            }
+            seenGradient.withUnsafeBufferPointer {
+                foldMargin($0, channels: 3, height: height, width: width, margin: margin, into: gradient)
+            }
         } else {
-            try evaluateNetwork(image, gradient: gradient, terms: &terms)
+            try evaluateNetwork(image, height: height, width: width, gradient: gradient, terms: &terms)
         }
         terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
                                                          weight: tvWeight, clampedTo: 0 ... 1,
@@ -521,23 +654,35 @@ final class Problem {
 
     /// The content and style terms at `image` into `terms`, their gradient into `gradient` (which the network
     /// overwrites).
-    private func evaluateNetwork(_ image: UnsafeBufferPointer<Float>, gradient: UnsafeMutableBufferPointer<Float>,
-                                 terms: inout LossTerms) throws {
+    private func evaluateNetwork(_ image: UnsafeBufferPointer<Float>, height: Int, width: Int,
+                                 gradient: UnsafeMutableBufferPointer<Float>, terms: inout LossTerms) throws {
         collector.restart()
         network.forward(image: image, height: height, width: width, layers: layers) { map in
             collector.add(map) { map in
                 let features = UnsafeBufferPointer(map.values.buffer)
                 if contentLayers[map.layer] != nil { contentLosses[map.layer]!.add(features, rows: map.rows) }
                 if styleLayers[map.layer] != nil {
-                    let plane = map.values.planeSize
-                    styleLosses[map.layer]!.accumulator.add(features, pixels: plane, stride: plane)
+                    let plane = map.values.planeSize, rows = map.rows.lowerBound * map.width ..< map.rows.upperBound * map.width
+                    for k in styleLosses[map.layer]!.indices {
+                        if let mask = styleLosses[map.layer]![k].mask {
+                            mask[rows].withUnsafeBufferPointer { weights in
+                                styleLosses[map.layer]![k].loss.accumulator.add(features, pixels: plane, stride: plane,
+                                                                                weights: weights)
+                            }
+                        } else {
+                            styleLosses[map.layer]![k].loss.accumulator.add(features, pixels: plane, stride: plane)
+                        }
+                    }
                 }
             } onComplete: { layer in
                 if let weight = contentLayers[layer] {
                     terms.content += Double(contentWeight * weight) * contentLosses[layer]!.finish()
                 }
                 if let weight = styleLayers[layer] {
-                    terms.style += Double(styleWeight * weight) * styleLosses[layer]!.finish()
+                    for k in styleLosses[layer]!.indices {
+                        let term = styleLosses[layer]![k].weight
+                        terms.style += Double(styleWeight * weight * term) * styleLosses[layer]![k].loss.finish()
+                    }
                 }
             }
         }
@@ -550,9 +695,20 @@ final class Problem {
             }
             if let weight = styleLayers[activation.layer] {
                 let plane = activation.values.planeSize
-                styleLosses[activation.layer]!.addGradient(features: features, pixels: plane, featureStride: plane,
-                                                           weight: styleWeight * weight,
-                                                           into: layerGradient.buffer, gradientStride: plane)
+                let rows = activation.rows.lowerBound * activation.width ..< activation.rows.upperBound * activation.width
+                for (loss, mask, term) in styleLosses[activation.layer]! {
+                    if let mask {
+                        mask[rows].withUnsafeBufferPointer { weights in
+                            loss.addGradient(features: features, pixels: plane, featureStride: plane, weights: weights,
+                                             weight: styleWeight * weight * term, into: layerGradient.buffer,
+                                             gradientStride: plane)
+                        }
+                    } else {
+                        loss.addGradient(features: features, pixels: plane, featureStride: plane,
+                                         weight: styleWeight * weight * term, into: layerGradient.buffer,
+                                         gradientStride: plane)
+                    }
+                }
             }
         }
     }

@@ -142,10 +142,12 @@ public final class VGG19 {
     ///     through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
     ///     share one buffer, the size of the largest of them, and transform their kernel into it each time they run
     ///     (a few milliseconds a layer); `Int.max` keeps them all.
+    ///   - padding: what `conv1_1` sees beyond the image's edges (the other convolutions pad with zeros, as trained).
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
     public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
                 striping: Striping = .wholeMaps, convolution: ConvolutionAlgorithm = .winograd,
-                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes, precision: ProductPrecision = .single) throws {
+                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes, precision: ProductPrecision = .single,
+                padding: Padding = .zero) throws {
         try weights.checkArchitecture()
         weightBytes = weights.bytes
         self.pooling = pooling
@@ -168,7 +170,7 @@ public final class VGG19 {
         kernelSlot = slot
         let convolutions = weights.layers.enumerated().map { k, layer in
             Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot,
-                        precision: precision)
+                        precision: precision, padding: k == 0 ? padding : .zero)
         }
         self.convolutions = convolutions
         self.precision = convolutions.contains(where: \.usesBF16) ? .bf16 : .single

@@ -53,6 +53,14 @@ struct Command: ParsableCommand {
     @Option(name: netpbm("style-blend"), help: ArgumentHelp(
         "Weights of the style images, comma-separated, one per STYLEFILE (default: equal).", valueName: "list"))
     var styleBlend: String?
+    @Option(name: netpbm("style-masks"), help: ArgumentHelp(
+        "Masks, comma-separated, one per STYLEFILE in their order (PGM or any Netpbm image, resized to each input "
+            + "image): where in the image each style applies, 0 to 1.", valueName: "file,..."))
+    var styleMasks: String?
+    @Option(name: netpbm("change-mask"), help: ArgumentHelp(
+        "A mask (PGM or any Netpbm image, resized to each input image) of where the image may change: 0 keeps the "
+            + "input, 1 is free.", valueName: "file"))
+    var changeMask: String?
     @Option(name: netpbm("style-scale"), help: "Size of the style images relative to the working size.")
     var styleScale: Float = Options().styleScale
 
@@ -86,6 +94,14 @@ struct Command: ParsableCommand {
     var memory: Int = Options().memory >> 20
     @Option(name: netpbm("pooling"), help: "max or avg.")
     var pooling: String = "max"
+    @Option(name: netpbm("padding"), help: ArgumentHelp(
+        "What the network's first convolution sees beyond the image's edges: zero (the mean color, as VGG-19 was "
+            + "trained) or reflect (the image mirrored).", valueName: "zero|reflect"))
+    var padding: String = Options().padding.rawValue
+    @Option(name: netpbm("margin"), help: ArgumentHelp(
+        "Pixels of the image mirrored around it that the network sees, so that its deeper layers' zero padding lies "
+            + "beyond them (0: none).", valueName: "pixels"))
+    var margin: Int = Options().margin
     @Option(name: netpbm("colors"), help: ArgumentHelp(
         "The result's colors: style (the style's palette), luminance (the style on the luminance only, the content's "
             + "colors kept), or match (the style's colors matched to the content's first).", valueName: "style|luminance|match"))

@@ -34,6 +34,12 @@ struct Runner {
         if let file = command.initializationFile {
             options.initialization = .image(try readFirstImage(file).rgb)
         }
+        if let files = command.styleMaskFiles {
+            options.styleMasks = try files.map { Mask(luminanceOf: try readFirstImage($0).rgb) }
+        }
+        if let file = command.changeMask {
+            options.changeMask = Mask(luminanceOf: try readFirstImage(file).rgb)
+        }
         let path = try VGGWeights.locate(explicit: command.weights,
                                          environment: ProcessInfo.processInfo.environment,
                                          executablePath: VGGWeights.runningExecutablePath)

@@ -51,6 +51,19 @@ extension Command {
             }
             options.styleBlend = weights
         }
+        if let styleMasks {
+            let files = styleMasks.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            guard files.count == styleFiles.count else {
+                throw UsageError("-style-masks has \(files.count) mask\(files.count == 1 ? "" : "s") ('\(styleMasks)') "
+                    + "for \(styleFiles.count) style image\(styleFiles.count == 1 ? "" : "s"); give one per style image")
+            }
+            guard !files.contains("") else {
+                throw UsageError("-style-masks: a mask's file name is empty (in '\(styleMasks)')")
+            }
+        }
+        if changeMask?.isEmpty == true {
+            throw UsageError("-change-mask needs a file name; you specified ''")
+        }
         options.styleScale = try positive(styleScale, "-style-scale", atMost: 8)
 
         guard let kind = Options.OptimizerKind(rawValue: optimizer) else {
@@ -80,6 +93,11 @@ extension Command {
             throw UsageError("-pooling must be max or avg; you specified '\(pooling)'")
         }
         options.pooling = poolingKind
+        guard let paddingKind = Padding(rawValue: padding) else {
+            throw UsageError("-padding must be zero or reflect; you specified '\(padding)'")
+        }
+        options.padding = paddingKind
+        options.margin = try count(margin, "-margin", from: 0, to: 1024)
         if let colors {
             guard let mode = Options.Colors(rawValue: colors) else {
                 throw UsageError("-colors must be style, luminance or match; you specified '\(colors)'")
@@ -115,6 +133,11 @@ extension Command {
             throw UsageError("-quiet and -verbose contradict each other; give one of them")
         }
         return options
+    }
+
+    /// The `-style-masks` files, one per style file, or nil.
+    var styleMaskFiles: [String]? {
+        styleMasks.map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
     }
 
     /// Where each image starts, once the `-init` file (if any) has been read by the caller.

@@ -136,6 +136,61 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// With `Padding.reflect` (the image's convolution): forward against the direct convolution of the mirrored map,
+    /// backward as its exact adjoint, and stripes as the whole map, bit for bit.
+    func testReflectionPadding() {
+        var rng = SplitMix64(seed: 7)
+        for (ci, co, h, w) in [(3, 8, 9, 7), (3, 16, 2, 2), (1, 4, 5, 13), (4, 7, 12, 3), (3, 64, 17, 9)] {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let conv = Convolution(weights, padding: .reflect)
+            let input = randomValues(ci * h * w, using: &rng), gradOutput = randomValues(co * h * w, using: &rng)
+            let expected = naiveConvolution(input, height: h, width: w, weights: weights, reflecting: true)
+            XCTAssertNotEqual(expected, naiveConvolution(input, height: h, width: w, weights: weights))
+            let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: co * 9 * w))
+            let output = Tensor(channels: co, height: h, width: w)
+            conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
+                         scratch: scratch)
+            assertClose(output.values, expected, relative: 1e-5, "reflect forward \(ci)→\(co) \(h)x\(w)")
+            let gradInput = Tensor(channels: ci, height: h, width: w)
+            conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
+                               inputMask: nil, scratch: scratch)
+            var lhs = 0.0, rhs = 0.0, size = 0.0
+            for o in 0 ..< co {
+                for p in 0 ..< h * w {
+                    let term = (expected[o * h * w + p] - Double(weights.bias[o])) * Double(gradOutput[o * h * w + p])
+                    lhs += term
+                    size += abs(term)
+                }
+            }
+            for k in 0 ..< input.count { rhs += Double(input[k]) * Double(gradInput.values[k]) }
+            XCTAssertEqual(lhs, rhs, accuracy: 1e-5 * size, "reflect adjoint \(ci)→\(co) \(h)x\(w)")
+            // Every band of rows from stripes holding the rows it needs.
+            for first in 0 ..< h {
+                for last in first + 1 ... h {
+                    let rows = first ..< last
+                    let needed = Convolution.inputRows(for: rows, height: h)
+                    let span = RowSpan(first: needed.lowerBound, rows: needed.count, height: h, width: w)
+                    let rowSpan = RowSpan(first: first, rows: rows.count, height: h, width: w)
+                    let part = Tensor(channels: co, height: rows.count, width: w)
+                    conv.forward(rows: rows, input: stripe(input, channels: ci, span: span), inputSpan: span, into: part,
+                                 outputSpan: rowSpan, reluMask: nil, scratch: scratch)
+                    let partGradient = Tensor(channels: ci, height: rows.count, width: w)
+                    conv.backwardInput(rows: rows, gradOutput: stripe(gradOutput, channels: co, span: span),
+                                       gradOutputSpan: span, into: partGradient, gradInputSpan: rowSpan, inputMask: nil,
+                                       scratch: scratch)
+                    var wrong = 0
+                    for y in rows {
+                        for x in 0 ..< w {
+                            for o in 0 ..< co where part[o, y - first, x] != output[o, y, x] { wrong += 1 }
+                            for i in 0 ..< ci where partGradient[i, y - first, x] != gradInput[i, y, x] { wrong += 1 }
+                        }
+                    }
+                    XCTAssertEqual(wrong, 0, "reflect stripe \(rows) of \(ci)→\(co) \(h)x\(w)")
+                }
+            }
+        }
+    }
+
     /// Copies the rows `span` of a whole CHW map into a stripe tensor.
     func stripe(_ values: [Float], channels: Int, span: RowSpan) -> Tensor {
         let t = Tensor(channels: channels, height: span.rows, width: span.width)

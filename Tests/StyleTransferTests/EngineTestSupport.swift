@@ -21,9 +21,12 @@ func randomConvWeights(name: String = "conv", inChannels: Int, outChannels: Int,
                             bias: randomValues(outChannels, scale: 0.1, using: &rng))
 }
 
-/// The slow reference: a direct 3x3 pad-1 convolution with float64 accumulation. Input and output are CHW.
-func naiveConvolution(_ input: [Float], height: Int, width: Int, weights: ConvLayerWeights) -> [Double] {
+/// The slow reference: a direct 3x3 pad-1 convolution with float64 accumulation. Input and output are CHW. With
+/// `reflecting`, a position beyond an edge reads its mirror image (−1 reads 1).
+func naiveConvolution(_ input: [Float], height: Int, width: Int, weights: ConvLayerWeights,
+                      reflecting: Bool = false) -> [Double] {
     let ci = weights.inChannels, co = weights.outChannels
+    let mirror = { (k: Int, n: Int) in reflecting ? (k < 0 ? -k : (k >= n ? 2 * (n - 1) - k : k)) : k }
     var output = [Double](repeating: 0, count: co * height * width)
     for o in 0 ..< co {
         for y in 0 ..< height {
@@ -31,10 +34,10 @@ func naiveConvolution(_ input: [Float], height: Int, width: Int, weights: ConvLa
                 var sum = Double(weights.bias[o])
                 for i in 0 ..< ci {
                     for ky in 0 ..< 3 {
-                        let sy = y + ky - 1
+                        let sy = mirror(y + ky - 1, height)
                         guard sy >= 0 && sy < height else { continue }
                         for kx in 0 ..< 3 {
-                            let sx = x + kx - 1
+                            let sx = mirror(x + kx - 1, width)
                             guard sx >= 0 && sx < width else { continue }
                             sum += Double(weights.kernel[((o * ci + i) * 3 + ky) * 3 + kx])
                                 * Double(input[(i * height + sy) * width + sx])

@@ -148,3 +148,51 @@ final class ColorMatchTargetTests: XCTestCase {
         XCTAssertNotEqual(matched, plain)
     }
 }
+
+/// Style masks: each style's statistics land in its own region.
+final class StyleMaskTests: XCTestCase {
+    func testTwoRegionsTakeTheirOwnStyles() throws {
+        let weights = try projectWeights()
+        let (width, height) = (64, 48)
+        var random = TestRandom(state: 41)
+        // Style A: red and white horizontal stripes; style B: blue and black noise.
+        let a = RGBImage(width: 48, height: 48, pixels: (0 ..< 3 * 48 * 48).map { i in
+            let (c, y) = (i / (48 * 48), (i % (48 * 48)) / 48)
+            return c == 0 ? 0.9 : (y / 3 % 2 == 0 ? 0.9 : 0.1)
+        })
+        let b = RGBImage(width: 48, height: 48, pixels: (0 ..< 3 * 48 * 48).map { i in
+            i / (48 * 48) == 2 ? random.unit() : 0.1 * random.unit()
+        })
+        let content = RGBImage(width: width, height: height, pixels: (0 ..< 3 * width * height).map { _ in 0.4 + 0.2 * random.unit() })
+        let left = Mask(width: width, height: height, values: (0 ..< width * height).map { $0 % width < width / 2 ? 1 : 0 })
+        let right = Mask(width: width, height: height, values: left.values.map { 1 - $0 })
+        var options = Options()
+        options.size = nil
+        options.scales = 1
+        options.iterations = 40
+        options.styleLayers = ["relu1_1", "relu2_1"].map { Options.WeightedLayer($0) }
+        options.styleWeight = 100
+        options.styleMasks = [left, right]
+        options.precision = .single
+        let stylizer = try Stylizer(weights: weights, options: options, styles: [a, b])
+        let result = try stylizer.stylize(content) { _ in }
+        let size = Stylizer.Size(width: width, height: height)
+        let targets = try stylizer.stylesTargets(for: size, content: nil)
+
+        let network = try VGG19(weights: weights, stripeRows: nil)
+        let maps = network.activations(image: result.pixels, height: height, width: width, layers: ["relu1_1"])
+        let map = try XCTUnwrap(maps["relu1_1"])
+        let c = map.channels, n = map.height * map.width
+        // The Gram matrix of the result's features over one half, and its distance to each style's.
+        func distance(half: Mask, to target: StyleTarget) -> Double {
+            var accumulator = GramAccumulator(channels: c)
+            map.values.withUnsafeBufferPointer { features in
+                half.values.withUnsafeBufferPointer { accumulator.add(features, pixels: n, stride: n, weights: $0) }
+            }
+            let gram = accumulator.gram()
+            return zip(gram, target.gram).reduce(0.0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) }
+        }
+        XCTAssertLessThan(distance(half: left, to: targets[0][0]), distance(half: left, to: targets[1][0]) / 2)
+        XCTAssertLessThan(distance(half: right, to: targets[1][0]), distance(half: right, to: targets[0][0]) / 2)
+    }
+}

@@ -421,6 +421,36 @@ let styleBlend: ValueMaker = { builder, option in
     return builder.refused(option, weights.joined(separator: ","))
 }
 
+/// One mask image per style file; or a list one too short or too long, or naming a file that cannot be read.
+let styleMasks: ValueMaker = { builder, option in
+    let count = max(builder.styleFileCount, 1)
+    var names = (0 ..< count).map { _ in builder.imageFile(stem: "mask") }
+    // Without style files the run is refused anyway, and so is any list of masks.
+    guard builder.fault() || builder.styleFileCount == 0 else {
+        return OptionValue(text: names.joined(separator: ","), verdict: .accepted)
+    }
+    switch builder.random.int(0 ... 2) {
+    case 0:
+        names.append(names[0])
+        return builder.refused(option, names.joined(separator: ","))
+    case 1 where count > 1:
+        names.removeLast()
+        return builder.refused(option, names.joined(separator: ","))
+    default:
+        let bad = builder.badFile(stem: "mask")
+        names[0] = bad
+        return OptionValue(text: names.joined(separator: ","), verdict: .refused(mentions: [bad]))
+    }
+}
+
+/// A mask image; or a file that cannot be read as one, or an empty name.
+let changeMask: ValueMaker = { builder, option in
+    guard builder.fault() else { return OptionValue(text: builder.imageFile(stem: "change"), verdict: .accepted) }
+    if builder.random.chance(0.2) { return OptionValue(text: "", verdict: .refused(mentions: [option])) }
+    let name = builder.badFile(stem: "change")
+    return OptionValue(text: name, verdict: .refused(mentions: [name]))
+}
+
 /// content, random, an image file, or a file that cannot be read as one.
 let initialization: ValueMaker = { builder, option in
     if builder.fault() {
@@ -546,6 +576,8 @@ struct CaseBuilder {
         OptionRow("style-layers", 0.35, layerList),
         // Styles
         OptionRow("style-blend", 0.15, styleBlend),
+        OptionRow("style-masks", 0.1, styleMasks),
+        OptionRow("change-mask", 0.1, changeMask),
         OptionRow("style-scale", 0.2, real(.positive(atMost: 8), typical: 0.05 ... 2)),
         OptionRow("preserve-colors", 0.2, nil),
         OptionRow("colors", 0.2, word(["style", "luminance", "match"], wrong: ["Style", "", "content", "luminance,match"])),
@@ -561,6 +593,8 @@ struct CaseBuilder {
         OptionRow("seed", 0.2, seed),
         // Size and network.
         OptionRow("size", 0.9, either("native", 0.15, integer(32 ... 16384, typical: 32 ... 64, sometimes: 65 ... 2048))),
+        OptionRow("margin", 0.2, integer(0 ... 1024, typical: 0 ... 40)),
+        OptionRow("padding", 0.2, word(["zero", "reflect"], wrong: ["Zero", "", "mirror", "zero,reflect"])),
         OptionRow("pooling", 0.2, word(["max", "avg", "average"], wrong: ["min", "MAX", "", "mean"])),
         OptionRow("weights", 0.05, weightsFile),
         OptionRow("threads", 0.3, integer(1 ... 256, typical: 1 ... 2, sometimes: 3 ... 8)),

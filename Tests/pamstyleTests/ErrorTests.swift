@@ -185,6 +185,11 @@ final class ErrorTests: XCTestCase {
             (["-precision", "half", style], ["-precision", "half"]),
             (["-style-loss", "sliced", style], ["-style-loss", "sliced"]),
             (["-colors", "content", style], ["-colors", "content"]),
+            (["-padding", "replicate", style], ["-padding", "replicate"]),
+            (["-style-masks", "a.pgm,b.pgm", style], ["-style-masks", "a.pgm,b.pgm"]),
+            (["-style-masks", "no-such-mask.pgm", style], ["no-such-mask.pgm"]),
+            (["-change-mask", "", style], ["-change-mask", "''"]),
+            (["-change-mask", "no-such-mask.pgm", style], ["no-such-mask.pgm"]),
             (["-colors", "match", "-preserve-colors", style], ["-preserve-colors", "-colors match"]),
             (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
         ]

@@ -138,6 +138,63 @@ final class FilterTests: XCTestCase {
         XCTAssertTrue(w2.stdout != gram.stdout)
     }
 
+    /// A PGM of width × height whose value at (x, y) is `value(x, y)`, 0…255.
+    private func pgm(width: Int, height: Int, _ value: (Int, Int) -> UInt8) -> [UInt8] {
+        Array("P5\n\(width) \(height)\n255\n".utf8) + (0 ..< height).flatMap { y in (0 ..< width).map { x in value(x, y) } }
+    }
+
+    /// A style mask of all ones is no mask: the same bytes; half a mask is another result.
+    func testStyleMaskOfOnesIsTheUnmaskedResult() throws {
+        let input = patternPPM(width: 48, height: 40)
+        let ones = try file("ones.pgm", in: directory, pgm(width: 20, height: 30) { _, _ in 255 })
+        let half = try file("half.pgm", in: directory, pgm(width: 48, height: 40) { x, _ in x < 24 ? 255 : 0 })
+        let plain = try pamstyle(quick + [style], input: input)
+        let masked = try pamstyle(quick + ["-style-masks", ones, style], input: input)
+        let halved = try pamstyle(quick + ["-style-masks", half, style], input: input)
+        for result in [plain, masked, halved] { XCTAssertEqual(result.status, 0, result.stderr) }
+        XCTAssertTrue(masked.stdout == plain.stdout)
+        XCTAssertTrue(halved.stdout != plain.stdout)
+    }
+
+    /// Where the change mask is 0 the output is the input, byte for byte; where it is 1 it is stylized.
+    func testChangeMaskKeepsTheInputWhereItIsZero() throws {
+        let (width, height) = (48, 40)
+        let input = patternPPM(width: width, height: height)
+        let mask = try file("change.pgm", in: directory, pgm(width: width, height: height) { x, _ in x < 24 ? 0 : 255 })
+        let result = try pamstyle(quick + ["-change-mask", mask, style], input: input)
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let before = try images(input)[0], after = try images(result.stdout)[0]
+        var kept = 0, changed = 0
+        for c in 0 ..< 3 {
+            for y in 0 ..< height {
+                for x in 0 ..< width {
+                    let i = (c * height + y) * width + x
+                    if x < 24 {
+                        if after.pixels[i] == before.pixels[i] { kept += 1 }
+                    } else if abs(after.pixels[i] - before.pixels[i]) > 2 / 255 {
+                        changed += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(kept, 3 * 24 * height, "the left half is the input's")
+        XCTAssertGreaterThan(changed, 3 * 24 * height / 4, "the right half is stylized")
+    }
+
+    /// -padding reflect and -margin change the result; a margin larger than the image is cut to fit it.
+    func testPaddingAndMarginRun() throws {
+        let input = patternPPM(width: 48, height: 40)
+        let plain = try pamstyle(quick + [style], input: input)
+        let reflect = try pamstyle(quick + ["-padding", "reflect", style], input: input)
+        let margin = try pamstyle(quick + ["-margin", "8", style], input: input)
+        let huge = try pamstyle(quick + ["-margin", "1024", style], input: input)
+        let most = try pamstyle(quick + ["-margin", "47", style], input: input)
+        for result in [plain, reflect, margin, huge, most] { XCTAssertEqual(result.status, 0, result.stderr) }
+        XCTAssertTrue(reflect.stdout != plain.stdout && margin.stdout != plain.stdout && margin.stdout != reflect.stdout)
+        XCTAssertTrue(huge.stdout == most.stdout, "the margin is at most the working size's shorter side less one")
+        XCTAssertTrue(plain.stdout == (try pamstyle(quick + ["-margin", "0", "-padding", "zero", style], input: input)).stdout)
+    }
+
     func testTwoStylesBlend() throws {
         let second = try file("second.ppm", in: directory, patternPPM(width: 36, height: 36, phase: 4))
         let input = patternPPM(width: 48, height: 36)
