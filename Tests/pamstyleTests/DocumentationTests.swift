@@ -36,7 +36,8 @@ final class DocumentationTests: XCTestCase {
         for (option, value) in [("-content-weight", "1.0"), ("-tv-weight", "1.0"),
                                 ("-iterations", "135"), ("-scale-iterations", "60"), ("-memory", "1800"),
                                 ("-size", "512"), ("-history", "5"), ("-learning-rate", "2.0"),
-                                ("-checkpoint-every", "50"), ("-max-pixels", "16777216")] {
+                                ("-checkpoint-every", "50"), ("-max-pixels", "16777216"),
+                                ("-margin", "16")] {
             let entry = try XCTUnwrap(help.range(of: " \(option), --\(option.dropFirst()) "), option)
             let rest = help[entry.upperBound...]
             let defaultText = try XCTUnwrap(rest.range(of: "(default: "), option)

@@ -184,15 +184,17 @@ final class FilterTests: XCTestCase {
     /// -padding reflect and -margin change the result; a margin larger than the image is cut to fit it.
     func testPaddingAndMarginRun() throws {
         let input = patternPPM(width: 48, height: 40)
-        let plain = try pamstyle(quick + [style], input: input)
-        let reflect = try pamstyle(quick + ["-padding", "reflect", style], input: input)
+        let plain = try pamstyle(quick + ["-margin", "0", style], input: input)
+        let reflect = try pamstyle(quick + ["-margin", "0", "-padding", "reflect", style], input: input)
         let margin = try pamstyle(quick + ["-margin", "8", style], input: input)
         let huge = try pamstyle(quick + ["-margin", "1024", style], input: input)
         let most = try pamstyle(quick + ["-margin", "47", style], input: input)
         for result in [plain, reflect, margin, huge, most] { XCTAssertEqual(result.status, 0, result.stderr) }
         XCTAssertTrue(reflect.stdout != plain.stdout && margin.stdout != plain.stdout && margin.stdout != reflect.stdout)
         XCTAssertTrue(huge.stdout == most.stdout, "the margin is at most the working size's shorter side less one")
-        XCTAssertTrue(plain.stdout == (try pamstyle(quick + ["-margin", "0", "-padding", "zero", style], input: input)).stdout)
+        XCTAssertTrue((try pamstyle(quick + [style], input: input)).stdout
+                      == (try pamstyle(quick + ["-margin", "16", "-padding", "zero", style], input: input)).stdout,
+                      "a margin of 16 and zero padding are the defaults")
     }
 
     func testTwoStylesBlend() throws {
