@@ -31,8 +31,8 @@ final class DocumentationTests: XCTestCase {
         let manual = try String(contentsOf: packageRoot.appendingPathComponent("man/pamstyle.1"), encoding: .utf8)
             .replacingOccurrences(of: "\\-", with: "-")
         // The style weight's default depends on -style-loss.
-        XCTAssertTrue(help.contains("Weight of the style loss (default: 3 with -style-loss gram, 4000 with w2)."))
-        XCTAssertTrue(manual.contains("Default: 3 with\n.BR \"-style-loss gram\" ,\n4000 with\n.BR w2 ."))
+        XCTAssertTrue(help.contains("Weight of the style loss (default: 3 with -style-loss gram, 1000 with w2)."))
+        XCTAssertTrue(manual.contains("Default: 3 with\n.BR \"-style-loss gram\" ,\n1000 with\n.BR w2 ."))
         for (option, value) in [("-content-weight", "1.0"), ("-tv-weight", "1.0"),
                                 ("-iterations", "135"), ("-scale-iterations", "60"), ("-memory", "1800"),
                                 ("-size", "512"), ("-history", "5"), ("-learning-rate", "2.0"),
