@@ -7,7 +7,7 @@ DEBS      := libnetpbm-dev libopenblas-dev netpbm imagemagick
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE   := .build/release
 
-.PHONY: all setup build test demo bench install uninstall clean
+.PHONY: all setup build test demo figures bench install uninstall clean
 
 DEMO_CONTENT := examples/images/chelsea.ppm
 DEMO_STYLE   := examples/images/scream.ppm
@@ -45,6 +45,10 @@ demo: build
 	mv $(DEMO_OUT).ppm.tmp $(DEMO_OUT).ppm
 	pnmtopng $(DEMO_OUT).ppm > $(DEMO_OUT).png
 	@echo "demo: wrote $(DEMO_OUT).ppm and $(DEMO_OUT).png"
+
+## figures: the pictures of docs/ (style losses, borders, masks) from the bundled example images; ten minutes or so
+figures: build
+	./docs/figures.sh
 
 ## bench: pamstyle's own evaluation and L-BFGS step at each size in BENCH_JOB_SIZES, against the machine's measured
 ## multiply-add peak; then the network alone (seconds, GFLOP/s, peak memory) at each size in BENCH_SIZES; one process each

@@ -1,0 +1,65 @@
+#!/bin/sh
+# Makes the pictures of docs/ from the bundled example images (make figures): the Gram and the Wasserstein-2 style
+# losses side by side, the picture's border without and with the mirrored margin (its top-left corner, enlarged),
+# and two styles each in its own region of one photo. Needs pamstyle built in release mode and the netpbm tools.
+set -eu
+
+PAMSTYLE=${PAMSTYLE:-.build/release/pamstyle}
+IMAGES=examples/images
+OUT=${OUT:-examples/out/figures}
+DOCS=${DOCS:-docs}
+CONTENT=$IMAGES/chelsea.ppm
+STYLE=$IMAGES/scream.ppm
+mkdir -p "$OUT"
+
+# An image with a caption under it, in pbmtext's built-in font, centred on white as wide as the image.
+captioned() {  # image caption output
+    width=$(pamfile -size "$1" | cut -d' ' -f1)
+    pbmtext -builtin fixed -- "$2" | pnmpad -white -width "$width" -halign 0.5 > "$OUT/caption.pbm"
+    pnmcat -white -topbottom -jcenter "$1" "$OUT/caption.pbm" > "$3"
+}
+
+stylize() {  # output options...
+    output=$1
+    shift
+    echo "figures: pamstyle $* < $CONTENT"
+    "$PAMSTYLE" -quiet "$@" < "$CONTENT" > "$output.tmp"
+    mv "$output.tmp" "$output"
+}
+
+# The two style losses.
+stylize "$OUT/gram.ppm" "$STYLE"
+stylize "$OUT/w2.ppm" -style-loss w2 "$STYLE"
+captioned "$OUT/gram.ppm" "-style-loss gram (default)" "$OUT/gram-captioned.ppm"
+captioned "$OUT/w2.ppm" "-style-loss w2" "$OUT/w2-captioned.ppm"
+pnmcat -white -leftright -jtop "$OUT/gram-captioned.ppm" "$OUT/w2-captioned.ppm" | pnmtopng > "$DOCS/style-loss.png"
+
+# The border: the top-left corner of a result without the mirrored margin and of the default one (a margin of 16
+# pixels), enlarged 3 times.
+stylize "$OUT/no-margin.ppm" -margin 0 "$STYLE"
+for name in no-margin gram; do
+    pamcut -left 0 -top 0 -width 150 -height 100 "$OUT/$name.ppm" | pnmenlarge 3 > "$OUT/$name-corner.ppm"
+done
+captioned "$OUT/no-margin-corner.ppm" "-margin 0" "$OUT/corner-0.ppm"
+captioned "$OUT/gram-corner.ppm" "-margin 16 (default)" "$OUT/corner-16.ppm"
+pnmcat -white -leftright -jtop "$OUT/corner-0.ppm" "$OUT/corner-16.ppm" | pnmtopng > "$DOCS/borders.png"
+
+# Two styles, each in its own region: The Scream on the left, a camouflage pattern (ppmpat) on the right, with a
+# soft edge between them.
+ppmpat -camo -randomseed 7 352 448 > "$OUT/camo.ppm"
+width=$(pamfile -size "$CONTENT" | cut -d' ' -f1)
+height=$(pamfile -size "$CONTENT" | cut -d' ' -f2)
+pgmramp -lr "$width" "$height" | pamfunc -subtractor=110 | pamfunc -multiplier=8 > "$OUT/right.pgm"
+pnminvert "$OUT/right.pgm" > "$OUT/left.pgm"
+echo "figures: pamstyle -style-masks left.pgm,right.pgm $STYLE camo.ppm < $CONTENT"
+"$PAMSTYLE" -quiet -style-masks "$OUT/left.pgm,$OUT/right.pgm" "$STYLE" "$OUT/camo.ppm" < "$CONTENT" > "$OUT/masks.ppm"
+pnmscale -height "$height" "$OUT/camo.ppm" > "$OUT/camo-small.ppm"
+pnmscale -height "$height" "$STYLE" > "$OUT/scream-small.ppm"
+captioned "$OUT/scream-small.ppm" "style 1 (left)" "$OUT/style-1.ppm"
+captioned "$OUT/left.pgm" "-style-masks left.pgm," "$OUT/mask-1.ppm"
+captioned "$OUT/masks.ppm" "result" "$OUT/result.ppm"
+captioned "$OUT/right.pgm" "right.pgm" "$OUT/mask-2.ppm"
+captioned "$OUT/camo-small.ppm" "style 2 (right)" "$OUT/style-2.ppm"
+pnmcat -white -leftright -jtop "$OUT/style-1.ppm" "$OUT/mask-1.ppm" "$OUT/result.ppm" "$OUT/mask-2.ppm" "$OUT/style-2.ppm" \
+    | pnmtopng > "$DOCS/masks.png"
+echo "figures: wrote $DOCS/style-loss.png, $DOCS/borders.png and $DOCS/masks.png"
