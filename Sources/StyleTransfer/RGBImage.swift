@@ -25,4 +25,17 @@ public struct RGBImage: Sendable, Equatable {
             for i in samples.indices { samples[i] = min(max(samples[i], 0), 1) }
         }
     }
+
+    /// m · self + (1 − m) · other at each pixel, m the mask resized to the image: self where the mask is 1, `other`
+    /// (of the same size) where it is 0.
+    func blended(with other: RGBImage, where mask: Mask) -> RGBImage {
+        precondition(other.width == width && other.height == height, "blending images of different sizes")
+        let weights = mask.resized(width: width, height: height).values, plane = weights.count
+        var result = self
+        for i in pixels.indices {
+            let m = weights[i % plane]
+            result.pixels[i] = m * pixels[i] + (1 - m) * other.pixels[i]
+        }
+        return result
+    }
 }

@@ -345,15 +345,9 @@ public final class Stylizer {
     /// The first image of the schedule's first scale: as `Options.initialization` says, and the content wherever the
     /// change mask keeps it.
     private func start(for content: RGBImage, at size: Size) throws -> RGBImage {
-        var image = try initialImage(for: content, at: size)
-        if let changeMask = options.changeMask?.resized(width: size.width, height: size.height) {
-            let content = resized(content, to: size), plane = changeMask.values.count
-            for i in image.pixels.indices {
-                let m = changeMask.values[i % plane]
-                image.pixels[i] = m * image.pixels[i] + (1 - m) * content.pixels[i]
-            }
-        }
-        return image
+        let image = try initialImage(for: content, at: size)
+        guard let changeMask = options.changeMask else { return image }
+        return image.blended(with: resized(content, to: size), where: changeMask)
     }
 
     private func initialImage(for content: RGBImage, at size: Size) throws -> RGBImage {
@@ -381,16 +375,10 @@ public final class Stylizer {
             full = RGBImage(width: content.width, height: content.height,
                             pixels: YIQ.replacingLuminance(of: content.pixels, with: luminance))
         }
-        if let changeMask = options.changeMask?.resized(width: content.width, height: content.height) {
-            // Where the mask is 0 the optimization never moved the pixels, but resizing from the working size blurs
-            // them: the content's own pixels there, and a blend along soft edges.
-            let plane = changeMask.values.count
-            for i in full.pixels.indices {
-                let m = changeMask.values[i % plane]
-                full.pixels[i] = m * full.pixels[i] + (1 - m) * content.pixels[i]
-            }
-        }
-        return full
+        // Where the mask is 0 the optimization never moved the pixels, but resizing from the working size blurs them:
+        // the content's own pixels there, and a blend along soft edges.
+        guard let changeMask = options.changeMask else { return full }
+        return full.blended(with: content, where: changeMask)
     }
 
     /// A gray image (all three planes equal) holding the luminance of `image`.
