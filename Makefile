@@ -3,7 +3,7 @@
 
 PREFIX    ?= /usr/local
 SWIFT     ?= swift
-DEBS      := libnetpbm-dev libopenblas-dev netpbm imagemagick
+DEBS      := libnetpbm-dev libopenblas-dev netpbm imagemagick parallel
 SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RELEASE   := .build/release
 
