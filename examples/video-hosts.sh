@@ -110,14 +110,16 @@ fi
 
 # One job per segment; $PARALLEL_SSHHOST is ':' when the job runs here. PARALLEL_SHELL makes the
 # remote hosts run the line with sh, whatever their login shell.
-job="run() { if [ \"\$PARALLEL_SSHHOST\" = : ]; then $(quote "$pamstyle") \"\$@\"; else ${PAMSTYLE_REMOTE:-pamstyle} \"\$@\"; fi; }"
+here=$(quote "$pamstyle")
+there=${PAMSTYLE_REMOTE:-pamstyle}
+job="run() { if [ \"\$PARALLEL_SSHHOST\" = : ]; then $here \"\$@\"; else $there \"\$@\"; fi; }"
 job="$job; run -temporal ${PAMSTYLE_OPTIONS:-}$styles < {} > {.}.out.pnm"
 (cd "$tmp/.." && PARALLEL_SHELL=/bin/sh parallel --sshlogin "$hosts" --halt now,fail=1 "$@" \
     --arg-file "$tmp/segments" "$job" < /dev/null >&2)
 
-# The results, one frame per input frame. Frame f is the n-th of its segment's results; the last
-# overlap frames of a segment are crossfaded with the next segment's first ones, the i-th of them with
-# a weight of i/(overlap+1) for the next segment.
+# The results, one frame per input frame: frame f from segment f/segment, except that the last overlap
+# frames of a segment are crossfaded with the next segment's first ones, the i-th with a weight of
+# i/(overlap+1) for the next segment. pamcomp -linear mixes the samples as they are, as video crossfades do.
 k=0
 while [ $k -lt $segments ]; do
     pamsplit -quiet "$tmp/segment-$k.out.pnm" "$tmp/out/$k-%d.pnm"
