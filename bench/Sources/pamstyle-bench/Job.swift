@@ -110,34 +110,14 @@ func runJob(_ options: BenchOptions) throws {
     let weights = try VGGWeights.load(from: VGGWeights.locate(explicit: options.weightsPath,
                                                               environment: ProcessInfo.processInfo.environment,
                                                               executablePath: VGGWeights.runningExecutablePath))
-    func read(_ path: String) throws -> RGBImage {
-        guard let image = try ImageReader(path: path, maxPixels: Options().maxPixels).next() else {
-            throw BenchError.usage("\(path) holds no image")
-        }
-        return RGBImage(width: image.width, height: image.height, pixels: image.pixels)
-    }
-    /// A path as given, or, when it is relative and names no file from here, relative to the source tree the bench was
-    /// built in (the nearest folder above its executable that holds Package.swift): the default images are found from
-    /// any directory.
-    func located(_ path: String) -> String {
-        guard !path.hasPrefix("/") && !FileManager.default.fileExists(atPath: path) else { return path }
-        var folder = URL(fileURLWithPath: VGGWeights.runningExecutablePath).deletingLastPathComponent()
-        while folder.path != "/" {
-            if FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path) {
-                return folder.appendingPathComponent(path).path
-            }
-            folder = folder.deletingLastPathComponent()
-        }
-        return path
-    }
-    let content = try read(located(options.contentPath)), style = try read(located(options.stylePath))
+    let content = try readImage(located(options.contentPath)), style = try readImage(located(options.stylePath))
     var pamstyleOptions = Options()
     if let threads = options.threads { pamstyleOptions.threads = threads }
     pamstyleOptions.precision = options.precision
     let stylizer = try Stylizer(weights: weights, options: pamstyleOptions, styles: [style])
     let threads = options.threads ?? coreCount
     let peak = Peak.measure(threads: threads)
-    let start = try options.startPath.map(read)
+    let start = try options.startPath.map(readImage)
     for (width, height) in options.sizes {
         var scale = try stylizer.scale(of: content, at: Size(width: width, height: height))
         if let start {
@@ -205,4 +185,29 @@ func runPeak(_ options: BenchOptions) {
     let peak = Peak.measure(threads: options.threads ?? coreCount)
     FileHandle.standardOutput.write((json(peak.fields + [("threads", options.threads ?? coreCount)]) + "\n")
         .data(using: .utf8)!)
+}
+
+// MARK: - Images
+
+/// The first image of a Netpbm file.
+func readImage(_ path: String) throws -> RGBImage {
+    guard let image = try ImageReader(path: path, maxPixels: Options().maxPixels).next() else {
+        throw BenchError.usage("\(path) holds no image")
+    }
+    return RGBImage(width: image.width, height: image.height, pixels: image.pixels)
+}
+
+/// A path as given, or, when it is relative and names no file from here, relative to the source tree the bench was
+/// built in (the nearest folder above its executable that holds Package.swift): the default images are found from
+/// any directory.
+func located(_ path: String) -> String {
+    guard !path.hasPrefix("/") && !FileManager.default.fileExists(atPath: path) else { return path }
+    var folder = URL(fileURLWithPath: VGGWeights.runningExecutablePath).deletingLastPathComponent()
+    while folder.path != "/" {
+        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("Package.swift").path) {
+            return folder.appendingPathComponent(path).path
+        }
+        folder = folder.deletingLastPathComponent()
+    }
+    return path
 }

@@ -12,6 +12,7 @@
 //   pamstyle-bench --job [--content PPM] [--style PPM] [--sizes 512,256x160] [--kernels PATH] [--repeats 5]
 //                  [--warmup 1] [--threads N] [--weights PATH] [--precision single|bf16] [--start PPM]
 //   pamstyle-bench --peak [--threads N]
+//   pamstyle-bench --flow [--content PPM] [--sizes 512x288] [--repeats 5] [--warmup 1] [--threads N]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv lists the convolution algorithms to time side by side, alternating evaluations:
@@ -35,6 +36,11 @@
 // (network, Gram and content losses, total variation) and its optimizer's steps; the products the evaluation needs,
 // their rate, and its fraction of the machine's single-precision multiply-add peak, which the bench measures first.
 // --peak prints that peak alone (and the BF16 dot products' peak where the processor has them).
+//
+// --flow times OpticalFlow.estimate (Flow.swift) on frame pairs made from the luminance of the content image
+// (examples/images/chelsea.ppm by default) moved by known motions (SyntheticMotion.standard: translations by
+// (2.5, −1.25) and (11, 6), a 2° rotation and a 1.03 zoom), at 512x288 unless --sizes is given: per size and motion,
+// the median seconds per call and the mean endpoint error in pixels over the frame less a border as wide as the motion.
 //
 // Besides the wall-clock seconds, processor_seconds_per_eval is the processor time of all the process's threads per
 // evaluation (median): steadier than the wall clock while other processes share the cores, and it counts the time
@@ -79,6 +85,9 @@ struct BenchOptions {
     var verbose = false
     var job = false
     var peak = false
+    var flow = false
+    /// Whether --sizes was given (--flow has its own default size).
+    var sizesGiven = false
     /// The Winograd products' precision; nil: `ProductPrecision.fastest` with --job (as pamstyle runs), single otherwise.
     var precision: ProductPrecision?
     /// With --job: the image the evaluations start from instead of the content (at the size measured).
@@ -125,6 +134,7 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
                 throw BenchError.usage("--sizes must list sizes of at least 16, like 256,512,4096x3072; you specified \(text)")
             }
             options.sizes = sizes.map { $0! }
+            options.sizesGiven = true
         case "--repeats": options.repeats = try positive(argument)
         case "--warmup": options.warmup = try Int(value(argument)).flatMap { $0 >= 0 ? $0 : nil }
             ?? { throw BenchError.usage("--warmup must be a nonnegative integer") }()
@@ -176,6 +186,7 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--products": options.products = true
         case "--job": options.job = true
         case "--peak": options.peak = true
+        case "--flow": options.flow = true
         case "--precision":
             let text = try value(argument)
             guard let precision = ProductPrecision(rawValue: text), precision.isSupported else {
@@ -546,6 +557,8 @@ do {
         try runJob(options)
     } else if options.peak {
         runPeak(options)
+    } else if options.flow {
+        try runFlow(options)
     } else {
         try run(options)
     }
