@@ -20,7 +20,9 @@ struct Command: ParsableCommand {
             input has an alpha channel (kept unchanged). Options take one dash or two, and a value either \
             as the next word or after '='. The manual, pamstyle(1), says more.
             """,
-        helpNames: [.customLong("help", withSingleDash: true), .long, .short]
+        // No short -h name: ArgumentParser would read an unknown -word holding an h as a cluster of short flags and
+        // print the help. A lone -h is taken as -help before parsing.
+        helpNames: [.customLong("help", withSingleDash: true), .long]
     )
 
     @Argument(help: ArgumentHelp("Style images: Netpbm files (the first image of each is used).",
@@ -156,7 +158,7 @@ extension Command {
     /// line on standard error, "pamstyle: ...", and exit status 1.
     static func parseOrExitOneLine() -> Command {
         do {
-            return try parse()
+            return try parse(CommandLine.arguments.dropFirst().map { $0 == "-h" ? "-help" : $0 })
         } catch {
             if exitCode(for: error) == .success {
                 exit(withError: error)

@@ -617,7 +617,7 @@ struct CaseBuilder {
     /// The least -memory, in MiB, that holds what a stylization keeps whatever the image (`Stylizer.residentBytes`:
     /// the weights, the kernels made from them, the process); up to 400, a tiny image may fit or not.
     static let residentMiB = 190
-    static let unknownOptions = ["-bogus", "-iter", "-Size", "-preserve-colours", "--quiet-please", "-s"]
+    static let unknownOptions = ["-bogus", "-iter", "-Size", "-preserve-colours", "--quiet-please", "-s", "-hush"]
 
     init(seed: UInt64, index: Int) {
         random = PropertyRandom(seed: seed, index: index)

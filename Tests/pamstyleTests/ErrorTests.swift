@@ -182,6 +182,7 @@ final class ErrorTests: XCTestCase {
             (["-checkpoint", "", style], ["-checkpoint", "''"]),
             ([style, ""], ["style image", "empty"]),
             (["-bogus", style], ["-bogus"]),
+            (["-nosuchoption", style], ["-nosuchoption"]),
             (["-precision", "half", style], ["-precision", "half"]),
             (["-style-loss", "sliced", style], ["-style-loss", "sliced"]),
             (["-colors", "content", style], ["-colors", "content"]),
