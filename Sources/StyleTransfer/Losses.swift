@@ -644,3 +644,39 @@ public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int,
     }
     return sum / Double(count)
 }
+
+// MARK: - Temporal consistency
+
+/// The temporal loss of video stylization (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos", 2016): the
+/// image X, (channels, height, width), held to the previous frame's result warped to this frame, T, wherever the
+/// optical flow can be trusted,
+///
+///     E = Σ_{c,y,x} r[y,x] (X[c,y,x] − T[c,y,x])² / (C H W)
+///
+/// with r, (height, width), the flow's reliability: 1 where the previous frame's pixel is seen again, 0 where the frame
+/// shows what the previous one did not (disocclusions) and along motion boundaries, which stay free. Normalized per
+/// sample like the total variation, so its weight means the same at any size. Units are those of X squared. Returns E
+/// (float64 sum) and adds `weight · ∂E/∂X` into `gradient`, (channels, height, width).
+///
+/// With `clampedTo`, X is the image with every value clamped to that range (the image as written out), without a copy.
+public func temporalLoss(image: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>,
+                         reliability: UnsafeBufferPointer<Float>, channels: Int, height: Int, width: Int,
+                         weight: Float, clampedTo range: ClosedRange<Float>? = nil,
+                         addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
+    let plane = height * width, count = channels * plane
+    precondition(channels > 0 && height > 0 && width > 0, "image must not be empty")
+    precondition(image.count == count && target.count == count && gradient.count == count && reliability.count == plane,
+                 "temporal loss buffers differ from the shape")
+    let scale = Float(2 * Double(weight) / Double(count))
+    let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
+    var sum = 0.0
+    for c in 0..<channels {
+        let offset = c &* plane
+        for p in 0..<plane where reliability[p] != 0 {
+            let difference = min(max(image[offset &+ p], low), high) - target[offset &+ p]
+            sum += Double(reliability[p]) * Double(difference) * Double(difference)
+            gradient[offset &+ p] += scale * reliability[p] * difference
+        }
+    }
+    return sum / Double(count)
+}

@@ -7,7 +7,9 @@ public struct LossTerms: Sendable, Equatable {
     public var content: Double
     public var style: Double
     public var tv: Double
-    public var total: Double { content + style + tv }
+    /// The temporal term of a video frame (`Options.temporal`); nil when the loss has none.
+    public var temporal: Double? = nil
+    public var total: Double { content + style + tv + (temporal ?? 0) }
 }
 
 /// Where the optimization of one image stands, after each iteration.
@@ -70,8 +72,9 @@ public final class Stylizer {
     private let layers: Set<VGGLayer>
     /// Each style image's targets per working size: per style image, one per style layer in `styleLayers` order.
     private var styleTargets: [Size: [[StyleTarget]]] = [:]
-    /// The last image's result at its working size, for `Options.temporal`.
-    private var previous: (content: Size, result: RGBImage)?
+    /// The last image of a stream, for `Options.temporal`: its dimensions, and its result and its content's luminance
+    /// (height, width) at its working size.
+    private var previous: (content: Size, result: RGBImage, luminance: [Float])?
 
     public typealias Size = StyleTransfer.Size
 
@@ -124,9 +127,17 @@ public final class Stylizer {
         var schedule = self.schedule(for: working)
         var x: RGBImage
         let originalSize = Size(width: content.width, height: content.height)
+        // A frame that follows one of its size starts from that frame's result, moved along the flow, at the working
+        // size only.
+        let luminance = options.temporal ? YIQ.luminance(ofRGB: resized(networkContent, to: working).pixels) : []
+        var temporal: TemporalTarget?
         if options.temporal, let previous, previous.content == originalSize {
             schedule = Schedule(sizes: [working], iterations: [options.iterations])
-            x = previous.result
+            let target = TemporalTarget(following: previous.result, luminance: previous.luminance,
+                                        to: luminance)
+            temporal = target
+            x = options.changeMask.map { target.image.blended(with: resized(networkContent, to: working), where: $0) }
+                ?? target.image
         } else {
             x = try start(for: networkContent, at: schedule.sizes[0])
         }
@@ -143,7 +154,8 @@ public final class Stylizer {
             if x.width != size.width || x.height != size.height {
                 x = resized(x, to: size)
             }
-            let (memory, problem) = try setUpScale(size, content: networkContent, originalSize: originalSize)
+            let (memory, problem) = try setUpScale(size, content: networkContent, originalSize: originalSize,
+                                                   temporal: temporal)
             // L-BFGS never leaves a lower value for a higher one (a failed search steps x back), so its x is the best
             // point; Adam's steps may climb, and the best point is kept apart.
             let keepsBest = options.optimizer == .adam
@@ -153,7 +165,9 @@ public final class Stylizer {
             let history = options.optimizer == .lbfgs
                 ? "L-BFGS history \(memory.history) in \(memory.historyPrecision == .half ? "half" : "single") precision"
                 : "Adam"
-            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary); \(history); "
+            let flow = temporal.map { String(format: "flow %.2f s, %.0f %% of the frame follows the last; ",
+                                             $0.seconds, 100 * $0.reliableShare) } ?? ""
+            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary); \(flow)\(history); "
                 + "\((residentBytes + memory.fixedBytes + network.allocatedBytes) >> 20) of \(options.memory >> 20) MiB"
             var reported = false
             // The iterations of this scale: as planned, or within what is left of the time limit, shared with the
@@ -215,17 +229,19 @@ public final class Stylizer {
         if x.width != working.width || x.height != working.height {
             x = resized(x, to: working)
         }
-        previous = (originalSize, x)
+        previous = options.temporal ? (originalSize, x, luminance) : nil
         return finish(x, content: content)
     }
 
     /// A scale's memory plan, the network's stripes within it, and the loss at `size` for `content` (the content as
     /// the network sees it, at any size) of an image of `originalSize`.
-    private func setUpScale(_ size: Size, content: RGBImage, originalSize: Size) throws -> (MemoryPlan, Problem) {
+    /// `temporal`: the frame's tie to the one before, at `size`.
+    private func setUpScale(_ size: Size, content: RGBImage, originalSize: Size,
+                            temporal: TemporalTarget? = nil) throws -> (MemoryPlan, Problem) {
         let memory = try memoryPlan(for: size, content: originalSize)
         network.striping = .budget(bytes: memory.networkBytes)
         let problem = try self.problem(content: resized(content, to: size), size: size,
-                                       targetPrecision: memory.targetPrecision)
+                                       targetPrecision: memory.targetPrecision, temporal: temporal)
         return (memory, problem)
     }
 
@@ -324,6 +340,8 @@ public final class Stylizer {
             ? 0 : (options.preserveColors ? 2 : 1) * 3 * content.pixels * MemoryLayout<Float>.stride
         // With a margin, the image the network sees and its gradient.
         if seen != size { held += 2 * 3 * seen.pixels * MemoryLayout<Float>.stride }
+        // For video, the last frame's result and luminance, and this frame's warped target and its reliability.
+        if options.temporal { held += 2 * 4 * size.pixels * MemoryLayout<Float>.stride }
         var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels,
                                       imageCopies: copies, targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
@@ -390,7 +408,8 @@ public final class Stylizer {
     // MARK: - The objective
 
     /// The loss at one working size: the content's features there, the style targets for it, the network.
-    func problem(content: RGBImage, size: Size, targetPrecision: ContentLoss.Precision = .single) throws -> Problem {
+    func problem(content: RGBImage, size: Size, targetPrecision: ContentLoss.Precision = .single,
+                 temporal: TemporalTarget? = nil) throws -> Problem {
         let perStyle = try stylesTargets(for: size, content: options.colors == .style ? nil : content)
         let seen = networkSize(for: size), margin = (seen.width - size.width) / 2
         let terms: [StyleTerm]
@@ -430,7 +449,8 @@ public final class Stylizer {
         return Problem(network: network, width: size.width, height: size.height, margin: margin, options: options,
                        contentLayers: contentLayers, contentTargets: collector.finishedMaps(),
                        targetPrecision: targetPrecision, styleLayers: styleLayers, styleTerms: terms,
-                       changeMask: options.changeMask?.resized(width: size.width, height: size.height).values)
+                       changeMask: options.changeMask?.resized(width: size.width, height: size.height).values,
+                       temporal: temporal)
     }
 
     /// The size the network sees an image of `size` at: with the mirrored margin of `Options.margin` pixels around it,
@@ -546,6 +566,9 @@ final class Problem {
     private var styleLosses: [VGGLayer: [(loss: StyleLoss, mask: [Float]?, weight: Float)]]
     /// Where the image may change, (height, width): the gradient is multiplied by it; nil: everywhere.
     private let changeMask: [Float]?
+    /// A video frame's tie to the one before, and the weight of the temporal loss in 0…1 units.
+    private let temporal: TemporalTarget?
+    private let temporalWeight: Float
     /// Checks that every layer the losses read arrives whole, stripe by stripe, in each forward pass.
     private var collector: FeatureCollector
     /// The weighted terms of the last evaluation.
@@ -554,7 +577,7 @@ final class Problem {
     init(network: VGG19, width: Int, height: Int, margin: Int = 0, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
          targetPrecision: ContentLoss.Precision = .single, styleLayers: [Options.WeightedLayer],
-         styleTerms: [StyleTerm], changeMask: [Float]? = nil) {
+         styleTerms: [StyleTerm], changeMask: [Float]? = nil, temporal: TemporalTarget? = nil) {
         self.network = network
         self.width = width
         self.height = height
@@ -578,6 +601,10 @@ final class Problem {
         styleLosses = losses
         precondition(changeMask.map { $0.count == width * height } ?? true, "change mask differs from the image")
         self.changeMask = changeMask
+        precondition(temporal.map { $0.image.width == width && $0.image.height == height } ?? true,
+                     "temporal target differs from the image")
+        self.temporal = temporal
+        temporalWeight = options.temporalWeight * 255 * 255
         collector = FeatureCollector(stripes: layers, height: height + 2 * margin, width: width + 2 * margin)
     }
 
@@ -634,6 +661,16 @@ final class Problem {
         terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
                                                          weight: tvWeight, clampedTo: 0 ... 1,
                                                          addingGradientTo: gradient)
+        if let temporal {
+            terms.temporal = temporal.image.pixels.withUnsafeBufferPointer { target in
+                temporal.reliability.withUnsafeBufferPointer { reliability in
+                    Double(temporalWeight) * temporalLoss(image: image, target: target, reliability: reliability,
+                                                          channels: 3, height: height, width: width,
+                                                          weight: temporalWeight, clampedTo: 0 ... 1,
+                                                          addingGradientTo: gradient)
+                }
+            }
+        }
         lastTerms = terms
         let total = terms.total
         guard total.isFinite else { throw TransferError.diverged }
@@ -721,5 +758,34 @@ public enum TransferError: Error, LocalizedError, Equatable {
         case .styleTooLarge(let size, let limit):
             "a style image would be seen at \(size), more than -max-pixels \(limit) pixels (give a smaller -style-scale)"
         }
+    }
+}
+
+/// A video frame's tie to the frame before it (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos",
+/// 2016): the previous result moved along the optical flow to where its pixels are in this frame, which the frame
+/// starts from and the temporal loss holds it to, and where the flow can be trusted.
+struct TemporalTarget {
+    /// The previous result warped to this frame, at the working size.
+    let image: RGBImage
+    /// (height, width): 1 where the pixel was seen in the previous frame and the flow holds, 0 where it is free.
+    let reliability: [Float]
+    /// The seconds the flow took, both ways.
+    let seconds: Double
+
+    /// The share of the frame the temporal loss holds.
+    var reliableShare: Double { reliability.reduce(0.0) { $0 + Double($1) } / Double(reliability.count) }
+
+    /// The target for a frame whose content has luminance `luminance`, (height, width), following a frame whose
+    /// content had `previousLuminance` and whose result is `previous`, all at one size: the flow from this frame to
+    /// the previous one warps the result, and the flow the other way checks it.
+    init(following previous: RGBImage, luminance previousLuminance: [Float], to luminance: [Float]) {
+        let (width, height) = (previous.width, previous.height)
+        let started = DispatchTime.now().uptimeNanoseconds
+        let backward = OpticalFlow.estimate(from: luminance, to: previousLuminance, width: width, height: height)
+        let forward = OpticalFlow.estimate(from: previousLuminance, to: luminance, width: width, height: height)
+        seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
+        image = RGBImage(width: width, height: height,
+                         pixels: OpticalFlow.warp(previous.pixels, channels: 3, by: backward))
+        reliability = OpticalFlow.reliability(backward: backward, forward: forward)
     }
 }

@@ -114,8 +114,14 @@ struct Command: ParsableCommand {
     var weights: String?
 
     // Streams, limits and reporting.
-    @Flag(name: netpbm("temporal"), help: "Start each image from the previous result when the sizes match (video).")
+    @Flag(name: netpbm("temporal"), help: ArgumentHelp(
+        "Video: each image with the size of the one before follows it; it starts from the previous result moved "
+            + "along the optical flow and is held to it where the flow is reliable."))
     var temporal = false
+    @Option(name: netpbm("temporal-weight"), help: ArgumentHelp(
+        "Weight of the temporal loss with -temporal (0: the moved start only; default \(Int(Options().temporalWeight))).",
+        valueName: "weight"))
+    var temporalWeight: Float?
     @Option(name: netpbm("max-pixels"), help: "Refuse input, style and -init images (style images also as resized) with more pixels than this.")
     var maxPixels: Int = 16_777_216
     @Option(name: netpbm("time-limit"), help: ArgumentHelp(

@@ -110,6 +110,10 @@ extension Command {
             options.colors = .luminance
         }
         options.temporal = temporal
+        if let temporalWeight {
+            options.temporalWeight = try nonNegative(temporalWeight, "-temporal-weight")
+            guard temporal else { throw UsageError("-temporal-weight applies only with -temporal") }
+        }
         if let timeLimit {
             guard timeLimit.isFinite, timeLimit > 0 else {
                 throw UsageError("-time-limit must be a positive number of seconds; you specified \(timeLimit)")

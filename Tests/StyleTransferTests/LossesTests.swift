@@ -201,6 +201,49 @@ final class LossesTests: XCTestCase {
         assertGradient(evaluate(image).gradient.map { $0 / 0.5 }, matchesDifferencesOf: { evaluate($0).value }, at: image)
     }
 
+    func testTemporalLossValueAndGradient() {
+        // Two channels of a 2×3 image, one sample off the target by 3 where the flow holds half, one by 2 where it does
+        // not hold at all: 0.5 · 9 / 12.
+        let target = [Float](repeating: 0.25, count: 12)
+        var image = target
+        image[1] += 3
+        image[6 + 4] += 2
+        let reliability: [Float] = [1, 0.5, 1, 1, 0, 1]
+        var gradient = [Float](repeating: 0, count: 12)
+        let value = image.withUnsafeBufferPointer { image in
+            target.withUnsafeBufferPointer { target in
+                reliability.withUnsafeBufferPointer { reliability in
+                    gradient.withUnsafeMutableBufferPointer {
+                        temporalLoss(image: image, target: target, reliability: reliability, channels: 2, height: 2,
+                                     width: 3, weight: 2, addingGradientTo: $0)
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(value, 0.5 * 9 / 12)
+        // 2 · weight · r · (X − T) / (C H W): only the held sample's gradient is nonzero.
+        XCTAssertEqual(gradient, [0, 2 * 2 * 0.5 * 3 / 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
+
+        var random = TestRandom(state: 11)
+        let x = random.array(3 * 4 * 5, 0.02, 0.98), warped = random.array(3 * 4 * 5, 0, 1)
+        let held = random.array(4 * 5, 0, 1).map { $0 < 0.3 ? 0 : $0 }
+        func evaluate(_ x: [Float]) -> (value: Double, gradient: [Float]) {
+            var gradient = [Float](repeating: 0, count: x.count)
+            let value = x.withUnsafeBufferPointer { image in
+                warped.withUnsafeBufferPointer { target in
+                    held.withUnsafeBufferPointer { reliability in
+                        gradient.withUnsafeMutableBufferPointer {
+                            temporalLoss(image: image, target: target, reliability: reliability, channels: 3,
+                                         height: 4, width: 5, weight: 0.5, clampedTo: 0 ... 1, addingGradientTo: $0)
+                        }
+                    }
+                }
+            }
+            return (value, gradient)
+        }
+        assertGradient(evaluate(x).gradient.map { $0 / 0.5 }, matchesDifferencesOf: { evaluate($0).value }, at: x)
+    }
+
     // MARK: Size independence
 
     /// The content-to-style ratio of the same statistics at "128 px" (a 32² feature map, relu3_1 of a

@@ -196,3 +196,100 @@ final class StyleMaskTests: XCTestCase {
         XCTAssertLessThan(distance(half: right, to: targets[1][0]), distance(half: right, to: targets[0][0]) / 2)
     }
 }
+
+/// Video: with -temporal, a frame's result follows the last one's along the scene's motion.
+final class TemporalTests: XCTestCase {
+    /// A view of 72×48 pixels onto a textured scene, its left edge at `left`.
+    func view(left: Int) -> RGBImage {
+        let (width, height) = (72, 48)
+        var pixels = [Float](repeating: 0, count: 3 * width * height)
+        for c in 0 ..< 3 {
+            for y in 0 ..< height {
+                for x in 0 ..< width {
+                    let u = Float(x + left), v = Float(y), k = Float(c + 1)
+                    pixels[(c * height + y) * width + x] =
+                        0.5 + 0.2 * sin(u * 0.31 * k + v * 0.17) + 0.15 * cos(u * 0.07 - v * 0.23 * k)
+                        + 0.1 * sin((u * u + v * v * k) * 0.004)
+                }
+            }
+        }
+        return RGBImage(width: width, height: height, pixels: pixels)
+    }
+
+    /// The root mean square difference between frame `b` and frame `a` moved `shift` pixels left (a view panning right
+    /// by `shift`), over the columns both see and away from the borders, in 0…255.
+    func alignedDifference(_ a: RGBImage, _ b: RGBImage, shift: Int) -> Double {
+        var sum = 0.0, count = 0
+        for c in 0 ..< 3 {
+            for y in 6 ..< a.height - 6 {
+                for x in 6 ..< a.width - shift - 6 {
+                    let d = Double(b.pixels[(c * a.height + y) * a.width + x] - a.pixels[(c * a.height + y) * a.width + x + shift])
+                    sum += d * d
+                    count += 1
+                }
+            }
+        }
+        return 255 * (sum / Double(count)).squareRoot()
+    }
+
+    func frames(temporal: Bool, weight: Float? = nil) throws -> [RGBImage] {
+        var options = Options()
+        options.size = nil
+        options.scales = 1
+        options.iterations = 12
+        options.styleLayers = ["relu1_1", "relu2_1", "relu3_1"].map { Options.WeightedLayer($0) }
+        options.precision = .single
+        options.temporal = temporal
+        if let weight { options.temporalWeight = weight }
+        var random = TestRandom(state: 5)
+        let style = RGBImage(width: 48, height: 48, pixels: (0 ..< 3 * 48 * 48).map { i in
+            (i / 48) % 6 < 3 ? 0.8 * random.unit() : 0.2 + 0.1 * random.unit()
+        })
+        let stylizer = try Stylizer(weights: try projectWeights(), options: options, styles: [style])
+        return try [0, 3, 6].map { try stylizer.stylize(view(left: $0)) { _ in } }
+    }
+
+    /// The next frame's start is the last result moved along the flow: for a view panning 3 pixels, the last result
+    /// 3 pixels to the left, and free (reliability 0) in the 3 columns the view has not shown before.
+    func testTheTargetIsTheLastResultMovedAlongTheFlow() {
+        let (a, b) = (view(left: 0), view(left: 3))
+        var random = TestRandom(state: 8)
+        let result = RGBImage(width: a.width, height: a.height, pixels: random.array(a.pixels.count))
+        let target = TemporalTarget(following: result, luminance: YIQ.luminance(ofRGB: a.pixels),
+                                    to: YIQ.luminance(ofRGB: b.pixels))
+        let plane = a.width * a.height
+        var largest: Float = 0
+        for c in 0 ..< 3 {
+            for y in 4 ..< a.height - 4 {
+                for x in 4 ..< a.width - 3 - 4 {
+                    let p = y * a.width + x
+                    largest = max(largest, abs(target.image.pixels[c * plane + p] - result.pixels[c * plane + p + 3]))
+                    XCTAssertEqual(target.reliability[p], 1, "pixel (\(x), \(y)) was seen before")
+                }
+            }
+        }
+        XCTAssertLessThan(largest, 0.05)  // noise: a flow error of 0.03 pixels moves a sample by up to 0.03
+        for y in 0 ..< a.height {
+            for x in a.width - 3 ..< a.width {
+                XCTAssertEqual(target.reliability[y * a.width + x], 0, "pixel (\(x), \(y)) is new")
+            }
+        }
+    }
+
+    func testFramesFollowTheMotion() throws {
+        let alone = try frames(temporal: false)
+        let moved = try frames(temporal: true, weight: 0)
+        // Twelve iterations from the content leave each frame far from converged, and the style loss still pulls hard
+        // (at the default weight the loss changes these frames little): a weight far above the default's shows that
+        // the loss holds the frames to the moved result.
+        let held = try frames(temporal: true, weight: 1e6)
+        for t in 1 ..< 3 {
+            let free = alignedDifference(alone[t - 1], alone[t], shift: 3)
+            let start = alignedDifference(moved[t - 1], moved[t], shift: 3)
+            let tied = alignedDifference(held[t - 1], held[t], shift: 3)
+            XCTAssertLessThan(tied, free / 2, "frame \(t): the strokes stay on the scene")
+            XCTAssertLessThan(tied, start / 2, "frame \(t): the temporal loss holds them there")
+        }
+        XCTAssertTrue(held[0] == alone[0], "the first frame is stylized as usual")
+    }
+}

@@ -603,6 +603,7 @@ struct CaseBuilder {
         OptionRow("memory", 0.2, integer(64 ... 1 << 20, typical: 64 ... 4096)),  // see `residentMiB`
         // Streams, limits and messages
         OptionRow("temporal", 0.2, nil),
+        OptionRow("temporal-weight", 0.1, real(.nonNegative, typical: 0 ... 10)),
         OptionRow("max-pixels", 0.15, maxPixels),
         OptionRow("time-limit", 0.1, real(.positive(atMost: .infinity), typical: 0.001 ... 5, double: true, hugeIsSafe: true)),
         OptionRow("checkpoint", 0.05, checkpointFile),
@@ -736,6 +737,9 @@ struct CaseBuilder {
         if given["preserve-colors"] != nil, let colors = given["colors"], case .accepted = colors.verdict,
            colors.text != "luminance" {
             result.refusals["-preserve-colors -colors"] = .refused(mentions: ["-preserve-colors"])
+        }
+        if given["temporal-weight"] != nil, given["temporal"] == nil {
+            result.refusals["-temporal-weight without -temporal"] = .refused(mentions: ["-temporal-weight"])
         }
         // -memory counts the weights, the kernels made from them and the process (about 200 MiB) before any image.
         if let value = given["memory"], case .accepted = value.verdict, let mib = Int(value.text), mib < 400 {

@@ -192,6 +192,8 @@ final class ErrorTests: XCTestCase {
             (["-change-mask", "", style], ["-change-mask", "''"]),
             (["-change-mask", "no-such-mask.pgm", style], ["no-such-mask.pgm"]),
             (["-colors", "match", "-preserve-colors", style], ["-preserve-colors", "-colors match"]),
+            (["-temporal-weight", "2", style], ["-temporal-weight", "-temporal"]),
+            (["-temporal", "-temporal-weight=-1", style], ["-temporal-weight", "-1"]),
             (["-quiet", "-verbose", style], ["-quiet", "-verbose"]),
         ]
         for (arguments, says) in cases {
