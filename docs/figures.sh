@@ -1,7 +1,8 @@
 #!/bin/sh
 # Makes the pictures of docs/ from the bundled example images (make figures): the Gram and the Wasserstein-2 style
 # losses side by side, the picture's border without and with the mirrored margin (its top-left corner, enlarged),
-# and two styles each in its own region of one photo. Needs pamstyle built in release mode and the netpbm tools.
+# two styles each in its own region of one photo, and a panning clip with and without -temporal. Needs pamstyle built
+# in release mode, the netpbm tools and ImageMagick's convert.
 set -eu
 
 PAMSTYLE=${PAMSTYLE:-.build/release/pamstyle}
@@ -62,4 +63,43 @@ captioned "$OUT/right.pgm" "right.pgm" "$OUT/mask-2.ppm"
 captioned "$OUT/camo-small.ppm" "style 2 (right)" "$OUT/style-2.ppm"
 pnmcat -white -leftright -jtop "$OUT/style-1.ppm" "$OUT/mask-1.ppm" "$OUT/result.ppm" "$OUT/mask-2.ppm" "$OUT/style-2.ppm" \
     | pnmtopng > "$DOCS/masks.png"
-echo "figures: wrote $DOCS/style-loss.png, $DOCS/borders.png and $DOCS/masks.png"
+
+# Video: ten frames of a view panning 4 pixels a frame across the photo, stylized each alone, with -temporal and no
+# temporal loss (each frame starts from the last result moved along the optical flow), and with -temporal at its
+# defaults. Per row, two consecutive frames and their difference once the second is aligned with the first (the
+# pan is known: frame t at x is frame t-1 at x + 4), 4 times brighter: a steady clip's difference is dark.
+rm -f "$OUT/clip.ppm"
+for frame in 0 1 2 3 4 5 6 7 8 9; do
+    pamcut -left $((frame * 4)) -top 60 -width 256 -height 176 "$CONTENT" >> "$OUT/clip.ppm"
+done
+video() {  # name options...
+    name=$1
+    shift
+    echo "figures: pamstyle -iterations 60 $* $STYLE < clip.ppm"
+    "$PAMSTYLE" -quiet -iterations 60 "$@" "$STYLE" < "$OUT/clip.ppm" > "$OUT/$name.ppm.tmp"
+    mv "$OUT/$name.ppm.tmp" "$OUT/$name.ppm"
+    pamsplit -quiet "$OUT/$name.ppm" "$OUT/$name-%d.ppm"
+    pamcut -right -5 "$OUT/$name-6.ppm" > "$OUT/$name-a.ppm"
+    pamcut -left 4 "$OUT/$name-5.ppm" > "$OUT/$name-b.ppm"
+    pamarith -difference "$OUT/$name-a.ppm" "$OUT/$name-b.ppm" | pamfunc -multiplier=4 | pnmpad -black -right 4 \
+        > "$OUT/$name-difference.ppm"
+}
+row() {  # name caption
+    pnmcat -white -leftright -jtop "$OUT/$1-5.ppm" "$OUT/$1-6.ppm" "$OUT/$1-difference.ppm" > "$OUT/$1-row.ppm"
+    captioned "$OUT/$1-row.ppm" "$2" "$OUT/$1-captioned.ppm"
+}
+video alone
+video warped -temporal -temporal-weight 0
+video temporal -temporal
+row alone "each frame alone: frames 6 and 7, their difference aligned"
+row warped "-temporal -temporal-weight 0: the start moved along the flow"
+row temporal "-temporal (default weight): the start and the temporal loss"
+pnmcat -white -topbottom -jleft "$OUT/alone-captioned.ppm" "$OUT/warped-captioned.ppm" "$OUT/temporal-captioned.ppm" \
+    | pnmtopng > "$DOCS/video.png"
+# The clip itself, each frame alone beside -temporal, as an animated GIF at 6 frames a second.
+for frame in 0 1 2 3 4 5 6 7 8 9; do
+    pnmcat -white -leftright "$OUT/alone-$frame.ppm" "$OUT/temporal-$frame.ppm" > "$OUT/pair-$frame.ppm"
+done
+convert -delay 17 -loop 0 $(for frame in 0 1 2 3 4 5 6 7 8 9; do echo "$OUT/pair-$frame.ppm"; done) \
+    -layers optimize "$DOCS/video.gif"
+echo "figures: wrote $DOCS/style-loss.png, $DOCS/borders.png, $DOCS/masks.png, $DOCS/video.png and $DOCS/video.gif"
