@@ -13,6 +13,7 @@
 //                  [--warmup 1] [--threads N] [--weights PATH] [--precision single|bf16] [--start PPM]
 //   pamstyle-bench --peak [--threads N]
 //   pamstyle-bench --flow [--content PPM] [--sizes 512x288] [--repeats 5] [--warmup 1] [--threads N]
+//   pamstyle-bench --flow --pair FIRST.ppm SECOND.ppm --flo OUT.flo [--repeats 5] [--warmup 1] [--threads N]
 //
 // The weights are found as pamstyle finds them unless --weights or --random-weights is given (the timing does not
 // depend on the values). --conv lists the convolution algorithms to time side by side, alternating evaluations:
@@ -41,6 +42,10 @@
 // (examples/images/chelsea.ppm by default) moved by known motions (SyntheticMotion.standard: translations by
 // (2.5, −1.25) and (11, 6), a 2° rotation and a 1.03 zoom), at 512x288 unless --sizes is given: per size and motion,
 // the median seconds per call and the mean endpoint error in pixels over the frame less a border as wide as the motion.
+// With --pair, the flow from the luminance of FIRST to that of SECOND (two images of one size, any Netpbm) instead,
+// timed the same way and written to OUT.flo in the Middlebury format (the tag 202021.25, the width and height, then
+// the displacements u, v of each pixel, row by row, in little-endian float32), for comparing with a reference flow
+// (bench/stereo_flow.py).
 //
 // Besides the wall-clock seconds, processor_seconds_per_eval is the processor time of all the process's threads per
 // evaluation (median): steadier than the wall clock while other processes share the cores, and it counts the time
@@ -86,6 +91,9 @@ struct BenchOptions {
     var job = false
     var peak = false
     var flow = false
+    /// With --flow: the two frames to estimate the flow between, and where to write it.
+    var pair: (first: String, second: String)?
+    var floPath: String?
     /// Whether --sizes was given (--flow has its own default size).
     var sizesGiven = false
     /// The Winograd products' precision; nil: `ProductPrecision.fastest` with --job (as pamstyle runs), single otherwise.
@@ -187,6 +195,10 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--job": options.job = true
         case "--peak": options.peak = true
         case "--flow": options.flow = true
+        case "--pair":
+            let first = try value(argument)
+            options.pair = (first, try value(argument))
+        case "--flo": options.floPath = try value(argument)
         case "--precision":
             let text = try value(argument)
             guard let precision = ProductPrecision(rawValue: text), precision.isSupported else {
