@@ -106,7 +106,8 @@ struct Command: ParsableCommand {
     var margin: Int = Options().margin
     @Option(name: netpbm("colors"), help: ArgumentHelp(
         "The result's colors: style (the style's palette), luminance (the style on the luminance only, the content's "
-            + "colors kept), or match (the style's colors matched to the content's first).", valueName: "style|luminance|match"))
+            + "colors kept), or match (the style's colors matched to the content's first) (default: style).",
+        valueName: "style|luminance|match"))
     var colors: String?
     @Flag(name: netpbm("preserve-colors"), help: "The same as -colors luminance.")
     var preserveColors = false
@@ -119,7 +120,8 @@ struct Command: ParsableCommand {
             + "along the optical flow and is held to it where the flow is reliable."))
     var temporal = false
     @Option(name: netpbm("temporal-weight"), help: ArgumentHelp(
-        "Weight of the temporal loss with -temporal (0: the moved start only; default \(Int(Options().temporalWeight))).",
+        "Weight of the temporal loss with -temporal, 0 for the moved start only (default: "
+            + "\(Int(Options().temporalWeight))).",
         valueName: "weight"))
     var temporalWeight: Float?
     @Option(name: netpbm("max-pixels"), help: "Refuse input, style and -init images (style images also as resized) with more pixels than this.")

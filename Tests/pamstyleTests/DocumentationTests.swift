@@ -37,7 +37,7 @@ final class DocumentationTests: XCTestCase {
                                 ("-iterations", "135"), ("-scale-iterations", "60"), ("-memory", "1800"),
                                 ("-size", "512"), ("-history", "5"), ("-learning-rate", "2.0"),
                                 ("-checkpoint-every", "50"), ("-max-pixels", "16777216"),
-                                ("-margin", "16")] {
+                                ("-margin", "16"), ("-temporal-weight", "3000"), ("-colors", "style")] {
             let entry = try XCTUnwrap(help.range(of: " \(option), --\(option.dropFirst()) "), option)
             let rest = help[entry.upperBound...]
             let defaultText = try XCTUnwrap(rest.range(of: "(default: "), option)
