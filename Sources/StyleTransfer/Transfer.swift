@@ -129,15 +129,15 @@ public final class Stylizer {
         let originalSize = Size(width: content.width, height: content.height)
         // A frame that follows one of its size starts from that frame's result, moved along the flow, at the working
         // size only.
-        let luminance = options.temporal ? YIQ.luminance(ofRGB: resized(networkContent, to: working).pixels) : []
+        let workingContent = options.temporal ? resized(networkContent, to: working) : networkContent
+        let luminance = options.temporal ? YIQ.luminance(ofRGB: workingContent.pixels) : []
         var temporal: TemporalTarget?
         if options.temporal, let previous, previous.content == originalSize {
             schedule = Schedule(sizes: [working], iterations: [options.iterations])
             let target = TemporalTarget(following: previous.result, luminance: previous.luminance,
-                                        to: luminance)
+                                        content: workingContent)
             temporal = target
-            x = options.changeMask.map { target.image.blended(with: resized(networkContent, to: working), where: $0) }
-                ?? target.image
+            x = options.changeMask.map { target.image.blended(with: workingContent, where: $0) } ?? target.image
         } else {
             x = try start(for: networkContent, at: schedule.sizes[0])
         }
@@ -775,17 +775,32 @@ struct TemporalTarget {
     /// The share of the frame the temporal loss holds.
     var reliableShare: Double { reliability.reduce(0.0) { $0 + Double($1) } / Double(reliability.count) }
 
-    /// The target for a frame whose content has luminance `luminance`, (height, width), following a frame whose
-    /// content had `previousLuminance` and whose result is `previous`, all at one size: the flow from this frame to
-    /// the previous one warps the result, and the flow the other way checks it.
-    init(following previous: RGBImage, luminance previousLuminance: [Float], to luminance: [Float]) {
+    /// The target for a frame whose content is `content` (as the network sees it) following a frame whose content
+    /// had luminance `previousLuminance`, (height, width), and whose result is `previous`, all at one size: the flow
+    /// from this frame to the previous one warps the result, and the flow the other way checks it. What comes into
+    /// view, the pixels the flow takes outside the previous frame, is the content there, as a first frame starts:
+    /// warping would fill it with the edge's pixels drawn out into streaks.
+    init(following previous: RGBImage, luminance previousLuminance: [Float], content: RGBImage) {
         let (width, height) = (previous.width, previous.height)
+        precondition(content.width == width && content.height == height, "frames of different sizes")
+        let luminance = YIQ.luminance(ofRGB: content.pixels)  // (height, width)
         let started = DispatchTime.now().uptimeNanoseconds
         let backward = OpticalFlow.estimate(from: luminance, to: previousLuminance, width: width, height: height)
         let forward = OpticalFlow.estimate(from: previousLuminance, to: luminance, width: width, height: height)
         seconds = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e9
-        image = RGBImage(width: width, height: height,
-                         pixels: OpticalFlow.warp(previous.pixels, channels: 3, by: backward))
+        var warped = OpticalFlow.warp(previous.pixels, channels: 3, by: backward)  // (3, height, width)
+        let plane = width * height
+        for y in 0 ..< height {
+            for x in 0 ..< width {
+                let p = y * width + x
+                let (sourceX, sourceY) = (Float(x) + backward.dx[p], Float(y) + backward.dy[p])
+                guard sourceX < 0 || sourceX > Float(width - 1) || sourceY < 0 || sourceY > Float(height - 1) else {
+                    continue
+                }
+                for c in 0 ..< 3 { warped[c * plane + p] = content.pixels[c * plane + p] }
+            }
+        }
+        image = RGBImage(width: width, height: height, pixels: warped)
         reliability = OpticalFlow.reliability(backward: backward, forward: forward)
     }
 }

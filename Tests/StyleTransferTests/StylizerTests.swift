@@ -250,13 +250,12 @@ final class TemporalTests: XCTestCase {
     }
 
     /// The next frame's start is the last result moved along the flow: for a view panning 3 pixels, the last result
-    /// 3 pixels to the left, and free (reliability 0) in the 3 columns the view has not shown before.
+    /// 3 pixels to the left, and in the 3 columns the view has not shown before, the content, free (reliability 0).
     func testTheTargetIsTheLastResultMovedAlongTheFlow() {
         let (a, b) = (view(left: 0), view(left: 3))
         var random = TestRandom(state: 8)
         let result = RGBImage(width: a.width, height: a.height, pixels: random.array(a.pixels.count))
-        let target = TemporalTarget(following: result, luminance: YIQ.luminance(ofRGB: a.pixels),
-                                    to: YIQ.luminance(ofRGB: b.pixels))
+        let target = TemporalTarget(following: result, luminance: YIQ.luminance(ofRGB: a.pixels), content: b)
         let plane = a.width * a.height
         var largest: Float = 0
         for c in 0 ..< 3 {
@@ -272,6 +271,10 @@ final class TemporalTests: XCTestCase {
         for y in 0 ..< a.height {
             for x in a.width - 3 ..< a.width {
                 XCTAssertEqual(target.reliability[y * a.width + x], 0, "pixel (\(x), \(y)) is new")
+                for c in 0 ..< 3 {
+                    XCTAssertEqual(target.image.pixels[c * plane + y * a.width + x],
+                                   b.pixels[c * plane + y * a.width + x], "pixel (\(x), \(y)) starts from the content")
+                }
             }
         }
     }
