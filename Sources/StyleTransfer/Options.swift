@@ -100,9 +100,8 @@ public struct Options: Sendable {
     public var temporal = false
     /// The weight of the temporal loss (see `temporalLoss`), taken in 0…255 units like the total variation; 0 keeps
     /// the warped start without the loss. On clips panning and zooming over a photo, 3000 lowered the warping error
-    /// between consecutive frames to a third of that of frames stylized alone, their Gram style distances within 7 %
-    /// of those of frames that start from the last result unmoved; 10000 steadied them twice as much again, less
-    /// stylized by up to 12 %.
+    /// between consecutive frames to a third of that of frames stylized alone, as stylized as frames that start from
+    /// the last result unmoved; larger weights steady the frames more and stylize them less.
     public var temporalWeight: Float = 3000
     /// Seconds of optimization per image; nil means no limit.
     public var timeLimit: Double? = nil
