@@ -4,7 +4,7 @@
 #   sh examples/poster.sh photo.jpg [style.ppm [poster.png [seconds [dpi]]]]
 # The photo may be any format ImageMagick reads (a phone's 4032x3024 JPEG makes a 34x25 cm print at 300 dpi).
 # PAMSTYLE names the pamstyle to run; PAMSTYLE_OPTIONS adds options (-memory, for one: a 12-megapixel photo at its
-# own size runs within the default 1800 MiB, and faster with more; a 24-megapixel one needs at least about 2560).
+# own size runs within the default 1900 MiB, and faster with more; a 24-megapixel one needs at least about 3200).
 set -eu
 here=$(dirname "$0")
 photo=${1:?usage: sh examples/poster.sh photo.jpg [style.ppm [poster.png [seconds [dpi]]]]}

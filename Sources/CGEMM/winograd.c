@@ -1,7 +1,7 @@
 /*
- * The Winograd F(4×4, 3×3) input and output tile transforms of one channel's tile row (see cgemm.h and
- * Sources/Kernels/Winograd.swift for the matrices and layouts), in the widest vectors the selected instruction set
- * has: the same code compiled for AVX2 (for the avx2 and avx512 kernels: eight tiles are one ymm register) and for the
+ * The input and output tile transforms of Winograd's F(4×4, 3×3) and F(6×6, 3×3) for one channel's tile row (see
+ * cgemm.h and Sources/Kernels/Winograd.swift for the matrices and layouts), in the widest vectors the selected
+ * instruction set has: the same code compiled for AVX2 (for the avx2 and avx512 kernels: eight tiles are one ymm register) and for the
  * target's baseline (portable). Both compute every value with the same operations in the same order, so the two give
  * the same bits.
  */
@@ -62,6 +62,35 @@ outputTransform(v8 const m0, v8 const m1, v8 const m2, v8 const m3, v8 const m4,
     out[3] = d12 - splat(8) * m3 - splat(0.125f) * m4 + m5;
 }
 
+/* Bᵀ d of F(6×6, 3×3) for eight tiles at once. */
+INLINE void
+inputTransform6(const v8 d[8], v8 out[8]) {
+    v8 const p = d[2] - splat(5) * d[4] + splat(4) * d[6], q = splat(2) * d[1] - splat(10) * d[3] + splat(8) * d[5];
+    v8 const r = splat(8) * d[2] - splat(10) * d[4] + splat(2) * d[6], s = splat(4) * d[1] - splat(5) * d[3] + d[5];
+    v8 const s26 = d[2] + d[6], s15 = d[1] + d[5];
+    out[0] = splat(4) * (d[0] - d[6]) + splat(21) * (d[4] - d[2]);
+    out[1] = splat(4) * (s15 + s26) - splat(17) * (d[3] + d[4]);
+    out[2] = splat(4) * (s26 - s15) + splat(17) * (d[3] - d[4]);
+    out[3] = p + q;
+    out[4] = p - q;
+    out[5] = r + s;
+    out[6] = r - s;
+    out[7] = splat(4) * (d[7] - d[1]) + splat(21) * (d[3] - d[5]);
+}
+
+/* Aᵀ m of F(6×6, 3×3) for eight tiles at once. */
+INLINE void
+outputTransform6(const v8 m[8], v8 out[6]) {
+    v8 const s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
+    v8 const s56 = m[5] + m[6], d56 = m[5] - m[6];
+    out[0] = m[0] + s12 + s34 + s56;
+    out[1] = d12 + splat(2) * d34 + splat(0.5f) * d56;
+    out[2] = s12 + splat(4) * s34 + splat(0.25f) * s56;
+    out[3] = d12 + splat(8) * d34 + splat(0.125f) * d56;
+    out[4] = s12 + splat(16) * s34 + splat(0.0625f) * s56;
+    out[5] = d12 + splat(32) * d34 + splat(0.03125f) * d56 + m[7];
+}
+
 /* Where tile `tile` of channel `channel` sits within a position's floats (WinogradPanels.offset). */
 INLINE ptrdiff_t
 panelOffset(int const tile, int const channel, int const channels, int const panelWidth, int const panelCount) {
@@ -71,7 +100,7 @@ panelOffset(int const tile, int const channel, int const channels, int const pan
 }
 
 INLINE void
-inputRow(const float * const rows[6], int const width, int const tilesX, int const qs, float * const work,
+inputRow(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
          int const channel, int const channels, int const firstTile) {
     float * const tmp = work + 24 * qs;
@@ -166,64 +195,156 @@ outputRow(const float * const transformed, ptrdiff_t const positionStride, int c
     }
 }
 
-static void
-inputPortable(const float * const rows[6], int const width, int const tilesX, int const qs, float * const work,
-              float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
-              int const channel, int const channels, int const firstTile) {
-    inputRow(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel, channels,
-             firstTile);
+INLINE void
+inputRow6(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
+          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
+          int const channel, int const channels, int const firstTile) {
+    float * const tmp = work + 48 * qs;
+    /* The eight input rows, each split by x + 1 mod 6: q[j, p, s] = row j at x = 6s + p − 1. */
+    for (int j = 0; j < 8; ++j) {
+        float * const q = work + j * 6 * qs;
+        memset(q, 0, sizeof(float) * 6 * (size_t)qs);
+        const float * const row = rows[j];
+        if (!row)
+            continue;
+        int x = 0;
+        for (; x + 6 <= width; x += 6) {
+            int const s = x / 6;
+            q[qs + s] = row[x];
+            q[2 * qs + s] = row[x + 1];
+            q[3 * qs + s] = row[x + 2];
+            q[4 * qs + s] = row[x + 3];
+            q[5 * qs + s] = row[x + 4];
+            q[s + 1] = row[x + 5];
+        }
+        for (; x < width; ++x)
+            q[((x + 1) % 6) * qs + (x + 1) / 6] = row[x];
+    }
+    for (int t = 0; t < tilesX; t += 8) {
+        /* Eight tiles at a time, as in inputRow. */
+        for (int j = 0; j < 8; ++j) {
+            const float * const q = work + j * 6 * qs + t;
+            v8 const d[8] = {load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 4 * qs),
+                             load8(q + 5 * qs), load8(q + 1), load8(q + qs + 1)};
+            v8 v[8];
+            inputTransform6(d, v);
+            for (int i = 0; i < 8; ++i)
+                store8(v[i], tmp + j * 64 + 8 * i);
+        }
+        float * const base = transformed + panelOffset(firstTile + t, channel, channels, panelWidth, panelCount);
+        for (int k = 0; k < 8; ++k) {
+            const float * const s = tmp + k * 8;
+            v8 const d[8] = {load8(s), load8(s + 64), load8(s + 128), load8(s + 192), load8(s + 256), load8(s + 320),
+                             load8(s + 384), load8(s + 448)};
+            v8 v[8];
+            inputTransform6(d, v);
+            for (int i = 0; i < 8; ++i)
+                store8(v[i], base + (ptrdiff_t)(k + 8 * i) * positionStride);
+        }
+    }
 }
 
-static void
-outputPortable(const float * const transformed, ptrdiff_t const positionStride, int const tilesX, int const width,
-               int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
-    outputRow(transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+INLINE void
+outputRow6(const float * const transformed, ptrdiff_t const positionStride, int const tilesX, int const width,
+           int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
+    float * const tmp = work, * const line = work + 6 * 64;
+    for (int t = 0; t < tilesX; t += 8) {
+        /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[8i + k]. */
+        for (int k = 0; k < 8; ++k) {
+            const float * const s = transformed + k * positionStride + t;
+            v8 m[8];
+            for (int i = 0; i < 8; ++i)
+                m[i] = load8(s + 8 * i * positionStride);
+            v8 z[6];
+            outputTransform6(m, z);
+            for (int i = 0; i < 6; ++i)
+                store8(z[i], tmp + k * 8 + 64 * i);
+        }
+        int const lanes = tilesX - t < 8 ? tilesX - t : 8;
+        for (int i = 0; i < rows; ++i) {
+            const float * const s = tmp + i * 64;
+            v8 const m[8] = {load8(s), load8(s + 8), load8(s + 16), load8(s + 24), load8(s + 32), load8(s + 40),
+                             load8(s + 48), load8(s + 56)};
+            v8 y[6];
+            outputTransform6(m, y);
+            float * const row = output + i * rowStride + 6 * t;
+            if (lanes == 8 && 6 * (t + 8) <= width) {
+                /* Tile l's six values, y[j][l], go to row[6l + j]. */
+                for (int lane = 0; lane < 8; ++lane)
+                    for (int j = 0; j < 6; ++j)
+                        row[6 * lane + j] = y[j][lane];
+                continue;
+            }
+            for (int j = 0; j < 6; ++j)
+                store8(y[j], line + 8 * j);
+            for (int x = 0; x < width - 6 * t && x < 6 * lanes; ++x)
+                row[x] = line[(x % 6) * 8 + x / 6];
+        }
+    }
 }
+
+/* One function per instruction set and direction, each for both tiles: the rows of the portable and the AVX2 code are
+ * the same source compiled twice. */
+#define ROW_FUNCTIONS(suffix, attributes)                                                                              \
+    static attributes void input##suffix(int const tile, const float * const rows[], int const width,                \
+                                         int const tilesX, int const qs, float * const work,                           \
+                                         float * const transformed, ptrdiff_t const positionStride,                    \
+                                         int const panelWidth, int const panelCount, int const channel,                \
+                                         int const channels, int const firstTile) {                                    \
+        if (tile == 6)                                                                                                 \
+            inputRow6(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,     \
+                      channels, firstTile);                                                                            \
+        else                                                                                                           \
+            inputRow(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,      \
+                     channels, firstTile);                                                                             \
+    }                                                                                                                  \
+    static attributes void output##suffix(int const tile, const float * const transformed,                           \
+                                          ptrdiff_t const positionStride, int const tilesX, int const width,           \
+                                          int const rows, float * const output, ptrdiff_t const rowStride,             \
+                                          float * const work) {                                                        \
+        if (tile == 6)                                                                                                 \
+            outputRow6(transformed, positionStride, tilesX, width, rows, output, rowStride, work);                    \
+        else                                                                                                           \
+            outputRow(transformed, positionStride, tilesX, width, rows, output, rowStride, work);                     \
+    }
+
+ROW_FUNCTIONS(Portable, )
 
 #if WINOGRAD_X86
 /* No FMA: the compiler would fuse the transforms' multiply-adds on this path alone, and the paths would differ. */
-#define AVX2 __attribute__((target("avx2")))
-
-static AVX2 void
-inputAVX2(const float * const rows[6], int const width, int const tilesX, int const qs, float * const work,
-          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
-          int const channel, int const channels, int const firstTile) {
-    inputRow(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel, channels,
-             firstTile);
-}
-
-static AVX2 void
-outputAVX2(const float * const transformed, ptrdiff_t const positionStride, int const tilesX, int const width,
-           int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
-    outputRow(transformed, positionStride, tilesX, width, rows, output, rowStride, work);
-}
+ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 #endif
 
-void
-cgemm_winograd_input(const float * const rows[6], int const width, int const tilesX, int const phaseStride,
-                     float * const work, float * const transformed, ptrdiff_t const positionStride,
-                     int const panelWidth, int const panelCount, int const channel, int const channels,
-                     int const firstTile) {
-#if WINOGRAD_X86
-    if (cgemm_selected() != CGEMM_PORTABLE) {
-        inputAVX2(rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount, channel,
-                  channels, firstTile);
-        return;
-    }
-#endif
-    inputPortable(rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount, channel,
-                  channels, firstTile);
+size_t
+cgemm_winograd_work_count(int const tile, int const phaseStride) {
+    return tile == 6 ? 48 * (size_t)phaseStride + 512 : 24 * (size_t)phaseStride + 288;
 }
 
 void
-cgemm_winograd_output(const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
-                      int const width, int const rows, float * const output, ptrdiff_t const rowStride,
-                      float * const work) {
+cgemm_winograd_input(int const tile, const float * const rows[], int const width, int const tilesX,
+                     int const phaseStride, float * const work, float * const transformed,
+                     ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const channel,
+                     int const channels, int const firstTile) {
 #if WINOGRAD_X86
     if (cgemm_selected() != CGEMM_PORTABLE) {
-        outputAVX2(transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+        inputAVX2(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
+                  channel, channels, firstTile);
         return;
     }
 #endif
-    outputPortable(transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+    inputPortable(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
+                  channel, channels, firstTile);
+}
+
+void
+cgemm_winograd_output(int const tile, const float * const transformed, ptrdiff_t const positionStride,
+                      int const tilesX, int const width, int const rows, float * const output,
+                      ptrdiff_t const rowStride, float * const work) {
+#if WINOGRAD_X86
+    if (cgemm_selected() != CGEMM_PORTABLE) {
+        outputAVX2(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+        return;
+    }
+#endif
+    outputPortable(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
 }

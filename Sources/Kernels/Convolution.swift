@@ -5,22 +5,22 @@ import CGEMM
 public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     /// im2col + one SGEMM per band of rows: 9 · inChannels · outChannels multiply-adds per pixel.
     case im2col
-    /// Winograd's F(4×4, 3×3): 36 SGEMMs per band of 4×4 tiles, 2.25 · inChannels · outChannels multiply-adds per
-    /// pixel; its rounding errors are a few times larger than im2col's (relative errors around 10⁻⁵ in float32). The
-    /// products run in `cgemm_panels`, on operands the transforms write in its panels, when both channel counts are
+    /// Winograd's F(6×6, 3×3) or F(4×4, 3×3) (`WinogradTile`): α² SGEMMs per band of m×m tiles, 1.78 or 2.25 ·
+    /// inChannels · outChannels multiply-adds per pixel; its rounding errors are a few times larger than im2col's
+    /// (relative errors around 10⁻⁵ in float32). The products run in `cgemm_panels`, on operands the transforms write in its panels, when both channel counts are
     /// multiples of 8 and the kernel path (`KernelPath.current` when the convolution is made) is not OpenBLAS;
     /// otherwise in OpenBLAS.
     case winograd
-    /// Winograd's F(4×4, 3×3) with every product in OpenBLAS, whatever the kernel path: kept selectable to compare the
+    /// Winograd's algorithm with every product in OpenBLAS, whatever the kernel path: kept selectable to compare the
     /// two.
     case winogradOpenBLAS = "winograd-openblas"
 }
 
 /// A 3x3, stride-1, padding-1 convolution with bias, and the gradient with respect to its input (never its weights).
 ///
-/// With `ConvolutionAlgorithm.winograd` and more than a few input channels, both directions run Winograd's F(4×4, 3×3)
-/// (see Winograd.swift) on bands of tile rows as large as the scratch allows: the input tiles of a band are transformed
-/// (in parallel over channels), multiplied by the transformed kernel (36 single-threaded SGEMMs, in parallel), and
+/// With `ConvolutionAlgorithm.winograd` and more than a few input channels, both directions run Winograd's F(m×m, 3×3)
+/// of the convolution's `WinogradTile` (see Winograd.swift) on bands of tile rows as large as the scratch allows: the input tiles of a band are transformed
+/// (in parallel over channels), multiplied by the transformed kernel (α² single-threaded SGEMMs, in parallel), and
 /// transformed back with the epilogue fused (in parallel over channels). The transformed kernel serves both directions;
 /// it is made on first use and kept, or, when the convolution is given a `TransformedKernelSlot`, remade into that
 /// shared buffer whenever another convolution used it in between (a network's deep layers thus hold one transformed
@@ -56,12 +56,17 @@ package final class Convolution {
     /// At most this many input channels take the col2im path backward.
     private static let col2imInputChannels = 4
 
-    /// (36, outChannels, inChannels): the Winograd transform of the kernel, for both directions; nil until first used,
-    /// and always nil when `kernelSlot` is given.
+    /// (α², outChannels, inChannels): the Winograd transform of the kernel, for both directions; nil until first used,
+    /// and nil whenever the kernel is made in `kernelSlot`.
     private var transformedKernel: Tensor?
-    /// The buffer shared with other convolutions that the transformed kernel is made in each time it is needed, or nil
-    /// when the convolution keeps its own.
+    /// The buffer shared with other convolutions that the transformed kernel is made in each time it is needed, unless
+    /// `keepsKernel`; nil when the convolution always keeps its own.
     private let kernelSlot: TransformedKernelSlot?
+    /// Whether a convolution given a `kernelSlot` keeps its transformed kernel instead, made once on first use (while
+    /// the memory allows); setting it false frees the kept kernel.
+    package var keepsKernel = false {
+        didSet { if !keepsKernel && kernelSlot != nil { transformedKernel = nil } }
+    }
 
     /// The threads a pass runs on.
     package let threads: Int
@@ -76,6 +81,8 @@ package final class Convolution {
     package let usesOwnIm2col: Bool
     /// Whether this convolution runs Winograd's algorithm (rather than im2col), in both directions.
     package let usesWinograd: Bool
+    /// Which of Winograd's algorithms it runs when it does.
+    package let tile: WinogradTile
     /// Whether its Winograd products run in `cgemm_panels` (rather than OpenBLAS), decided when the convolution is made;
     /// `cgemm_panels` runs in the instruction set `cgemm_selected()` names at each call.
     package let usesPanelGEMM: Bool
@@ -90,9 +97,10 @@ package final class Convolution {
     /// - precision: the precision of the Winograd products, where the processor and the kernel path run it.
     /// - padding: `Padding.reflect` for a convolution of few input channels (the image's), which runs im2col forward
     ///   and col2im backward; zeros for the others.
+    /// - tile: the Winograd algorithm, F(6×6, 3×3) or F(4×4, 3×3), when it runs one; nil for `preferredTile`.
     package init(_ weights: ConvLayerWeights, threads: Int = coreCount, algorithm: ConvolutionAlgorithm = .winograd,
                  kernelSlot: TransformedKernelSlot? = nil, precision: ProductPrecision = .single,
-                 padding: Padding = .zero) {
+                 padding: Padding = .zero, tile: WinogradTile? = nil) {
         precondition(threads >= 1)
         self.threads = threads
         inChannels = weights.inChannels
@@ -100,6 +108,8 @@ package final class Convolution {
         kernel = weights.kernel
         bias = weights.bias
         usesWinograd = Self.usesWinograd(inChannels: inChannels, algorithm: algorithm)
+        let tile = tile ?? Self.preferredTile(precision: precision, algorithm: algorithm)
+        self.tile = tile
         precondition(padding == .zero || inChannels <= Self.col2imInputChannels,
                      "reflection runs on the im2col and col2im path of few input channels only")
         self.padding = padding
@@ -109,7 +119,7 @@ package final class Convolution {
         usesOwnIm2col = !usesWinograd && KernelPath.current != .openblas
         usesBF16 = usesPanelGEMM && precision == .bf16 && precision.isSupported && KernelPath.current == .avx512
         self.kernelSlot = usesWinograd ? kernelSlot : nil
-        precondition(self.kernelSlot.map { $0.capacity >= winogradPositions * inChannels * outChannels } ?? true,
+        precondition(self.kernelSlot.map { $0.capacity >= tile.positions * inChannels * outChannels } ?? true,
                      "transformed kernel slot too small")
     }
 
@@ -119,13 +129,23 @@ package final class Convolution {
         rows.isEmpty ? 0 ..< 0 : max(0, rows.lowerBound - 1) ..< min(height, rows.upperBound + 1)
     }
 
+    /// The Winograd algorithm for products in `precision`: F(6×6, 3×3), whose fewer products cost nothing in accuracy
+    /// in single precision (its error against float64 stays about 10⁻⁵, WinogradTests), except where the products run
+    /// in bf16 (`ProductPrecision.bf16` on the avx512 path of a processor with AVX512_BF16): there the operands'
+    /// rounding, amplified by F(6×6)'s larger transforms, leaves its error about twice F(4×4)'s, and the loss after 100
+    /// L-BFGS iterations of a photo 2.4 % above single precision's instead of 0.7 % (bench/README.md), so F(4×4).
+    package static func preferredTile(precision: ProductPrecision, algorithm: ConvolutionAlgorithm) -> WinogradTile {
+        algorithm == .winograd && precision == .bf16 && precision.isSupported && KernelPath.current == .avx512
+            ? .f4 : .f6
+    }
+
     /// Whether a convolution of `inChannels` input channels runs Winograd's algorithm when asked for `algorithm`.
     package static func usesWinograd(inChannels: Int, algorithm: ConvolutionAlgorithm) -> Bool {
         algorithm != .im2col && inChannels > col2imInputChannels
     }
 
     /// The floats of this convolution's Winograd-transformed kernel, or 0 when it runs im2col.
-    package var transformedKernelCount: Int { usesWinograd ? winogradPositions * inChannels * outChannels : 0 }
+    package var transformedKernelCount: Int { usesWinograd ? tile.positions * inChannels * outChannels : 0 }
 
     /// The floats of the im2col kernels the passes make on first use, besides the Winograd kernel: with the own
     /// kernels the forward kernel packed and the backward one (packed kernelᵀ for col2im, or the packed rotated kernel);
@@ -147,26 +167,26 @@ package final class Convolution {
     /// The Winograd-transformed kernel: the kept one (made on first use), or the shared slot, remade there unless it
     /// holds this convolution's already.
     private func winogradKernel() -> Tensor {
-        if let kernelSlot {
-            return kernelSlot.tensor(for: ObjectIdentifier(self), channels: winogradPositions, height: outChannels,
+        if let kernelSlot, !keepsKernel {
+            return kernelSlot.tensor(for: ObjectIdentifier(self), channels: tile.positions, height: outChannels,
                                      width: inChannels, fill: transformKernel)
         }
         if let transformedKernel { return transformedKernel }
-        let transformed = Tensor(channels: winogradPositions, height: outChannels, width: inChannels)
+        let transformed = Tensor(channels: tile.positions, height: outChannels, width: inChannels)
         transformKernel(into: transformed)
         transformedKernel = transformed
         return transformed
     }
 
-    /// Writes the Winograd transform of the kernel into `transformed`, (36, outChannels, inChannels) in panels of
+    /// Writes the Winograd transform of the kernel into `transformed`, (α², outChannels, inChannels) in panels of
     /// `kernelPanelRows` output channels.
     private func transformKernel(into transformed: Tensor) {
-        let (outChannels, inChannels, panelRows) = (outChannels, inChannels, kernelPanelRows)
+        let (outChannels, inChannels, panelRows, tile) = (outChannels, inChannels, kernelPanelRows, tile)
         let target = UncheckedSendable(value: transformed.storage)
         kernel.withUnsafeBufferPointer { kernel in
             let source = UncheckedSendable(value: kernel.baseAddress!)
             parallelFor(outChannels, cost: inChannels * 9 * 64, threads: threads) { outputs in
-                winogradTransformKernel(source.value, outChannels: outChannels, inChannels: inChannels,
+                winogradTransformKernel(source.value, tile: tile, outChannels: outChannels, inChannels: inChannels,
                                         outputs: outputs, panelRows: panelRows, into: target.value)
             }
         }
@@ -262,7 +282,8 @@ package final class Convolution {
     package func scratchCount(height: Int, width: Int, limit: Int) -> Int {
         guard height > 0 && width > 0 else { return 0 }
         if runsWinograd(height: height, width: width) {
-            return winogradBands(grid: WinogradGrid(rows: 0 ..< height, height: height, width: width), limit: limit).count
+            return winogradBands(grid: WinogradGrid(tile: tile, rows: 0 ..< height, height: height, width: width),
+                                 limit: limit).count
         }
         let perWorker = max(1, limit / threads)
         let passes = [bands(depth: inChannels * 9, halo: 0, height: height, width: width, perWorker: perWorker),
@@ -274,10 +295,10 @@ package final class Convolution {
     /// Winograd leaves alone (which needs no rotated kernel).
     private var backwardUsesCol2im: Bool { inChannels <= Self.col2imInputChannels || usesWinograd }
 
-    /// Whether a pass over a height × width map runs Winograd's algorithm: on maps of 4 rows and columns or more. On
-    /// smaller ones the 4×4 tiles are mostly padding, which saves nothing and rounds worst.
+    /// Whether a pass over a height × width map runs Winograd's algorithm: on maps at least a tile's side m in rows and
+    /// columns. On smaller ones the tiles are mostly padding, which saves nothing and rounds worst.
     private func runsWinograd(height: Int, width: Int) -> Bool {
-        usesWinograd && height >= winogradTile && width >= winogradTile
+        usesWinograd && height >= tile.output && width >= tile.output
     }
 
     private func backwardBands(height: Int, width: Int, perWorker: Int) -> Bands {
@@ -461,14 +482,14 @@ package final class Convolution {
     /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row: as many tile rows
     /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly.
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
-        let channels = inChannels + outChannels
+        let channels = inChannels + outChannels, positions = tile.positions
         func count(_ tileRows: Int) -> Int {
-            winogradPositions * channels * panels(tiles: tileRows * grid.rowTiles).count + threads * grid.workCount
+            positions * channels * panels(tiles: tileRows * grid.rowTiles).count + threads * grid.workCount
         }
-        let rowBytes = winogradPositions * channels * grid.rowTiles * MemoryLayout<Float>.stride
+        let rowBytes = positions * channels * grid.rowTiles * MemoryLayout<Float>.stride
         let target = max(Self.winogradBandBytes / rowBytes,
                          (Self.winogradMinimumTiles + grid.rowTiles - 1) / grid.rowTiles)
-        var tileRows = max(1, min(grid.tilesY, target, limit / (winogradPositions * channels * grid.rowTiles)))
+        var tileRows = max(1, min(grid.tilesY, target, limit / (positions * channels * grid.rowTiles)))
         while tileRows > 1 && count(tileRows) > limit { tileRows -= 1 }
         // Even bands: the same number of tile rows in each (but the last may have one fewer).
         let bandCount = (grid.tilesY + tileRows - 1) / tileRows
@@ -485,17 +506,19 @@ package final class Convolution {
     private func winograd(transposed: Bool, rows: Range<Int>, input: UnsafePointer<Float>, inputSpan: RowSpan,
                           output: UnsafeMutablePointer<Float>, outputSpan: RowSpan, scratch: Tensor,
                           epilogue: (_ channel: Int, _ row: UnsafeMutablePointer<Float>, _ y: Int) -> Void) {
-        let grid = WinogradGrid(rows: rows, height: inputSpan.height, width: inputSpan.width)
+        let grid = WinogradGrid(tile: tile, rows: rows, height: inputSpan.height, width: inputSpan.width)
         let bands = winogradBands(grid: grid, limit: scratch.capacity)
         precondition(bands.count <= scratch.capacity, "convolution scratch too small")
         let (sources, targets) = transposed ? (outChannels, inChannels) : (inChannels, outChannels)
         let kernel = winogradKernel().storage
-        // (36, sources, tileStride) in `panels`, (36, targets, tileStride), then (workers, grid.workCount), where
+        // (α², sources, tileStride) in `panels`, (α², targets, tileStride), then (workers, grid.workCount), where
         // tileStride is the band's, at most the first band's.
         let tiles = scratch.storage
-        let products = tiles + winogradPositions * sources * bands.tileStride
-        let work = products + winogradPositions * targets * bands.tileStride
+        let positions = tile.positions, side = tile.input
+        let products = tiles + positions * sources * bands.tileStride
+        let work = products + positions * targets * bands.tileStride
         let plane = inChannels * outChannels
+        let (turned, turnedScale) = (tile.turned, tile.turnedScale)
         let panelGEMM = usesPanelGEMM, bf16 = usesBF16
         for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {
             let tileRows = firstTileRow ..< min(grid.tilesY, firstTileRow + bands.tileRows)
@@ -507,12 +530,12 @@ package final class Convolution {
                                        channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
                                        work: work + worker * grid.workCount)
             }
-            parallelBands(winogradPositions, workers: threads, blasThreads: threads) { position, _ in
+            parallelBands(positions, workers: threads, blasThreads: threads) { position, _ in
                 let b = tiles + position * sources * tileStride, c = products + position * targets * tileStride
                 // The input gradient reads the kernel's position π(ξ), transposed and scaled (see Winograd.swift).
-                let (i, k) = (position / 6, position % 6)
-                let source = transposed ? winogradTurned[i] * 6 + winogradTurned[k] : position
-                let alpha = transposed ? winogradTurnedScale[i] * winogradTurnedScale[k] : 1
+                let (i, k) = (position / side, position % side)
+                let source = transposed ? turned[i] * side + turned[k] : position
+                let alpha = transposed ? turnedScale[i] * turnedScale[k] : 1
                 if panelGEMM {
                     (bf16 ? cgemm_panels_bf16 : cgemm_panels)(Int32(targets), Int32(n), Int32(sources), alpha,
                                                               kernel + source * plane, transposed ? 1 : 0, b, c,
@@ -537,7 +560,7 @@ package final class Convolution {
 package final class TransformedKernelSlot {
     /// The most floats a kernel held here may have.
     package let capacity: Int
-    /// (capacity floats): (36, outChannels, inChannels) of `holder`; allocated on first use.
+    /// (capacity floats): (α², outChannels, inChannels) of `holder`; allocated on first use.
     private var buffer: Tensor?
     /// Whose kernel `buffer` holds.
     private var holder: ObjectIdentifier?
@@ -550,6 +573,12 @@ package final class TransformedKernelSlot {
 
     /// The bytes allocated so far.
     package var allocatedBytes: Int { buffer?.allocatedBytes ?? 0 }
+
+    /// Frees the buffer (while no convolution uses the slot); the next use allocates it again.
+    package func release() {
+        buffer = nil
+        holder = nil
+    }
 
     /// The buffer shaped (channels, height, width) holding `owner`'s tensor, which `fill` writes unless `owner` was the
     /// last to ask.

@@ -1,11 +1,11 @@
-// The kernels of Winograd's minimal filtering algorithm F(4×4, 3×3) for the 3x3 pad-1 convolutions: the transforms of
-// kernels (here), input tiles and output tiles (their loops here, their arithmetic in C, `cgemm_winograd_input` and
-// `cgemm_winograd_output`, in AVX2 vectors where the processor has them). The multiplications in between are GEMMs
-// (see `Convolution`).
+// The kernels of Winograd's minimal filtering algorithms F(4×4, 3×3) and F(6×6, 3×3) for the 3x3 pad-1 convolutions:
+// the transforms of kernels (here), input tiles and output tiles (their loops here, their arithmetic in C,
+// `cgemm_winograd_input` and `cgemm_winograd_output`, in AVX2 vectors where the processor has them). The
+// multiplications in between are GEMMs (see `Convolution`).
 //
-// A 4×4 output tile Y of a 3x3 correlation of a 6×6 input tile d with a kernel g is Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A.
-// The matrices come from the Toom–Cook construction on the points 0, 1, −1, −2, −1/2 and ∞, with the rows of G and Bᵀ
-// scaled so that Bᵀ is integral:
+// An m×m output tile Y of a 3x3 correlation of an α×α input tile d (α = m + 2) with a kernel g is
+// Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A. The matrices come from the Toom–Cook construction on α − 1 points and ∞, with the
+// rows of G and Bᵀ scaled so that Bᵀ is integral. F(4×4, 3×3) on the points 0, 1, −1, −2, −1/2 and ∞:
 //
 //        ⎡ 1  1  1   1    1    0 ⎤         ⎡ 1/2     0     0  ⎤         ⎡ 2   5   0  −5  −2   0 ⎤
 //   Aᵀ = ⎢ 0  1 −1  −2  −1/2   0 ⎥    G =  ⎢ 1/18  1/18  1/18 ⎥    Bᵀ = ⎢ 0   2   7   7   2   0 ⎥
@@ -14,104 +14,150 @@
 //                                          ⎢ 16/9 −8/9   4/9  ⎥         ⎢ 0  −2  −1   2   1   0 ⎥
 //                                          ⎣  0     0    1/2  ⎦         ⎣ 0  −2  −5   0   5   2 ⎦
 //
-// The point set is closed under a ↦ 1/a, which makes G of the kernel turned by 180° a scaled permutation of G's rows:
-// G·J = D·P·G with P swapping rows 0↔5 and 3↔4 and D = diag(1, 1, 1, 1/8, 8, 1). So the input gradient, the
-// correlation with the turned and transposed kernel, uses the forward pass's transformed kernel, position π(ξ),
-// transposed and scaled by a power of two: no second copy of the kernels. (Lavin's points 0, ±1, ±2, ∞ are not closed
-// under a ↦ 1/a; these are about as accurate in float32.)
+// F(6×6, 3×3) on the points 0, 1, −1, 2, −2, 1/2, −1/2 and ∞:
 //
-// Layouts: a transformed kernel is (36, outChannels, inChannels) with each position's plane cut into panels of R output
-// channels, (outChannels / R, inChannels, R), position ξ = 6·i + k for row i and column k of the 6×6 tile: R = 8 is
-// the order `cgemm_panels` reads, R = 1 the plain (outChannels, inChannels) that OpenBLAS reads. A band
-// of tiles is (36, channels, count): position, channel, then the band's tiles row by row, in `WinogradPanels`.
+//        ⎡ 1  1  1   1   1    1      1    0 ⎤         ⎡  1/4     0      0   ⎤        ⎡ 4   0 −21   0  21   0  −4  0 ⎤
+//        ⎢ 0  1 −1   2  −2   1/2   −1/2   0 ⎥         ⎢ −1/18  −1/18  −1/18 ⎥        ⎢ 0   4   4 −17 −17   4   4  0 ⎥
+//   Aᵀ = ⎢ 0  1  1   4   4   1/4    1/4   0 ⎥    G =  ⎢ −1/18   1/18  −1/18 ⎥   Bᵀ = ⎢ 0  −4   4  17 −17  −4   4  0 ⎥
+//        ⎢ 0  1 −1   8  −8   1/8   −1/8   0 ⎥         ⎢ 1/360  1/180  1/90  ⎥        ⎢ 0   2   1 −10  −5   8   4  0 ⎥
+//        ⎢ 0  1  1  16  16   1/16   1/16  0 ⎥         ⎢ 1/360 −1/180  1/90  ⎥        ⎢ 0  −2   1  10  −5  −8   4  0 ⎥
+//        ⎣ 0  1 −1  32 −32   1/32  −1/32  1 ⎦         ⎢ 16/45  8/45   4/45  ⎥        ⎢ 0   4   8  −5 −10   1   2  0 ⎥
+//                                                     ⎢ 16/45 −8/45   4/45  ⎥        ⎢ 0  −4   8   5 −10  −1   2  0 ⎥
+//                                                     ⎣   0      0     1/4  ⎦        ⎣ 0  −4   0  21   0 −21   0  4 ⎦
+//
+// Both point sets are closed under a ↦ 1/a, which makes G of the kernel turned by 180° a scaled permutation of G's
+// rows: G·J = D·P·G with P swapping the rows of points a and 1/a (0 and ∞ too) and D a diagonal of powers of two. So
+// the input gradient, the correlation with the turned and transposed kernel, uses the forward pass's transformed
+// kernel, position π(ξ), transposed and scaled by a power of two: no second copy of the kernels. (Lavin's points 0, ±1,
+// ±2, ∞ for F(4×4) are not closed under a ↦ 1/a; these are about as accurate in float32.) F(6×6) needs 64 products
+// for 36 outputs where F(4×4) needs 36 for 16: 1.78 multiply-adds per output and channel pair instead of 2.25, and
+// 21 % fewer transformed values to write and read; its rounding errors are larger (the 32s of Aᵀ), but in float32
+// still about 10⁻⁵ of the output's scale at VGG-19's channel counts (WinogradTests).
+//
+// Layouts: a transformed kernel is (α², outChannels, inChannels) with each position's plane cut into panels of R
+// output channels, (outChannels / R, inChannels, R), position ξ = α·i + k for row i and column k of the α×α tile:
+// R = 8 is the order `cgemm_panels` reads, R = 1 the plain (outChannels, inChannels) that OpenBLAS reads. A band of
+// tiles is (α², channels, count): position, channel, then the band's tiles row by row, in `WinogradPanels`.
 
 import CGEMM
 
-/// The side of an output tile and of an input tile, and the number of positions of a transformed tile.
-package let winogradTile = 4
-package let winogradInputTile = 6
-package let winogradPositions = 36
+/// Which of Winograd's minimal filtering algorithms a convolution runs, named by the side of its output tiles.
+public enum WinogradTile: Int, Sendable, CaseIterable {
+    /// F(4×4, 3×3): 36 products per 16 outputs.
+    case f4 = 4
+    /// F(6×6, 3×3): 64 products per 36 outputs.
+    case f6 = 6
 
-/// π: the position of the forward kernel that gives position ξ's row or column of the turned kernel.
-package let winogradTurned = [5, 1, 2, 4, 3, 0]
-/// D: the scale of each row of G·J relative to the row of G it is (see above).
-package let winogradTurnedScale: [Float] = [1, 1, 1, 0.125, 8, 1]
+    /// The side of an output tile, m.
+    public var output: Int { rawValue }
+    /// The side of an input tile, α = m + 2.
+    public var input: Int { rawValue + 2 }
+    /// The positions of a transformed tile, α².
+    public var positions: Int { input * input }
+    /// The products' multiply-adds per output pixel and channel pair: α² / m².
+    public var multiplyAddsPerPixel: Double { Double(positions) / Double(output * output) }
+
+    /// π: the position of the forward kernel that gives position ξ's row or column of the turned kernel.
+    package var turned: [Int] {
+        switch self {
+        case .f4: [5, 1, 2, 4, 3, 0]
+        case .f6: [7, 1, 2, 5, 6, 3, 4, 0]
+        }
+    }
+    /// D: the scale of each row of G·J relative to the row of G it is (see above).
+    package var turnedScale: [Float] {
+        switch self {
+        case .f4: [1, 1, 1, 0.125, 8, 1]
+        case .f6: [1, 1, 1, 1.0 / 32, 1.0 / 32, 32, 32, 1]
+        }
+    }
+
+    /// G · (a, b, c)ᵀ, lane by lane, into u[0 ..< α].
+    @inline(__always)
+    fileprivate func kernelColumn(_ a: SIMD4<Double>, _ b: SIMD4<Double>, _ c: SIMD4<Double>,
+                                  into u: UnsafeMutablePointer<SIMD4<Double>>) {
+        switch self {
+        case .f4:
+            u[0] = a * 0.5; u[1] = (a + b + c) * (1.0 / 18); u[2] = (b - a - c) * 0.5
+            u[3] = (a - 2 * b + 4 * c) * (1.0 / 18); u[4] = (16 * a - 8 * b + 4 * c) * (1.0 / 9); u[5] = c * 0.5
+        case .f6:
+            u[0] = a * 0.25; u[1] = (a + b + c) * (-1.0 / 18); u[2] = (b - a - c) * (1.0 / 18)
+            u[3] = (a + 2 * b + 4 * c) * (1.0 / 360); u[4] = (a - 2 * b + 4 * c) * (1.0 / 360)
+            u[5] = (16 * a + 8 * b + 4 * c) * (1.0 / 45); u[6] = (16 * a - 8 * b + 4 * c) * (1.0 / 45); u[7] = c * 0.25
+        }
+    }
+}
 
 /// U[ξ, o, i] = (G g[o, i] Gᵀ)[ξ] for the output channels `outputs`, computed in float64 and rounded once to float32.
 /// Fast enough (nothing allocated on the heap; at 512², the 8 transforms an evaluation of the layers whose kernels are
-/// not kept take 4–5 % of its processor time, mostly in writing the 36 planes) for a network to redo it each time a
-/// layer runs: a block of input channels has its taps gathered tap by tap into a small buffer, so that four
+/// not kept take 4–5 % of its processor time with F(4×4), mostly in writing the planes) for a network to redo it each
+/// time a layer runs: a block of input channels has its taps gathered tap by tap into a small buffer, so that four
 /// consecutive input channels go through the transforms as the lanes of vectors loaded and stored whole, and the block
-/// is written out position by position (36 planes a megabyte apart would otherwise fight over the same cache sets).
+/// is written out position by position (planes a megabyte apart would otherwise fight over the same cache sets).
 /// - kernel: (outChannels, inChannels, 3, 3)
-/// - transformed: (36, outChannels / panelRows, inChannels, panelRows); panelRows divides outChannels
-package func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels: Int, inChannels: Int, outputs: Range<Int>,
-                             panelRows: Int, into transformed: UnsafeMutablePointer<Float>) {
+/// - transformed: (α², outChannels / panelRows, inChannels, panelRows); panelRows divides outChannels
+package func winogradTransformKernel(_ kernel: UnsafePointer<Float>, tile: WinogradTile, outChannels: Int,
+                                     inChannels: Int, outputs: Range<Int>, panelRows: Int,
+                                     into transformed: UnsafeMutablePointer<Float>) {
     typealias V = SIMD4<Double>
-    /// G · (a, b, c)ᵀ, lane by lane.
-    @inline(__always)
-    func g(_ a: V, _ b: V, _ c: V) -> (V, V, V, V, V, V) {
-        (a * 0.5, (a + b + c) * (1.0 / 18), (b - a - c) * 0.5, (a - 2 * b + 4 * c) * (1.0 / 18),
-         (16 * a - 8 * b + 4 * c) * (1.0 / 9), c * 0.5)
-    }
     let plane = outChannels &* inChannels
-    let block = 32
+    let block = 32, alpha = tile.input, positions = tile.positions
     withUnsafeTemporaryAllocation(of: Double.self, capacity: 9 &* block) { taps in
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: winogradPositions &* block) { buffer in
-            // (9, block): the block's kernels tap by tap; (36, block): their transforms, position by position.
-            let tap = taps.baseAddress!, tile = buffer.baseAddress!
-            tap.initialize(repeating: 0, count: 9 &* block)
-            // A panel's output channels block by block, so that the lines of a block's panel rows are completed while
-            // they are in the first-level cache.
-            var panelStart = outputs.lowerBound
-            while panelStart < outputs.upperBound {
-                let panelEnd = min(outputs.upperBound, (panelStart / panelRows &+ 1) &* panelRows)
-                var first = 0
-                while first < inChannels {
-                    let count = min(block, inChannels &- first)
-                    for o in panelStart ..< panelEnd {
-                        let k = kernel + (o &* inChannels &+ first) &* 9
-                        for j in 0 ..< count {
-                            for t in 0 ..< 9 { tap[t &* block &+ j] = Double(k[j &* 9 &+ t]) }
-                        }
-                        // Lanes past `count` hold stale or zero taps; their results are never copied out.
-                        var j = 0
-                        while j < count {
-                            @inline(__always)
-                            func load(_ t: Int) -> V {
-                                UnsafeRawPointer(tap + (t &* block &+ j)).loadUnaligned(as: V.self)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: positions &* block) { buffer in
+            withUnsafeTemporaryAllocation(of: V.self, capacity: 4 &* alpha) { columns in
+                // (9, block): the block's kernels tap by tap; (α², block): their transforms, position by position;
+                // G g's three columns and one row of G g Gᵀ, α vectors each.
+                let tap = taps.baseAddress!, staged = buffer.baseAddress!, c = columns.baseAddress!
+                tap.initialize(repeating: 0, count: 9 &* block)
+                // A panel's output channels block by block, so that the lines of a block's panel rows are completed
+                // while they are in the first-level cache.
+                var panelStart = outputs.lowerBound
+                while panelStart < outputs.upperBound {
+                    let panelEnd = min(outputs.upperBound, (panelStart / panelRows &+ 1) &* panelRows)
+                    var first = 0
+                    while first < inChannels {
+                        let count = min(block, inChannels &- first)
+                        for o in panelStart ..< panelEnd {
+                            let k = kernel + (o &* inChannels &+ first) &* 9
+                            for j in 0 ..< count {
+                                for t in 0 ..< 9 { tap[t &* block &+ j] = Double(k[j &* 9 &+ t]) }
                             }
-                            // G g, column by column: c.r = (G g)[r, kx].
-                            let c0 = g(load(0), load(3), load(6)), c1 = g(load(1), load(4), load(7))
-                            let c2 = g(load(2), load(5), load(8))
-                            @inline(__always)
-                            func row(_ r: Int, _ a: V, _ b: V, _ c: V) {
-                                // (G g Gᵀ)[r, ·] = G · (row r of G g).
-                                let u = g(a, b, c)
-                                let base = UnsafeMutableRawPointer(tile + (r &* 6 &* block &+ j))
+                            // Lanes past `count` hold stale or zero taps; their results are never copied out.
+                            var j = 0
+                            while j < count {
+                                @inline(__always)
+                                func load(_ t: Int) -> V {
+                                    UnsafeRawPointer(tap + (t &* block &+ j)).loadUnaligned(as: V.self)
+                                }
+                                // G g, column by column: c[kx·α + r] = (G g)[r, kx].
+                                tile.kernelColumn(load(0), load(3), load(6), into: c)
+                                tile.kernelColumn(load(1), load(4), load(7), into: c + alpha)
+                                tile.kernelColumn(load(2), load(5), load(8), into: c + 2 &* alpha)
+                                let row = c + 3 &* alpha
                                 let stride = block &* MemoryLayout<Float>.stride
-                                base.storeBytes(of: SIMD4<Float>(u.0), as: SIMD4<Float>.self)
-                                base.storeBytes(of: SIMD4<Float>(u.1), toByteOffset: stride, as: SIMD4<Float>.self)
-                                base.storeBytes(of: SIMD4<Float>(u.2), toByteOffset: 2 &* stride, as: SIMD4<Float>.self)
-                                base.storeBytes(of: SIMD4<Float>(u.3), toByteOffset: 3 &* stride, as: SIMD4<Float>.self)
-                                base.storeBytes(of: SIMD4<Float>(u.4), toByteOffset: 4 &* stride, as: SIMD4<Float>.self)
-                                base.storeBytes(of: SIMD4<Float>(u.5), toByteOffset: 5 &* stride, as: SIMD4<Float>.self)
+                                for r in 0 ..< alpha {
+                                    // (G g Gᵀ)[r, ·] = G · (row r of G g).
+                                    tile.kernelColumn(c[r], c[alpha &+ r], c[2 &* alpha &+ r], into: row)
+                                    let base = UnsafeMutableRawPointer(staged + (r &* alpha &* block &+ j))
+                                    for k in 0 ..< alpha {
+                                        base.storeBytes(of: SIMD4<Float>(row[k]), toByteOffset: k &* stride,
+                                                        as: SIMD4<Float>.self)
+                                    }
+                                }
+                                j &+= 4
                             }
-                            row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
-                            row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
-                            j &+= 4
+                            let panel = o / panelRows
+                            let column = transformed
+                                + (panel &* panelRows &* inChannels &+ first &* panelRows &+ o &- panel &* panelRows)
+                            for position in 0 ..< positions {
+                                let source = staged + position &* block, target = column + position &* plane
+                                for j in 0 ..< count { target[j &* panelRows] = source[j] }
+                            }
                         }
-                        let panel = o / panelRows
-                        let column = transformed
-                            + (panel &* panelRows &* inChannels &+ first &* panelRows &+ o &- panel &* panelRows)
-                        for position in 0 ..< winogradPositions {
-                            let source = tile + position &* block, target = column + position &* plane
-                            for j in 0 ..< count { target[j &* panelRows] = source[j] }
-                        }
+                        first &+= block
                     }
-                    first &+= block
+                    panelStart = panelEnd
                 }
-                panelStart = panelEnd
             }
         }
     }
@@ -119,7 +165,9 @@ package func winogradTransformKernel(_ kernel: UnsafePointer<Float>, outChannels
 
 /// The geometry of a Winograd pass over a map: where its tiles sit and how a band of them is stored.
 package struct WinogradGrid {
-    /// The map rows being computed; tile row r covers rows rows.lowerBound + 4r ..< + 4.
+    /// The algorithm, which sets the tiles' size.
+    package let tile: WinogradTile
+    /// The map rows being computed; tile row r covers rows rows.lowerBound + m·r ..< + m for tiles of side m.
     package let rows: Range<Int>
     /// The input rows that may be read: the rows next to `rows` that exist in the map. Others count as zero.
     package let inputRows: Range<Int>
@@ -129,13 +177,14 @@ package struct WinogradGrid {
     package let tilesX: Int
     package let tilesY: Int
 
-    package init(rows: Range<Int>, height: Int, width: Int) {
+    package init(tile: WinogradTile, rows: Range<Int>, height: Int, width: Int) {
+        self.tile = tile
         self.rows = rows
         self.height = height
         self.width = width
         inputRows = max(0, rows.lowerBound &- 1) ..< min(height, rows.upperBound &+ 1)
-        tilesX = (width &+ 3) >> 2
-        tilesY = (rows.count &+ 3) >> 2
+        tilesX = (width &+ tile.output &- 1) / tile.output
+        tilesY = (rows.count &+ tile.output &- 1) / tile.output
     }
 
     /// Tiles per tile row in a band's numbering: tilesX rounded up to a multiple of 8, so that the transforms, which
@@ -146,10 +195,10 @@ package struct WinogradGrid {
     package var phaseStride: Int { rowTiles &+ 8 }
 
     /// Floats of the per-worker work area.
-    package var workCount: Int { 24 &* phaseStride &+ winogradPositions &* 8 }
+    package var workCount: Int { cgemm_winograd_work_count(Int32(tile.rawValue), Int32(phaseStride)) }
 }
 
-/// How the transformed tiles of a band are stored for the GEMMs that read them, position by position: (36, channels,
+/// How the transformed tiles of a band are stored for the GEMMs that read them, position by position: (α², channels,
 /// count) cut into panels of `width` tiles, each panel stored channel by channel, (channels, w) with w = width or, in
 /// the last panel, the tiles that remain: the B operand of `cgemm_panels`. A single panel is the plain row-major
 /// (channels, count) that OpenBLAS reads.
@@ -181,23 +230,24 @@ package struct WinogradPanels {
 /// V[ξ, c, t] = (Bᵀ d B)[ξ] for the input tiles d of the channels `channels` and the tile rows `tileRows` of `grid`,
 /// t = grid.rowTiles · (r − tileRows.lowerBound) + x for the tile in column x of tile row r.
 /// - input: (channels, span.rows, span.width), holding grid.inputRows
-/// - transformed: (36, channels, panels.count), stored in `panels`
+/// - transformed: (α², channels, panels.count), stored in `panels`
 /// - work: grid.workCount floats, this worker's alone
 package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
                             channelCount: Int, tileRows: Range<Int>, panels: WinogradPanels,
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
     let positionStride = channelCount &* panels.count
-    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: 6) { rows in
+    let m = grid.tile.output, alpha = grid.tile.input
+    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: alpha) { rows in
         for c in channels {
             for r in tileRows {
-                // The six input rows of tile row r, nil outside the map.
-                for j in 0 ..< 6 {
-                    let y = grid.rows.lowerBound &+ 4 &* r &- 1 &+ j
+                // The α input rows of tile row r, nil outside the map.
+                for j in 0 ..< alpha {
+                    let y = grid.rows.lowerBound &+ m &* r &- 1 &+ j
                     rows[j] = grid.inputRows.contains(y) ? input + span.offset(channel: c, row: y) : nil
                 }
-                cgemm_winograd_input(rows.baseAddress!, Int32(grid.width), Int32(grid.tilesX), Int32(grid.phaseStride),
-                                     work, transformed, positionStride, Int32(panels.width), Int32(panels.count),
-                                     Int32(c), Int32(channelCount),
+                cgemm_winograd_input(Int32(m), rows.baseAddress!, Int32(grid.width), Int32(grid.tilesX),
+                                     Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
+                                     Int32(panels.count), Int32(c), Int32(channelCount),
                                      Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
             }
         }
@@ -206,7 +256,7 @@ package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan
 
 /// Writes the output tiles Aᵀ M A of the channels `channels` for the band's tile rows `tileRows` into the map rows
 /// they cover within grid.rows, then runs `epilogue(channel, row)` on each row written.
-/// - transformed: (36, channels, tileStride), as the GEMMs left it, tiles numbered as `winogradInputTransform` does
+/// - transformed: (α², channels, tileStride), as the GEMMs left it, tiles numbered as `winogradInputTransform` does
 /// - output: (channels, span.rows, span.width), holding grid.rows
 /// - work: grid.workCount floats, this worker's alone
 package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Range<Int>, channelCount: Int,
@@ -215,13 +265,14 @@ package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channe
                              work: UnsafeMutablePointer<Float>,
                              epilogue: (_ channel: Int, _ row: UnsafeMutablePointer<Float>, _ y: Int) -> Void) {
     let positionStride = channelCount &* tileStride
+    let m = grid.tile.output
     for c in channels {
         for r in tileRows {
-            let firstRow = grid.rows.lowerBound &+ 4 &* r
-            let rowsHere = min(4, grid.rows.upperBound &- firstRow)
+            let firstRow = grid.rows.lowerBound &+ m &* r
+            let rowsHere = min(m, grid.rows.upperBound &- firstRow)
             let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* grid.rowTiles)
-            cgemm_winograd_output(base, positionStride, Int32(grid.tilesX), Int32(grid.width), Int32(rowsHere),
-                                  output + span.offset(channel: c, row: firstRow), grid.width, work)
+            cgemm_winograd_output(Int32(m), base, positionStride, Int32(grid.tilesX), Int32(grid.width),
+                                  Int32(rowsHere), output + span.offset(channel: c, row: firstRow), grid.width, work)
             for i in 0 ..< rowsHere {
                 epilogue(c, output + span.offset(channel: c, row: firstRow &+ i), firstRow &+ i)
             }

@@ -112,7 +112,7 @@ public struct Options: Sendable {
     /// optimizer, the images and content targets the driver holds and the network's buffers (see `MemoryPlan`). The
     /// network runs as much of itself in stripes as it needs to stay within what is left, and as little as it can.
     /// The default keeps a 12-megapixel photo at its own size within it.
-    public var memory = 1800 << 20
+    public var memory = 1900 << 20
     /// The most pixels an image may have, a style image as it is seen included.
     public var maxPixels = 16_777_216
     /// Threads for the network; nil means one per core.

@@ -84,6 +84,9 @@ public struct MemoryPlan: Equatable, Sendable {
     public var fixedBytes: Int
     /// The bytes left for the network's buffers.
     public var networkBytes: Int
+    /// The bytes for keeping every layer's transformed kernel (`VGG19.keepsAllKernels`), taken from what the network
+    /// was left where they cost its buffers no work; 0 when the layers without a kept kernel remake it as they run.
+    public var keptKernelBytes = 0
 
     /// The plan for a scale whose images hold `pixels` RGB pixels and whose content targets `targetFloats` floats,
     /// within `budget` bytes. The candidates, in order of preference: L-BFGS's full `history` in single precision, then

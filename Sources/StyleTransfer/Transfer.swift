@@ -84,15 +84,16 @@ public final class Stylizer {
     ///   - styles: the style images, at their own sizes.
     ///   - convolution: how the network computes its convolutions (tests compare stripes with whole maps bit for bit
     ///     with im2col).
+    ///   - tile: the Winograd algorithm; nil for the one that suits the precision (`Convolution.preferredTile`).
     public init(weights: VGGWeights, options: Options, styles: [RGBImage],
-                convolution: ConvolutionAlgorithm = .winograd) throws {
+                convolution: ConvolutionAlgorithm = .winograd, tile: WinogradTile? = nil) throws {
         precondition(!styles.isEmpty, "no style image")
         precondition(options.styleBlend.isEmpty || options.styleBlend.count == styles.count)
         precondition(options.styleMasks.map { $0.count == styles.count } ?? true, "one style mask per style image")
         self.options = options
         network = try VGG19(weights: weights, pooling: options.pooling, threads: options.threads,
                             striping: .budget(bytes: options.memory), convolution: convolution,
-                            precision: options.precision ?? .fastest, padding: options.padding)
+                            precision: options.precision ?? .fastest, padding: options.padding, tile: tile)
         self.styles = options.preserveColors ? styles.map(Stylizer.luminanceImage) : styles
         styleBlend = options.styleBlend.isEmpty
             ? Array(repeating: 1, count: styles.count) : options.styleBlend.map(Double.init)
@@ -103,11 +104,14 @@ public final class Stylizer {
 
     /// The precision the network's Winograd products run in.
     public var precision: ProductPrecision { network.precision }
+    /// The Winograd algorithm the network runs.
+    public var tile: WinogradTile { network.tile }
 
     /// One line naming the kernels the products run in, for `-verbose`: `KernelPath.summary`, and the Winograd
     /// products' precision when it is bf16.
     public var kernelSummary: String {
-        KernelPath.summary + (network.precision == .bf16 ? ", Winograd products in bf16" : "")
+        KernelPath.summary + ", Winograd F(\(network.tile.output)×\(network.tile.output), 3×3)"
+            + (network.precision == .bf16 ? " with products in bf16" : "")
     }
 
     /// Stylizes one image and returns the result at the content's dimensions.
@@ -167,8 +171,11 @@ public final class Stylizer {
                 : "Adam"
             let flow = temporal.map { String(format: "flow %.2f s, %.0f %% of the frame follows the last; ",
                                              $0.seconds, 100 * $0.reliableShare) } ?? ""
-            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary); \(flow)\(history); "
-                + "\((residentBytes + memory.fixedBytes + network.allocatedBytes) >> 20) of \(options.memory >> 20) MiB"
+            let kernels = network.allKernelsExtraBytes == 0 || network.keepsAllKernels
+                ? "every Winograd kernel kept" : "deep Winograd kernels remade as they run"
+            let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary), \(kernels); \(flow)\(history); "
+                + "\((residentBytes + memory.fixedBytes + memory.keptKernelBytes + network.allocatedBytes) >> 20) of "
+                + "\(options.memory >> 20) MiB"
             var reported = false
             // The iterations of this scale: as planned, or within what is left of the time limit, shared with the
             // scales still to come in proportion to their planned work.
@@ -240,6 +247,7 @@ public final class Stylizer {
                             temporal: TemporalTarget? = nil) throws -> (MemoryPlan, Problem) {
         let memory = try memoryPlan(for: size, content: originalSize)
         network.striping = .budget(bytes: memory.networkBytes)
+        network.keepsAllKernels = memory.keptKernelBytes > 0
         let problem = try self.problem(content: resized(content, to: size), size: size,
                                        targetPrecision: memory.targetPrecision, temporal: temporal)
         return (memory, problem)
@@ -349,6 +357,12 @@ public final class Stylizer {
         guard plan.networkBytes >= minimum else {
             throw TransferError.memory(size: size, needed: residentBytes + plan.fixedBytes + minimum,
                                        budget: options.memory)
+        }
+        // Every transformed kernel kept, where the network's buffers lose no work for it.
+        let kernels = network.allKernelsExtraBytes
+        if kernels > 0, let least = cost(plan.networkBytes), cost(plan.networkBytes - kernels) == least {
+            plan.networkBytes -= kernels
+            plan.keptKernelBytes = kernels
         }
         return plan
     }

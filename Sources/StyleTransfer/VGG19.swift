@@ -103,9 +103,6 @@ public final class VGG19 {
     /// The buffer the convolutions that keep no transformed kernel make it in, each time they run; nil when all keep theirs.
     private let kernelSlot: TransformedKernelSlot?
 
-    /// The default of `keptKernelBytes`: the kernels of blocks 1 to 3 (36 MiB), which run on large maps, so that their
-    /// transforms would cost the most often; the 512-channel layers are transformed as they run.
-    public static let defaultKeptKernelBytes = 36 << 20
     /// The most floats one convolution's scratch may use.
     private let scratchLimit: Int
     /// The threads the network's own loops run on.
@@ -138,28 +135,37 @@ public final class VGG19 {
     ///   - convolution: how the convolutions of many input channels are computed (`conv1_1` always uses im2col).
     ///   - precision: the precision of the Winograd products (`ProductPrecision`), where the processor and the kernel
     ///     path run it; single precision elsewhere.
-    ///   - keptKernelBytes: with Winograd, the transformed kernels (36 × in × out floats a layer, 197 MiB for all
-    ///     through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
+    ///   - keptKernelBytes: with Winograd, the transformed kernels (α² × in × out floats a layer: with F(6×6), 64, 350
+    ///     MiB for all through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
     ///     share one buffer, the size of the largest of them, and transform their kernel into it each time they run
     ///     (a few milliseconds a layer); `Int.max` keeps them all.
     ///   - padding: what `conv1_1` sees beyond the image's edges (the other convolutions pad with zeros, as trained).
+    ///   - tile: which Winograd algorithm the convolutions of many input channels run; nil for
+    ///     `Convolution.preferredTile` of the precision.
     /// - Throws: `NetworkError` when the weights are not VGG-19's convolutions in order.
     public init(weights: VGGWeights, pooling: Pooling = .max, scratchBytes: Int = 32 << 20, threads: Int? = nil,
                 striping: Striping = .wholeMaps, convolution: ConvolutionAlgorithm = .winograd,
-                keptKernelBytes: Int = VGG19.defaultKeptKernelBytes, precision: ProductPrecision = .single,
-                padding: Padding = .zero) throws {
+                keptKernelBytes: Int? = nil, precision: ProductPrecision = .single,
+                padding: Padding = .zero, tile: WinogradTile? = nil) throws {
         try weights.checkArchitecture()
         weightBytes = weights.bytes
         self.pooling = pooling
         let threads = max(1, threads ?? coreCount)
         self.threads = threads
         self.striping = striping
+        let tile = tile ?? Convolution.preferredTile(precision: precision, algorithm: convolution)
+        self.tile = tile
         // The transformed kernels kept, smallest first within the budget; the others share the slot.
         let sizes = weights.layers.map {
             Convolution.usesWinograd(inChannels: $0.inChannels, algorithm: convolution)
-                ? winogradPositions * $0.inChannels * $0.outChannels * MemoryLayout<Float>.stride : 0
+                ? tile.positions * $0.inChannels * $0.outChannels * MemoryLayout<Float>.stride : 0
         }
-        var kept = Set<Int>(), budget = keptKernelBytes
+        // By default the kernels of blocks 1 to 3 (35 MiB with F(4×4), 63 MiB with F(6×6)), which run on large maps,
+        // so that their transforms would cost the most often; the 512-channel layers are transformed as they run
+        // unless `keepsAllKernels`.
+        var kept = Set<Int>()
+        let blocksOneToThree = VGG19Architecture.blocks.prefix(3).reduce(0) { $0 + $1.convolutions }
+        var budget = keptKernelBytes ?? sizes.prefix(blocksOneToThree).reduce(0, +)
         for k in sizes.indices.sorted(by: { sizes[$0] < sizes[$1] }) where sizes[k] > 0 && sizes[k] <= budget {
             kept.insert(k)
             budget -= sizes[k]
@@ -168,9 +174,10 @@ public final class VGG19 {
         let slot = shared.isEmpty ? nil
             : TransformedKernelSlot(capacity: shared.map { sizes[$0] }.max()! / MemoryLayout<Float>.stride)
         kernelSlot = slot
+        allKernelsExtraBytes = shared.reduce(0) { $0 + sizes[$1] } - (slot?.capacity ?? 0) * MemoryLayout<Float>.stride
         let convolutions = weights.layers.enumerated().map { k, layer in
             Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot,
-                        precision: precision, padding: k == 0 ? padding : .zero)
+                        precision: precision, padding: k == 0 ? padding : .zero, tile: tile)
         }
         self.convolutions = convolutions
         self.precision = convolutions.contains(where: \.usesBF16) ? .bf16 : .single
@@ -245,11 +252,27 @@ public final class VGG19 {
     /// The precision its Winograd products run in: `bf16` when it was asked for and the processor and kernel path run
     /// it.
     public let precision: ProductPrecision
+    /// The Winograd algorithm of its convolutions of many input channels.
+    public let tile: WinogradTile
     /// The bytes of the weights the network was given.
     public let weightBytes: Int
 
     /// How many times a convolution has transformed its kernel into the shared buffer (see `keptKernelBytes`).
     public var kernelTransforms: Int { kernelSlot?.fills ?? 0 }
+
+    /// The bytes `keepsAllKernels` takes beyond `kernelCopyCapacity`: the transformed kernels of the layers that share
+    /// the buffer, less the buffer, which it frees.
+    public let allKernelsExtraBytes: Int
+
+    /// Whether every layer keeps its transformed kernel, made once, beyond the `keptKernelBytes` given (they take
+    /// `allKernelsExtraBytes` more); otherwise those layers make it in the shared buffer each time they run.
+    public var keepsAllKernels = false {
+        didSet {
+            guard keepsAllKernels != oldValue, let kernelSlot else { return }
+            for convolution in convolutions { convolution.keepsKernel = keepsAllKernels }
+            if keepsAllKernels { kernelSlot.release() }
+        }
+    }
 
     /// Allocates the buffers for evaluations at height × width whose losses read `layers`; does nothing when they
     /// are allocated already. `forward` calls it; call it first to allocate before work starts.

@@ -93,8 +93,34 @@ final class MemoryAccountingTests: XCTestCase {
         let below = try stylizer.memoryPlan(for: small, content: big)
         XCTAssertEqual(below.fixedBytes - own.fixedBytes, 3 * big.pixels * 4)
         for plan in [own, below] {
-            XCTAssertEqual(plan.fixedBytes + plan.networkBytes, options.memory - stylizer.residentBytes)
+            XCTAssertEqual(plan.fixedBytes + plan.networkBytes + plan.keptKernelBytes,
+                           options.memory - stylizer.residentBytes)
+            // With room to spare, every transformed kernel is kept.
+            XCTAssertEqual(plan.keptKernelBytes, network.allKernelsExtraBytes)
+            XCTAssertGreaterThan(plan.keptKernelBytes, 0)
         }
+    }
+
+    /// Where the network's buffers would do more work for it, the deep layers' kernels are remade as they run: at the
+    /// least `-memory` a size needs, no kernel is kept beyond the network's own few.
+    func testKernelsAreKeptOnlyWhereTheyCostTheNetworkNoWork() throws {
+        var random = TestRandom(state: 6)
+        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        var options = Options()
+        options.memory = 200 << 20
+        let big = Stylizer.Size(width: 1600, height: 1200)
+        let needed: Int
+        do {
+            _ = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+                .memoryPlan(for: big, content: big)
+            return XCTFail("1600x1200 fits in 200 MiB")
+        } catch TransferError.memory(_, let bytes, _) {
+            needed = bytes
+        }
+        options.memory = needed
+        let plan = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+            .memoryPlan(for: big, content: big)
+        XCTAssertEqual(plan.keptKernelBytes, 0)
     }
 }
 

@@ -3,12 +3,13 @@ import XCTest
 @testable import StyleTransfer
 
 final class WinogradTests: XCTestCase {
-    /// At VGG-19's channel counts, on ReLU-like (nonnegative) inputs, Winograd's F(4×4, 3×3) stays within 2·10⁻⁵ of the
-    /// float64 direct convolution relative to the output's scale, forward and backward, in bands of several tile rows
-    /// and of one, on every kernel path.
+    /// At VGG-19's channel counts, on ReLU-like (nonnegative) inputs, Winograd's F(4×4, 3×3) and F(6×6, 3×3) stay
+    /// within 2·10⁻⁵ of the float64 direct convolution relative to the output's scale, forward and backward, in bands of
+    /// several tile rows and of one, on every kernel path.
     func testAccuracyAtNetworkChannelCounts() throws {
         var rng = SplitMix64(seed: 7)
-        for (ci, co, h, w) in [(64, 64, 13, 38), (256, 128, 9, 11), (512, 512, 4, 6)] {
+        for tile in WinogradTile.allCases {
+        for (ci, co, h, w) in [(64, 64, 13, 38), (256, 128, 9, 11), (512, 512, 6, 8)] {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
             let input = randomValues(ci * h * w, using: &rng).map { max($0, 0) * 100 }
             let gradOutput = randomValues(co * h * w, using: &rng)
@@ -16,7 +17,7 @@ final class WinogradTests: XCTestCase {
             let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
             for (path, algorithm) in Self.pathsAndAlgorithms {
                 try withKernelPath(path) {
-                    let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+                    let conv = Convolution(weights, threads: 2, algorithm: algorithm, tile: tile)
                     XCTAssertEqual(conv.usesPanelGEMM, algorithm == .winograd && path != .openblas)
                     for limit in [1, Int.max / 2] {
                         let scratch = Tensor(channels: 1, height: 1,
@@ -25,15 +26,16 @@ final class WinogradTests: XCTestCase {
                         conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output,
                                      reluMask: nil, scratch: scratch)
                         assertClose(output.values, forwardReference, relative: 2e-5,
-                                    "\(path) \(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                                    "\(tile) \(path) \(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
                         let gradInput = Tensor(channels: ci, height: h, width: w)
                         conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput),
                                            into: gradInput, inputMask: nil, scratch: scratch)
                         assertClose(gradInput.values, backwardReference, relative: 2e-5,
-                                    "\(path) \(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
+                                    "\(tile) \(path) \(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
                     }
                 }
             }
+        }
         }
     }
 
@@ -46,7 +48,8 @@ final class WinogradTests: XCTestCase {
     /// laid out in panels of its own, with several panels per band for the panel GEMM; on every kernel path.
     func testShorterLastBand() throws {
         var rng = SplitMix64(seed: 8)
-        let (ci, co, h, w) = (16, 24, 19, 150)
+        for tile in WinogradTile.allCases {
+        let (ci, co, h, w) = (16, 24, 5 * tile.output - 1, 150)
         let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
         let input = randomValues(ci * h * w, using: &rng)
         let gradOutput = randomValues(co * h * w, using: &rng)
@@ -54,18 +57,20 @@ final class WinogradTests: XCTestCase {
         let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: weights)
         for (path, algorithm) in Self.pathsAndAlgorithms {
             try withKernelPath(path) {
-                let conv = Convolution(weights, threads: 2, algorithm: algorithm)
+                let conv = Convolution(weights, threads: 2, algorithm: algorithm, tile: tile)
                 let scratch = Tensor(channels: 1, height: 1,
-                                     width: conv.scratchCount(height: 8, width: w, limit: .max / 2))
+                                     width: conv.scratchCount(height: 2 * tile.output, width: w, limit: .max / 2))
                 let output = Tensor(channels: co, height: h, width: w)
                 conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output, reluMask: nil,
                              scratch: scratch)
-                assertClose(output.values, forwardReference, relative: 2e-5, "\(path) \(algorithm) forward")
+                assertClose(output.values, forwardReference, relative: 2e-5, "\(tile) \(path) \(algorithm) forward")
                 let gradInput = Tensor(channels: ci, height: h, width: w)
                 conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput), into: gradInput,
                                    inputMask: nil, scratch: scratch)
-                assertClose(gradInput.values, backwardReference, relative: 2e-5, "\(path) \(algorithm) backward")
+                assertClose(gradInput.values, backwardReference, relative: 2e-5,
+                            "\(tile) \(path) \(algorithm) backward")
             }
+        }
         }
     }
 
@@ -73,55 +78,177 @@ final class WinogradTests: XCTestCase {
     func testTurnedKernelIsAScaledPermutation() {
         let kernel: [Float] = (0 ..< 9).map { Float($0 * $0 % 7) - 2.5 }
         let turned: [Float] = kernel.reversed()
-        var u = [Float](repeating: 0, count: 36), v = [Float](repeating: 0, count: 36)
-        kernel.withUnsafeBufferPointer { winogradTransformKernel($0.baseAddress!, outChannels: 1, inChannels: 1, outputs: 0 ..< 1, panelRows: 1, into: &u) }
-        turned.withUnsafeBufferPointer { winogradTransformKernel($0.baseAddress!, outChannels: 1, inChannels: 1, outputs: 0 ..< 1, panelRows: 1, into: &v) }
-        for i in 0 ..< 6 {
-            for k in 0 ..< 6 {
-                let expected = winogradTurnedScale[i] * winogradTurnedScale[k] * u[winogradTurned[i] * 6 + winogradTurned[k]]
-                XCTAssertEqual(v[i * 6 + k], expected, accuracy: 1e-6 * max(1, abs(expected)), "position \(i), \(k)")
+        for tile in WinogradTile.allCases {
+            let side = tile.input
+            var u = [Float](repeating: 0, count: tile.positions), v = u
+            kernel.withUnsafeBufferPointer {
+                winogradTransformKernel($0.baseAddress!, tile: tile, outChannels: 1, inChannels: 1, outputs: 0 ..< 1,
+                                        panelRows: 1, into: &u)
+            }
+            turned.withUnsafeBufferPointer {
+                winogradTransformKernel($0.baseAddress!, tile: tile, outChannels: 1, inChannels: 1, outputs: 0 ..< 1,
+                                        panelRows: 1, into: &v)
+            }
+            for i in 0 ..< side {
+                for k in 0 ..< side {
+                    let expected = tile.turnedScale[i] * tile.turnedScale[k] * u[tile.turned[i] * side + tile.turned[k]]
+                    XCTAssertEqual(v[i * side + k], expected, accuracy: 1e-6 * max(1, abs(expected)),
+                                   "\(tile) position \(i), \(k)")
+                }
             }
         }
     }
 
-    /// The kernel transform against G g Gᵀ in float64 written out with the matrix of the comment in Winograd.swift, for
-    /// channel counts that leave partial vectors and partial blocks, and for a slice of the output channels, in the plain
-    /// order and in panels of 8 and 16 output channels.
-    func testKernelTransformMatchesTheMatrices() {
-        let gMatrix: [[Double]] = [[0.5, 0, 0], [1.0 / 18, 1.0 / 18, 1.0 / 18], [-0.5, 0.5, -0.5],
-                                   [1.0 / 18, -1.0 / 9, 2.0 / 9], [16.0 / 9, -8.0 / 9, 4.0 / 9], [0, 0, 0.5]]
-        var rng = SplitMix64(seed: 11)
-        for (co, ci, panelRows) in [(3, 1, 1), (2, 37, 1), (5, 70, 1), (8, 37, 8), (24, 70, 8), (32, 9, 16)] {
-            let kernel = randomValues(co * ci * 9, using: &rng)
-            let plane = co * ci
-            var transformed = [Float](repeating: .nan, count: 36 * plane)
-            let outputs = co > 2 ? 1 ..< co - 1 : 0 ..< co
-            kernel.withUnsafeBufferPointer { k in
-                transformed.withUnsafeMutableBufferPointer { t in
-                    winogradTransformKernel(k.baseAddress!, outChannels: co, inChannels: ci, outputs: outputs,
-                                            panelRows: panelRows, into: t.baseAddress!)
-                }
+    /// G of each algorithm, as the comment in Winograd.swift writes it.
+    private static let gMatrices: [WinogradTile: [[Double]]] = [
+        .f4: [[0.5, 0, 0], [1.0 / 18, 1.0 / 18, 1.0 / 18], [-0.5, 0.5, -0.5], [1.0 / 18, -1.0 / 9, 2.0 / 9],
+              [16.0 / 9, -8.0 / 9, 4.0 / 9], [0, 0, 0.5]],
+        .f6: [[0.25, 0, 0], [-1.0 / 18, -1.0 / 18, -1.0 / 18], [-1.0 / 18, 1.0 / 18, -1.0 / 18],
+              [1.0 / 360, 1.0 / 180, 1.0 / 90], [1.0 / 360, -1.0 / 180, 1.0 / 90], [16.0 / 45, 8.0 / 45, 4.0 / 45],
+              [16.0 / 45, -8.0 / 45, 4.0 / 45], [0, 0, 0.25]],
+    ]
+
+    /// Aᵀ and Bᵀ of F(6×6, 3×3) as the comment in Winograd.swift writes them: with G above, Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A is
+    /// the correlation of d with g, in float64 on random tiles (so the matrices the C transforms compute are the ones
+    /// the comment gives, and G is their partner).
+    func testF6MatricesComputeTheCorrelation() {
+        let aT: [[Double]] = [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0.5, -0.5, 0], [0, 1, 1, 4, 4, 0.25, 0.25, 0],
+                              [0, 1, -1, 8, -8, 0.125, -0.125, 0], [0, 1, 1, 16, 16, 1.0 / 16, 1.0 / 16, 0],
+                              [0, 1, -1, 32, -32, 1.0 / 32, -1.0 / 32, 1]]
+        let bT: [[Double]] = [[4, 0, -21, 0, 21, 0, -4, 0], [0, 4, 4, -17, -17, 4, 4, 0], [0, -4, 4, 17, -17, -4, 4, 0],
+                              [0, 2, 1, -10, -5, 8, 4, 0], [0, -2, 1, 10, -5, -8, 4, 0], [0, 4, 8, -5, -10, 1, 2, 0],
+                              [0, -4, 8, 5, -10, -1, 2, 0], [0, -4, 0, 21, 0, -21, 0, 4]]
+        let g = Self.gMatrices[.f6]!
+        var rng = SplitMix64(seed: 13)
+        let d = randomValues(64, using: &rng).map(Double.init), k = randomValues(9, using: &rng).map(Double.init)
+        func product(_ a: [[Double]], _ b: [[Double]]) -> [[Double]] {
+            a.map { row in (0 ..< b[0].count).map { j in zip(row, b).reduce(0) { $0 + $1.0 * $1.1[j] } } }
+        }
+        func transpose(_ a: [[Double]]) -> [[Double]] { (0 ..< a[0].count).map { j in a.map { $0[j] } } }
+        let tile = (0 ..< 8).map { Array(d[8 * $0 ..< 8 * $0 + 8]) }, kernel = (0 ..< 3).map { Array(k[3 * $0 ..< 3 * $0 + 3]) }
+        let u = product(product(g, kernel), transpose(g)), v = product(product(bT, tile), transpose(bT))
+        let y = product(product(aT, zip(u, v).map { zip($0, $1).map(*) }), transpose(aT))
+        for i in 0 ..< 6 {
+            for j in 0 ..< 6 {
+                var expected = 0.0
+                for ky in 0 ..< 3 { for kx in 0 ..< 3 { expected += tile[i + ky][j + kx] * kernel[ky][kx] } }
+                XCTAssertEqual(y[i][j], expected, accuracy: 1e-12, "output \(i), \(j)")
             }
-            for o in 0 ..< co {
-                for i in 0 ..< ci {
-                    for r in 0 ..< 6 {
-                        for c in 0 ..< 6 {
-                            let value = transformed[(r * 6 + c) * plane + (o / panelRows) * panelRows * ci
-                                                    + i * panelRows + o % panelRows]
-                            guard outputs.contains(o) else {
-                                XCTAssertTrue(value.isNaN, "channel \(o) outside the slice was written")
-                                continue
-                            }
-                            var expected = 0.0
-                            for ky in 0 ..< 3 {
-                                for kx in 0 ..< 3 {
-                                    expected += gMatrix[r][ky] * Double(kernel[(o * ci + i) * 9 + ky * 3 + kx]) * gMatrix[c][kx]
+        }
+    }
+
+    /// The kernel transform against G g Gᵀ in float64 written out with the matrices of the comment in Winograd.swift,
+    /// for channel counts that leave partial vectors and partial blocks, and for a slice of the output channels, in the
+    /// plain order and in panels of 8 and 16 output channels.
+    func testKernelTransformMatchesTheMatrices() {
+        var rng = SplitMix64(seed: 11)
+        for tile in WinogradTile.allCases {
+            let gMatrix = Self.gMatrices[tile]!, side = tile.input
+            for (co, ci, panelRows) in [(3, 1, 1), (2, 37, 1), (5, 70, 1), (8, 37, 8), (24, 70, 8), (32, 9, 16)] {
+                let kernel = randomValues(co * ci * 9, using: &rng)
+                let plane = co * ci
+                var transformed = [Float](repeating: .nan, count: tile.positions * plane)
+                let outputs = co > 2 ? 1 ..< co - 1 : 0 ..< co
+                kernel.withUnsafeBufferPointer { k in
+                    transformed.withUnsafeMutableBufferPointer { t in
+                        winogradTransformKernel(k.baseAddress!, tile: tile, outChannels: co, inChannels: ci,
+                                                outputs: outputs, panelRows: panelRows, into: t.baseAddress!)
+                    }
+                }
+                for o in 0 ..< co {
+                    for i in 0 ..< ci {
+                        for r in 0 ..< side {
+                            for c in 0 ..< side {
+                                let value = transformed[(r * side + c) * plane + (o / panelRows) * panelRows * ci
+                                                        + i * panelRows + o % panelRows]
+                                guard outputs.contains(o) else {
+                                    XCTAssertTrue(value.isNaN, "channel \(o) outside the slice was written")
+                                    continue
                                 }
+                                var expected = 0.0
+                                for ky in 0 ..< 3 {
+                                    for kx in 0 ..< 3 {
+                                        expected += gMatrix[r][ky] * Double(kernel[(o * ci + i) * 9 + ky * 3 + kx])
+                                            * gMatrix[c][kx]
+                                    }
+                                }
+                                XCTAssertEqual(Double(value), expected, accuracy: 1e-6 * max(1, abs(expected)),
+                                               "\(tile) \(co)x\(ci) o \(o) i \(i) position \(r), \(c)")
                             }
-                            XCTAssertEqual(Double(value), expected, accuracy: 1e-6 * max(1, abs(expected)),
-                                           "\(co)x\(ci) o \(o) i \(i) position \(r), \(c)")
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Every Winograd layer of VGG-19 with its real weights (its first 64 output channels, to keep the float64
+    /// reference quick), on its real input (a 12×14 crop of the photo's maps at 128×96, made with im2col, or the whole
+    /// map where it is smaller) and a random output gradient: F(6×6, 3×3) stays within 10⁻⁵ of the float64 direct
+    /// convolution (in norm, forward and backward), as F(4×4, 3×3) does. With bf16 products, where the processor runs
+    /// them, the operands' rounding dominates both: F(6×6) forward stays within 2 % and within twice F(4×4)'s error,
+    /// and backward, on white noise (which the transforms amplify most), within 8 % and 3 times F(4×4)'s.
+    func testF6AccuracyOnEveryLayer() throws {
+        let weights = try projectWeights()
+        let (width, height) = (128, 96)
+        let small = try ReferenceTests.readPPM(ReferenceTests.fixtures.appendingPathComponent("chelsea-64x48.ppm"),
+                                               width: 64, height: 48)
+        let photo = resample(small, channels: 3, height: 48, width: 64, toHeight: height, toWidth: width)
+        // Each convolution's input: the ReLU before it, or the pooling at the end of the block before.
+        let inputs = ["relu1_1", "pool1", "relu2_1", "pool2", "relu3_1", "relu3_2", "relu3_3", "pool3", "relu4_1",
+                      "relu4_2", "relu4_3", "pool4"]
+        let convolutions = ["conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3", "conv3_4", "conv4_1",
+                            "conv4_2", "conv4_3", "conv4_4", "conv5_1"]
+        let maps = try VGG19(weights: weights, convolution: .im2col)
+            .activations(image: photo, height: height, width: width, layers: Set(inputs))
+        func relativeError(_ actual: [Float], _ expected: [Double]) -> Double {
+            let difference = zip(actual, expected).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) }
+            return (difference / expected.reduce(0.0) { $0 + $1 * $1 }).squareRoot()
+        }
+        var rng = SplitMix64(seed: 14)
+        let precisions: [ProductPrecision] = ProductPrecision.bf16.isSupported && KernelPath.current == .avx512
+            ? [.single, .bf16] : [.single]
+        for (name, inputName) in zip(convolutions, inputs) {
+            let whole = try XCTUnwrap(weights.layer(named: name)), wholeMap = try XCTUnwrap(maps[inputName])
+            let outputs = min(64, whole.outChannels), channels = whole.inChannels
+            let layer = ConvLayerWeights(name: name, inChannels: channels, outChannels: outputs,
+                                         kernel: Array(whole.kernel.prefix(outputs * channels * 9)),
+                                         bias: Array(whole.bias.prefix(outputs)))
+            let (h, w) = (min(12, wholeMap.height), min(14, wholeMap.width))
+            let (top, left) = ((wholeMap.height - h) / 2, (wholeMap.width - w) / 2)
+            var crop = [Float](repeating: 0, count: channels * h * w)
+            for c in 0 ..< channels {
+                for y in 0 ..< h {
+                    for x in 0 ..< w {
+                        crop[(c * h + y) * w + x] = wholeMap.values[(c * wholeMap.height + top + y) * wholeMap.width + left + x]
+                    }
+                }
+            }
+            let map = Tensor(channels: channels, height: h, width: w, values: crop)
+            let gradOutput = randomValues(layer.outChannels * h * w, using: &rng)
+            let forwardReference = naiveConvolution(map.values, height: h, width: w, weights: layer)
+            let backwardReference = naiveConvolutionInputGradient(gradOutput, height: h, width: w, weights: layer)
+            for precision in precisions {
+                var errors: [WinogradTile: (Double, Double)] = [:]
+                for tile in WinogradTile.allCases {
+                    let conv = Convolution(layer, threads: 2, precision: precision, tile: tile)
+                    let scratch = Tensor(channels: 1, height: 1, width: conv.scratchCount(height: h, width: w, limit: 1 << 22))
+                    let output = Tensor(channels: layer.outChannels, height: h, width: w)
+                    conv.forward(map, into: output, reluMask: nil, scratch: scratch)
+                    let gradInput = Tensor(channels: layer.inChannels, height: h, width: w)
+                    conv.backwardInput(Tensor(channels: layer.outChannels, height: h, width: w, values: gradOutput),
+                                       into: gradInput, inputMask: nil, scratch: scratch)
+                    errors[tile] = (relativeError(output.values, forwardReference),
+                                    relativeError(gradInput.values, backwardReference))
+                }
+                let (f4, f6) = (errors[.f4]!, errors[.f6]!)
+                let what = "\(name) \(h)x\(w) \(precision): F(4×4) \(f4), F(6×6) \(f6)"
+                if precision == .single {
+                    XCTAssertLessThan(max(f6.0, f6.1), 1e-5, what)
+                    XCTAssertLessThan(max(f4.0, f4.1), 1e-5, what)
+                } else {
+                    XCTAssertLessThan(f6.0, min(2e-2, 2 * f4.0), what)
+                    XCTAssertLessThan(f6.1, min(8e-2, 3 * f4.1), what)
                 }
             }
         }
@@ -134,7 +261,7 @@ final class WinogradTests: XCTestCase {
         let (h, w) = (9, 10)
         let layers = [randomConvWeights(inChannels: 16, outChannels: 24, using: &rng),
                       randomConvWeights(inChannels: 24, outChannels: 8, using: &rng)]
-        let slot = TransformedKernelSlot(capacity: 36 * 16 * 24)
+        let slot = TransformedKernelSlot(capacity: 64 * 16 * 24)
         let shared = layers.map { Convolution($0, threads: 2, algorithm: .winograd, kernelSlot: slot) }
         let kept = layers.map { Convolution($0, threads: 2, algorithm: .winograd) }
         let scratch = Tensor(channels: 1, height: 1, width: 1 << 20)
@@ -154,7 +281,15 @@ final class WinogradTests: XCTestCase {
         XCTAssertEqual(slot.fills, 3)
         XCTAssertEqual(run(shared), expected)
         XCTAssertEqual(slot.fills, 5)
-        XCTAssertEqual(slot.allocatedBytes, 36 * 16 * 24 * 4)
+        XCTAssertEqual(slot.allocatedBytes, 64 * 16 * 24 * 4)
         XCTAssertEqual(shared.map(\.allocatedBytes), [0, 0])
+        // Kept instead, they give the same bits again, fill the slot no more, and free their kernels when let go.
+        for convolution in shared { convolution.keepsKernel = true }
+        XCTAssertEqual(run(shared), expected)
+        XCTAssertEqual(slot.fills, 5)
+        XCTAssertEqual(shared.map(\.allocatedBytes), [64 * 16 * 24 * 4, 64 * 24 * 8 * 4])
+        for convolution in shared { convolution.keepsKernel = false }
+        XCTAssertEqual(shared.map(\.allocatedBytes), [0, 0])
+        XCTAssertEqual(run(shared), expected)
     }
 }

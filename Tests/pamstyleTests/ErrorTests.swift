@@ -150,10 +150,11 @@ final class ErrorTests: XCTestCase {
         }
         let bf16 = try pamstyle(verbose + ["-precision", "bf16", style], input: input, timeout: 120)
         XCTAssertEqual(bf16.status, 0, bf16.stderr)
-        XCTAssertTrue(bf16.stderr.contains("Winograd products in bf16"), bf16.stderr)
+        XCTAssertTrue(bf16.stderr.contains("Winograd F(4×4, 3×3) with products in bf16"), bf16.stderr)
         let single = try pamstyle(verbose + ["-precision", "single", style], input: input, timeout: 120)
         XCTAssertEqual(single.status, 0, single.stderr)
         XCTAssertFalse(single.stderr.contains("bf16"), single.stderr)
+        XCTAssertTrue(single.stderr.contains("Winograd F(6×6, 3×3)"), single.stderr)
         XCTAssertNotEqual(bf16.stdout, single.stdout)
     }
 

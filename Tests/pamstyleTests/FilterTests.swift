@@ -262,7 +262,7 @@ final class FilterTests: XCTestCase {
         XCTAssertEqual(sizes.count, 2, whole.stderr)
         XCTAssertTrue(sizes[0].hasPrefix("pamstyle: 320x120: network relu1_1 … relu5_1 whole"), String(sizes[0]))
         XCTAssertTrue(sizes[1].hasPrefix("pamstyle: 640x240: network relu1_1 … relu5_1 whole"), String(sizes[1]))
-        let striped = try pamstyle(["-memory", "300"] + arguments, input: input, timeout: 300)
+        let striped = try pamstyle(["-memory", "360"] + arguments, input: input, timeout: 300)
         XCTAssertEqual(striped.status, 0, striped.stderr)
         let layout = striped.stderrLines.filter { $0.contains("640x240: network ") }
         XCTAssertTrue(layout.first?.contains(" stripes of ") ?? false, striped.stderr)

@@ -91,23 +91,30 @@ void cgemm_pack(int m, int k, const float *a, ptrdiff_t lda, int transposedA, fl
 void cgemm_multiply(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
                     int accumulate, float *c, ptrdiff_t ldc);
 
-/* Transforms of Winograd's F(4×4, 3×3) for one channel's tile row (Sources/Kernels/Winograd.swift has the matrices
- * and layouts), in AVX2 vectors on the avx2 and avx512 paths and the target's baseline on the portable one; the two
- * give the same bits (no fused multiply-adds).
+/* The tile transforms of Winograd's F(4×4, 3×3) (tile 4) and F(6×6, 3×3) (tile 6) for one channel's tile row
+ * (Sources/Kernels/Winograd.swift has the matrices and layouts), with α = tile + 2 input values a side and α²
+ * positions, in AVX2 vectors on the avx2 and avx512 paths and the target's baseline on the portable one; the two give
+ * the same bits (no fused multiply-adds).
  *
- * cgemm_winograd_input: V = Bᵀ d B of the tiles of one tile row. rows: the six input rows the tiles read (the row
- * above the tile row's first to the one below its fourth), NULL for a row outside the map (zeros); each `width`
- * floats. The tiles, tilesX of them, go to transformed + k·positionStride + offset(tile) for position k, where
- * offset is WinogradPanels.offset of tile firstTile + t of channel `channel` of `channels`, in panels of panelWidth
- * tiles of panelCount. work: 24·phaseStride + 288 floats, phaseStride ≥ tilesX + 8 rounded up to 8. */
-void cgemm_winograd_input(const float *const rows[6], int width, int tilesX, int phaseStride, float *work,
+ * cgemm_winograd_work_count: the floats of the work area of either transform for a tile row of at most
+ * phaseStride − 8 tiles (phaseStride a multiple of 8).
+ *
+ * cgemm_winograd_input: V = Bᵀ d B of the tiles of one tile row. rows: the α input rows the tiles read (the row above
+ * the tile row's first to the one below its last), NULL for a row outside the map (zeros); each `width` floats. The
+ * tiles, tilesX of them, go to transformed + k·positionStride + offset(tile) for position k, where offset is
+ * WinogradPanels.offset of tile firstTile + t of channel `channel` of `channels`, in panels of panelWidth tiles of
+ * panelCount.
+ *
+ * cgemm_winograd_output: Y = Aᵀ M A of tilesX tiles of one tile row, M at transformed + k·positionStride + t for
+ * position k and tile t, into the first `rows` (≤ tile) rows of `output`, rowStride floats apart, `width` columns each.
+ */
+size_t cgemm_winograd_work_count(int tile, int phaseStride);
+
+void cgemm_winograd_input(int tile, const float *const rows[], int width, int tilesX, int phaseStride, float *work,
                           float *transformed, ptrdiff_t positionStride, int panelWidth, int panelCount, int channel,
                           int channels, int firstTile);
 
-/* cgemm_winograd_output: Y = Aᵀ M A of tilesX tiles of one tile row, M at transformed + k·positionStride + t for
- * position k and tile t, into the first `rows` (≤ 4) rows of `output`, rowStride floats apart, `width` columns each.
- * work: 224 floats. */
-void cgemm_winograd_output(const float *transformed, ptrdiff_t positionStride, int tilesX, int width, int rows,
-                           float *output, ptrdiff_t rowStride, float *work);
+void cgemm_winograd_output(int tile, const float *transformed, ptrdiff_t positionStride, int tilesX, int width,
+                           int rows, float *output, ptrdiff_t rowStride, float *work);
 
 #endif

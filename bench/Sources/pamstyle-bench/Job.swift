@@ -73,12 +73,13 @@ struct UncheckedFlops: @unchecked Sendable {
 
 // MARK: - Products counted
 
-/// The floating-point operations of the products one evaluation at width × height needs, as the engine computes them
-/// (a multiply-add counts as two): the Winograd F(4×4, 3×3) products of conv1_2 … conv5_1 (2.25 multiply-adds per
-/// pixel and channel pair, tiles past the map's edge not counted) forward and backward, conv1_1's im2col products
-/// forward and backward (27 · 64 per pixel each way), and for each style layer its Gram matrix's upper triangle
-/// (C(C+1)/2 per pixel) and the product of its gradient (C² per pixel).
-func productFlops(width: Int, height: Int, styleLayers: [String]) -> Double {
+/// The floating-point operations of the products one evaluation of a width × height map (the image and its margin)
+/// needs, as the engine computes them (a multiply-add counts as two): the Winograd products of conv1_2 … conv5_1 (α²/m²
+/// multiply-adds per pixel and channel pair: 2.25 for F(4×4, 3×3), 1.78 for F(6×6, 3×3); tiles past the map's edge not
+/// counted) forward and backward, conv1_1's im2col products forward and backward (27 · 64 per pixel each way), and for
+/// each style layer its Gram matrix's upper triangle (C(C+1)/2 per pixel) and the product of its gradient (C² per
+/// pixel).
+func productFlops(width: Int, height: Int, tile: WinogradTile, styleLayers: [String]) -> Double {
     var multiplyAdds = 0.0
     for convolution in VGG19.convolutionTable {
         let layer = convolution.name.replacingOccurrences(of: "conv", with: "relu")
@@ -86,7 +87,7 @@ func productFlops(width: Int, height: Int, styleLayers: [String]) -> Double {
         let shape = VGG19.shape(of: layer, height: height, width: width)
         let pixels = Double(shape.height * shape.width)
         let pairs = Double(convolution.inChannels * convolution.outChannels)
-        multiplyAdds += 2 * pixels * pairs * (convolution.inChannels <= 4 ? 9 : 2.25)
+        multiplyAdds += 2 * pixels * pairs * (convolution.inChannels <= 4 ? 9 : tile.multiplyAddsPerPixel)
     }
     for layer in styleLayers {
         let shape = VGG19.shape(of: layer, height: height, width: width)
@@ -114,7 +115,7 @@ func runJob(_ options: BenchOptions) throws {
     var pamstyleOptions = Options()
     if let threads = options.threads { pamstyleOptions.threads = threads }
     pamstyleOptions.precision = options.precision
-    let stylizer = try Stylizer(weights: weights, options: pamstyleOptions, styles: [style])
+    let stylizer = try Stylizer(weights: weights, options: pamstyleOptions, styles: [style], tile: options.tile)
     let threads = options.threads ?? coreCount
     let peak = Peak.measure(threads: threads)
     let start = try options.startPath.map(readImage)
@@ -160,10 +161,14 @@ func runJob(_ options: BenchOptions) throws {
             value = info.value
         }
         let seconds = median(evaluationTimes)
-        let flops = productFlops(width: width, height: height, styleLayers: Options().styleLayers.map(\.layer.name))
+        // The network sees the image with its mirrored margin (`Stylizer.networkSize`).
+        let margin = min(Options().margin, min(width, height) - 1)
+        let flops = productFlops(width: width + 2 * margin, height: height + 2 * margin, tile: stylizer.tile,
+                                 styleLayers: Options().styleLayers.map(\.layer.name))
         let size = width == height ? "\(width)" : "\"\(width)x\(height)\""
         var fields: [(String, Any)] = [("size", size), ("job", true), ("kernels", "\"\(KernelPath.current.rawValue)\""),
                                        ("precision", "\"\(stylizer.precision.rawValue)\""),
+                                       ("tile", stylizer.tile.output),
                                        ("loss_at_start", startValue),
                                        ("seconds_per_eval", seconds),
                                        ("processor_seconds_per_eval", median(processorTimes)),

@@ -7,10 +7,10 @@
 //                  [--repeats 5] [--warmup 1] [--pooling max|average] [--scratch-mb 32] [--threads N]
 //                  [--memory-mb N | --stripe-rows N [--striped-blocks 1…5]] [--kept-kernel-mb N|all]
 //                  [--compare-striped-blocks 1…5] [--compare-kept-kernel-mb N|all] [--precision single|bf16]
-//                  [--verbose]
+//                  [--tile 4|6] [--compare-tile 4|6] [--verbose]
 //   pamstyle-bench --products [--kernels PATH,...] [--repeats 5]
 //   pamstyle-bench --job [--content PPM] [--style PPM] [--sizes 512,256x160] [--kernels PATH] [--repeats 5]
-//                  [--warmup 1] [--threads N] [--weights PATH] [--precision single|bf16] [--start PPM]
+//                  [--warmup 1] [--threads N] [--weights PATH] [--precision single|bf16] [--tile 4|6] [--start PPM]
 //   pamstyle-bench --peak [--threads N]
 //   pamstyle-bench --flow [--content PPM] [--sizes 512x288] [--repeats 5] [--warmup 1] [--threads N]
 //   pamstyle-bench --flow --pair FIRST.ppm SECOND.ppm --flo OUT.flo [--repeats 5] [--warmup 1] [--threads N]
@@ -54,6 +54,9 @@
 // Peak RSS (VmHWM) belongs to the whole process: with several sizes, run them in ascending order (the default), or
 // one size per invocation for exact figures. --verbose adds a per-layer time breakdown on stderr.
 //
+// --tile chooses the Winograd algorithm, F(4×4, 3×3) or F(6×6, 3×3); by default the one pamstyle takes for the
+// precision (F(4×4) with bf16 products, F(6×6) otherwise).
+//
 // --kept-kernel-mb bounds the Winograd-transformed kernels the network keeps (the rest are transformed as their layer
 // runs; VGG19's default when not given). The network plans its stripes within --memory-mb as pamstyle does (pamstyle's
 // default budget when not given), unless --stripe-rows and --striped-blocks (default 2) fix them. The --compare-… options add a second network with those settings (the others as the first's), timed in
@@ -82,7 +85,8 @@ struct BenchOptions {
     /// The first blocks in stripes of this many rows; nil: as pamstyle runs the network, within `memoryBytes`.
     var stripeRows: Int?
     var memoryBytes = Options().memory
-    var keptKernelBytes = VGG19.defaultKeptKernelBytes
+    /// nil: the network's default, the kernels of blocks 1 to 3.
+    var keptKernelBytes: Int?
     var comparedKeptKernelBytes: Int?
     /// With `stripeRows`, the blocks in stripes (2 when not given).
     var stripedBlocks: Int?
@@ -98,6 +102,9 @@ struct BenchOptions {
     var sizesGiven = false
     /// The Winograd products' precision; nil: `ProductPrecision.fastest` with --job (as pamstyle runs), single otherwise.
     var precision: ProductPrecision?
+    /// The Winograd algorithm; nil: the one pamstyle takes for the precision (`Convolution.preferredTile`).
+    var tile: WinogradTile?
+    var comparedTile: WinogradTile?
     /// With --job: the image the evaluations start from instead of the content (at the size measured).
     var startPath: String?
     var contentPath = "examples/images/chelsea.ppm"
@@ -206,6 +213,12 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
                                        + "you specified \(text)")
             }
             options.precision = precision
+        case "--tile", "--compare-tile":
+            let text = try value(argument)
+            guard let side = Int(text), let tile = WinogradTile(rawValue: side) else {
+                throw BenchError.usage("\(argument) must be 4 or 6 (Winograd F(4×4, 3×3) or F(6×6, 3×3)); you specified \(text)")
+            }
+            if argument == "--tile" { options.tile = tile } else { options.comparedTile = tile }
         case "--content": options.contentPath = try value(argument)
         case "--style": options.stylePath = try value(argument)
         case "--start": options.startPath = try value(argument)
@@ -276,8 +289,9 @@ struct Settings {
     var algorithm: ConvolutionAlgorithm
     /// Forced while the network is made and while it runs.
     var kernels: KernelPath
-    var keptKernelBytes: Int
+    var keptKernelBytes: Int?
     var stripedBlocks: Int
+    var tile: WinogradTile?
     /// Whether this is the network of a --compare-… option (timed beside the main one, not reported as the result).
     var compared = false
 }
@@ -316,12 +330,13 @@ func run(_ options: BenchOptions) throws {
         for algorithm in options.algorithms {
             let stripedBlocks = options.stripedBlocks ?? 2
             settings.append(Settings(algorithm: algorithm, kernels: kernels, keptKernelBytes: options.keptKernelBytes,
-                                     stripedBlocks: stripedBlocks))
-            if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil {
+                                     stripedBlocks: stripedBlocks, tile: options.tile))
+            if options.comparedKeptKernelBytes != nil || options.comparedStripedBlocks != nil
+                || options.comparedTile != nil {
                 settings.append(Settings(algorithm: algorithm, kernels: kernels,
                                          keptKernelBytes: options.comparedKeptKernelBytes ?? options.keptKernelBytes,
                                          stripedBlocks: options.comparedStripedBlocks ?? stripedBlocks,
-                                         compared: true))
+                                         tile: options.comparedTile ?? options.tile, compared: true))
             }
         }
     }
@@ -332,7 +347,8 @@ func run(_ options: BenchOptions) throws {
             ?? .budget(bytes: options.memoryBytes)
         let net = try VGG19(weights: weights, pooling: options.pooling, scratchBytes: options.scratchMB << 20,
                             threads: options.threads, striping: striping, convolution: settings.algorithm,
-                            keptKernelBytes: settings.keptKernelBytes, precision: options.precision ?? .single)
+                            keptKernelBytes: settings.keptKernelBytes, precision: options.precision ?? .single,
+                            tile: settings.tile)
         net.recordsLayerTimes = options.verbose
         return Subject(settings: settings, net: net)
     }
@@ -404,7 +420,7 @@ func run(_ options: BenchOptions) throws {
             let settings = subject.settings
             var fields: [(String, Any)] = [("size", size), ("conv", "\"\(settings.algorithm.rawValue)\""),
                                            ("kernels", "\"\(settings.kernels.rawValue)\""),
-                                           ("precision", "\"\(net.precision.rawValue)\""),
+                                           ("precision", "\"\(net.precision.rawValue)\""), ("tile", net.tile.output),
                                            ("style_losses", options.styleLosses),
                                            ("seconds_per_eval", seconds),
                                            ("forward_seconds", median(subject.forwardTimes)),
@@ -413,8 +429,8 @@ func run(_ options: BenchOptions) throws {
                                            ("direct_gflops", flops / seconds / 1e9),
                                            ("allocated_mb", Double(net.allocatedBytes) / 1048576),
                                            ("kernel_copies_mb", Double(net.kernelCopyBytes) / 1048576),
-                                           ("kept_kernel_mb", settings.keptKernelBytes == Int.max ? "\"all\""
-                                                : String(settings.keptKernelBytes >> 20)),
+                                           ("kept_kernel_mb", settings.keptKernelBytes.map { $0 == Int.max ? "\"all\""
+                                                : String($0 >> 20) } ?? "\"blocks 1-3\""),
                                            ("kernel_transforms_per_eval", subject.transforms.max() ?? 0),
                                            ("repeats", options.repeats), ("threads", net.threads),
                                            ("memory_mb", options.stripeRows == nil ? "\(options.memoryBytes >> 20)" : "null"),
