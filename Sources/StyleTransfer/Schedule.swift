@@ -84,8 +84,10 @@ public struct MemoryPlan: Equatable, Sendable {
     public var fixedBytes: Int
     /// The bytes left for the network's buffers.
     public var networkBytes: Int
-    /// The bytes for keeping every layer's transformed kernel (`VGG19.keepsAllKernels`), taken from what the network
-    /// was left where they cost its buffers no work; 0 when the layers without a kept kernel remake it as they run.
+    /// Whether every layer keeps its transformed kernel (`VGG19.keepsAllKernels`): where the bytes that takes, taken
+    /// from what the network was left, cost its buffers no work (or where it takes none).
+    public var keepsAllKernels = false
+    /// The bytes that takes beyond the resident kernels, when it takes any.
     public var keptKernelBytes = 0
 
     /// The plan for a scale whose images hold `pixels` RGB pixels and whose content targets `targetFloats` floats,

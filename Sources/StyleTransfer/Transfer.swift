@@ -171,8 +171,7 @@ public final class Stylizer {
                 : "Adam"
             let flow = temporal.map { String(format: "flow %.2f s, %.0f %% of the frame follows the last; ",
                                              $0.seconds, 100 * $0.reliableShare) } ?? ""
-            let kernels = network.allKernelsExtraBytes == 0 || network.keepsAllKernels
-                ? "every Winograd kernel kept" : "deep Winograd kernels remade as they run"
+            let kernels = memory.keepsAllKernels ? "every Winograd kernel kept" : "deep Winograd kernels remade as they run"
             let setup = "network \(layers.isEmpty ? "unused" : network.layoutSummary), \(kernels); \(flow)\(history); "
                 + "\((residentBytes + memory.fixedBytes + memory.keptKernelBytes + network.allocatedBytes) >> 20) of "
                 + "\(options.memory >> 20) MiB"
@@ -247,7 +246,7 @@ public final class Stylizer {
                             temporal: TemporalTarget? = nil) throws -> (MemoryPlan, Problem) {
         let memory = try memoryPlan(for: size, content: originalSize)
         network.striping = .budget(bytes: memory.networkBytes)
-        network.keepsAllKernels = memory.keptKernelBytes > 0
+        network.keepsAllKernels = memory.keepsAllKernels
         let problem = try self.problem(content: resized(content, to: size), size: size,
                                        targetPrecision: memory.targetPrecision, temporal: temporal)
         return (memory, problem)
@@ -359,10 +358,13 @@ public final class Stylizer {
                                        budget: options.memory)
         }
         // Every transformed kernel kept, where the network's buffers lose no work for it.
-        let kernels = network.allKernelsExtraBytes
-        if kernels > 0, let least = cost(plan.networkBytes), cost(plan.networkBytes - kernels) == least {
+        let kernels = network.allKernelsExtraBytes(for: layers)
+        if kernels <= 0 {
+            plan.keepsAllKernels = true
+        } else if let least = cost(plan.networkBytes), cost(plan.networkBytes - kernels) == least {
             plan.networkBytes -= kernels
             plan.keptKernelBytes = kernels
+            plan.keepsAllKernels = true
         }
         return plan
     }

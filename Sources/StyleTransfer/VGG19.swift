@@ -135,10 +135,11 @@ public final class VGG19 {
     ///   - convolution: how the convolutions of many input channels are computed (`conv1_1` always uses im2col).
     ///   - precision: the precision of the Winograd products (`ProductPrecision`), where the processor and the kernel
     ///     path run it; single precision elsewhere.
-    ///   - keptKernelBytes: with Winograd, the transformed kernels (α² × in × out floats a layer: with F(6×6), 64, 350
-    ///     MiB for all through `conv5_1`) kept from one use to the next, smallest first, up to this many bytes. The layers left over
-    ///     share one buffer, the size of the largest of them, and transform their kernel into it each time they run
-    ///     (a few milliseconds a layer); `Int.max` keeps them all.
+    ///   - keptKernelBytes: with Winograd, the transformed kernels (α² × in × out floats a layer; through `conv5_1`,
+    ///     350 MiB with F(6×6), 197 with F(4×4)) kept from one use to the next, smallest first, up to this many bytes;
+    ///     by default those of blocks 1 to 3. The layers left over share one buffer, the size of the largest of them,
+    ///     and transform their kernel into it each time they run (a few milliseconds a layer) unless
+    ///     `keepsAllKernels`; `Int.max` keeps them all.
     ///   - padding: what `conv1_1` sees beyond the image's edges (the other convolutions pad with zeros, as trained).
     ///   - tile: which Winograd algorithm the convolutions of many input channels run; nil for
     ///     `Convolution.preferredTile` of the precision.
@@ -174,7 +175,7 @@ public final class VGG19 {
         let slot = shared.isEmpty ? nil
             : TransformedKernelSlot(capacity: shared.map { sizes[$0] }.max()! / MemoryLayout<Float>.stride)
         kernelSlot = slot
-        allKernelsExtraBytes = shared.reduce(0) { $0 + sizes[$1] } - (slot?.capacity ?? 0) * MemoryLayout<Float>.stride
+        sharedKernelBytes = sizes.indices.map { kept.contains($0) ? 0 : sizes[$0] }
         let convolutions = weights.layers.enumerated().map { k, layer in
             Convolution(layer, threads: threads, algorithm: convolution, kernelSlot: kept.contains(k) ? nil : slot,
                         precision: precision, padding: k == 0 ? padding : .zero, tile: tile)
@@ -260,9 +261,20 @@ public final class VGG19 {
     /// How many times a convolution has transformed its kernel into the shared buffer (see `keptKernelBytes`).
     public var kernelTransforms: Int { kernelSlot?.fills ?? 0 }
 
-    /// The bytes `keepsAllKernels` takes beyond `kernelCopyCapacity`: the transformed kernels of the layers that share
-    /// the buffer, less the buffer, which it frees.
-    public let allKernelsExtraBytes: Int
+    /// The bytes of each convolution's transformed kernel when it shares the buffer, 0 when it keeps its own.
+    private let sharedKernelBytes: [Int]
+
+    /// The bytes `keepsAllKernels` takes beyond `kernelCopyCapacity` in evaluations that read `layers`: the transformed
+    /// kernels of the layers that share the buffer and run, less the buffer, which it frees (negative when that is
+    /// more).
+    public func allKernelsExtraBytes(for layers: Set<VGGLayer>) -> Int {
+        guard let kernelSlot, let deepest = layers.map(\.step).max() else { return 0 }
+        let running = VGG19Architecture.steps[...deepest].compactMap { step -> Int? in
+            if case .convolution(let k) = step.kind { return k }
+            return nil
+        }
+        return running.reduce(0) { $0 + sharedKernelBytes[$1] } - kernelSlot.capacity * MemoryLayout<Float>.stride
+    }
 
     /// Whether every layer keeps its transformed kernel, made once, beyond the `keptKernelBytes` given (they take
     /// `allKernelsExtraBytes` more); otherwise those layers make it in the shared buffer each time they run.

@@ -96,7 +96,9 @@ final class MemoryAccountingTests: XCTestCase {
             XCTAssertEqual(plan.fixedBytes + plan.networkBytes + plan.keptKernelBytes,
                            options.memory - stylizer.residentBytes)
             // With room to spare, every transformed kernel is kept.
-            XCTAssertEqual(plan.keptKernelBytes, network.allKernelsExtraBytes)
+            XCTAssertTrue(plan.keepsAllKernels)
+            XCTAssertEqual(plan.keptKernelBytes,
+                           network.allKernelsExtraBytes(for: Set((options.contentLayers + options.styleLayers).map(\.layer))))
             XCTAssertGreaterThan(plan.keptKernelBytes, 0)
         }
     }
@@ -121,6 +123,7 @@ final class MemoryAccountingTests: XCTestCase {
         let plan = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
             .memoryPlan(for: big, content: big)
         XCTAssertEqual(plan.keptKernelBytes, 0)
+        XCTAssertFalse(plan.keepsAllKernels)
     }
 }
 
