@@ -484,7 +484,9 @@ package final class Convolution {
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels, positions = tile.positions
         func count(_ tileRows: Int) -> Int {
-            positions * channels * panels(tiles: tileRows * grid.rowTiles).count + threads * grid.workCount
+            let tiles = panels(tiles: tileRows * grid.rowTiles).count
+            return positions * (winogradPositionStride(channels: inChannels, count: tiles)
+                                + winogradPositionStride(channels: outChannels, count: tiles)) + threads * grid.workCount
         }
         let rowBytes = positions * channels * grid.rowTiles * MemoryLayout<Float>.stride
         let target = max(Self.winogradBandBytes / rowBytes,
@@ -511,12 +513,12 @@ package final class Convolution {
         precondition(bands.count <= scratch.capacity, "convolution scratch too small")
         let (sources, targets) = transposed ? (outChannels, inChannels) : (inChannels, outChannels)
         let kernel = winogradKernel().storage
-        // (α², sources, tileStride) in `panels`, (α², targets, tileStride), then (workers, grid.workCount), where
-        // tileStride is the band's, at most the first band's.
+        // (α², sources, tileStride) in `panels`, (α², targets, tileStride), positions `winogradPositionStride` apart,
+        // then (workers, grid.workCount), where tileStride is the band's, at most the first band's.
         let tiles = scratch.storage
         let positions = tile.positions, side = tile.input
-        let products = tiles + positions * sources * bands.tileStride
-        let work = products + positions * targets * bands.tileStride
+        let products = tiles + positions * winogradPositionStride(channels: sources, count: bands.tileStride)
+        let work = products + positions * winogradPositionStride(channels: targets, count: bands.tileStride)
         let plane = inChannels * outChannels
         let (turned, turnedScale) = (tile.turned, tile.turnedScale)
         let panelGEMM = usesPanelGEMM, bf16 = usesBF16
@@ -531,7 +533,8 @@ package final class Convolution {
                                        work: work + worker * grid.workCount)
             }
             parallelBands(positions, workers: threads, blasThreads: threads) { position, _ in
-                let b = tiles + position * sources * tileStride, c = products + position * targets * tileStride
+                let b = tiles + position * winogradPositionStride(channels: sources, count: tileStride)
+                let c = products + position * winogradPositionStride(channels: targets, count: tileStride)
                 // The input gradient reads the kernel's position π(ξ), transposed and scaled (see Winograd.swift).
                 let (i, k) = (position / side, position % side)
                 let source = transposed ? turned[i] * side + turned[k] : position

@@ -198,6 +198,13 @@ package struct WinogradGrid {
     package var workCount: Int { cgemm_winograd_work_count(Int32(tile.rawValue), Int32(phaseStride)) }
 }
 
+/// The floats from one position's (channels, count) floats of a band to the next's: one cache line more than they
+/// take. Otherwise the distance is a multiple of 4 KiB (channels and count are multiples of 8, and usually of 16), and
+/// the α² values of a tile, written by the input transform and read by the output transform, would all fall in the
+/// same set of an 8-way first-level cache (and of the second level, at multiples of 64 KiB).
+@inline(__always)
+package func winogradPositionStride(channels: Int, count: Int) -> Int { channels &* count &+ 16 }
+
 /// How the transformed tiles of a band are stored for the GEMMs that read them, position by position: (α², channels,
 /// count) cut into panels of `width` tiles, each panel stored channel by channel, (channels, w) with w = width or, in
 /// the last panel, the tiles that remain: the B operand of `cgemm_panels`. A single panel is the plain row-major
@@ -230,12 +237,12 @@ package struct WinogradPanels {
 /// V[ξ, c, t] = (Bᵀ d B)[ξ] for the input tiles d of the channels `channels` and the tile rows `tileRows` of `grid`,
 /// t = grid.rowTiles · (r − tileRows.lowerBound) + x for the tile in column x of tile row r.
 /// - input: (channels, span.rows, span.width), holding grid.inputRows
-/// - transformed: (α², channels, panels.count), stored in `panels`
+/// - transformed: (α², channels, panels.count), stored in `panels`, positions `winogradPositionStride` apart
 /// - work: grid.workCount floats, this worker's alone
 package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
                             channelCount: Int, tileRows: Range<Int>, panels: WinogradPanels,
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
-    let positionStride = channelCount &* panels.count
+    let positionStride = winogradPositionStride(channels: channelCount, count: panels.count)
     let m = grid.tile.output, alpha = grid.tile.input
     withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: alpha) { rows in
         for c in channels {
@@ -256,7 +263,8 @@ package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan
 
 /// Writes the output tiles Aᵀ M A of the channels `channels` for the band's tile rows `tileRows` into the map rows
 /// they cover within grid.rows, then runs `epilogue(channel, row)` on each row written.
-/// - transformed: (α², channels, tileStride), as the GEMMs left it, tiles numbered as `winogradInputTransform` does
+/// - transformed: (α², channels, tileStride), positions `winogradPositionStride` apart, as the GEMMs left it, tiles
+///   numbered as `winogradInputTransform` does
 /// - output: (channels, span.rows, span.width), holding grid.rows
 /// - work: grid.workCount floats, this worker's alone
 package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channels: Range<Int>, channelCount: Int,
@@ -264,7 +272,7 @@ package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channe
                              into output: UnsafeMutablePointer<Float>, span: RowSpan,
                              work: UnsafeMutablePointer<Float>,
                              epilogue: (_ channel: Int, _ row: UnsafeMutablePointer<Float>, _ y: Int) -> Void) {
-    let positionStride = channelCount &* tileStride
+    let positionStride = winogradPositionStride(channels: channelCount, count: tileStride)
     let m = grid.tile.output
     for c in channels {
         for r in tileRows {
