@@ -127,11 +127,7 @@ final class VGG19Tests: XCTestCase {
         let net = try VGG19(weights: randomVGGWeights, pooling: pooling, scratchBytes: scratchBytes,
                             striping: stripeRows.map { .stripes(rows: $0, blocks: 2) } ?? .wholeMaps)
         var rng = SplitMix64(seed: seed)
-        var probes: [String: [Float]] = [:]
-        for layer in layers.sorted() {
-            let s = VGG19.shape(of: layer, height: h, width: w)
-            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
-        }
+        let probes = randomProbes(layers.sorted(), height: h, width: w, using: &rng)
         let image = randomImage(height: h, width: w, seed: seed)
         let gradient = probeGradient(net, image, h, w, probes)
         let scale = Double(gradient.map { abs($0) }.max()!)
@@ -177,11 +173,7 @@ final class VGG19Tests: XCTestCase {
             (.max, 12, 7, 2, 1, ["relu1_1", "relu3_1"] as Set<String>),
             (.max, 9, 11, 3, 2, ["relu2_1"] as Set<String>),
         ] {
-            var probes: [String: [Float]] = [:]
-            for layer in layers {
-                let s = VGG19.shape(of: layer, height: h, width: w)
-                probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
-            }
+            let probes = randomProbes(layers, height: h, width: w, using: &rng)
             let image = randomImage(height: h, width: w, seed: UInt64(h * w))
             let whole = try VGG19(weights: randomVGGWeights, pooling: pooling)
             let striped = try VGG19(weights: randomVGGWeights, pooling: pooling, stripeRows: stripe,
@@ -277,11 +269,7 @@ final class VGG19Tests: XCTestCase {
     func testEvaluationsAreRepeatableAcrossSizes() throws {
         let net = try VGG19(weights: randomVGGWeights)
         var rng = SplitMix64(seed: 30)
-        var probes: [String: [Float]] = [:]
-        for layer in Self.styleLayers {
-            let s = VGG19.shape(of: layer, height: 17, width: 16)
-            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
-        }
+        let probes = randomProbes(Self.styleLayers, height: 17, width: 16, using: &rng)
         let image = randomImage(height: 17, width: 16, seed: 31)
         let first = probeGradient(net, image, 17, 16, probes)
         _ = net.activations(image: randomImage(height: 8, width: 9, seed: 32), height: 8, width: 9, layers: ["relu2_2"])
@@ -293,11 +281,7 @@ final class VGG19Tests: XCTestCase {
     /// One thread and several give the same gradient (up to the order of float additions).
     func testThreadCountsAgree() throws {
         var rng = SplitMix64(seed: 40)
-        var probes: [String: [Float]] = [:]
-        for layer in Self.styleLayers {
-            let s = VGG19.shape(of: layer, height: 24, width: 21)
-            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
-        }
+        let probes = randomProbes(Self.styleLayers, height: 24, width: 21, using: &rng)
         let image = randomImage(height: 24, width: 21, seed: 41)
         let one = probeGradient(try VGG19(weights: randomVGGWeights, threads: 1), image, 24, 21, probes)
         let several = probeGradient(try VGG19(weights: randomVGGWeights, threads: 3), image, 24, 21, probes)
@@ -325,11 +309,7 @@ final class VGG19Tests: XCTestCase {
     func testKernelsTransformedAsTheyRunGiveTheKeptKernelsResults() throws {
         let (h, w) = (24, 26)
         var rng = SplitMix64(seed: 70)
-        var probes: [String: [Float]] = [:]
-        for layer in Self.styleLayers {
-            let s = VGG19.shape(of: layer, height: h, width: w)
-            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
-        }
+        let probes = randomProbes(Self.styleLayers, height: h, width: w, using: &rng)
         let image = randomImage(height: h, width: w, seed: 71)
         let keptAll = try VGG19(weights: randomVGGWeights, keptKernelBytes: .max)
         let keptNone = try VGG19(weights: randomVGGWeights, keptKernelBytes: 0)
@@ -354,11 +334,7 @@ final class VGG19Tests: XCTestCase {
     func testKeepingEveryKernelGivesTheSameBits() throws {
         let (h, w) = (48, 52)
         var rng = SplitMix64(seed: 72)
-        var probes: [String: [Float]] = [:]
-        for layer in Self.styleLayers {
-            let s = VGG19.shape(of: layer, height: h, width: w)
-            probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
-        }
+        let probes = randomProbes(Self.styleLayers, height: h, width: w, using: &rng)
         let image = randomImage(height: h, width: w, seed: 73)
         let net = try VGG19(weights: randomVGGWeights)
         let expected = probeGradient(net, image, h, w, probes)
@@ -381,4 +357,15 @@ final class VGG19Tests: XCTestCase {
         XCTAssertGreaterThan(net.kernelTransforms, transforms)
         XCTAssertEqual(net.kernelCopyBytes, net.kernelCopyCapacity)
     }
+}
+
+/// Random values of the shape of each of `layers` at an image of height × width, drawn in the order given.
+func randomProbes(_ layers: some Sequence<String>, height: Int, width: Int,
+                  using rng: inout SplitMix64) -> [String: [Float]] {
+    var probes: [String: [Float]] = [:]
+    for layer in layers {
+        let s = VGG19.shape(of: layer, height: height, width: width)
+        probes[layer] = randomValues(s.channels * s.height * s.width, using: &rng)
+    }
+    return probes
 }
