@@ -7,9 +7,9 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
     case im2col
     /// Winograd's F(6×6, 3×3) or F(4×4, 3×3) (`WinogradTile`): α² SGEMMs per band of m×m tiles, 1.78 or 2.25 ·
     /// inChannels · outChannels multiply-adds per pixel; its rounding errors are a few times larger than im2col's
-    /// (relative errors around 10⁻⁵ in float32). The products run in `cgemm_panels`, on operands the transforms write in its panels, when both channel counts are
-    /// multiples of 8 and the kernel path (`KernelPath.current` when the convolution is made) is not OpenBLAS;
-    /// otherwise in OpenBLAS.
+    /// (relative errors around 10⁻⁵ in float32). The products run in `cgemm_panels`, on operands the transforms write
+    /// in its panels, when both channel counts are multiples of 8 and the kernel path (`KernelPath.current` when the
+    /// convolution is made) is not OpenBLAS; otherwise in OpenBLAS.
     case winograd
     /// Winograd's algorithm with every product in OpenBLAS, whatever the kernel path: kept selectable to compare the
     /// two.
@@ -19,12 +19,12 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 /// A 3x3, stride-1, padding-1 convolution with bias, and the gradient with respect to its input (never its weights).
 ///
 /// With `ConvolutionAlgorithm.winograd` and more than a few input channels, both directions run Winograd's F(m×m, 3×3)
-/// of the convolution's `WinogradTile` (see Winograd.swift) on bands of tile rows as large as the scratch allows: the input tiles of a band are transformed
-/// (in parallel over channels), multiplied by the transformed kernel (α² single-threaded SGEMMs, in parallel), and
-/// transformed back with the epilogue fused (in parallel over channels). The transformed kernel serves both directions;
-/// it is made on first use and kept, or, when the convolution is given a `TransformedKernelSlot`, remade into that
-/// shared buffer whenever another convolution used it in between (a network's deep layers thus hold one transformed
-/// kernel at a time instead of one each).
+/// of the convolution's `WinogradTile` (see Winograd.swift) on bands of tile rows as large as the scratch allows: the
+/// input tiles of a band are transformed (in parallel over channels), multiplied by the transformed kernel (α²
+/// single-threaded SGEMMs, in parallel), and transformed back with the epilogue fused (in parallel over channels). The
+/// transformed kernel serves both directions; it is made on first use and kept, or, when the convolution is given a
+/// `TransformedKernelSlot` and does not `keepsKernel`, remade into that shared buffer whenever another convolution used
+/// it in between (a network's deep layers thus hold one transformed kernel at a time instead of one each).
 ///
 /// Otherwise both directions are im2col + one SGEMM per band of output rows, so the im2col scratch is bounded by the caller's
 /// budget, whatever the image size: forward, output (outC, band) = kernel (outC, inC·9) · col (inC·9, band); backward,
@@ -133,7 +133,7 @@ package final class Convolution {
     /// in single precision (its error against float64 stays about 10⁻⁵, WinogradTests), except where the products run
     /// in bf16 (`ProductPrecision.bf16` on the avx512 path of a processor with AVX512_BF16): there the operands'
     /// rounding, amplified by F(6×6)'s larger transforms, leaves its error about twice F(4×4)'s, and the loss after 100
-    /// L-BFGS iterations of a photo 2.4 % above single precision's instead of 0.7 % (bench/README.md), so F(4×4).
+    /// L-BFGS iterations of a photo 2.7 % above single precision's instead of 0.7 % (bench/README.md), so F(4×4).
     package static func preferredTile(precision: ProductPrecision, algorithm: ConvolutionAlgorithm) -> WinogradTile {
         algorithm == .winograd && precision == .bf16 && precision.isSupported && KernelPath.current == .avx512
             ? .f4 : .f6
