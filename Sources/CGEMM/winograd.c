@@ -99,6 +99,23 @@ panelOffset(int const tile, int const channel, int const channels, int const pan
     return (ptrdiff_t)first * channels + (ptrdiff_t)channel * width + (tile - first);
 }
 
+/* Writes one output row of the tiles t … t + lanes − 1 of a tile row: y[j] holds, lane by lane, value j of each tile's
+ * row (m values a tile), which go to row[m·lane + j], up to `columns` values. line: 8m floats of work. */
+INLINE void
+storeTileRow(int const m, const v8 * const y, int const lanes, int const columns, float * const row,
+             float * const line) {
+    if (lanes == 8 && 8 * m <= columns) {
+        for (int lane = 0; lane < 8; ++lane)
+            for (int j = 0; j < m; ++j)
+                row[m * lane + j] = y[j][lane];
+        return;
+    }
+    for (int j = 0; j < m; ++j)
+        store8(y[j], line + 8 * j);
+    for (int x = 0; x < columns && x < m * lanes; ++x)
+        row[x] = line[(x % m) * 8 + x / m];
+}
+
 INLINE void
 inputRow(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
@@ -173,24 +190,7 @@ outputRow(const float * const transformed, ptrdiff_t const positionStride, int c
             const float * const s = tmp + i * 48;
             v8 y[4];
             outputTransform(load8(s), load8(s + 8), load8(s + 16), load8(s + 24), load8(s + 32), load8(s + 40), y);
-            float * const row = output + i * rowStride + 4 * t;
-            if (lanes == 8 && 4 * (t + 8) <= width) {
-                /* Tile l's four values, y[j][l], go to row[4l + j]. */
-                for (int lane = 0; lane < 8; ++lane)
-                    for (int j = 0; j < 4; ++j)
-                        row[4 * lane + j] = y[j][lane];
-                continue;
-            }
-            for (int j = 0; j < 4; ++j)
-                store8(y[j], line + 8 * j);
-            if (4 * (t + lanes) <= width) {
-                for (int lane = 0; lane < lanes; ++lane)
-                    for (int j = 0; j < 4; ++j)
-                        row[4 * lane + j] = line[8 * j + lane];
-            } else {
-                for (int x = 0; x < width - 4 * t; ++x)
-                    row[x] = line[(x & 3) * 8 + (x >> 2)];
-            }
+            storeTileRow(4, y, lanes, width - 4 * t, output + i * rowStride + 4 * t, line);
         }
     }
 }
@@ -267,18 +267,7 @@ outputRow6(const float * const transformed, ptrdiff_t const positionStride, int 
                              load8(s + 48), load8(s + 56)};
             v8 y[6];
             outputTransform6(m, y);
-            float * const row = output + i * rowStride + 6 * t;
-            if (lanes == 8 && 6 * (t + 8) <= width) {
-                /* Tile l's six values, y[j][l], go to row[6l + j]. */
-                for (int lane = 0; lane < 8; ++lane)
-                    for (int j = 0; j < 6; ++j)
-                        row[6 * lane + j] = y[j][lane];
-                continue;
-            }
-            for (int j = 0; j < 6; ++j)
-                store8(y[j], line + 8 * j);
-            for (int x = 0; x < width - 6 * t && x < 6 * lanes; ++x)
-                row[x] = line[(x % 6) * 8 + x / 6];
+            storeTileRow(6, y, lanes, width - 6 * t, output + i * rowStride + 6 * t, line);
         }
     }
 }
