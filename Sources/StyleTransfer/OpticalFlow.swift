@@ -48,6 +48,16 @@ public struct FlowField: Sendable, Equatable {
         let plane = [Float](repeating: 0, count: width * height)
         return FlowField(width: width, height: height, dx: plane, dy: plane)
     }
+
+    /// Where the flow takes pixel (x, y): (x + dx, y + dy), or nil when that falls outside the frame.
+    func source(x: Int, y: Int) -> (x: Float, y: Float)? {
+        let p = y * width + x
+        let (sourceX, sourceY) = (Float(x) + dx[p], Float(y) + dy[p])
+        guard sourceX >= 0 && sourceX <= Float(width - 1) && sourceY >= 0 && sourceY <= Float(height - 1) else {
+            return nil
+        }
+        return (sourceX, sourceY)
+    }
 }
 
 /// How the flow is estimated: the weights of the energy and the iteration counts. The defaults are the ones the tests and
@@ -159,10 +169,7 @@ public enum OpticalFlow {
             for x in 0 ..< width {
                 let p = y * width + x
                 let (u, v) = (backward.dx[p], backward.dy[p])
-                let (sourceX, sourceY) = (Float(x) + u, Float(y) + v)
-                guard sourceX >= 0 && sourceX <= Float(width - 1) && sourceY >= 0 && sourceY <= Float(height - 1) else {
-                    continue
-                }
+                guard let (sourceX, sourceY) = backward.source(x: x, y: y) else { continue }
                 let sample = BilinearSample(x: sourceX, y: sourceY, width: width, height: height)
                 let (warpedU, warpedV) = (sample.value(in: forward.dx), sample.value(in: forward.dy))
                 let (sumU, sumV) = (warpedU + u, warpedV + v)

@@ -139,7 +139,7 @@ public final class Stylizer {
         if options.temporal, let previous, previous.content == originalSize {
             schedule = Schedule(sizes: [working], iterations: [options.iterations])
             let target = TemporalTarget(following: previous.result, luminance: previous.luminance,
-                                        content: workingContent)
+                                        content: workingContent, contentLuminance: luminance)
             temporal = target
             x = options.changeMask.map { target.image.blended(with: workingContent, where: $0) } ?? target.image
         } else {
@@ -791,15 +791,16 @@ struct TemporalTarget {
     /// The share of the frame the temporal loss holds.
     var reliableShare: Double { reliability.reduce(0.0) { $0 + Double($1) } / Double(reliability.count) }
 
-    /// The target for a frame whose content is `content` (as the network sees it) following a frame whose content
-    /// had luminance `previousLuminance`, (height, width), and whose result is `previous`, all at one size: the flow
-    /// from this frame to the previous one warps the result, and the flow the other way checks it. What comes into
-    /// view, the pixels the flow takes outside the previous frame, is the content there, as a first frame starts:
-    /// warping would fill it with the edge's pixels drawn out into streaks.
-    init(following previous: RGBImage, luminance previousLuminance: [Float], content: RGBImage) {
+    /// The target for a frame whose content is `content` (as the network sees it), of luminance `luminance`, following
+    /// a frame whose content had luminance `previousLuminance`, both (height, width), and whose result is `previous`,
+    /// all at one size: the flow from this frame to the previous one warps the result, and the flow the other way
+    /// checks it. What comes into view, the pixels the flow takes outside the previous frame, is the content there, as
+    /// a first frame starts: warping would fill it with the edge's pixels drawn out into streaks.
+    init(following previous: RGBImage, luminance previousLuminance: [Float], content: RGBImage,
+         contentLuminance luminance: [Float]) {
         let (width, height) = (previous.width, previous.height)
         precondition(content.width == width && content.height == height, "frames of different sizes")
-        let luminance = YIQ.luminance(ofRGB: content.pixels)  // (height, width)
+        precondition(luminance.count == width * height && previousLuminance.count == width * height)
         let started = DispatchTime.now().uptimeNanoseconds
         let backward = OpticalFlow.estimate(from: luminance, to: previousLuminance, width: width, height: height)
         let forward = OpticalFlow.estimate(from: previousLuminance, to: luminance, width: width, height: height)
@@ -807,12 +808,8 @@ struct TemporalTarget {
         var warped = OpticalFlow.warp(previous.pixels, channels: 3, by: backward)  // (3, height, width)
         let plane = width * height
         for y in 0 ..< height {
-            for x in 0 ..< width {
+            for x in 0 ..< width where backward.source(x: x, y: y) == nil {
                 let p = y * width + x
-                let (sourceX, sourceY) = (Float(x) + backward.dx[p], Float(y) + backward.dy[p])
-                guard sourceX < 0 || sourceX > Float(width - 1) || sourceY < 0 || sourceY > Float(height - 1) else {
-                    continue
-                }
                 for c in 0 ..< 3 { warped[c * plane + p] = content.pixels[c * plane + p] }
             }
         }

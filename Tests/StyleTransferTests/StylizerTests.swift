@@ -284,7 +284,8 @@ final class TemporalTests: XCTestCase {
         let (a, b) = (view(left: 0), view(left: 3))
         var random = TestRandom(state: 8)
         let result = RGBImage(width: a.width, height: a.height, pixels: random.array(a.pixels.count))
-        let target = TemporalTarget(following: result, luminance: YIQ.luminance(ofRGB: a.pixels), content: b)
+        let target = TemporalTarget(following: result, luminance: YIQ.luminance(ofRGB: a.pixels), content: b,
+                                    contentLuminance: YIQ.luminance(ofRGB: b.pixels))
         let plane = a.width * a.height
         var largest: Float = 0
         for c in 0 ..< 3 {
