@@ -645,6 +645,181 @@ public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int,
     return sum / Double(count)
 }
 
+// MARK: - Layout
+
+/// The layout loss: the image's luminance Y = 0.299 R + 0.587 G + 0.114 B (0…255 units), blurred, held to the
+/// content's,
+///
+///     E = Σ_{y,x} ((B Y)[y,x] − (B Y_content)[y,x])² / (H W)
+///
+/// B = D⁻¹ K: K is three passes of a box of 2r + 1 pixels along x and three along y, with zeros beyond the image (so
+/// K is symmetric, and nearly a Gaussian of σ = √(r (r + 1)) pixels), and D the diagonal of K's row sums, which
+/// renormalizes the weights within the image near its edges. What the blur leaves is the scene's layout, its large
+/// light and dark areas; strokes and textures finer than the blur, and the colors, stay the style's. Normalized per
+/// pixel like the total variation, so its weight means the same at any size. The gradient is
+/// 2/(H W) · Bᵀ (B Y − B Y_content) through the luminance's coefficients, with Bᵀ = K D⁻¹. Running sums make the cost
+/// per pixel independent of r.
+public struct LayoutLoss: Sendable {
+    public let width: Int
+    public let height: Int
+    /// The box's radius r, in pixels.
+    public let radius: Int
+    /// K's row sums along y and along x: D's factors.
+    private let rowSums: [Float]
+    private let columnSums: [Float]
+    /// B Y of the content, (height, width).
+    public private(set) var target: [Float] = []
+    /// B Y of the image.
+    private var blurred: [Float]
+
+    /// The loss towards `content`, (3, height, width) RGB in 0…1, with a box of radius `radius`.
+    public init(content: [Float], height: Int, width: Int, radius: Int) {
+        precondition(height > 0 && width > 0 && content.count == 3 * height * width, "content differs from the shape")
+        precondition(radius > 0, "the layout blur needs a radius of a pixel at least")
+        self.width = width
+        self.height = height
+        self.radius = radius
+        rowSums = Self.boxedOnes(count: height, radius: radius)
+        columnSums = Self.boxedOnes(count: width, radius: radius)
+        blurred = [Float](repeating: 0, count: height * width)
+        var target = blurred
+        content.withUnsafeBufferPointer { Self.luminance(of: $0, range: nil, into: &target) }
+        blur(&target)
+        self.target = target
+    }
+
+    /// The radius for an image whose longer side is `longestSide` pixels: a 128th of it (4 pixels at 512), at least 1.
+    public static func radius(longestSide: Int) -> Int { max(1, Int((Double(longestSide) / 128).rounded())) }
+
+    /// The bytes the loss holds for an image of `pixels` pixels: the target and a plane of scratch.
+    public static func bytes(pixels: Int) -> Int { 2 * pixels * MemoryLayout<Float>.stride }
+
+    /// E at `image`, (3, height, width) RGB in 0…1 (clamped to `clampedTo` as it is read); adds `weight · ∂E/∂X` into
+    /// `gradient`, (3, height, width).
+    public mutating func evaluate(image: UnsafeBufferPointer<Float>, weight: Float,
+                                  clampedTo range: ClosedRange<Float>? = nil,
+                                  addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
+        let plane = height * width
+        precondition(image.count == 3 * plane && gradient.count == 3 * plane, "layout loss buffers differ from the shape")
+        var blurred: [Float] = []
+        swap(&blurred, &self.blurred)
+        defer { swap(&blurred, &self.blurred) }
+        Self.luminance(of: image, range: range, into: &blurred)
+        blur(&blurred)
+        var sum = 0.0
+        let scale = Float(2 * Double(weight) / Double(plane))
+        for p in 0 ..< plane {
+            let difference = blurred[p] - target[p]
+            sum += Double(difference) * Double(difference)
+            blurred[p] = scale * difference
+        }
+        blurAdjoint(&blurred)
+        for c in 0 ..< 3 {
+            let coefficient = Float(255 * YIQ.fromRGBMatrix[c])
+            for p in 0 ..< plane { gradient[c &* plane &+ p] += coefficient * blurred[p] }
+        }
+        return sum / Double(plane)
+    }
+
+    /// 255 · Y of `image` into `plane`.
+    private static func luminance(of image: UnsafeBufferPointer<Float>, range: ClosedRange<Float>?,
+                                  into plane: inout [Float]) {
+        let count = plane.count
+        let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
+        let (r, g, b) = (Float(255 * YIQ.fromRGBMatrix[0]), Float(255 * YIQ.fromRGBMatrix[1]),
+                         Float(255 * YIQ.fromRGBMatrix[2]))
+        for p in 0 ..< count {
+            plane[p] = r * min(max(image[p], low), high) + g * min(max(image[count &+ p], low), high)
+                + b * min(max(image[2 &* count &+ p], low), high)
+        }
+    }
+
+    /// B, in place.
+    private func blur(_ plane: inout [Float]) {
+        applyK(&plane)
+        divideBySums(&plane)
+    }
+
+    /// Bᵀ = K D⁻¹, in place.
+    private func blurAdjoint(_ plane: inout [Float]) {
+        divideBySums(&plane)
+        applyK(&plane)
+    }
+
+    private func divideBySums(_ plane: inout [Float]) {
+        for y in 0 ..< height {
+            for x in 0 ..< width { plane[y &* width &+ x] /= rowSums[y] * columnSums[x] }
+        }
+    }
+
+    /// K, in place: three box passes along x, then three along y.
+    private func applyK(_ plane: inout [Float]) {
+        var sums = [Double](repeating: 0, count: max(width, height))
+        plane.withUnsafeMutableBufferPointer { plane in
+            for y in 0 ..< height {
+                let row = UnsafeMutableBufferPointer(rebasing: plane[y &* width ..< (y &+ 1) &* width])
+                for _ in 0 ..< 3 { Self.box(row, radius: radius, sums: &sums) }
+            }
+            for _ in 0 ..< 3 { boxColumns(plane, sums: &sums) }
+        }
+    }
+
+    /// One box pass along a line, in place: each value the sum of those within `radius` of it on the line. `sums`
+    /// holds at least the line's count.
+    private static func box(_ line: UnsafeMutableBufferPointer<Float>, radius: Int, sums: inout [Double]) {
+        let count = line.count
+        var running = 0.0
+        for i in 0 ..< min(radius, count) { running += Double(line[i]) }
+        for i in 0 ..< count {
+            if i + radius < count { running += Double(line[i &+ radius]) }
+            if i - radius - 1 >= 0 { running -= Double(line[i &- radius &- 1]) }
+            sums[i] = running
+        }
+        for i in 0 ..< count { line[i] = Float(sums[i]) }
+    }
+
+    /// One box pass along y for every column at once, in place, a row of running sums at a time.
+    private func boxColumns(_ plane: UnsafeMutableBufferPointer<Float>, sums: inout [Double]) {
+        let (width, height, radius) = (self.width, self.height, self.radius)
+        // Rows y − radius … y + radius summed in `sums`; results held back `radius + 1` rows (the rows they still need
+        // are read before they are overwritten) in a ring of rows.
+        var ring = [Float](repeating: 0, count: (radius + 1) * width)
+        for x in 0 ..< width { sums[x] = 0 }
+        for y in 0 ..< min(radius, height) {
+            for x in 0 ..< width { sums[x] += Double(plane[y &* width &+ x]) }
+        }
+        for y in 0 ..< height {
+            if y + radius < height {
+                for x in 0 ..< width { sums[x] += Double(plane[(y &+ radius) &* width &+ x]) }
+            }
+            if y - radius - 1 >= 0 {
+                // Row y − radius − 1 leaves the window: its original values are needed, so it is written only now.
+                let old = y - radius - 1, slot = (old % (radius + 1)) * width
+                for x in 0 ..< width {
+                    sums[x] -= Double(plane[old &* width &+ x])
+                    plane[old &* width &+ x] = ring[slot &+ x]
+                }
+            }
+            let slot = (y % (radius + 1)) * width
+            for x in 0 ..< width { ring[slot &+ x] = Float(sums[x]) }
+        }
+        for old in max(0, height - radius - 1) ..< height {
+            let slot = (old % (radius + 1)) * width
+            for x in 0 ..< width { plane[old &* width &+ x] = ring[slot &+ x] }
+        }
+    }
+
+    /// K applied to a line of ones: the sums of the weights within the line.
+    private static func boxedOnes(count: Int, radius: Int) -> [Float] {
+        var line = [Float](repeating: 1, count: count)
+        var sums = [Double](repeating: 0, count: count)
+        line.withUnsafeMutableBufferPointer { line in
+            for _ in 0 ..< 3 { box(line, radius: radius, sums: &sums) }
+        }
+        return line
+    }
+}
+
 // MARK: - Temporal consistency
 
 /// The temporal loss of video stylization (Ruder, Dosovitskiy and Brox, "Artistic style transfer for videos", 2016): the

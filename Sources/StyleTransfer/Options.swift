@@ -36,6 +36,9 @@ public struct Options: Sendable {
     public var contentWeight: Float = 1
     public var styleWeight: Float
     public var tvWeight: Float = 1
+    /// The weight of the layout loss (`LayoutLoss`): the image's luminance, blurred over a 128th of its longer side,
+    /// held to the content's, in 0…255 units like the total variation; 0 leaves it out.
+    public var layoutWeight: Float = 0
     public var contentLayers = [WeightedLayer("relu4_2")]
     public var styleLayers: [WeightedLayer]
     /// What the style loss matches at each style layer.

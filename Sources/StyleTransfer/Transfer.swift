@@ -7,9 +7,11 @@ public struct LossTerms: Sendable, Equatable {
     public var content: Double
     public var style: Double
     public var tv: Double
+    /// The layout term (`Options.layoutWeight`); nil when the loss has none.
+    public var layout: Double? = nil
     /// The temporal term of a video frame (`Options.temporal`); nil when the loss has none.
     public var temporal: Double? = nil
-    public var total: Double { content + style + tv + (temporal ?? 0) }
+    public var total: Double { content + style + tv + (layout ?? 0) + (temporal ?? 0) }
 }
 
 /// Where the optimization of one image stands, after each iteration.
@@ -53,6 +55,7 @@ public struct TransferProgress {
 /// in 0…1 (Adam's learning rate, given in 0…255 units, is scaled to match). The loss is
 ///
 ///     contentWeight · Σ_l a_l E_content,l / Σ a_l + styleWeight · Σ_l b_l E_style,l / Σ b_l + tvWeight · E_tv
+///         + layoutWeight · E_layout
 ///
 /// with the per-layer weights a_l, b_l of `Options.contentLayers` and `Options.styleLayers` (so the
 /// weights' sum does not change the balance) and the size-independent terms of `Losses.swift`; the total
@@ -349,6 +352,7 @@ public final class Stylizer {
         if seen != size { held += 2 * 3 * seen.pixels * MemoryLayout<Float>.stride }
         // For video, the last frame's result and luminance, and this frame's warped target and its reliability.
         if options.temporal { held += 2 * 4 * size.pixels * MemoryLayout<Float>.stride }
+        if options.layoutWeight > 0 { held += LayoutLoss.bytes(pixels: size.pixels) }
         var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels,
                                       imageCopies: copies, targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
@@ -465,6 +469,10 @@ public final class Stylizer {
         return Problem(network: network, width: size.width, height: size.height, margin: margin, options: options,
                        contentLayers: contentLayers, contentTargets: collector.finishedMaps(),
                        targetPrecision: targetPrecision, styleLayers: styleLayers, styleTerms: terms,
+                       layout: options.layoutWeight > 0
+                           ? LayoutLoss(content: content.pixels, height: size.height, width: size.width,
+                                        radius: LayoutLoss.radius(longestSide: max(size.width, size.height)))
+                           : nil,
                        changeMask: options.changeMask?.resized(width: size.width, height: size.height).values,
                        temporal: temporal)
     }
@@ -582,6 +590,9 @@ final class Problem {
     private var styleLosses: [VGGLayer: [(loss: StyleLoss, mask: [Float]?, weight: Float)]]
     /// Where the image may change, (height, width): the gradient is multiplied by it; nil: everywhere.
     private let changeMask: [Float]?
+    /// The layout loss (taken in 0…255 units) and its weight; nil without one.
+    private var layout: LayoutLoss?
+    private let layoutWeight: Float
     /// A video frame's tie to the one before, and the weight of the temporal loss in 0…1 units.
     private let temporal: TemporalTarget?
     private let temporalWeight: Float
@@ -593,7 +604,8 @@ final class Problem {
     init(network: VGG19, width: Int, height: Int, margin: Int = 0, options: Options,
          contentLayers: [Options.WeightedLayer], contentTargets: [VGGLayer: Tensor],
          targetPrecision: ContentLoss.Precision = .single, styleLayers: [Options.WeightedLayer],
-         styleTerms: [StyleTerm], changeMask: [Float]? = nil, temporal: TemporalTarget? = nil) {
+         styleTerms: [StyleTerm], layout: LayoutLoss? = nil, changeMask: [Float]? = nil,
+         temporal: TemporalTarget? = nil) {
         self.network = network
         self.width = width
         self.height = height
@@ -619,6 +631,9 @@ final class Problem {
         self.changeMask = changeMask
         precondition(temporal.map { $0.image.width == width && $0.image.height == height } ?? true,
                      "temporal target differs from the image")
+        precondition(layout.map { $0.width == width && $0.height == height } ?? true, "layout target differs from the image")
+        self.layout = layout
+        layoutWeight = options.layoutWeight
         self.temporal = temporal
         temporalWeight = options.temporalWeight * 255 * 255
         collector = FeatureCollector(stripes: layers, height: height + 2 * margin, width: width + 2 * margin)
@@ -677,6 +692,10 @@ final class Problem {
         terms.tv = Double(tvWeight) * totalVariationLoss(image: image, channels: 3, height: height, width: width,
                                                          weight: tvWeight, clampedTo: 0 ... 1,
                                                          addingGradientTo: gradient)
+        if layout != nil {
+            terms.layout = Double(layoutWeight) * layout!.evaluate(image: image, weight: layoutWeight, clampedTo: 0 ... 1,
+                                                                   addingGradientTo: gradient)
+        }
         if let temporal {
             terms.temporal = temporal.image.pixels.withUnsafeBufferPointer { target in
                 temporal.reliability.withUnsafeBufferPointer { reliability in

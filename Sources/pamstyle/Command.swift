@@ -38,6 +38,9 @@ struct Command: ParsableCommand {
     var styleWeight: Float?
     @Option(name: netpbm("tv-weight"), help: "Weight of the total-variation (smoothness) loss.")
     var tvWeight: Float = Options().tvWeight
+    @Option(name: netpbm("layout-weight"), help: ArgumentHelp(
+        "Weight of the layout loss: the luminance, blurred, held to the input's (0: none).", valueName: "w"))
+    var layoutWeight: Float = Options().layoutWeight
 
     // Layers and styles.
     @Option(name: netpbm("content-layers"), help: ArgumentHelp(

@@ -39,10 +39,11 @@ final class Reporter {
         }
         if verbose, progress.iteration % 10 == 0 || progress.iteration == progress.iterations {
             let losses = progress.losses
+            let layout = losses.layout.map { String(format: " + layout %.6g", $0) } ?? ""
             let temporal = losses.temporal.map { String(format: " + temporal %.6g", $0) } ?? ""
-            note(String(format: "%dx%d iteration %d/%d: loss %.6g = content %.6g + style %.6g + tv %.6g%@ (%d %@)",
+            note(String(format: "%dx%d iteration %d/%d: loss %.6g = content %.6g + style %.6g + tv %.6g%@%@ (%d %@)",
                         progress.width, progress.height, progress.iteration, progress.iterations,
-                        losses.total, losses.content, losses.style, losses.tv, temporal, progress.evaluations,
+                        losses.total, losses.content, losses.style, losses.tv, layout, temporal, progress.evaluations,
                         progress.evaluations == 1 ? "evaluation" : "evaluations"))
         } else if !quiet, !verbose, terminal {
             drawBar(progress)

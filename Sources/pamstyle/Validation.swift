@@ -38,6 +38,7 @@ extension Command {
         options.contentWeight = try nonNegative(contentWeight, "-content-weight")
         if let styleWeight { options.styleWeight = try nonNegative(styleWeight, "-style-weight") }
         options.tvWeight = try nonNegative(tvWeight, "-tv-weight")
+        options.layoutWeight = try nonNegative(layoutWeight, "-layout-weight")
         options.contentLayers = try layerList(contentLayers, "-content-layers")
         if let styleLayers { options.styleLayers = try layerList(styleLayers, "-style-layers") }
         if let styleBlend {

@@ -244,6 +244,101 @@ final class LossesTests: XCTestCase {
         assertGradient(evaluate(x).gradient.map { $0 / 0.5 }, matchesDifferencesOf: { evaluate($0).value }, at: x)
     }
 
+    // MARK: Layout
+
+    /// B Y as float64 matrices: K = (box of radius r)³ along each axis, each row divided by its sum.
+    private func referenceBlurredLuminance(_ image: [Float], height: Int, width: Int, radius: Int) -> [Double] {
+        func blurMatrix(_ n: Int) -> [[Double]] {
+            let box = (0 ..< n).map { i in (0 ..< n).map { j in abs(i - j) <= radius ? 1.0 : 0.0 } }
+            func product(_ a: [[Double]], _ b: [[Double]]) -> [[Double]] {
+                (0 ..< n).map { i in (0 ..< n).map { j in (0 ..< n).reduce(0.0) { $0 + a[i][$1] * b[$1][j] } } }
+            }
+            let k = product(product(box, box), box)
+            return k.map { row in let sum = row.reduce(0, +); return row.map { $0 / sum } }
+        }
+        let (by, bx) = (blurMatrix(height), blurMatrix(width))
+        let plane = height * width
+        let y = (0 ..< plane).map { p in
+            255 * (0.299 * Double(image[p]) + 0.587 * Double(image[plane + p]) + 0.114 * Double(image[2 * plane + p]))
+        }
+        var result = [Double](repeating: 0, count: plane)
+        for i in 0 ..< height {
+            for j in 0 ..< width {
+                var sum = 0.0
+                for k in 0 ..< height { for l in 0 ..< width { sum += by[i][k] * bx[j][l] * y[k * width + l] } }
+                result[i * width + j] = sum
+            }
+        }
+        return result
+    }
+
+    func testLayoutLossMatchesAFloat64Blur() {
+        var random = TestRandom(state: 21)
+        // Radii below, at and above the sides, so that the edges' renormalization is reached from both sides.
+        for (height, width, radius) in [(9, 14, 2), (7, 12, 4), (5, 6, 9)] {
+            let content = random.array(3 * height * width), image = random.array(3 * height * width)
+            var loss = LayoutLoss(content: content, height: height, width: width, radius: radius)
+            let target = referenceBlurredLuminance(content, height: height, width: width, radius: radius)
+            for p in target.indices {
+                XCTAssertEqual(Double(loss.target[p]), target[p], accuracy: 1e-4, "\(height)x\(width) r \(radius) at \(p)")
+            }
+            let blurred = referenceBlurredLuminance(image, height: height, width: width, radius: radius)
+            let expected = zip(blurred, target).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / Double(target.count)
+            var gradient = [Float](repeating: 0, count: image.count)
+            let value = image.withUnsafeBufferPointer { image in
+                gradient.withUnsafeMutableBufferPointer { loss.evaluate(image: image, weight: 1, addingGradientTo: $0) }
+            }
+            XCTAssertEqual(value, expected, accuracy: 1e-5 * expected, "\(height)x\(width) r \(radius)")
+        }
+    }
+
+    func testLayoutLossGradientMatchesFiniteDifferences() {
+        var random = TestRandom(state: 22)
+        let (height, width) = (6, 7)
+        let content = random.array(3 * height * width), x = random.array(3 * height * width, 0.02, 0.98)
+        var loss = LayoutLoss(content: content, height: height, width: width, radius: 2)
+        func evaluate(_ x: [Float]) -> (value: Double, gradient: [Float]) {
+            var gradient = [Float](repeating: 0, count: x.count)
+            let value = x.withUnsafeBufferPointer { image in
+                gradient.withUnsafeMutableBufferPointer {
+                    loss.evaluate(image: image, weight: 0.5, clampedTo: 0 ... 1, addingGradientTo: $0)
+                }
+            }
+            return (value, gradient)
+        }
+        assertGradient(evaluate(x).gradient.map { $0 / 0.5 }, matchesDifferencesOf: { evaluate($0).value }, at: x)
+    }
+
+    func testLayoutLossIsZeroAtTheContentAndBlindToFineDetail() {
+        var random = TestRandom(state: 23)
+        let (height, width) = (32, 40)
+        let content = random.array(3 * height * width)
+        var loss = LayoutLoss(content: content, height: height, width: width, radius: 4)
+        func value(_ image: [Float]) -> (Double, [Float]) {
+            var gradient = [Float](repeating: 0, count: image.count)
+            let value = image.withUnsafeBufferPointer { image in
+                gradient.withUnsafeMutableBufferPointer { loss.evaluate(image: image, weight: 1, addingGradientTo: $0) }
+            }
+            return (value, gradient)
+        }
+        let (atContent, gradient) = value(content)
+        XCTAssertEqual(atContent, 0)
+        XCTAssertEqual(gradient.map(abs).max(), 0)
+        // A checkerboard of ±0.2 added away from the edges changes the blurred luminance far less than the same
+        // amplitude as one step across the image.
+        let plane = height * width
+        var fine = content, coarse = content
+        for c in 0 ..< 3 {
+            for y in 0 ..< height {
+                for x in 0 ..< width {
+                    fine[c * plane + y * width + x] += (x + y) % 2 == 0 ? 0.2 : -0.2
+                    coarse[c * plane + y * width + x] += x < width / 2 ? 0.2 : -0.2
+                }
+            }
+        }
+        XCTAssertLessThan(value(fine).0 * 100, value(coarse).0)
+    }
+
     // MARK: Size independence
 
     /// The content-to-style ratio of the same statistics at "128 px" (a 32² feature map, relu3_1 of a

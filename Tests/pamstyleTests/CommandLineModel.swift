@@ -572,6 +572,7 @@ struct CaseBuilder {
         OptionRow("content-weight", 0.25, real(.nonNegative, typical: 0 ... 10)),
         OptionRow("style-weight", 0.3, real(.nonNegative, typical: 0.01 ... 1000)),
         OptionRow("tv-weight", 0.25, real(.nonNegative, typical: 0 ... 10)),
+        OptionRow("layout-weight", 0.25, real(.nonNegative, typical: 0 ... 5000)),
         OptionRow("content-layers", 0.35, layerList),
         OptionRow("style-layers", 0.35, layerList),
         // Styles
