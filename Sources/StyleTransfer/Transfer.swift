@@ -313,11 +313,13 @@ public final class Stylizer {
     }
 
     /// The bytes a stylization holds whatever the size: the weights, the kernels the network makes from them, the style
-    /// images, and the process's own (its runtime, libraries and threads, measured at about 35 MiB with the weights
-    /// apart), with a margin.
+    /// images, the masks as given, and the process's own (its runtime, libraries and threads, measured at about 35 MiB
+    /// with the weights apart), with a margin.
     public var residentBytes: Int {
-        network.weightBytes + network.kernelCopyCapacity
-            + styles.reduce(0) { $0 + $1.pixels.count * MemoryLayout<Float>.stride } + Self.processBytes
+        let masks = (options.styleMasks ?? []) + (options.changeMask.map { [$0] } ?? [])
+        return network.weightBytes + network.kernelCopyCapacity
+            + styles.reduce(0) { $0 + $1.pixels.count * MemoryLayout<Float>.stride }
+            + masks.reduce(0) { $0 + $1.values.count * MemoryLayout<Float>.stride } + Self.processBytes
     }
 
     /// The process's own bytes beside the weights and images (see `residentBytes`).
@@ -353,6 +355,7 @@ public final class Stylizer {
         // For video, the last frame's result and luminance, and this frame's warped target and its reliability.
         if options.temporal { held += 2 * 4 * size.pixels * MemoryLayout<Float>.stride }
         if options.layoutWeight > 0 { held += LayoutLoss.bytes(pixels: size.pixels) }
+        held += maskFloats(for: size) * MemoryLayout<Float>.stride
         var plan = MemoryPlan.planned(budget: options.memory - residentBytes - held, pixels: size.pixels,
                                       imageCopies: copies, targetFloats: targetFloats, history: options.history,
                                       usesLBFGS: options.optimizer == .lbfgs, networkCost: cost)
@@ -475,6 +478,18 @@ public final class Stylizer {
                            : nil,
                        changeMask: options.changeMask?.resized(width: size.width, height: size.height).values,
                        temporal: temporal)
+    }
+
+    /// The mask values a scale at `size` holds: per style mask, one mask at each style layer's size (see `problem`) and
+    /// the mask at the size the network sees that they are made from (held one at a time: a bound); the change mask at
+    /// `size`.
+    func maskFloats(for size: Size) -> Int {
+        let seen = networkSize(for: size)
+        let perStyle = seen.pixels + styleLayers.reduce(0) { total, layer in
+            let shape = VGG19Architecture.shape(of: layer.layer, height: seen.height, width: seen.width)
+            return total + shape.height * shape.width
+        }
+        return (options.styleMasks?.count ?? 0) * perStyle + (options.changeMask == nil ? 0 : size.pixels)
     }
 
     /// The size the network sees an image of `size` at: with the mirrored margin of `Options.margin` pixels around it,

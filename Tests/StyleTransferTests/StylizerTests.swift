@@ -103,6 +103,29 @@ final class MemoryAccountingTests: XCTestCase {
         }
     }
 
+    /// Masks and the layout loss are in the plan: the masks as given with the styles, and at each scale the masks at
+    /// the style layers' sizes, the change mask at the scale's size and the layout loss's planes.
+    func testPlansCountTheMasksAndTheLayoutLoss() throws {
+        var random = TestRandom(state: 7)
+        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        var options = Options()
+        options.memory = 1 << 30
+        let plain = try Stylizer(weights: randomVGGWeights, options: options, styles: [style, style])
+        let mask = Mask(width: 50, height: 20, values: (0 ..< 1000).map { _ in random.unit() })
+        options.styleMasks = [mask, mask]
+        options.changeMask = Mask(width: 10, height: 10, values: (0 ..< 100).map { _ in random.unit() })
+        options.layoutWeight = 1
+        let masked = try Stylizer(weights: randomVGGWeights, options: options, styles: [style, style])
+        XCTAssertEqual(masked.residentBytes - plain.residentBytes, (2 * 1000 + 100) * 4)
+        let size = Stylizer.Size(width: 200, height: 150)
+        // With the default 16-pixel margin the network sees 232 × 182; relu1_1 at that size, relu2_1 at 116 × 91,
+        // relu3_1 at 58 × 45 (rounded down), relu4_1 at 29 × 22, relu5_1 at 14 × 11.
+        let perStyle = 232 * 182 + 232 * 182 + 116 * 91 + 58 * 45 + 29 * 22 + 14 * 11
+        XCTAssertEqual(masked.maskFloats(for: size), 2 * perStyle + 200 * 150)
+        let before = try plain.memoryPlan(for: size, content: size), after = try masked.memoryPlan(for: size, content: size)
+        XCTAssertEqual(after.fixedBytes - before.fixedBytes, (2 * perStyle + 200 * 150) * 4 + 2 * 200 * 150 * 4)
+    }
+
     /// Where the network's buffers would do more work for it, the deep layers' kernels are remade as they run: at the
     /// least `-memory` a size needs, no kernel is kept beyond the network's own few.
     func testKernelsAreKeptOnlyWhereTheyCostTheNetworkNoWork() throws {
