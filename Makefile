@@ -46,7 +46,7 @@ demo: build
 	pnmtopng $(DEMO_OUT).ppm > $(DEMO_OUT).png
 	@echo "demo: wrote $(DEMO_OUT).ppm and $(DEMO_OUT).png"
 
-## figures: the pictures of docs/ (style losses, borders, masks, video) from the bundled example images; half an hour or so
+## figures: the pictures of docs/ (style losses, layout, borders, masks, video) from the bundled example images; half an hour or so
 figures: build
 	./docs/figures.sh
 

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Makes the pictures of docs/ from the bundled example images (make figures): the Gram and the Wasserstein-2 style
-# losses side by side, the picture's border without and with the mirrored margin (its top-left corner, enlarged),
+# losses side by side, the photo and its result without and with the layout loss, the picture's border without and
+# with the mirrored margin (its top-left corner, enlarged),
 # two styles each in its own region of one photo, and a panning clip with and without -temporal. Needs pamstyle built
 # in release mode, the netpbm tools and ImageMagick's convert.
 set -eu
@@ -34,6 +35,14 @@ stylize "$OUT/w2.ppm" -style-loss w2 "$STYLE"
 captioned "$OUT/gram.ppm" "-style-loss gram (default)" "$OUT/gram-captioned.ppm"
 captioned "$OUT/w2.ppm" "-style-loss w2" "$OUT/w2-captioned.ppm"
 pnmcat -white -leftright -jtop "$OUT/gram-captioned.ppm" "$OUT/w2-captioned.ppm" | pnmtopng > "$DOCS/style-loss.png"
+
+# The layout loss: the photo, the result without it, and the default.
+stylize "$OUT/no-layout.ppm" -layout-weight 0 "$STYLE"
+captioned "$CONTENT" "photo" "$OUT/photo-captioned.ppm"
+captioned "$OUT/no-layout.ppm" "-layout-weight 0" "$OUT/no-layout-captioned.ppm"
+captioned "$OUT/gram.ppm" "-layout-weight 3000 (default)" "$OUT/layout-captioned.ppm"
+pnmcat -white -leftright -jtop "$OUT/photo-captioned.ppm" "$OUT/no-layout-captioned.ppm" "$OUT/layout-captioned.ppm" \
+    | pnmtopng > "$DOCS/layout.png"
 
 # The border: the top-left corner of a result without the mirrored margin and of the default one (a margin of 16
 # pixels), enlarged 3 times.
@@ -102,4 +111,4 @@ for frame in 0 1 2 3 4 5 6 7 8 9; do
 done
 convert -delay 17 -loop 0 $(for frame in 0 1 2 3 4 5 6 7 8 9; do echo "$OUT/pair-$frame.ppm"; done) \
     -layers optimize "$DOCS/video.gif"
-echo "figures: wrote $DOCS/style-loss.png, $DOCS/borders.png, $DOCS/masks.png, $DOCS/video.png and $DOCS/video.gif"
+echo "figures: wrote $DOCS/style-loss.png, $DOCS/layout.png, $DOCS/borders.png, $DOCS/masks.png, $DOCS/video.png and $DOCS/video.gif"

@@ -667,9 +667,10 @@ public struct LayoutLoss: Sendable {
     /// K's row sums along y and along x: D's factors.
     private let rowSums: [Float]
     private let columnSums: [Float]
-    /// B Y of the content, (height, width).
-    public private(set) var target: [Float] = []
-    /// B Y of the image.
+    /// The content, (3, height, width) RGB in 0…1: the array the caller gave, not a copy. Since B is linear the loss is
+    /// |B (Y − Y_content)|², so nothing but this and one plane of scratch is held.
+    private let content: [Float]
+    /// B (Y − Y_content) of the image.
     private var blurred: [Float]
 
     /// The loss towards `content`, (3, height, width) RGB in 0…1, with a box of radius `radius`.
@@ -679,20 +680,25 @@ public struct LayoutLoss: Sendable {
         self.width = width
         self.height = height
         self.radius = radius
+        self.content = content
         rowSums = Self.boxedOnes(count: height, radius: radius)
         columnSums = Self.boxedOnes(count: width, radius: radius)
         blurred = [Float](repeating: 0, count: height * width)
-        var target = blurred
-        content.withUnsafeBufferPointer { Self.luminance(of: $0, range: nil, into: &target) }
-        blur(&target)
-        self.target = target
     }
 
     /// The radius for an image whose longer side is `longestSide` pixels: a 128th of it (4 pixels at 512), at least 1.
     public static func radius(longestSide: Int) -> Int { max(1, Int((Double(longestSide) / 128).rounded())) }
 
-    /// The bytes the loss holds for an image of `pixels` pixels: the target and a plane of scratch.
-    public static func bytes(pixels: Int) -> Int { 2 * pixels * MemoryLayout<Float>.stride }
+    /// The bytes the loss holds for an image of `pixels` pixels beside the content it is given: a plane of scratch.
+    public static func bytes(pixels: Int) -> Int { pixels * MemoryLayout<Float>.stride }
+
+    /// B Y of the content, (height, width): what the blurred luminance of the image is held to.
+    public var target: [Float] {
+        var target = [Float](repeating: 0, count: height * width)
+        content.withUnsafeBufferPointer { Self.luminance(of: $0, range: nil, into: &target) }
+        blur(&target)
+        return target
+    }
 
     /// E at `image`, (3, height, width) RGB in 0…1 (clamped to `clampedTo` as it is read); adds `weight · ∂E/∂X` into
     /// `gradient`, (3, height, width).
@@ -704,19 +710,27 @@ public struct LayoutLoss: Sendable {
         var blurred: [Float] = []
         swap(&blurred, &self.blurred)
         defer { swap(&blurred, &self.blurred) }
-        Self.luminance(of: image, range: range, into: &blurred)
+        let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
+        let coefficients = (0 ..< 3).map { Float(255 * YIQ.fromRGBMatrix[$0]) }
+        content.withUnsafeBufferPointer { content in
+            for p in 0 ..< plane {
+                var difference: Float = 0
+                for c in 0 ..< 3 {
+                    difference += coefficients[c] * (min(max(image[c &* plane &+ p], low), high) - content[c &* plane &+ p])
+                }
+                blurred[p] = difference
+            }
+        }
         blur(&blurred)
         var sum = 0.0
         let scale = Float(2 * Double(weight) / Double(plane))
         for p in 0 ..< plane {
-            let difference = blurred[p] - target[p]
-            sum += Double(difference) * Double(difference)
-            blurred[p] = scale * difference
+            sum += Double(blurred[p]) * Double(blurred[p])
+            blurred[p] *= scale
         }
         blurAdjoint(&blurred)
         for c in 0 ..< 3 {
-            let coefficient = Float(255 * YIQ.fromRGBMatrix[c])
-            for p in 0 ..< plane { gradient[c &* plane &+ p] += coefficient * blurred[p] }
+            for p in 0 ..< plane { gradient[c &* plane &+ p] += coefficients[c] * blurred[p] }
         }
         return sum / Double(plane)
     }

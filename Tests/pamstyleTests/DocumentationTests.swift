@@ -33,7 +33,7 @@ final class DocumentationTests: XCTestCase {
         // The style weight's default depends on -style-loss.
         XCTAssertTrue(help.contains("Weight of the style loss (default: 3 with -style-loss gram, 1000 with w2)."))
         XCTAssertTrue(manual.contains("Default: 3 with\n.BR \"-style-loss gram\" ,\n1000 with\n.BR w2 ."))
-        for (option, value) in [("-content-weight", "1.0"), ("-tv-weight", "1.0"),
+        for (option, value) in [("-content-weight", "3.0"), ("-tv-weight", "1.0"), ("-layout-weight", "3000.0"),
                                 ("-iterations", "135"), ("-scale-iterations", "60"), ("-memory", "1900"),
                                 ("-size", "512"), ("-history", "5"), ("-learning-rate", "2.0"),
                                 ("-checkpoint-every", "50"), ("-max-pixels", "16777216"),
