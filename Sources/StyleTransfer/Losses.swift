@@ -694,8 +694,7 @@ public struct LayoutLoss: Sendable {
 
     /// B Y of the content, (height, width): what the blurred luminance of the image is held to.
     public var target: [Float] {
-        var target = [Float](repeating: 0, count: height * width)
-        content.withUnsafeBufferPointer { Self.luminance(of: $0, range: nil, into: &target) }
+        var target = YIQ.luminance(ofRGB: content).map { 255 * $0 }
         blur(&target)
         return target
     }
@@ -733,19 +732,6 @@ public struct LayoutLoss: Sendable {
             for p in 0 ..< plane { gradient[c &* plane &+ p] += coefficients[c] * blurred[p] }
         }
         return sum / Double(plane)
-    }
-
-    /// 255 · Y of `image` into `plane`.
-    private static func luminance(of image: UnsafeBufferPointer<Float>, range: ClosedRange<Float>?,
-                                  into plane: inout [Float]) {
-        let count = plane.count
-        let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
-        let (r, g, b) = (Float(255 * YIQ.fromRGBMatrix[0]), Float(255 * YIQ.fromRGBMatrix[1]),
-                         Float(255 * YIQ.fromRGBMatrix[2]))
-        for p in 0 ..< count {
-            plane[p] = r * min(max(image[p], low), high) + g * min(max(image[count &+ p], low), high)
-                + b * min(max(image[2 &* count &+ p], low), high)
-        }
     }
 
     /// B, in place.
