@@ -83,32 +83,32 @@ public struct GramAccumulator: Sendable {
     }
 
     /// Pixels per partial product of a weighted `add`, whose weighted copy of the features each core holds.
-    static let weightedChunkPixels = 256
+    public static let weightedChunkPixels = 256
 
     /// Adds the pixels of one stripe, each weighted by `weights[p]` ≥ 0 (a mask): G = Σ w f fᵀ / Σ w, and the mean
-    /// Σ w f / Σ w. The products run on the features scaled by √w, `weightedChunkPixels` at a time.
+    /// Σ w f / Σ w. The products run on the features scaled by √w, `weightedChunkPixels` at a time, the chunks shared
+    /// among the cores in fixed shares as in the unweighted `add`.
     public mutating func add(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int,
                              weights: UnsafeBufferPointer<Float>) {
         let c = channels
-        precondition(pixels >= 0 && stride >= pixels && weights.count >= pixels)
+        precondition(pixels >= 0 && stride >= pixels && weights.count >= pixels && stride <= Int(Int32.max))
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
-        let chunk = Self.weightedChunkPixels
-        var scaled = [Float](repeating: 0, count: c * chunk)
         var total = 0.0
-        for start in Swift.stride(from: 0, to: pixels, by: chunk) {
-            let n = min(chunk, pixels - start)
-            var roots = [Float](repeating: 0, count: n)
-            for p in 0 ..< n {
-                precondition(weights[start + p] >= 0, "negative mask weight")
-                roots[p] = weights[start + p].squareRoot()
-                total += Double(weights[start + p])
-            }
+        for p in 0 ..< pixels {
+            precondition(weights[p] >= 0, "negative mask weight")
+            total += Double(weights[p])
+        }
+        let chunk = Self.weightedChunkPixels
+        accumulate(pixels: pixels, chunkPixels: chunk, scratchCount: chunk * (c + 1)) { chunkStart, n, scratch, body in
+            // The chunk's √w, then its features scaled by them, (C, n).
+            let roots = scratch, scaled = scratch + chunk
+            for p in 0 ..< n { roots[p] = weights[chunkStart &+ p].squareRoot() }
             for channel in 0 ..< c {
-                let row = channel * stride + start
-                for p in 0 ..< n { scaled[channel * n + p] = features[row + p] * roots[p] }
+                let row = features.baseAddress! + (channel &* stride &+ chunkStart), copy = scaled + channel &* n
+                for p in 0 ..< n { copy[p] = row[p] * roots[p] }
             }
-            scaled.withUnsafeBufferPointer { accumulate($0, pixels: n, stride: n, weightedBy: roots) }
+            body(UnsafePointer(scaled), n, UnsafePointer(roots))
         }
         weightTotal += total
     }
@@ -117,56 +117,74 @@ public struct GramAccumulator: Sendable {
     /// `stride` is the buffer's row length (≥ `pixels`); `features.count` must be at least
     /// `(C − 1) · stride + pixels`.
     public mutating func add(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int) {
-        accumulate(features, pixels: pixels, stride: stride, weightedBy: nil)
-        weightTotal += Double(pixels)
-    }
-
-    /// Adds the products of features already scaled by `roots` = √w per pixel (nil: unweighted), and the sums for the
-    /// mean, Σ √w · (√w f); counts the pixels, not their weights.
-    private mutating func accumulate(_ features: UnsafeBufferPointer<Float>, pixels: Int, stride: Int, weightedBy roots: [Float]?) {
-        let c = channels, plane = channels * channels
+        let c = channels
         precondition(pixels >= 0 && stride >= pixels && stride <= Int(Int32.max))
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
-        let chunks = (pixels + Self.chunkPixels - 1) / Self.chunkPixels
+        accumulate(pixels: pixels, chunkPixels: Self.chunkPixels, scratchCount: 0) { chunkStart, _, _, body in
+            body(features.baseAddress! + chunkStart, stride, nil)
+        }
+        weightTotal += Double(pixels)
+    }
+
+    /// The pixels of a chunk as `accumulate` multiplies them: where its features start, their row stride, and √w per
+    /// pixel when they are scaled by it (nil: unweighted).
+    private typealias ChunkFeatures = (_ features: UnsafePointer<Float>, _ stride: Int, _ roots: UnsafePointer<Float>?) -> Void
+
+    /// Adds `pixels` pixels, `chunkPixels` at a time, the chunks shared among the cores in fixed shares, each core
+    /// summing into its own buffers: `chunk(start, n, scratch, body)` hands `body` the n features from pixel `start`
+    /// (already scaled by √w for a weighted add, and then with the roots, whose products Σ √w · (√w f) make the mean's
+    /// sums), with `scratchCount` floats of the core's own to make them in. Counts the pixels, not their weights.
+    private mutating func accumulate(pixels: Int, chunkPixels: Int, scratchCount: Int,
+                                     _ chunk: (_ start: Int, _ n: Int, _ scratch: UnsafeMutablePointer<Float>,
+                                               _ body: ChunkFeatures) -> Void) {
+        let c = channels, plane = channels * channels
+        let chunks = (pixels + chunkPixels - 1) / chunkPixels
         let shares = min(self.shares, chunks)
         let openBLAS = KernelPath.current == .openblas, workCount = work.count / self.shares
         let tracksMeans = self.tracksMeans
-        sum.withUnsafeMutableBufferPointer { sum in
-            partial.withUnsafeMutableBufferPointer { partial in
-                work.withUnsafeMutableBufferPointer { work in
-                    featureSum.withUnsafeMutableBufferPointer { featureSum in
-                        let buffers = UncheckedSendable(value: (sum: sum.baseAddress!, partial: partial.baseAddress!,
-                                                                work: work.baseAddress!, featureSum: featureSum.baseAddress))
-                        parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
-                            let sum = buffers.value.sum + share &* plane
-                            let partial = buffers.value.partial + share &* plane
-                            let work = buffers.value.work + share &* workCount
-                            for chunk in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
-                                let start = chunk &* Self.chunkPixels, n = min(Self.chunkPixels, pixels &- start)
-                                if tracksMeans {
-                                    let featureSum = buffers.value.featureSum! + share &* c
-                                    for channel in 0 ..< c {
-                                        let row = features.baseAddress! + (channel &* stride &+ start)
-                                        var total: Float = 0
-                                        if let roots {
-                                            for p in 0 ..< n { total += row[p] * roots[start &+ p] }
-                                        } else {
-                                            for p in 0 ..< n { total += row[p] }
+        withoutActuallyEscaping(chunk) { chunk in
+            let chunk = UncheckedSendable(value: chunk)
+            sum.withUnsafeMutableBufferPointer { sum in
+                partial.withUnsafeMutableBufferPointer { partial in
+                    work.withUnsafeMutableBufferPointer { work in
+                        featureSum.withUnsafeMutableBufferPointer { featureSum in
+                            let buffers = UncheckedSendable(value: (sum: sum.baseAddress!, partial: partial.baseAddress!,
+                                                                    work: work.baseAddress!,
+                                                                    featureSum: featureSum.baseAddress))
+                            parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
+                                let sum = buffers.value.sum + share &* plane
+                                let partial = buffers.value.partial + share &* plane
+                                let work = buffers.value.work + share &* workCount
+                                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, scratchCount))
+                                defer { scratch.deallocate() }
+                                for index in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
+                                    let start = index &* chunkPixels, n = min(chunkPixels, pixels &- start)
+                                    chunk.value(start, n, scratch) { features, stride, roots in
+                                        if tracksMeans {
+                                            let featureSum = buffers.value.featureSum! + share &* c
+                                            for channel in 0 ..< c {
+                                                let row = features + channel &* stride
+                                                var total: Float = 0
+                                                if let roots {
+                                                    for p in 0 ..< n { total += row[p] * roots[p] }
+                                                } else {
+                                                    for p in 0 ..< n { total += row[p] }
+                                                }
+                                                featureSum[channel] += Double(total)
+                                            }
                                         }
-                                        featureSum[channel] += Double(total)
+                                        if openBLAS {
+                                            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
+                                                        1, features, Int32(stride), 0, partial, Int32(c))
+                                        } else {
+                                            cgemm_gram_upper(Int32(c), Int32(n), features, stride, partial, c, work)
+                                        }
+                                        for i in 0..<c {
+                                            let row = i &* c
+                                            for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                                        }
                                     }
-                                }
-                                if openBLAS {
-                                    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
-                                                1, features.baseAddress! + start, Int32(stride), 0, partial, Int32(c))
-                                } else {
-                                    cgemm_gram_upper(Int32(c), Int32(n), features.baseAddress! + start, stride, partial,
-                                                     c, work)
-                                }
-                                for i in 0..<c {
-                                    let row = i &* c
-                                    for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
                                 }
                             }
                         }
@@ -413,7 +431,7 @@ public struct StyleLoss: Sendable {
     /// `addGradient` for pixels that went into the accumulator with per-pixel weights w (`GramAccumulator.add(_:pixels:
     /// stride:weights:)`): the gradient at pixel p is w[p] times the unweighted one's form, `weight · w[p] · 4 / (C² N) ·
     /// (G − T) f` (or W2's `weight · w[p] · (2 D f + b) / N`), N the sum of the weights. Computed in chunks of
-    /// `GramAccumulator.weightedChunkPixels` pixels through a buffer of their own, on one core.
+    /// `GramAccumulator.weightedChunkPixels` pixels, one band of them per core, each through a buffer of its own.
     public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
                             weights: UnsafeBufferPointer<Float>, weight: Float,
                             into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
@@ -427,25 +445,33 @@ public struct StyleLoss: Sendable {
         let alpha = Float(statistic == .gram ? Double(weight) * 4 / (Double(c * c) * n) : Double(weight) * 2 / n)
         let shift = statistic == .w2 ? bias.map { Float(Double(weight) / n) * $0 } : [Float](repeating: 0, count: c)
         let chunk = GramAccumulator.weightedChunkPixels
-        var product = [Float](repeating: 0, count: c * chunk)  // (C, chunk): α R F of the chunk
-        packedResidual.withUnsafeBufferPointer { packed in
-            for start in Swift.stride(from: 0, to: pixels, by: chunk) {
-                let count = min(chunk, pixels - start)
-                product.withUnsafeMutableBufferPointer { product in
-                    if KernelPath.current == .openblas {
-                        residual.withUnsafeBufferPointer { residual in
-                            sgemm(m: c, n: count, k: c, alpha: alpha, a: residual.baseAddress!, lda: c,
-                                  b: features.baseAddress! + start, ldb: featureStride, beta: 0,
-                                  c: product.baseAddress!, ldc: count)
+        // The chunks in one band of pixels per core, each through a (C, chunk) buffer of its own for α R F.
+        let chunks = (pixels + chunk - 1) / chunk, bands = min(coreCount, chunks)
+        let openBLAS = KernelPath.current == .openblas
+        residual.withUnsafeBufferPointer { residual in
+            packedResidual.withUnsafeBufferPointer { packed in
+                shift.withUnsafeBufferPointer { shift in
+                    let gradient = UncheckedSendable(value: gradient)
+                    parallelBands(bands, workers: bands, blasThreads: 1) { band, _ in
+                        let product = UnsafeMutablePointer<Float>.allocate(capacity: c * chunk)
+                        defer { product.deallocate() }
+                        for index in (chunks * band / bands) ..< (chunks * (band + 1) / bands) {
+                            let start = index * chunk, count = min(chunk, pixels - start)
+                            if openBLAS {
+                                sgemm(m: c, n: count, k: c, alpha: alpha, a: residual.baseAddress!, lda: c,
+                                      b: features.baseAddress! + start, ldb: featureStride, beta: 0,
+                                      c: product, ldc: count)
+                            } else {
+                                cgemm_multiply(Int32(c), Int32(count), Int32(c), alpha, packed.baseAddress!,
+                                               features.baseAddress! + start, featureStride, 0, product, count)
+                            }
+                            for channel in 0 ..< c {
+                                let row = gradient.value.baseAddress! + (channel * gradientStride + start)
+                                let values = product + channel * count, shifted = shift[channel]
+                                for p in 0 ..< count { row[p] += weights[start + p] * (values[p] + shifted) }
+                            }
                         }
-                    } else {
-                        cgemm_multiply(Int32(c), Int32(count), Int32(c), alpha, packed.baseAddress!,
-                                       features.baseAddress! + start, featureStride, 0, product.baseAddress!, count)
                     }
-                }
-                for channel in 0 ..< c {
-                    let row = gradient.baseAddress! + (channel * gradientStride + start)
-                    for p in 0 ..< count { row[p] += weights[start + p] * (product[channel * count + p] + shift[channel]) }
                 }
             }
         }

@@ -102,6 +102,81 @@ final class LossesTests: XCTestCase {
         XCTAssertLessThan(flat.map { abs($0) }.max()!, 1e-3)
     }
 
+    /// A style loss under per-pixel weights (a mask, some of them 0), over more pixels than one chunk of the weighted
+    /// products and the cores share: the value against a float64 weighted Gram, G = Σ w f fᵀ / Σ w; the gradient of the
+    /// Gram and the W2 loss against finite differences; and the pixels added in two stripes as whole.
+    func testMaskedStyleLossValueAndGradient() {
+        var random = TestRandom(state: 47)
+        let channels = 3, pixels = 2 * GramAccumulator.weightedChunkPixels + 61
+        let features = random.array(channels * pixels, 0, 2)
+        let other = random.array(channels * pixels, 0, 2)
+        let weights: [Float] = (0 ..< pixels).map { p -> Float in p % 7 == 0 ? 0 : random.uniform(0, 1) }
+        let target = StyleTarget(
+            gram: other.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) },
+            mean: (0 ..< channels).map { c in other[(c * pixels) ..< ((c + 1) * pixels)].reduce(0, +) / Float(pixels) })
+        let weight: Float = 0.8
+        func evaluate(_ f: [Float], _ statistic: StyleStatistic, stripes: [Range<Int>] = [0 ..< pixels])
+            -> (value: Double, gradient: [Float]) {
+            var loss = StyleLoss(target: target, channels: channels, statistic: statistic)
+            var gradient = [Float](repeating: 0, count: f.count)
+            f.withUnsafeBufferPointer { f in
+                weights.withUnsafeBufferPointer { w in
+                    for stripe in stripes {
+                        loss.accumulator.add(UnsafeBufferPointer(rebasing: f[stripe.lowerBound...]), pixels: stripe.count,
+                                             stride: pixels, weights: UnsafeBufferPointer(rebasing: w[stripe]))
+                    }
+                }
+            }
+            let value = loss.finish()
+            f.withUnsafeBufferPointer { f in
+                weights.withUnsafeBufferPointer { w in
+                    gradient.withUnsafeMutableBufferPointer { g in
+                        for stripe in stripes {
+                            loss.addGradient(features: UnsafeBufferPointer(rebasing: f[stripe.lowerBound...]),
+                                             pixels: stripe.count, featureStride: pixels,
+                                             weights: UnsafeBufferPointer(rebasing: w[stripe]), weight: weight,
+                                             into: UnsafeMutableBufferPointer(rebasing: g[stripe.lowerBound...]),
+                                             gradientStride: pixels)
+                        }
+                    }
+                }
+            }
+            return (value, gradient)
+        }
+
+        let total = weights.reduce(0.0) { $0 + Double($1) }
+        var expected = 0.0
+        for i in 0 ..< channels {
+            for j in 0 ..< channels {
+                var sum = 0.0
+                for p in 0 ..< pixels {
+                    sum += Double(weights[p]) * Double(features[i * pixels + p]) * Double(features[j * pixels + p])
+                }
+                let difference = sum / total - Double(target.gram[i * channels + j])
+                expected += difference * difference
+            }
+        }
+        expected /= Double(channels * channels)
+        let gram = evaluate(features, .gram)
+        XCTAssertEqual(gram.value, expected, accuracy: 1e-5 * expected)
+
+        for statistic in [StyleStatistic.gram, .w2] {
+            let (value, gradient) = evaluate(features, statistic)
+            XCTAssertGreaterThan(value, 0)
+            // Along random directions over every pixel: one coordinate's difference would be drowned by the float32
+            // sums over hundreds of pixels.
+            var rng = SplitMix64(seed: 9)
+            let errors = directionalErrors(image: features, gradient: gradient.map { $0 / weight }, step: 1e-3,
+                                           using: &rng) { evaluate($0, statistic).value }
+            XCTAssertLessThan(errors.max()!, 3e-4, "\(statistic): \(errors)")
+            // Pixels whose weight is 0 get no gradient.
+            for p in stride(from: 0, to: pixels, by: 7) { XCTAssertEqual(gradient[p], 0) }
+            let striped = evaluate(features, statistic, stripes: [0 ..< 300, 300 ..< pixels])
+            XCTAssertEqual(striped.value, value, accuracy: 1e-6 * value)
+            assertClose(striped.gradient, gradient.map(Double.init), relative: 1e-5, "\(statistic) in stripes")
+        }
+    }
+
     /// Blending style targets blends their Gram matrices and their means alike.
     func testBlendedStyleTargetsBlendMeansToo() {
         let a = StyleTarget(gram: [1, 2, 2, 4], mean: [1, 0]), b = StyleTarget(gram: [5, 0, 0, 1], mean: [3, 2])
