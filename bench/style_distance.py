@@ -13,7 +13,8 @@ the network's Caffe input (BGR, 0-255, mean removed):
                        the Gram matrices F Fᵀ / (H W) of RESULT and of the style image;
 and three summaries of the style distances: "style_mean" (the layers weighted alike), "style_pastiche" (layer l
 weighted 10 / C_l², as pastiche 1.6's default loss does, with its content term 0.01 · content distance as
-"content_pastiche"; pamstyle's default loss weighs the layers in the same proportions) and "style_relative" (the
+"content_pastiche"; against relu1_1, pamstyle's default Gram loss weighs relu2_1, relu3_1, relu4_1 and relu5_1
+16, 16, 47 and 4 times less than this) and "style_relative" (the
 mean over layers of the root mean square of the Gram difference relative to that of the style's Gram matrix:
 every layer counts alike whatever its scale). Lower is closer. One JSON line per RESULT.
 
