@@ -470,31 +470,56 @@ bf16Block(int const kc, const uint32_t *a, const uint32_t *b, int const nr, floa
 }
 
 /* Slices of KC values of k; in each, B converted eight panels at a time, and each 8-row block of A converted once and
- * taken over those panels. */
+ * taken over those panels, unless they come in pairs already (aPairs, pairs). */
 static BF16 void
 bf16Panels512(int const m, int const n, int const k, float const alpha, const float * const a, int const transposedA,
-              const float * const b, float * const c, ptrdiff_t const ldc) {
+              const uint32_t * const aPairs, const float * const b, const uint32_t * const pairs, float * const c,
+              ptrdiff_t const ldc) {
     for (int j0 = 0; j0 < k; j0 += KC) {
         int const kc = minimum(KC, k - j0);
         for (int c0 = 0; c0 < n; c0 += BF16_COLUMNS) {
             int const c1 = minimum(n, c0 + BF16_COLUMNS);
-            for (int l0 = c0; l0 < c1; l0 += NR) {
+            for (int l0 = c0; l0 < c1 && !pairs; l0 += NR) {
                 int const nr = minimum(NR, n - l0);
                 bf16PackPanel(kc, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr, bf16Panels + (l0 - c0) * (KC / 2));
             }
             for (int i0 = 0; i0 < m; i0 += MR) {
-                if (transposedA)
+                const uint32_t *block = bf16BlockPairs;
+                if (aPairs)
+                    block = aPairs + (ptrdiff_t)i0 * (k / 2) + (ptrdiff_t)(j0 / 2) * MR;
+                else if (transposedA)
                     bf16PackBlock(1, kc, a + (ptrdiff_t)(j0 / MR) * m * MR + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR,
                                   bf16BlockPairs);
                 else
                     bf16PackBlock(0, kc, a + (ptrdiff_t)i0 * k + (ptrdiff_t)j0 * MR, MR * MR, bf16BlockPairs);
                 for (int l0 = c0; l0 < c1; l0 += NR) {
                     int const nr = minimum(NR, n - l0);
-                    bf16Block(kc, bf16BlockPairs, bf16Panels + (l0 - c0) * (KC / 2), nr, c + (ptrdiff_t)i0 * ldc + l0, ldc,
-                              MR, nr, alpha, j0 > 0);
+                    const uint32_t * const panel = pairs ? pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr
+                                                         : bf16Panels + (l0 - c0) * (KC / 2);
+                    bf16Block(kc, block, panel, nr, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, j0 > 0);
                 }
             }
         }
+    }
+}
+
+/* cgemm_bf16_kernel_block on this processor: the forward pairs as bf16Panels512 converts a block of A, the backward
+ * ones from the same conversion, each column's eight values two by two. */
+static BF16 void
+bf16KernelBlock512(int const m, int const k, int const o0, const float * const block, uint32_t * const forward,
+                   uint32_t * const backward) {
+    bf16PackBlock(0, k, block, MR * MR, forward + (ptrdiff_t)o0 * (k / 2));
+    for (int j0 = 0; j0 < k; j0 += MR) {
+        /* words[4j + q]: the pair of rows 2q and 2q + 1 in column j0 + j. */
+        uint32_t words[4 * MR];
+        const float * const values = block + (ptrdiff_t)j0 * MR;
+        _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(values + 16), _mm512_loadu_ps(values)));
+        _mm512_storeu_si512(words + 16,
+                            (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(values + 48), _mm512_loadu_ps(values + 32)));
+        uint32_t * const target = backward + (ptrdiff_t)j0 * (m / 2) + (ptrdiff_t)(o0 / 2) * MR;
+        for (int q = 0; q < MR / 2; ++q)
+            for (int j = 0; j < MR; ++j)
+                target[q * MR + j] = words[4 * j + q];
     }
 }
 
@@ -553,10 +578,70 @@ void
 cgemm_panels_bf16(int const m, int const n, int const k, float const alpha, const float * const a,
                   int const transposedA, const float * const b, float * const c, ptrdiff_t const ldc) {
 #if CGEMM_X86
-    bf16Panels512(m, n, k, alpha, a, transposedA, b, c, ldc);
+    bf16Panels512(m, n, k, alpha, a, transposedA, NULL, b, NULL, c, ldc);
 #else
     cgemm_panels(m, n, k, alpha, a, transposedA, b, c, ldc);
 #endif
+}
+
+/* A value rounded to bfloat16 as vcvtne2ps2bf16 rounds finite ones, for the paths without it. */
+static inline uint32_t
+bf16Bits(float const x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    if ((bits & 0x7F800000u) == 0)
+        bits &= 0x80000000u;
+    return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+}
+
+/* The float a bfloat16 in the low (high = 0) or high half of a pair stands for. */
+static inline float
+bf16Value(uint32_t const pair, int const high) {
+    uint32_t const bits = high ? pair & 0xFFFF0000u : pair << 16;
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+void
+cgemm_panels_bf16_pairs(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
+                        const uint32_t * const pairs, float * const c, ptrdiff_t const ldc) {
+#if CGEMM_X86
+    bf16Panels512(m, n, k, alpha, NULL, 0, a, NULL, pairs, c, ldc);
+#else
+    /* Never called where cgemm_supports_bf16() is 0: the pairs' values, summed in float. */
+    for (int l0 = 0; l0 < n; l0 += NR) {
+        int const nr = minimum(NR, n - l0);
+        const uint32_t * const panel = pairs + (ptrdiff_t)l0 * (k / 2);
+        for (int i = 0; i < m; ++i)
+            for (int l = 0; l < nr; ++l) {
+                float sum = 0;
+                for (int j = 0; j < k; ++j)
+                    sum += bf16Value(a[(ptrdiff_t)(i / MR) * MR * k + (j / 2) * MR + i % MR], j % 2)
+                           * bf16Value(panel[(ptrdiff_t)(j / 2) * nr + l], j % 2);
+                c[(ptrdiff_t)i * ldc + l0 + l] = alpha * sum;
+            }
+    }
+#endif
+}
+
+void
+cgemm_bf16_kernel_block(int const m, int const k, int const o0, const float * const block, uint32_t * const forward,
+                        uint32_t * const backward) {
+#if CGEMM_X86
+    if (cgemm_supports_bf16()) {
+        bf16KernelBlock512(m, k, o0, block, forward, backward);
+        return;
+    }
+#endif
+    for (int j = 0; j < k; ++j)
+        for (int i = 0; i < MR; ++i) {
+            uint32_t const value = bf16Bits(block[(ptrdiff_t)j * MR + i]);
+            uint32_t * const f = forward + (ptrdiff_t)o0 * (k / 2) + (j / 2) * MR + i;
+            uint32_t * const b = backward + (ptrdiff_t)(j / MR) * MR * (m / 2) + ((o0 + i) / 2) * MR + j % MR;
+            *f = j % 2 ? (*f & 0xFFFFu) | value << 16 : (*f & 0xFFFF0000u) | value;
+            *b = i % 2 ? (*b & 0xFFFFu) | value << 16 : (*b & 0xFFFF0000u) | value;
+        }
 }
 
 cgemm_isa

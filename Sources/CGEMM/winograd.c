@@ -7,6 +7,7 @@
  */
 #include "cgemm.h"
 
+#include <stdint.h>
 #include <string.h>
 
 /* The vector helpers below are always inlined: their 256-bit arguments never cross a call on the baseline target. */
@@ -38,6 +39,27 @@ store8(v8 const v, float * const p) {
 INLINE v8
 splat(float const x) {
     return (v8){x, x, x, x, x, x, x, x};
+}
+
+/* Eight 32-bit words: the bits of eight floats, or eight pairs of bfloat16 values. */
+typedef uint32_t w8 __attribute__((vector_size(32)));
+typedef uint32_t w8u __attribute__((vector_size(32), aligned(4)));
+
+/* The bits of eight floats rounded to bfloat16 in their upper halves, as AVX512_BF16's vcvtneps2bf16 rounds finite
+ * values: to nearest, ties to even, subnormal inputs taken as zero of their sign. */
+INLINE w8
+bf16Rounded(v8 const x) {
+    w8 bits;
+    memcpy(&bits, &x, sizeof bits);
+    w8 const subnormal = (w8)((bits & 0x7F800000u) == 0);
+    bits &= ~(subnormal & 0x7FFFFFFFu);
+    return bits + 0x7FFFu + ((bits >> 16) & 1u);
+}
+
+/* Eight bfloat16 pairs, each low's value in the low half and high's in the high half, as vdpbf16ps pairs them. */
+INLINE w8
+bf16Pairs(v8 const low, v8 const high) {
+    return (bf16Rounded(high) & 0xFFFF0000u) | (bf16Rounded(low) >> 16);
 }
 
 /* Bᵀ d for eight tiles at once. */
@@ -116,12 +138,10 @@ storeTileRow(int const m, const v8 * const y, int const lanes, int const columns
         row[x] = line[(x % m) * 8 + x / m];
 }
 
+/* The six input rows of a tile row, each split by x + 1 mod 4 into work: q[j, p, s] = row j at x = 4s + p − 1 (zero
+ * outside the map). */
 INLINE void
-inputRow(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
-         float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
-         int const channel, int const channels, int const firstTile) {
-    float * const tmp = work + 24 * qs;
-    /* The six input rows, each split by x + 1 mod 4: q[j, p, s] = row j at x = 4s + p − 1. */
+splitRows(const float * const rows[], int const width, int const qs, float * const work) {
     for (int j = 0; j < 6; ++j) {
         float * const q = work + j * 4 * qs;
         memset(q, 0, sizeof(float) * 4 * (size_t)qs);
@@ -148,24 +168,66 @@ inputRow(const float * const rows[], int const width, int const tilesX, int cons
         for (; x < width; ++x)
             q[((x + 1) & 3) * qs + ((x + 1) >> 2)] = row[x];
     }
+}
+
+/* The first half of Bᵀ d B for the eight tiles from t: each of their input rows transformed along x, from splitRows'
+ * work into tmp (288 floats). The lanes past tilesX hold the transforms of zeros and the right edge, finite values
+ * whose products are never written out. */
+INLINE void
+rowTransforms(const float * const work, int const qs, int const t, float * const tmp) {
+    for (int j = 0; j < 6; ++j) {
+        const float * const q = work + j * 4 * qs + t;
+        v8 v[6];
+        inputTransform(load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 1), load8(q + qs + 1),
+                       v);
+        for (int i = 0; i < 6; ++i)
+            store8(v[i], tmp + j * 48 + 8 * i);
+    }
+}
+
+/* Column k of Bᵀ d B for eight tiles from rowTransforms' tmp: positions k + 6i in v[i]. */
+INLINE void
+columnTransform(const float * const tmp, int const k, v8 v[6]) {
+    const float * const s = tmp + k * 8;
+    inputTransform(load8(s), load8(s + 48), load8(s + 96), load8(s + 144), load8(s + 192), load8(s + 240), v);
+}
+
+INLINE void
+inputRow(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
+         float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
+         int const channel, int const channels, int const firstTile) {
+    float * const tmp = work + 24 * qs;
+    splitRows(rows, width, qs, work);
     for (int t = 0; t < tilesX; t += 8) {
-        /* Eight tiles at a time: the lanes past tilesX hold the transforms of zeros and the right edge, finite values
-         * whose products are never written out. */
-        for (int j = 0; j < 6; ++j) {
-            const float * const q = work + j * 4 * qs + t;
-            v8 v[6];
-            inputTransform(load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 1),
-                           load8(q + qs + 1), v);
-            for (int i = 0; i < 6; ++i)
-                store8(v[i], tmp + j * 48 + 8 * i);
-        }
+        rowTransforms(work, qs, t, tmp);
         float * const base = transformed + panelOffset(firstTile + t, channel, channels, panelWidth, panelCount);
         for (int k = 0; k < 6; ++k) {
-            const float * const s = tmp + k * 8;
             v8 v[6];
-            inputTransform(load8(s), load8(s + 48), load8(s + 96), load8(s + 144), load8(s + 192), load8(s + 240), v);
+            columnTransform(tmp, k, v);
             for (int i = 0; i < 6; ++i)
                 store8(v[i], base + (ptrdiff_t)(k + 6 * i) * positionStride);
+        }
+    }
+}
+
+/* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. */
+INLINE void
+inputRowPairs(const float * const low[], const float * const high[], int const width, int const tilesX, int const qs,
+              float * const work, uint32_t * const pairs, ptrdiff_t const positionStride, int const panelWidth,
+              int const panelCount, int const pair, int const pairCount, int const firstTile) {
+    float * const workHigh = work + 24 * qs + 288, * const tmp = work + 24 * qs, * const tmpHigh = workHigh + 24 * qs;
+    splitRows(low, width, qs, work);
+    splitRows(high, width, qs, workHigh);
+    for (int t = 0; t < tilesX; t += 8) {
+        rowTransforms(work, qs, t, tmp);
+        rowTransforms(workHigh, qs, t, tmpHigh);
+        uint32_t * const base = pairs + panelOffset(firstTile + t, pair, pairCount, panelWidth, panelCount);
+        for (int k = 0; k < 6; ++k) {
+            v8 v[6], w[6];
+            columnTransform(tmp, k, v);
+            columnTransform(tmpHigh, k, w);
+            for (int i = 0; i < 6; ++i)
+                *(w8u *)(base + (ptrdiff_t)(k + 6 * i) * positionStride) = bf16Pairs(v[i], w[i]);
         }
     }
 }
@@ -195,12 +257,9 @@ outputRow(const float * const transformed, ptrdiff_t const positionStride, int c
     }
 }
 
+/* The eight input rows of a tile row, each split by x + 1 mod 6 into work: q[j, p, s] = row j at x = 6s + p − 1. */
 INLINE void
-inputRow6(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
-          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
-          int const channel, int const channels, int const firstTile) {
-    float * const tmp = work + 48 * qs;
-    /* The eight input rows, each split by x + 1 mod 6: q[j, p, s] = row j at x = 6s + p − 1. */
+splitRows6(const float * const rows[], int const width, int const qs, float * const work) {
     for (int j = 0; j < 8; ++j) {
         float * const q = work + j * 6 * qs;
         memset(q, 0, sizeof(float) * 6 * (size_t)qs);
@@ -220,26 +279,67 @@ inputRow6(const float * const rows[], int const width, int const tilesX, int con
         for (; x < width; ++x)
             q[((x + 1) % 6) * qs + (x + 1) / 6] = row[x];
     }
+}
+
+/* rowTransforms of F(6×6, 3×3): from splitRows6's work into tmp (512 floats). */
+INLINE void
+rowTransforms6(const float * const work, int const qs, int const t, float * const tmp) {
+    for (int j = 0; j < 8; ++j) {
+        const float * const q = work + j * 6 * qs + t;
+        v8 const d[8] = {load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 4 * qs),
+                         load8(q + 5 * qs), load8(q + 1), load8(q + qs + 1)};
+        v8 v[8];
+        inputTransform6(d, v);
+        for (int i = 0; i < 8; ++i)
+            store8(v[i], tmp + j * 64 + 8 * i);
+    }
+}
+
+/* Column k of F(6×6, 3×3)'s Bᵀ d B: positions k + 8i in v[i]. */
+INLINE void
+columnTransform6(const float * const tmp, int const k, v8 v[8]) {
+    const float * const s = tmp + k * 8;
+    v8 const d[8] = {load8(s), load8(s + 64), load8(s + 128), load8(s + 192), load8(s + 256), load8(s + 320),
+                     load8(s + 384), load8(s + 448)};
+    inputTransform6(d, v);
+}
+
+INLINE void
+inputRow6(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
+          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
+          int const channel, int const channels, int const firstTile) {
+    float * const tmp = work + 48 * qs;
+    splitRows6(rows, width, qs, work);
     for (int t = 0; t < tilesX; t += 8) {
-        /* Eight tiles at a time, as in inputRow. */
-        for (int j = 0; j < 8; ++j) {
-            const float * const q = work + j * 6 * qs + t;
-            v8 const d[8] = {load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 4 * qs),
-                             load8(q + 5 * qs), load8(q + 1), load8(q + qs + 1)};
-            v8 v[8];
-            inputTransform6(d, v);
-            for (int i = 0; i < 8; ++i)
-                store8(v[i], tmp + j * 64 + 8 * i);
-        }
+        rowTransforms6(work, qs, t, tmp);
         float * const base = transformed + panelOffset(firstTile + t, channel, channels, panelWidth, panelCount);
         for (int k = 0; k < 8; ++k) {
-            const float * const s = tmp + k * 8;
-            v8 const d[8] = {load8(s), load8(s + 64), load8(s + 128), load8(s + 192), load8(s + 256), load8(s + 320),
-                             load8(s + 384), load8(s + 448)};
             v8 v[8];
-            inputTransform6(d, v);
+            columnTransform6(tmp, k, v);
             for (int i = 0; i < 8; ++i)
                 store8(v[i], base + (ptrdiff_t)(k + 8 * i) * positionStride);
+        }
+    }
+}
+
+/* inputRowPairs of F(6×6, 3×3). */
+INLINE void
+inputRowPairs6(const float * const low[], const float * const high[], int const width, int const tilesX, int const qs,
+               float * const work, uint32_t * const pairs, ptrdiff_t const positionStride, int const panelWidth,
+               int const panelCount, int const pair, int const pairCount, int const firstTile) {
+    float * const workHigh = work + 48 * qs + 512, * const tmp = work + 48 * qs, * const tmpHigh = workHigh + 48 * qs;
+    splitRows6(low, width, qs, work);
+    splitRows6(high, width, qs, workHigh);
+    for (int t = 0; t < tilesX; t += 8) {
+        rowTransforms6(work, qs, t, tmp);
+        rowTransforms6(workHigh, qs, t, tmpHigh);
+        uint32_t * const base = pairs + panelOffset(firstTile + t, pair, pairCount, panelWidth, panelCount);
+        for (int k = 0; k < 8; ++k) {
+            v8 v[8], w[8];
+            columnTransform6(tmp, k, v);
+            columnTransform6(tmpHigh, k, w);
+            for (int i = 0; i < 8; ++i)
+                *(w8u *)(base + (ptrdiff_t)(k + 8 * i) * positionStride) = bf16Pairs(v[i], w[i]);
         }
     }
 }
@@ -287,6 +387,18 @@ outputRow6(const float * const transformed, ptrdiff_t const positionStride, int 
             inputRow(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,      \
                      channels, firstTile);                                                                             \
     }                                                                                                                  \
+    static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[], \
+                                              int const width, int const tilesX, int const qs, float * const work,     \
+                                              uint32_t * const pairs, ptrdiff_t const positionStride,                  \
+                                              int const panelWidth, int const panelCount, int const pair,              \
+                                              int const pairCount, int const firstTile) {                              \
+        if (tile == 6)                                                                                                 \
+            inputRowPairs6(low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,    \
+                           pairCount, firstTile);                                                                      \
+        else                                                                                                           \
+            inputRowPairs(low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,     \
+                          pairCount, firstTile);                                                                       \
+    }                                                                                                                  \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
                                           ptrdiff_t const positionStride, int const tilesX, int const width,           \
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
@@ -306,7 +418,8 @@ ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 
 size_t
 cgemm_winograd_work_count(int const tile, int const phaseStride) {
-    return tile == 6 ? 48 * (size_t)phaseStride + 512 : 24 * (size_t)phaseStride + 288;
+    /* Two channels' split rows and staged tiles, for cgemm_winograd_input_pairs. */
+    return 2 * (tile == 6 ? 48 * (size_t)phaseStride + 512 : 24 * (size_t)phaseStride + 288);
 }
 
 void
@@ -323,6 +436,34 @@ cgemm_winograd_input(int const tile, const float * const rows[], int const width
 #endif
     inputPortable(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
                   channel, channels, firstTile);
+}
+
+void
+cgemm_winograd_input_pairs(int const tile, const float * const low[], const float * const high[], int const width,
+                           int const tilesX, int const phaseStride, float * const work, uint32_t * const pairs,
+                           ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
+                           int const pairCount, int const firstTile) {
+#if WINOGRAD_X86
+    if (cgemm_selected() != CGEMM_PORTABLE) {
+        inputPairsAVX2(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
+                       pair, pairCount, firstTile);
+        return;
+    }
+#endif
+    inputPairsPortable(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
+                       pair, pairCount, firstTile);
+}
+
+void
+cgemm_bf16_pairs(int const count, const float * const low, const float * const high, uint32_t * const pairs) {
+    for (int i = 0; i < count; i += 8) {
+        int const lanes = count - i < 8 ? count - i : 8;
+        float l[8] = {0}, h[8] = {0};
+        memcpy(l, low + i, sizeof(float) * (size_t)lanes);
+        memcpy(h, high + i, sizeof(float) * (size_t)lanes);
+        w8 const words = bf16Pairs(load8(l), load8(h));
+        memcpy(pairs + i, &words, sizeof(uint32_t) * (size_t)lanes);
+    }
 }
 
 void

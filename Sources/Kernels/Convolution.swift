@@ -24,7 +24,8 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 /// single-threaded SGEMMs, in parallel), and transformed back with the epilogue fused (in parallel over channels). The
 /// transformed kernel serves both directions; it is made on first use and kept, or, when the convolution is given a
 /// `TransformedKernelSlot` and does not `keepsKernel`, remade into that shared buffer whenever another convolution used
-/// it in between (a network's deep layers thus hold one transformed kernel at a time instead of one each).
+/// it in between (a network's deep layers thus hold one transformed kernel at a time instead of one each). With bf16
+/// products, the transformed kernel and the input tiles are made in bfloat16 pairs, the products' own operands.
 ///
 /// Otherwise both directions are im2col + one SGEMM per band of output rows, so the im2col scratch is bounded by the caller's
 /// budget, whatever the image size: forward, output (outC, band) = kernel (outC, inC·9) · col (inC·9, band); backward,
@@ -89,6 +90,16 @@ package final class Convolution {
     /// Whether its Winograd products run in bfloat16 (`cgemm_panels_bf16`): asked for with `ProductPrecision.bf16`, on
     /// the panel GEMM of the `avx512` kernel path, on a processor with AVX512_BF16; decided when the convolution is made.
     package let usesBF16: Bool
+    /// With `usesBF16`, whether the products read both operands in bfloat16 pairs (`cgemm_panels_bf16_pairs`): the
+    /// transformed kernel made so once (`cgemm_bf16_kernel_block`, for both directions in the floats of the float
+    /// kernel) and the input tiles written so by their transform (`cgemm_winograd_input_pairs`), rather than both in
+    /// floats that every product rounds again: the same bits, with half the bytes to write and read. Off only to
+    /// compare the two; changing it drops the kept kernel (set it before a convolution sharing a slot first runs).
+    package var usesBF16Pairs = true {
+        didSet { if usesBF16Pairs != oldValue { transformedKernel = nil } }
+    }
+    /// Whether the products run on bfloat16 pairs.
+    private var pairs: Bool { usesBF16 && usesBF16Pairs }
     /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
     /// (outChannels, inChannels) order) for OpenBLAS.
     private var kernelPanelRows: Int { usesPanelGEMM ? Int(CGEMM_PANEL_ROWS) : 1 }
@@ -179,15 +190,38 @@ package final class Convolution {
     }
 
     /// Writes the Winograd transform of the kernel into `transformed`, (α², outChannels, inChannels) in panels of
-    /// `kernelPanelRows` output channels.
+    /// `kernelPanelRows` output channels; or, for products on bfloat16 pairs, each position's (outChannels, inChannels)
+    /// floats as the pairs of the forward products' A and then of the backward ones' (`cgemm_bf16_kernel_block`), made
+    /// eight output channels at a time through a float transform of theirs.
     private func transformKernel(into transformed: Tensor) {
         let (outChannels, inChannels, panelRows, tile) = (outChannels, inChannels, kernelPanelRows, tile)
         let target = UncheckedSendable(value: transformed.storage)
+        let pairs = self.pairs, plane = outChannels * inChannels, block = Int(CGEMM_PANEL_ROWS)
         kernel.withUnsafeBufferPointer { kernel in
             let source = UncheckedSendable(value: kernel.baseAddress!)
-            parallelFor(outChannels, cost: inChannels * 9 * 64, threads: threads) { outputs in
-                winogradTransformKernel(source.value, tile: tile, outChannels: outChannels, inChannels: inChannels,
-                                        outputs: outputs, panelRows: panelRows, into: target.value)
+            guard pairs else {
+                parallelFor(outChannels, cost: inChannels * 9 * 64, threads: threads) { outputs in
+                    winogradTransformKernel(source.value, tile: tile, outChannels: outChannels, inChannels: inChannels,
+                                            outputs: outputs, panelRows: panelRows, into: target.value)
+                }
+                return
+            }
+            let words = UncheckedSendable(value: UnsafeMutablePointer<UInt32>(OpaquePointer(transformed.storage)))
+            parallelFor(outChannels / block, cost: block * inChannels * 9 * 64, threads: threads) { blocks in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: tile.positions * block * inChannels) { floats in
+                    for b in blocks {
+                        let first = b * block
+                        winogradTransformKernel(source.value + first * inChannels * 9, tile: tile, outChannels: block,
+                                                inChannels: inChannels, outputs: 0 ..< block, panelRows: block,
+                                                into: floats.baseAddress!)
+                        for position in 0 ..< tile.positions {
+                            let forward = words.value + position * plane
+                            cgemm_bf16_kernel_block(Int32(outChannels), Int32(inChannels), Int32(first),
+                                                    floats.baseAddress! + position * block * inChannels, forward,
+                                                    forward + plane / 2)
+                        }
+                    }
+                }
             }
         }
     }
@@ -521,16 +555,29 @@ package final class Convolution {
         let work = products + positions * winogradPositionStride(channels: targets, count: bands.tileStride)
         let plane = inChannels * outChannels
         let (turned, turnedScale) = (tile.turned, tile.turnedScale)
-        let panelGEMM = usesPanelGEMM, bf16 = usesBF16
+        let panelGEMM = usesPanelGEMM, bf16 = usesBF16, pairs = self.pairs
+        // In bfloat16 pairs, the transformed tiles take (α², sources / 2, tileStride) words, within the floats above,
+        // and each position's kernel the pairs of one direction after the other. Only C reads and writes them,
+        // through pointers to 32-bit words.
+        let words = UnsafeMutablePointer<UInt32>(OpaquePointer(tiles))
+        let kernelWords = UnsafeMutablePointer<UInt32>(OpaquePointer(kernel))
         for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {
             let tileRows = firstTileRow ..< min(grid.tilesY, firstTileRow + bands.tileRows)
             let n = tileRows.count * grid.rowTiles
             // The last band may be shorter: its panels are its own.
             let panels = self.panels(tiles: n), tileStride = panels.count
-            parallelBands(sources, workers: min(threads, sources), blasThreads: 1) { c, worker in
-                winogradInputTransform(input, span: inputSpan, grid: grid, channels: c ..< c + 1,
-                                       channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
-                                       work: work + worker * grid.workCount)
+            if pairs {
+                parallelBands(sources / 2, workers: min(threads, sources / 2), blasThreads: 1) { pair, worker in
+                    winogradInputTransformPairs(input, span: inputSpan, grid: grid, pairs: pair ..< pair + 1,
+                                                channelCount: sources, tileRows: tileRows, panels: panels,
+                                                into: words, work: work + worker * grid.workCount)
+                }
+            } else {
+                parallelBands(sources, workers: min(threads, sources), blasThreads: 1) { c, worker in
+                    winogradInputTransform(input, span: inputSpan, grid: grid, channels: c ..< c + 1,
+                                           channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
+                                           work: work + worker * grid.workCount)
+                }
             }
             parallelBands(positions, workers: threads, blasThreads: threads) { position, _ in
                 let b = tiles + position * winogradPositionStride(channels: sources, count: tileStride)
@@ -539,7 +586,13 @@ package final class Convolution {
                 let (i, k) = (position / side, position % side)
                 let source = transposed ? turned[i] * side + turned[k] : position
                 let alpha = transposed ? turnedScale[i] * turnedScale[k] : 1
-                if panelGEMM {
+                if pairs {
+                    cgemm_panels_bf16_pairs(Int32(targets), Int32(n), Int32(sources), alpha,
+                                            kernelWords + source * plane + (transposed ? plane / 2 : 0),
+                                            words + position * winogradPositionStride(channels: sources / 2,
+                                                                                      count: tileStride),
+                                            c, tileStride)
+                } else if panelGEMM {
                     (bf16 ? cgemm_panels_bf16 : cgemm_panels)(Int32(targets), Int32(n), Int32(sources), alpha,
                                                               kernel + source * plane, transposed ? 1 : 0, b, c,
                                                               tileStride)

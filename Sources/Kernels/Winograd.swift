@@ -243,19 +243,51 @@ package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan
                             channelCount: Int, tileRows: Range<Int>, panels: WinogradPanels,
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
     let positionStride = winogradPositionStride(channels: channelCount, count: panels.count)
+    let m = grid.tile.output
+    withTileRowInputs(input, span: span, grid: grid, channels: channels, tileRows: tileRows) { c, r, rows, _ in
+        cgemm_winograd_input(Int32(m), rows, Int32(grid.width), Int32(grid.tilesX), Int32(grid.phaseStride), work,
+                             transformed, positionStride, Int32(panels.width), Int32(panels.count), Int32(c),
+                             Int32(channelCount), Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
+    }
+}
+
+/// `winogradInputTransform` of the channel pairs `pairs` (pair p: channels 2p and 2p + 1) in bfloat16 pairs for
+/// `cgemm_panels_bf16_pairs`, as `cgemm_winograd_input_pairs` writes them: (α², channelCount / 2, panels.count) 32-bit
+/// words stored in `panels`, positions `winogradPositionStride(channels: channelCount / 2, count: panels.count)` apart.
+package func winogradInputTransformPairs(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid,
+                                         pairs: Range<Int>, channelCount: Int, tileRows: Range<Int>,
+                                         panels: WinogradPanels, into transformed: UnsafeMutablePointer<UInt32>,
+                                         work: UnsafeMutablePointer<Float>) {
+    precondition(channelCount % 2 == 0, "bfloat16 pairs need an even number of channels")
+    let positionStride = winogradPositionStride(channels: channelCount / 2, count: panels.count)
+    let m = grid.tile.output
+    withTileRowInputs(input, span: span, grid: grid, channels: pairs.lowerBound * 2 ..< pairs.upperBound * 2,
+                      tileRows: tileRows, pairs: true) { c, r, low, high in
+        cgemm_winograd_input_pairs(Int32(m), low, high!, Int32(grid.width), Int32(grid.tilesX),
+                                   Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
+                                   Int32(panels.count), Int32(c / 2), Int32(channelCount / 2),
+                                   Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
+    }
+}
+
+/// Runs `body(c, r, rows, next)` for each channel c of `channels` (each even one, with `pairs`) and tile row r of
+/// `tileRows`: rows are the α input rows of tile row r in channel c, nil outside the map; with `pairs`, next those of
+/// channel c + 1.
+private func withTileRowInputs(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid, channels: Range<Int>,
+                               tileRows: Range<Int>, pairs: Bool = false,
+                               _ body: (_ channel: Int, _ tileRow: Int, _ rows: UnsafePointer<UnsafePointer<Float>?>,
+                                        _ next: UnsafePointer<UnsafePointer<Float>?>?) -> Void) {
     let m = grid.tile.output, alpha = grid.tile.input
-    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: alpha) { rows in
-        for c in channels {
+    withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: 2 * alpha) { rows in
+        for c in Swift.stride(from: channels.lowerBound, to: channels.upperBound, by: pairs ? 2 : 1) {
             for r in tileRows {
-                // The α input rows of tile row r, nil outside the map.
                 for j in 0 ..< alpha {
                     let y = grid.rows.lowerBound &+ m &* r &- 1 &+ j
-                    rows[j] = grid.inputRows.contains(y) ? input + span.offset(channel: c, row: y) : nil
+                    let inside = grid.inputRows.contains(y)
+                    rows[j] = inside ? input + span.offset(channel: c, row: y) : nil
+                    if pairs { rows[alpha &+ j] = inside ? input + span.offset(channel: c &+ 1, row: y) : nil }
                 }
-                cgemm_winograd_input(Int32(m), rows.baseAddress!, Int32(grid.width), Int32(grid.tilesX),
-                                     Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
-                                     Int32(panels.count), Int32(c), Int32(channelCount),
-                                     Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
+                body(c, r, UnsafePointer(rows.baseAddress!), pairs ? UnsafePointer(rows.baseAddress! + alpha) : nil)
             }
         }
     }

@@ -34,6 +34,53 @@ final class PanelGEMMTests: XCTestCase {
                               "bf16")
     }
 
+    /// cgemm_panels_bf16_pairs on A and B in the pairs cgemm_bf16_kernel_block and cgemm_bf16_pairs round them to gives
+    /// cgemm_panels_bf16's bits on A and B, whose operands the processor rounds (vcvtne2ps2bf16): with values that
+    /// round up, down, to even at a tie, and subnormal ones, in both orders of A (the transposed one from the kernel
+    /// block's backward pairs), over several slices of k and partial panels.
+    func testBF16PairsGiveTheBF16ProductsBits() throws {
+        try XCTSkipUnless(ProductPrecision.bf16.isSupported, "the processor has no AVX512_BF16")
+        let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS)
+        var rng = SplitMix64(seed: 17)
+        let special: [Float] = [1 + 1.0 / 512, -(1 + 3.0 / 512), 1 + 1.0 / 256 + 1.0 / 512, 3e-39, -5e-40,
+                                Float.leastNormalMagnitude, 0, -0.0, 6.5e4]
+        func sprinkled(_ count: Int, every step: Int) -> [Float] {
+            var values = randomValues(count, using: &rng)
+            for i in stride(from: 0, to: count, by: step) { values[i] = special[(i / step) % special.count] }
+            return values
+        }
+        for (m, n, k) in [(8, 48, 8), (16, 100, 136), (24, 387, 264), (8, 13, 16)] {
+            let a = sprinkled(m * k, every: 7), b = sprinkled(n * k, every: 5)
+            // B's panels as pairs of rows: pair (j, l) of the panel from `first` from B[2j][l] and B[2j + 1][l].
+            var words = [UInt32](repeating: 0, count: n * k / 2)
+            for first in stride(from: 0, to: n, by: columns) {
+                let width = min(columns, n - first)
+                for j in 0 ..< k / 2 {
+                    let low = Array(b[(first * k + 2 * j * width)...].prefix(width))
+                    let high = Array(b[(first * k + (2 * j + 1) * width)...].prefix(width))
+                    words.withUnsafeMutableBufferPointer { words in
+                        cgemm_bf16_pairs(Int32(width), low, high, words.baseAddress! + first * k / 2 + j * width)
+                    }
+                }
+            }
+            for transposed: Int32 in [0, 1] {
+                // A as pairs: the kernel blocks' forward pairs of A (m × k in rows order), or the backward pairs of the
+                // k × m matrix in rows order that the transposed order reads.
+                let (height, width) = transposed == 0 ? (m, k) : (k, m)
+                var forward = [UInt32](repeating: 0, count: m * k / 2), backward = forward
+                for first in stride(from: 0, to: height, by: rows) {
+                    cgemm_bf16_kernel_block(Int32(height), Int32(width), Int32(first), Array(a[(first * width)...]),
+                                            &forward, &backward)
+                }
+                var rounding = [Float](repeating: 0, count: m * n), paired = rounding
+                cgemm_panels_bf16(Int32(m), Int32(n), Int32(k), 0.5, a, transposed, b, &rounding, n)
+                cgemm_panels_bf16_pairs(Int32(m), Int32(n), Int32(k), 0.5, transposed == 0 ? forward : backward, words,
+                                        &paired, n)
+                XCTAssertEqual(paired.map(\.bitPattern), rounding.map(\.bitPattern), "\(m)x\(n)x\(k) \(transposed)")
+            }
+        }
+    }
+
     private func checkKernels(on path: KernelPath, file: StaticString = #filePath, line: UInt = #line) throws {
         try XCTSkipUnless(path.isSupported, "the processor cannot run the \(path.rawValue) kernels")
         try withKernelPath(path) {

@@ -74,6 +74,36 @@ final class WinogradTests: XCTestCase {
         }
     }
 
+    /// With bf16 products, the kernel and the input tiles made in bfloat16 pairs give the bits of the float ones that
+    /// the products round: forward and backward, both tiles, in bands of several panels with a shorter last one, a map
+    /// whose width is no multiple of the tile's.
+    func testTransformsToBF16PairsGiveTheSameBits() throws {
+        try XCTSkipUnless(ProductPrecision.bf16.isSupported && KernelPath.current == .avx512,
+                          "the processor has no AVX512_BF16")
+        var rng = SplitMix64(seed: 23)
+        for tile in WinogradTile.allCases {
+            let (ci, co, h, w) = (16, 40, 5 * tile.output - 1, 150)
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let input = Tensor(channels: ci, height: h, width: w, values: randomValues(ci * h * w, using: &rng))
+            let gradOutput = Tensor(channels: co, height: h, width: w, values: randomValues(co * h * w, using: &rng))
+            var results: [[Float]] = []
+            for pairs in [false, true] {
+                let conv = Convolution(weights, threads: 2, algorithm: .winograd, precision: .bf16, tile: tile)
+                XCTAssertTrue(conv.usesBF16)
+                conv.usesBF16Pairs = pairs
+                let scratch = Tensor(channels: 1, height: 1,
+                                     width: conv.scratchCount(height: 2 * tile.output, width: w, limit: .max / 2))
+                let output = Tensor(channels: co, height: h, width: w)
+                conv.forward(input, into: output, reluMask: nil, scratch: scratch)
+                let gradInput = Tensor(channels: ci, height: h, width: w)
+                conv.backwardInput(gradOutput, into: gradInput, inputMask: nil, scratch: scratch)
+                results.append(output.values + gradInput.values)
+            }
+            XCTAssertGreaterThan(results[0].map { abs($0) }.max()!, 0)
+            XCTAssertEqual(results[1].map(\.bitPattern), results[0].map(\.bitPattern), "\(tile)")
+        }
+    }
+
     /// The transformed kernel serves the input gradient through the turned positions: G·J = D·P·G exactly.
     func testTurnedKernelIsAScaledPermutation() {
         let kernel: [Float] = (0 ..< 9).map { Float($0 * $0 % 7) - 2.5 }

@@ -26,6 +26,7 @@
 #define CGEMM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CGEMM_PANEL_ROWS 8
 #define CGEMM_PANEL_COLUMNS 48
@@ -68,6 +69,23 @@ int cgemm_supports_bf16(void);
 void cgemm_panels_bf16(int m, int n, int k, float alpha, const float *a, int transposedA, const float *b, float *c,
                        ptrdiff_t ldc);
 
+/* cgemm_panels_bf16 with both operands already in bfloat16 pairs (a word holding two values, the first in its low
+ * half), from cgemm_bf16_kernel_block (A) and cgemm_winograd_input_pairs (B); the products and sums are
+ * cgemm_panels_bf16's on the floats those pairs round from, bit for bit. m and k multiples of 8.
+ *   A, m × k, in blocks of 8 rows with the values of each row paired along k: (m / 8, k / 2, 8), the pair of A[i][2j]
+ *     and A[i][2j + 1] at (i / 8)·4k + 8j + i % 8.
+ *   B, k × n, in panels of CGEMM_PANEL_COLUMNS columns paired along k: the pair of B[2j][l] and B[2j + 1][l] at
+ *     (l / 48)·48·(k / 2) + w·j + l % 48 (w as for B above). */
+void cgemm_panels_bf16_pairs(int m, int n, int k, float alpha, const uint32_t *a, const uint32_t *pairs, float *c,
+                             ptrdiff_t ldc);
+
+/* Rows o0 … o0 + 7 of an m × k matrix A as cgemm_panels_bf16_pairs reads A, for it and for its transpose: `block`
+ * holds them in cgemm_pack's rows order (A[o0 + i][j] at 8j + i); `forward` receives their pairs in A's layout above,
+ * at forward + o0·k / 2, and `backward` the pairs of rows o0 + 2q and o0 + 2q + 1 (q < 4) of every column j, which are
+ * Aᵀ's pairs: at backward + (j / 8)·4m + (o0 / 2 + q)·8 + j % 8. Called for every block, it writes both whole;
+ * m, k and o0 multiples of 8. */
+void cgemm_bf16_kernel_block(int m, int k, int o0, const float *block, uint32_t *forward, uint32_t *backward);
+
 /* The floats of a work area for cgemm_gram_upper with this many channels. */
 size_t cgemm_gram_work_count(int channels);
 
@@ -96,7 +114,7 @@ void cgemm_multiply(int m, int n, int k, float alpha, const float *packedA, cons
  * positions, in AVX2 vectors on the avx2 and avx512 paths and the target's baseline on the portable one; the two give
  * the same bits (no fused multiply-adds).
  *
- * cgemm_winograd_work_count: the floats of the work area of either transform for a tile row of at most
+ * cgemm_winograd_work_count: the floats of the work area of any of the transforms for a tile row of at most
  * phaseStride − 8 tiles (phaseStride a multiple of 8).
  *
  * cgemm_winograd_input: V = Bᵀ d B of the tiles of one tile row. rows: the α input rows the tiles read (the row above
@@ -104,6 +122,11 @@ void cgemm_multiply(int m, int n, int k, float alpha, const float *packedA, cons
  * tiles, tilesX of them, go to transformed + k·positionStride + offset(tile) for position k, where offset is
  * WinogradPanels.offset of tile firstTile + t of channel `channel` of `channels`, in panels of panelWidth tiles of
  * panelCount.
+ *
+ * cgemm_winograd_input_pairs: the same transform for two channels, `low` and `high` their input rows, written as
+ * bfloat16 pairs (rounded as cgemm_panels_bf16 rounds) for cgemm_panels_bf16_pairs: pair `pair` of `pairCount`, the
+ * low channel's value of each tile in a 32-bit word's low half and the high one's in its high half, at
+ * pairs + k·positionStride + offset(tile) for position k, offset as above with channel `pair` of `pairCount`.
  *
  * cgemm_winograd_output: Y = Aᵀ M A of tilesX tiles of one tile row, M at transformed + k·positionStride + t for
  * position k and tile t, into the first `rows` (≤ tile) rows of `output`, rowStride floats apart, `width` columns each.
@@ -113,6 +136,14 @@ size_t cgemm_winograd_work_count(int tile, int phaseStride);
 void cgemm_winograd_input(int tile, const float *const rows[], int width, int tilesX, int phaseStride, float *work,
                           float *transformed, ptrdiff_t positionStride, int panelWidth, int panelCount, int channel,
                           int channels, int firstTile);
+
+void cgemm_winograd_input_pairs(int tile, const float *const low[], const float *const high[], int width, int tilesX,
+                                int phaseStride, float *work, uint32_t *pairs, ptrdiff_t positionStride, int panelWidth,
+                                int panelCount, int pair, int pairCount, int firstTile);
+
+/* pairs[i] = the bfloat16 pair of low[i] (low half) and high[i] (high half), rounded as cgemm_winograd_input_pairs
+ * rounds: for i < count. */
+void cgemm_bf16_pairs(int count, const float *low, const float *high, uint32_t *pairs);
 
 void cgemm_winograd_output(int tile, const float *transformed, ptrdiff_t positionStride, int tilesX, int width,
                            int rows, float *output, ptrdiff_t rowStride, float *work);
