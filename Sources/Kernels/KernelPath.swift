@@ -109,16 +109,20 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     }()
 
     /// How much faster the BF16 products must be to be chosen: a margin wide enough that the noise of a shared
-    /// machine never flips the choice between runs on the same processor (measured 1.9 on an AMD Zen 4; Intel's
+    /// machine never flips the choice between runs on the same processor (about 2 on an AMD Zen 4; Intel's
     /// AVX512_BF16 issues as many multiply-adds a cycle as its FMAs, and would measure about 1).
     public static let bf16Speedup = 1.4
 
     /// Single-precision time over BF16 time for a 64 × 64 by 64 × 240 product, the fastest of seven timings of each
-    /// on this thread.
+    /// on this thread; the BF16 one on operands already in bfloat16 pairs (`cgemm_panels_bf16_pairs`), as the
+    /// convolutions hold them.
     public static func measuredBF16Speedup() -> Double {
         guard ProductPrecision.bf16.isSupported else { return 0 }
         let m = 64, n = 240, calls = 5
         let a = [Float](repeating: 0.25, count: m * m), b = [Float](repeating: 0.5, count: m * n)
+        // 0.25 and 0.5 in bfloat16 (0x3E80, 0x3F00), two to a word.
+        let aPairs = [UInt32](repeating: 0x3E80_3E80, count: m * m / 2)
+        let bPairs = [UInt32](repeating: 0x3F00_3F00, count: m * n / 2)
         var c = [Float](repeating: 0, count: m * n)
         func seconds() -> Double {
             var time = timespec()
@@ -132,7 +136,9 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
                 for _ in 0 ..< calls { cgemm_panels(Int32(m), Int32(n), Int32(m), 1, a, 0, b, c.baseAddress!, n) }
                 single = min(single, seconds() - start)
                 start = seconds()
-                for _ in 0 ..< calls { cgemm_panels_bf16(Int32(m), Int32(n), Int32(m), 1, a, 0, b, c.baseAddress!, n) }
+                for _ in 0 ..< calls {
+                    cgemm_panels_bf16_pairs(Int32(m), Int32(n), Int32(m), 1, aPairs, bPairs, c.baseAddress!, n)
+                }
                 half = min(half, seconds() - start)
             }
         }
