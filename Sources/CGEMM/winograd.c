@@ -193,46 +193,6 @@ columnTransform(const float * const tmp, int const k, v8 v[6]) {
 }
 
 INLINE void
-inputRow(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
-         float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
-         int const channel, int const channels, int const firstTile) {
-    float * const tmp = work + 24 * qs;
-    splitRows(rows, width, qs, work);
-    for (int t = 0; t < tilesX; t += 8) {
-        rowTransforms(work, qs, t, tmp);
-        float * const base = transformed + panelOffset(firstTile + t, channel, channels, panelWidth, panelCount);
-        for (int k = 0; k < 6; ++k) {
-            v8 v[6];
-            columnTransform(tmp, k, v);
-            for (int i = 0; i < 6; ++i)
-                store8(v[i], base + (ptrdiff_t)(k + 6 * i) * positionStride);
-        }
-    }
-}
-
-/* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. */
-INLINE void
-inputRowPairs(const float * const low[], const float * const high[], int const width, int const tilesX, int const qs,
-              float * const work, uint32_t * const pairs, ptrdiff_t const positionStride, int const panelWidth,
-              int const panelCount, int const pair, int const pairCount, int const firstTile) {
-    float * const workHigh = work + 24 * qs + 288, * const tmp = work + 24 * qs, * const tmpHigh = workHigh + 24 * qs;
-    splitRows(low, width, qs, work);
-    splitRows(high, width, qs, workHigh);
-    for (int t = 0; t < tilesX; t += 8) {
-        rowTransforms(work, qs, t, tmp);
-        rowTransforms(workHigh, qs, t, tmpHigh);
-        uint32_t * const base = pairs + panelOffset(firstTile + t, pair, pairCount, panelWidth, panelCount);
-        for (int k = 0; k < 6; ++k) {
-            v8 v[6], w[6];
-            columnTransform(tmp, k, v);
-            columnTransform(tmpHigh, k, w);
-            for (int i = 0; i < 6; ++i)
-                *(w8u *)(base + (ptrdiff_t)(k + 6 * i) * positionStride) = bf16Pairs(v[i], w[i]);
-        }
-    }
-}
-
-INLINE void
 outputRow(const float * const transformed, ptrdiff_t const positionStride, int const tilesX, int const width,
           int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
     float * const tmp = work, * const line = work + 24 * 8;
@@ -304,42 +264,84 @@ columnTransform6(const float * const tmp, int const k, v8 v[8]) {
     inputTransform6(d, v);
 }
 
+/* The floats of one channel's part of a work area: its split rows (splitRows), then its staged tiles. */
+INLINE int
+splitCount(int const tile, int const qs) {
+    return tile == 6 ? 48 * qs : 24 * qs;
+}
+
+INLINE int
+channelWorkCount(int const tile, int const qs) {
+    return splitCount(tile, qs) + (tile == 6 ? 512 : 288);
+}
+
+/* The steps of either tile's input transform; `tile` is a constant wherever these are inlined. */
 INLINE void
-inputRow6(const float * const rows[], int const width, int const tilesX, int const qs, float * const work,
-          float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,
-          int const channel, int const channels, int const firstTile) {
-    float * const tmp = work + 48 * qs;
-    splitRows6(rows, width, qs, work);
-    for (int t = 0; t < tilesX; t += 8) {
+splitTileRows(int const tile, const float * const rows[], int const width, int const qs, float * const work) {
+    if (tile == 6)
+        splitRows6(rows, width, qs, work);
+    else
+        splitRows(rows, width, qs, work);
+}
+
+INLINE void
+rowStage(int const tile, const float * const work, int const qs, int const t, float * const tmp) {
+    if (tile == 6)
         rowTransforms6(work, qs, t, tmp);
+    else
+        rowTransforms(work, qs, t, tmp);
+}
+
+INLINE void
+columnStage(int const tile, const float * const tmp, int const k, v8 v[8]) {
+    if (tile == 6)
+        columnTransform6(tmp, k, v);
+    else
+        columnTransform(tmp, k, v);
+}
+
+/* V = Bᵀ d B of one channel's tile row, written as floats at its panel offset, position k + α·i of a tile (α = tile
+ * + 2) positionStride floats after position 0. */
+INLINE void
+inputRow(int const tile, const float * const rows[], int const width, int const tilesX, int const qs,
+         float * const work, float * const transformed, ptrdiff_t const positionStride, int const panelWidth,
+         int const panelCount, int const channel, int const channels, int const firstTile) {
+    int const alpha = tile + 2;
+    float * const tmp = work + splitCount(tile, qs);
+    splitTileRows(tile, rows, width, qs, work);
+    for (int t = 0; t < tilesX; t += 8) {
+        rowStage(tile, work, qs, t, tmp);
         float * const base = transformed + panelOffset(firstTile + t, channel, channels, panelWidth, panelCount);
-        for (int k = 0; k < 8; ++k) {
+        for (int k = 0; k < alpha; ++k) {
             v8 v[8];
-            columnTransform6(tmp, k, v);
-            for (int i = 0; i < 8; ++i)
-                store8(v[i], base + (ptrdiff_t)(k + 8 * i) * positionStride);
+            columnStage(tile, tmp, k, v);
+            for (int i = 0; i < alpha; ++i)
+                store8(v[i], base + (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
 }
 
-/* inputRowPairs of F(6×6, 3×3). */
+/* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. */
 INLINE void
-inputRowPairs6(const float * const low[], const float * const high[], int const width, int const tilesX, int const qs,
-               float * const work, uint32_t * const pairs, ptrdiff_t const positionStride, int const panelWidth,
-               int const panelCount, int const pair, int const pairCount, int const firstTile) {
-    float * const workHigh = work + 48 * qs + 512, * const tmp = work + 48 * qs, * const tmpHigh = workHigh + 48 * qs;
-    splitRows6(low, width, qs, work);
-    splitRows6(high, width, qs, workHigh);
+inputRowPairs(int const tile, const float * const low[], const float * const high[], int const width,
+              int const tilesX, int const qs, float * const work, uint32_t * const pairs,
+              ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
+              int const pairCount, int const firstTile) {
+    int const alpha = tile + 2;
+    float * const workHigh = work + channelWorkCount(tile, qs);
+    float * const tmp = work + splitCount(tile, qs), * const tmpHigh = workHigh + splitCount(tile, qs);
+    splitTileRows(tile, low, width, qs, work);
+    splitTileRows(tile, high, width, qs, workHigh);
     for (int t = 0; t < tilesX; t += 8) {
-        rowTransforms6(work, qs, t, tmp);
-        rowTransforms6(workHigh, qs, t, tmpHigh);
+        rowStage(tile, work, qs, t, tmp);
+        rowStage(tile, workHigh, qs, t, tmpHigh);
         uint32_t * const base = pairs + panelOffset(firstTile + t, pair, pairCount, panelWidth, panelCount);
-        for (int k = 0; k < 8; ++k) {
+        for (int k = 0; k < alpha; ++k) {
             v8 v[8], w[8];
-            columnTransform6(tmp, k, v);
-            columnTransform6(tmpHigh, k, w);
-            for (int i = 0; i < 8; ++i)
-                *(w8u *)(base + (ptrdiff_t)(k + 8 * i) * positionStride) = bf16Pairs(v[i], w[i]);
+            columnStage(tile, tmp, k, v);
+            columnStage(tile, tmpHigh, k, w);
+            for (int i = 0; i < alpha; ++i)
+                *(w8u *)(base + (ptrdiff_t)(k + alpha * i) * positionStride) = bf16Pairs(v[i], w[i]);
         }
     }
 }
@@ -381,10 +383,10 @@ outputRow6(const float * const transformed, ptrdiff_t const positionStride, int 
                                          int const panelWidth, int const panelCount, int const channel,                \
                                          int const channels, int const firstTile) {                                    \
         if (tile == 6)                                                                                                 \
-            inputRow6(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,     \
-                      channels, firstTile);                                                                            \
+            inputRow(6, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
+                     channels, firstTile);                                                                             \
         else                                                                                                           \
-            inputRow(rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,      \
+            inputRow(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
                      channels, firstTile);                                                                             \
     }                                                                                                                  \
     static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[], \
@@ -393,10 +395,10 @@ outputRow6(const float * const transformed, ptrdiff_t const positionStride, int 
                                               int const panelWidth, int const panelCount, int const pair,              \
                                               int const pairCount, int const firstTile) {                              \
         if (tile == 6)                                                                                                 \
-            inputRowPairs6(low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,    \
-                           pairCount, firstTile);                                                                      \
+            inputRowPairs(6, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,  \
+                          pairCount, firstTile);                                                                       \
         else                                                                                                           \
-            inputRowPairs(low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,     \
+            inputRowPairs(4, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,  \
                           pairCount, firstTile);                                                                       \
     }                                                                                                                  \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
@@ -419,7 +421,7 @@ ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 size_t
 cgemm_winograd_work_count(int const tile, int const phaseStride) {
     /* Two channels' split rows and staged tiles, for cgemm_winograd_input_pairs. */
-    return 2 * (tile == 6 ? 48 * (size_t)phaseStride + 512 : 24 * (size_t)phaseStride + 288);
+    return 2 * (size_t)channelWorkCount(tile, phaseStride);
 }
 
 void
