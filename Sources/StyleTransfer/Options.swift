@@ -135,7 +135,9 @@ public struct Options: Sendable {
 
     /// The style weight that balances each loss against the content at the defaults. W2's results change little
     /// between 1000 and 4000 (the weight at which its share of the loss where the optimization starts is the Gram
-    /// loss's); 1000 keeps a little more of the photo. Both were set with a content weight of 1 and no layout loss.
+    /// loss's); 1000 keeps a little more of the photo. Both were set with a content weight of 1 and no layout loss;
+    /// under the content weight 3 and layout loss of now, W2 at 1000 keeps the layout as the Gram loss does
+    /// (structure within 0.02 of it on the three tuning pairs at 384 pixels); at 3000, 0.02 to 0.07 below it.
     public static func defaultStyleWeight(for loss: StyleStatistic) -> Float {
         switch loss {
         case .gram: 3
