@@ -584,16 +584,6 @@ cgemm_panels_bf16(int const m, int const n, int const k, float const alpha, cons
 #endif
 }
 
-/* A value rounded to bfloat16 as vcvtne2ps2bf16 rounds finite ones, for the paths without it. */
-static inline uint32_t
-bf16Bits(float const x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    if ((bits & 0x7F800000u) == 0)
-        bits &= 0x80000000u;
-    return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-}
-
 /* The float a bfloat16 in the low (high = 0) or high half of a pair stands for. */
 static inline float
 bf16Value(uint32_t const pair, int const high) {
@@ -634,14 +624,22 @@ cgemm_bf16_kernel_block(int const m, int const k, int const o0, const float * co
         return;
     }
 #endif
-    for (int j = 0; j < k; ++j)
-        for (int i = 0; i < MR; ++i) {
-            uint32_t const value = bf16Bits(block[(ptrdiff_t)j * MR + i]);
-            uint32_t * const f = forward + (ptrdiff_t)o0 * (k / 2) + (j / 2) * MR + i;
-            uint32_t * const b = backward + (ptrdiff_t)(j / MR) * MR * (m / 2) + ((o0 + i) / 2) * MR + j % MR;
-            *f = j % 2 ? (*f & 0xFFFFu) | value << 16 : (*f & 0xFFFF0000u) | value;
-            *b = i % 2 ? (*b & 0xFFFFu) | value << 16 : (*b & 0xFFFF0000u) | value;
+    /* Rounded as the transforms round (cgemm_bf16_pairs): forward, columns 2j and 2j + 1 of the eight rows; backward,
+     * rows 2q and 2q + 1 of column j. */
+    for (int j = 0; j < k; j += 2)
+        cgemm_bf16_pairs(MR, block + (ptrdiff_t)j * MR, block + (ptrdiff_t)(j + 1) * MR,
+                         forward + (ptrdiff_t)o0 * (k / 2) + (ptrdiff_t)(j / 2) * MR);
+    for (int j = 0; j < k; ++j) {
+        float low[MR / 2], high[MR / 2];
+        uint32_t pairs[MR / 2];
+        for (int q = 0; q < MR / 2; ++q) {
+            low[q] = block[(ptrdiff_t)j * MR + 2 * q];
+            high[q] = block[(ptrdiff_t)j * MR + 2 * q + 1];
         }
+        cgemm_bf16_pairs(MR / 2, low, high, pairs);
+        for (int q = 0; q < MR / 2; ++q)
+            backward[(ptrdiff_t)(j / MR) * MR * (m / 2) + (o0 / 2 + q) * MR + j % MR] = pairs[q];
+    }
 }
 
 cgemm_isa
