@@ -36,6 +36,10 @@ store8(v8 const v, float * const p) {
     *(v8u *)p = v;
 }
 
+/* Sixteen and thirty-two floats: registers put side by side for shuffles that draw from more than two. */
+typedef float v16 __attribute__((vector_size(64)));
+typedef float v32 __attribute__((vector_size(128)));
+
 INLINE v8
 splat(float const x) {
     return (v8){x, x, x, x, x, x, x, x};
@@ -126,6 +130,36 @@ panelOffset(int const tile, int const channel, int const channels, int const pan
 INLINE void
 storeTileRow(int const m, const v8 * const y, int const lanes, int const columns, float * const row,
              float * const line) {
+    if (m == 4 && lanes == 8 && 32 <= columns) {
+        /* The 4 × 8 values turned into 8 × 4, in registers. */
+        v8 const y01 = __builtin_shufflevector(y[0], y[1], 0, 8, 1, 9, 2, 10, 3, 11);
+        v8 const y01High = __builtin_shufflevector(y[0], y[1], 4, 12, 5, 13, 6, 14, 7, 15);
+        v8 const y23 = __builtin_shufflevector(y[2], y[3], 0, 8, 1, 9, 2, 10, 3, 11);
+        v8 const y23High = __builtin_shufflevector(y[2], y[3], 4, 12, 5, 13, 6, 14, 7, 15);
+        store8(__builtin_shufflevector(y01, y23, 0, 1, 8, 9, 2, 3, 10, 11), row);
+        store8(__builtin_shufflevector(y01, y23, 4, 5, 12, 13, 6, 7, 14, 15), row + 8);
+        store8(__builtin_shufflevector(y01High, y23High, 0, 1, 8, 9, 2, 3, 10, 11), row + 16);
+        store8(__builtin_shufflevector(y01High, y23High, 4, 5, 12, 13, 6, 7, 14, 15), row + 24);
+        return;
+    }
+    if (m == 6 && lanes == 8 && 48 <= columns) {
+        /* Value j of lane l at 6l + j: each 8 of the 48 drawn from the six registers side by side. */
+        v16 const y01 = __builtin_shufflevector(y[0], y[1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        v16 const y23 = __builtin_shufflevector(y[2], y[3], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        v16 const y45 = __builtin_shufflevector(y[4], y[5], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        v32 const low = __builtin_shufflevector(y01, y23, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
+                                                18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+        v32 const high = __builtin_shufflevector(y45, y45, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1,
+                                                 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        /* Index of value j of lane l: 8j + l, counting the second register's from 32. */
+        store8(__builtin_shufflevector(low, high, 0, 8, 16, 24, 32, 40, 1, 9), row);
+        store8(__builtin_shufflevector(low, high, 17, 25, 33, 41, 2, 10, 18, 26), row + 8);
+        store8(__builtin_shufflevector(low, high, 34, 42, 3, 11, 19, 27, 35, 43), row + 16);
+        store8(__builtin_shufflevector(low, high, 4, 12, 20, 28, 36, 44, 5, 13), row + 24);
+        store8(__builtin_shufflevector(low, high, 21, 29, 37, 45, 6, 14, 22, 30), row + 32);
+        store8(__builtin_shufflevector(low, high, 38, 46, 7, 15, 23, 31, 39, 47), row + 40);
+        return;
+    }
     if (lanes == 8 && 8 * m <= columns) {
         for (int lane = 0; lane < 8; ++lane)
             for (int j = 0; j < m; ++j)
@@ -149,6 +183,19 @@ splitRows(const float * const rows[], int const width, int const qs, float * con
         if (!row)
             continue;
         int x = 0;
+        for (; x + 32 <= width; x += 32) {
+            /* Eight tiles' worth: the 32 values deinterleaved by x mod 4, in registers. */
+            v8 const a = load8(row + x), b = load8(row + x + 8), c = load8(row + x + 16), d = load8(row + x + 24);
+            v8 const ab0 = __builtin_shufflevector(a, b, 0, 4, 8, 12, 1, 5, 9, 13);
+            v8 const ab1 = __builtin_shufflevector(a, b, 2, 6, 10, 14, 3, 7, 11, 15);
+            v8 const cd0 = __builtin_shufflevector(c, d, 0, 4, 8, 12, 1, 5, 9, 13);
+            v8 const cd1 = __builtin_shufflevector(c, d, 2, 6, 10, 14, 3, 7, 11, 15);
+            int const s = x >> 2;
+            store8(__builtin_shufflevector(ab0, cd0, 0, 1, 2, 3, 8, 9, 10, 11), q + qs + s);
+            store8(__builtin_shufflevector(ab0, cd0, 4, 5, 6, 7, 12, 13, 14, 15), q + 2 * qs + s);
+            store8(__builtin_shufflevector(ab1, cd1, 0, 1, 2, 3, 8, 9, 10, 11), q + 3 * qs + s);
+            store8(__builtin_shufflevector(ab1, cd1, 4, 5, 6, 7, 12, 13, 14, 15), q + s + 1);
+        }
         for (; x + 16 <= width; x += 16) {
             int const s = x >> 2;
             for (int i = 0; i < 4; ++i) {
@@ -227,6 +274,27 @@ splitRows6(const float * const rows[], int const width, int const qs, float * co
         if (!row)
             continue;
         int x = 0;
+        for (; x + 48 <= width; x += 48) {
+            /* Eight tiles' worth: the 48 values deinterleaved by x mod 6, in registers. */
+            v8 const a0 = load8(row + x), a1 = load8(row + x + 8), a2 = load8(row + x + 16);
+            v8 const a3 = load8(row + x + 24), a4 = load8(row + x + 32), a5 = load8(row + x + 40);
+            v16 const first = __builtin_shufflevector(a0, a1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            v16 const middle = __builtin_shufflevector(a2, a3, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            v16 const last = __builtin_shufflevector(a4, a5, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            v32 const low = __builtin_shufflevector(first, middle, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                                                    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+            v32 const high = __builtin_shufflevector(last, last, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                                     0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+            int const s = x / 6;
+#define PHASE(p) __builtin_shufflevector(low, high, p, p + 6, p + 12, p + 18, p + 24, p + 30, p + 36, p + 42)
+            store8(PHASE(0), q + qs + s);
+            store8(PHASE(1), q + 2 * qs + s);
+            store8(PHASE(2), q + 3 * qs + s);
+            store8(PHASE(3), q + 4 * qs + s);
+            store8(PHASE(4), q + 5 * qs + s);
+            store8(PHASE(5), q + s + 1);
+#undef PHASE
+        }
         for (; x + 6 <= width; x += 6) {
             int const s = x / 6;
             q[qs + s] = row[x];

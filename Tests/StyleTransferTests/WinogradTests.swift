@@ -104,6 +104,126 @@ final class WinogradTests: XCTestCase {
         }
     }
 
+    /// The tile transforms (input, input in bfloat16 pairs, output) give the same bits on every own kernel path, at
+    /// widths that take the eight-tile register paths, their scalar tails, and a last group of fewer than eight tiles;
+    /// and they compute Bᵀ d B and Aᵀ M A of the matrices in Winograd.swift, with each value at its place.
+    func testTransformsGiveTheSameBitsOnEveryPath() throws {
+        let paths = supportedKernelPaths.filter { $0 != .openblas }
+        XCTAssertTrue(paths.contains(.portable))
+        var rng = SplitMix64(seed: 31)
+        for tile in WinogradTile.allCases {
+            for width in [5, 31, 8 * tile.output + 3, 150, 8 * tile.output] {
+                let (channels, height) = (4, 2 * tile.output + 1)
+                let grid = WinogradGrid(tile: tile, rows: 0 ..< height, height: height, width: width)
+                let span = RowSpan.whole(height: height, width: width)
+                let panels = WinogradPanels.cgemm(tiles: grid.tilesY * grid.rowTiles)
+                let input = randomValues(channels * height * width, using: &rng)
+                let stride = winogradPositionStride(channels: channels, count: panels.count)
+                let pairStride = winogradPositionStride(channels: channels / 2, count: panels.count)
+                let products = randomValues(tile.positions * stride, using: &rng)
+                var results: [[UInt32]] = []
+                for path in paths {
+                    try withKernelPath(path) {
+                        var work = [Float](repeating: 0, count: grid.workCount)
+                        var floats = [Float](repeating: 0, count: tile.positions * stride)
+                        var pairs = [UInt32](repeating: 0, count: tile.positions * pairStride)
+                        var output = [Float](repeating: 0, count: channels * height * width)
+                        input.withUnsafeBufferPointer { input in
+                            winogradInputTransform(input.baseAddress!, span: span, grid: grid, channels: 0 ..< channels,
+                                                   channelCount: channels, tileRows: 0 ..< grid.tilesY, panels: panels,
+                                                   into: &floats, work: &work)
+                            winogradInputTransformPairs(input.baseAddress!, span: span, grid: grid,
+                                                        pairs: 0 ..< channels / 2, channelCount: channels,
+                                                        tileRows: 0 ..< grid.tilesY, panels: panels, into: &pairs,
+                                                        work: &work)
+                        }
+                        winogradOutputTransform(products, channels: 0 ..< channels, channelCount: channels,
+                                                tileRows: 0 ..< grid.tilesY, tileStride: panels.count, grid: grid,
+                                                into: &output, span: span, work: &work) { _, _, _ in }
+                        results.append(floats.map(\.bitPattern) + pairs + output.map(\.bitPattern))
+                        guard path == paths[0] else { return }
+                        let (transformed, places) = Self.inputTransformReference(input, grid: grid, channels: channels)
+                        assertClose(places.map { floats[$0.position * stride
+                                                        + panels.offset(channel: $0.channel, channels: channels,
+                                                                        tile: $0.tile)] },
+                                    transformed, relative: 1e-6, "\(tile) \(width) input")
+                        // Channel c's value in the low (even c) or high half of its pair's word.
+                        let halves = places.map { place -> Float in
+                            let word = pairs[place.position * pairStride
+                                             + panels.offset(channel: place.channel / 2, channels: channels / 2,
+                                                             tile: place.tile)]
+                            return Float(bitPattern: place.channel % 2 == 0 ? word << 16 : word & 0xFFFF_0000)
+                        }
+                        assertClose(halves, transformed, relative: 1.0 / 128, "\(tile) \(width) input pairs")
+                        assertClose(output, Self.outputTransformReference(products, grid: grid, channels: channels,
+                                                                          tileStride: panels.count),
+                                    relative: 1e-6, "\(tile) \(width) output")
+                    }
+                }
+                for (path, result) in zip(paths, results) {
+                    XCTAssertEqual(result, results[0], "\(tile) width \(width): \(path) against \(paths[0])")
+                }
+            }
+        }
+    }
+
+    /// Bᵀ d B of every tile of every channel in float64, d the input around the tile (zero outside the map), each value
+    /// with its position, channel and tile (numbered as in a band).
+    private static func inputTransformReference(_ input: [Float], grid: WinogradGrid, channels: Int)
+        -> (values: [Double], places: [(position: Int, channel: Int, tile: Int)]) {
+        let (m, alpha, bT) = (grid.tile.output, grid.tile.input, Self.bTMatrices[grid.tile]!)
+        var values: [Double] = [], places: [(position: Int, channel: Int, tile: Int)] = []
+        for r in 0 ..< grid.tilesY {
+            for x in 0 ..< grid.tilesX {
+                for c in 0 ..< channels {
+                    func d(_ u: Int, _ v: Int) -> Double {
+                        let (y, column) = (m * r - 1 + u, m * x - 1 + v)
+                        guard (0 ..< grid.height).contains(y), (0 ..< grid.width).contains(column) else { return 0 }
+                        return Double(input[(c * grid.height + y) * grid.width + column])
+                    }
+                    for position in 0 ..< alpha * alpha {
+                        let (i, k) = (position / alpha, position % alpha)
+                        var sum = 0.0
+                        for u in 0 ..< alpha { for v in 0 ..< alpha { sum += bT[i][u] * d(u, v) * bT[k][v] } }
+                        values.append(sum)
+                        places.append((position, c, r * grid.rowTiles + x))
+                    }
+                }
+            }
+        }
+        return (values, places)
+    }
+
+    /// Aᵀ M A of every tile in float64, each output value placed at its row and column of the map.
+    private static func outputTransformReference(_ products: [Float], grid: WinogradGrid, channels: Int,
+                                                 tileStride: Int) -> [Double] {
+        let (m, alpha, aT) = (grid.tile.output, grid.tile.input, Self.aTMatrices[grid.tile]!)
+        let stride = winogradPositionStride(channels: channels, count: tileStride)
+        var output = [Double](repeating: 0, count: channels * grid.height * grid.width)
+        for c in 0 ..< channels {
+            for r in 0 ..< grid.tilesY {
+                for x in 0 ..< grid.tilesX {
+                    let t = r * grid.rowTiles + x
+                    for i in 0 ..< m {
+                        for j in 0 ..< m {
+                            let (y, column) = (m * r + i, m * x + j)
+                            guard y < grid.height, column < grid.width else { continue }
+                            var sum = 0.0
+                            for u in 0 ..< alpha {
+                                for v in 0 ..< alpha {
+                                    sum += aT[i][u] * Double(products[(u * alpha + v) * stride + c * tileStride + t])
+                                        * aT[j][v]
+                                }
+                            }
+                            output[(c * grid.height + y) * grid.width + column] = sum
+                        }
+                    }
+                }
+            }
+        }
+        return output
+    }
+
     /// The transformed kernel serves the input gradient through the turned positions: G·J = D·P·G exactly.
     func testTurnedKernelIsAScaledPermutation() {
         let kernel: [Float] = (0 ..< 9).map { Float($0 * $0 % 7) - 2.5 }
@@ -138,17 +258,26 @@ final class WinogradTests: XCTestCase {
               [16.0 / 45, -8.0 / 45, 4.0 / 45], [0, 0, 0.25]],
     ]
 
+    /// Aᵀ and Bᵀ as the comment in Winograd.swift writes them.
+    private static let aTMatrices: [WinogradTile: [[Double]]] = [
+        .f4: [[1, 1, 1, 1, 1, 0], [0, 1, -1, -2, -0.5, 0], [0, 1, 1, 4, 0.25, 0], [0, 1, -1, -8, -0.125, 1]],
+        .f6: [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0.5, -0.5, 0], [0, 1, 1, 4, 4, 0.25, 0.25, 0],
+              [0, 1, -1, 8, -8, 0.125, -0.125, 0], [0, 1, 1, 16, 16, 1.0 / 16, 1.0 / 16, 0],
+              [0, 1, -1, 32, -32, 1.0 / 32, -1.0 / 32, 1]],
+    ]
+    private static let bTMatrices: [WinogradTile: [[Double]]] = [
+        .f4: [[2, 5, 0, -5, -2, 0], [0, 2, 7, 7, 2, 0], [0, -2, -3, 3, 2, 0], [0, -1, -2, 1, 2, 0], [0, -2, -1, 2, 1, 0],
+              [0, -2, -5, 0, 5, 2]],
+        .f6: [[4, 0, -21, 0, 21, 0, -4, 0], [0, 4, 4, -17, -17, 4, 4, 0], [0, -4, 4, 17, -17, -4, 4, 0],
+              [0, 2, 1, -10, -5, 8, 4, 0], [0, -2, 1, 10, -5, -8, 4, 0], [0, 4, 8, -5, -10, 1, 2, 0],
+              [0, -4, 8, 5, -10, -1, 2, 0], [0, -4, 0, 21, 0, -21, 0, 4]],
+    ]
+
     /// Aᵀ and Bᵀ of F(6×6, 3×3) as the comment in Winograd.swift writes them: with G above, Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A is
     /// the correlation of d with g, in float64 on random tiles (so the matrices the C transforms compute are the ones
     /// the comment gives, and G is their partner).
     func testF6MatricesComputeTheCorrelation() {
-        let aT: [[Double]] = [[1, 1, 1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0.5, -0.5, 0], [0, 1, 1, 4, 4, 0.25, 0.25, 0],
-                              [0, 1, -1, 8, -8, 0.125, -0.125, 0], [0, 1, 1, 16, 16, 1.0 / 16, 1.0 / 16, 0],
-                              [0, 1, -1, 32, -32, 1.0 / 32, -1.0 / 32, 1]]
-        let bT: [[Double]] = [[4, 0, -21, 0, 21, 0, -4, 0], [0, 4, 4, -17, -17, 4, 4, 0], [0, -4, 4, 17, -17, -4, 4, 0],
-                              [0, 2, 1, -10, -5, 8, 4, 0], [0, -2, 1, 10, -5, -8, 4, 0], [0, 4, 8, -5, -10, 1, 2, 0],
-                              [0, -4, 8, 5, -10, -1, 2, 0], [0, -4, 0, 21, 0, -21, 0, 4]]
-        let g = Self.gMatrices[.f6]!
+        let (aT, bT, g) = (Self.aTMatrices[.f6]!, Self.bTMatrices[.f6]!, Self.gMatrices[.f6]!)
         var rng = SplitMix64(seed: 13)
         let d = randomValues(64, using: &rng).map(Double.init), k = randomValues(9, using: &rng).map(Double.init)
         func product(_ a: [[Double]], _ b: [[Double]]) -> [[Double]] {
