@@ -125,6 +125,44 @@ panelOffset(int const tile, int const channel, int const channels, int const pan
     return (ptrdiff_t)first * channels + (ptrdiff_t)channel * width + (tile - first);
 }
 
+/* How eight transformed values of the tiles from `tile` (32-bit words each) go to a channel's places in a position:
+ * in one store at `offset` when the panel holding the first has room for all eight (lanes past the tile row's end
+ * then fall on the channel's places of tiles that come later in the band, which their own tile row writes over
+ * afterwards); else `split` of them there and the rest at `rest`, the next panel's first places. */
+struct tilePlaces {
+    ptrdiff_t offset, rest;
+    int split;
+};
+
+INLINE struct tilePlaces
+tilePlaces(int const tile, int const lanes, int const channel, int const channels, int const panelWidth,
+           int const panelCount) {
+    int const first = tile / panelWidth * panelWidth;
+    int const width = panelCount - first < panelWidth ? panelCount - first : panelWidth;
+    struct tilePlaces places = {panelOffset(tile, channel, channels, panelWidth, panelCount), 0, 8};
+    if (tile - first + 8 > width) {
+        places.split = first + width - tile < lanes ? first + width - tile : lanes;
+        if (places.split < lanes)
+            places.rest = panelOffset(first + width, channel, channels, panelWidth, panelCount);
+    }
+    return places;
+}
+
+/* Stores eight words (lanes of them that count) at their places, `stride` words after `base`. */
+INLINE void
+storeTileWords(w8 const words, struct tilePlaces const places, int const lanes, uint32_t * const base,
+               ptrdiff_t const stride) {
+    if (places.split == 8) {
+        *(w8u *)(base + places.offset + stride) = words;
+        return;
+    }
+    uint32_t staged[8];
+    memcpy(staged, &words, sizeof staged);
+    memcpy(base + places.offset + stride, staged, sizeof(uint32_t) * (size_t)places.split);
+    if (places.split < lanes)
+        memcpy(base + places.rest + stride, staged + places.split, sizeof(uint32_t) * (size_t)(lanes - places.split));
+}
+
 /* Writes one output row of the tiles t … t + lanes − 1 of a tile row: y[j] holds, lane by lane, value j of each tile's
  * row (m values a tile), which go to row[m·lane + j], up to `columns` values. line: 8m floats of work. */
 INLINE void
@@ -378,13 +416,17 @@ inputRow(int const tile, const float * const rows[], int const width, int const 
     float * const tmp = work + splitCount(tile, qs);
     splitTileRows(tile, rows, width, qs, work);
     for (int t = 0; t < tilesX; t += 8) {
+        int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         rowStage(tile, work, qs, t, tmp);
-        float * const base = transformed + panelOffset(firstTile + t, channel, channels, panelWidth, panelCount);
+        struct tilePlaces const places = tilePlaces(firstTile + t, lanes, channel, channels, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
             v8 v[8];
             columnStage(tile, tmp, k, v);
-            for (int i = 0; i < alpha; ++i)
-                store8(v[i], base + (ptrdiff_t)(k + alpha * i) * positionStride);
+            for (int i = 0; i < alpha; ++i) {
+                w8 words;
+                memcpy(&words, &v[i], sizeof words);
+                storeTileWords(words, places, lanes, (uint32_t *)transformed, (ptrdiff_t)(k + alpha * i) * positionStride);
+            }
         }
     }
 }
@@ -401,15 +443,16 @@ inputRowPairs(int const tile, const float * const low[], const float * const hig
     splitTileRows(tile, low, width, qs, work);
     splitTileRows(tile, high, width, qs, workHigh);
     for (int t = 0; t < tilesX; t += 8) {
+        int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         rowStage(tile, work, qs, t, tmp);
         rowStage(tile, workHigh, qs, t, tmpHigh);
-        uint32_t * const base = pairs + panelOffset(firstTile + t, pair, pairCount, panelWidth, panelCount);
+        struct tilePlaces const places = tilePlaces(firstTile + t, lanes, pair, pairCount, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
             v8 v[8], w[8];
             columnStage(tile, tmp, k, v);
             columnStage(tile, tmpHigh, k, w);
             for (int i = 0; i < alpha; ++i)
-                *(w8u *)(base + (ptrdiff_t)(k + alpha * i) * positionStride) = bf16Pairs(v[i], w[i]);
+                storeTileWords(bf16Pairs(v[i], w[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
 }

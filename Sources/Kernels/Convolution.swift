@@ -518,19 +518,19 @@ package final class Convolution {
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels, positions = tile.positions
         func count(_ tileRows: Int) -> Int {
-            let tiles = panels(tiles: tileRows * grid.rowTiles).count
+            let tiles = panels(tiles: tileRows * grid.tilesX).count
             return positions * (winogradPositionStride(channels: inChannels, count: tiles)
                                 + winogradPositionStride(channels: outChannels, count: tiles)) + threads * grid.workCount
         }
-        let rowBytes = positions * channels * grid.rowTiles * MemoryLayout<Float>.stride
+        let rowBytes = positions * channels * grid.tilesX * MemoryLayout<Float>.stride
         let target = max(Self.winogradBandBytes / rowBytes,
-                         (Self.winogradMinimumTiles + grid.rowTiles - 1) / grid.rowTiles)
-        var tileRows = max(1, min(grid.tilesY, target, limit / (positions * channels * grid.rowTiles)))
+                         (Self.winogradMinimumTiles + grid.tilesX - 1) / grid.tilesX)
+        var tileRows = max(1, min(grid.tilesY, target, limit / (positions * channels * grid.tilesX)))
         while tileRows > 1 && count(tileRows) > limit { tileRows -= 1 }
         // Even bands: the same number of tile rows in each (but the last may have one fewer).
         let bandCount = (grid.tilesY + tileRows - 1) / tileRows
         tileRows = (grid.tilesY + bandCount - 1) / max(1, bandCount)
-        return WinogradBands(tileRows: tileRows, tileStride: panels(tiles: tileRows * grid.rowTiles).count,
+        return WinogradBands(tileRows: tileRows, tileStride: panels(tiles: tileRows * grid.tilesX).count,
                              count: count(tileRows))
     }
 
@@ -563,7 +563,7 @@ package final class Convolution {
         let kernelWords = UnsafeMutablePointer<UInt32>(OpaquePointer(kernel))
         for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {
             let tileRows = firstTileRow ..< min(grid.tilesY, firstTileRow + bands.tileRows)
-            let n = tileRows.count * grid.rowTiles
+            let n = tileRows.count * grid.tilesX
             // The last band may be shorter: its panels are its own.
             let panels = self.panels(tiles: n), tileStride = panels.count
             if pairs {

@@ -187,21 +187,18 @@ package struct WinogradGrid {
         tilesY = (rows.count &+ tile.output &- 1) / tile.output
     }
 
-    /// Tiles per tile row in a band's numbering: tilesX rounded up to a multiple of 8, so that the transforms, which
-    /// take eight tiles at a time, never split a group of eight between tile rows or between panels.
-    package var rowTiles: Int { (tilesX &+ 7) & ~7 }
-
-    /// Floats between the phase arrays of the per-worker work area (see `winogradInputTransform`).
-    package var phaseStride: Int { rowTiles &+ 8 }
+    /// Floats between the phase arrays of the per-worker work area (see `winogradInputTransform`): a tile row's tiles
+    /// rounded up to a multiple of 8, since the transforms take eight tiles at a time, and one group more.
+    package var phaseStride: Int { ((tilesX &+ 7) & ~7) &+ 8 }
 
     /// Floats of the per-worker work area.
     package var workCount: Int { cgemm_winograd_work_count(Int32(tile.rawValue), Int32(phaseStride)) }
 }
 
 /// The floats from one position's (channels, count) floats of a band to the next's: one cache line more than they
-/// take. Otherwise the distance is a multiple of 4 KiB (channels and count are multiples of 8, and usually of 16), and
-/// the α² values of a tile, written by the input transform and read by the output transform, would all fall in the
-/// same set of an 8-way first-level cache (and of the second level, at multiples of 64 KiB).
+/// take. Otherwise the distance would often be a multiple of 4 KiB (channels is a multiple of 8, and usually of 16 or
+/// more), and the α² values of a tile, written by the input transform and read by the output transform, would all
+/// fall in the same set of an 8-way first-level cache (and of the second level, at multiples of 64 KiB).
 @inline(__always)
 package func winogradPositionStride(channels: Int, count: Int) -> Int { channels &* count &+ 16 }
 
@@ -212,15 +209,15 @@ package func winogradPositionStride(channels: Int, count: Int) -> Int { channels
 package struct WinogradPanels {
     /// Tiles per panel: a multiple of 8.
     package let width: Int
-    /// Floats per channel and position: the band's tiles (a multiple of 8).
+    /// Floats per channel and position: the band's tiles, or more.
     package let count: Int
 
-    /// Panels for `tiles` tiles (a multiple of 8) read by `cgemm_panels`.
+    /// Panels for `tiles` tiles read by `cgemm_panels`.
     package static func cgemm(tiles: Int) -> WinogradPanels {
         WinogradPanels(width: Int(CGEMM_PANEL_COLUMNS), count: tiles)
     }
 
-    /// One panel of `tiles` tiles (a multiple of 8), rounded up to a cache line when there are many.
+    /// One panel of `tiles` tiles, rounded up to a cache line when there are many.
     package static func rowMajor(tiles: Int) -> WinogradPanels {
         let count = tiles <= 64 ? tiles : (tiles &+ 15) & ~15
         return WinogradPanels(width: count, count: count)
@@ -235,7 +232,8 @@ package struct WinogradPanels {
 }
 
 /// V[ξ, c, t] = (Bᵀ d B)[ξ] for the input tiles d of the channels `channels` and the tile rows `tileRows` of `grid`,
-/// t = grid.rowTiles · (r − tileRows.lowerBound) + x for the tile in column x of tile row r.
+/// t = grid.tilesX · (r − tileRows.lowerBound) + x for the tile in column x of tile row r: the band's tiles without
+/// gaps, so that the GEMMs multiply no tile that is not there.
 /// - input: (channels, span.rows, span.width), holding grid.inputRows
 /// - transformed: (α², channels, panels.count), stored in `panels`, positions `winogradPositionStride` apart
 /// - work: grid.workCount floats, this worker's alone
@@ -247,7 +245,7 @@ package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan
     withTileRowInputs(input, span: span, grid: grid, channels: channels, tileRows: tileRows) { c, r, rows, _ in
         cgemm_winograd_input(Int32(m), rows, Int32(grid.width), Int32(grid.tilesX), Int32(grid.phaseStride), work,
                              transformed, positionStride, Int32(panels.width), Int32(panels.count), Int32(c),
-                             Int32(channelCount), Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
+                             Int32(channelCount), Int32((r &- tileRows.lowerBound) &* grid.tilesX))
     }
 }
 
@@ -266,7 +264,7 @@ package func winogradInputTransformPairs(_ input: UnsafePointer<Float>, span: Ro
         cgemm_winograd_input_pairs(Int32(m), low, high!, Int32(grid.width), Int32(grid.tilesX),
                                    Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
                                    Int32(panels.count), Int32(c / 2), Int32(channelCount / 2),
-                                   Int32((r &- tileRows.lowerBound) &* grid.rowTiles))
+                                   Int32((r &- tileRows.lowerBound) &* grid.tilesX))
     }
 }
 
@@ -310,7 +308,7 @@ package func winogradOutputTransform(_ transformed: UnsafePointer<Float>, channe
         for r in tileRows {
             let firstRow = grid.rows.lowerBound &+ m &* r
             let rowsHere = min(m, grid.rows.upperBound &- firstRow)
-            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* grid.rowTiles)
+            let base = transformed + (c &* tileStride &+ (r &- tileRows.lowerBound) &* grid.tilesX)
             cgemm_winograd_output(Int32(m), base, positionStride, Int32(grid.tilesX), Int32(grid.width),
                                   Int32(rowsHere), output + span.offset(channel: c, row: firstRow), grid.width, work)
             for i in 0 ..< rowsHere {

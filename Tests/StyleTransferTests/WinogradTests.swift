@@ -3,12 +3,13 @@ import XCTest
 @testable import StyleTransfer
 
 final class WinogradTests: XCTestCase {
-    /// At VGG-19's channel counts, on ReLU-like (nonnegative) inputs, Winograd's F(4×4, 3×3) and F(6×6, 3×3) stay
-    /// within 2·10⁻⁵ of the float64 direct convolution relative to the output's scale, forward and backward, in bands of
-    /// several tile rows and of one, on every kernel path.
+    /// At VGG-19's channel counts, on ReLU-like (nonnegative) inputs, Winograd's F(4×4, 3×3) stays within 2·10⁻⁵ and
+    /// F(6×6, 3×3) within 3·10⁻⁵ of the float64 direct convolution relative to the output's scale, forward and
+    /// backward, in bands of several tile rows and of one, on every kernel path.
     func testAccuracyAtNetworkChannelCounts() throws {
         var rng = SplitMix64(seed: 7)
         for tile in WinogradTile.allCases {
+        let tolerance = tile == .f4 ? 2e-5 : 3e-5
         for (ci, co, h, w) in [(64, 64, 13, 38), (256, 128, 9, 11), (512, 512, 6, 8)] {
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
             let input = randomValues(ci * h * w, using: &rng).map { max($0, 0) * 100 }
@@ -25,12 +26,12 @@ final class WinogradTests: XCTestCase {
                         let output = Tensor(channels: co, height: h, width: w)
                         conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output,
                                      reluMask: nil, scratch: scratch)
-                        assertClose(output.values, forwardReference, relative: 2e-5,
+                        assertClose(output.values, forwardReference, relative: tolerance,
                                     "\(tile) \(path) \(algorithm) forward \(ci)→\(co) \(h)x\(w) limit \(limit)")
                         let gradInput = Tensor(channels: ci, height: h, width: w)
                         conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput),
                                            into: gradInput, inputMask: nil, scratch: scratch)
-                        assertClose(gradInput.values, backwardReference, relative: 2e-5,
+                        assertClose(gradInput.values, backwardReference, relative: tolerance,
                                     "\(tile) \(path) \(algorithm) backward \(ci)→\(co) \(h)x\(w) limit \(limit)")
                     }
                 }
@@ -116,7 +117,7 @@ final class WinogradTests: XCTestCase {
                 let (channels, height) = (4, 2 * tile.output + 1)
                 let grid = WinogradGrid(tile: tile, rows: 0 ..< height, height: height, width: width)
                 let span = RowSpan.whole(height: height, width: width)
-                let panels = WinogradPanels.cgemm(tiles: grid.tilesY * grid.rowTiles)
+                let panels = WinogradPanels.cgemm(tiles: grid.tilesY * grid.tilesX)
                 let input = randomValues(channels * height * width, using: &rng)
                 let stride = winogradPositionStride(channels: channels, count: panels.count)
                 let pairStride = winogradPositionStride(channels: channels / 2, count: panels.count)
@@ -186,7 +187,7 @@ final class WinogradTests: XCTestCase {
                         var sum = 0.0
                         for u in 0 ..< alpha { for v in 0 ..< alpha { sum += bT[i][u] * d(u, v) * bT[k][v] } }
                         values.append(sum)
-                        places.append((position, c, r * grid.rowTiles + x))
+                        places.append((position, c, r * grid.tilesX + x))
                     }
                 }
             }
@@ -203,7 +204,7 @@ final class WinogradTests: XCTestCase {
         for c in 0 ..< channels {
             for r in 0 ..< grid.tilesY {
                 for x in 0 ..< grid.tilesX {
-                    let t = r * grid.rowTiles + x
+                    let t = r * grid.tilesX + x
                     for i in 0 ..< m {
                         for j in 0 ..< m {
                             let (y, column) = (m * r + i, m * x + j)
