@@ -23,6 +23,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -443,10 +444,10 @@ bf16PackBlock(int const transposed, int const kc, const float *a, ptrdiff_t cons
 }
 
 /* The 8 × columns block of C from an 8-row block of A and a B panel, both in pairs: the AVX-512 block with one dot
- * product of two pairs in place of two multiply-adds. */
+ * product of two pairs in place of two multiply-adds. A's 8 pairs of each k pair are aStride words after the last's. */
 INLINE BF16 void
-bf16Block(int const kc, const uint32_t *a, const uint32_t *b, int const nr, float * const c, ptrdiff_t const ldc,
-          int const rows, int const columns, float const alpha, int const accumulate) {
+bf16Block(int const kc, const uint32_t *a, int const aStride, const uint32_t *b, int const nr, float * const c,
+          ptrdiff_t const ldc, int const rows, int const columns, float const alpha, int const accumulate) {
     __m512 acc[MR][3];
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < 3; ++v)
@@ -464,7 +465,7 @@ bf16Block(int const kc, const uint32_t *a, const uint32_t *b, int const nr, floa
             acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
             acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
         }
-        a += MR;
+        a += aStride;
     }
     storeBlock512(acc, mask, c, ldc, rows, alpha, accumulate);
 }
@@ -496,11 +497,77 @@ bf16Panels512(int const m, int const n, int const k, float const alpha, const fl
                     int const nr = minimum(NR, n - l0);
                     const uint32_t * const panel = pairs ? pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr
                                                          : bf16Panels + (l0 - c0) * (KC / 2);
-                    bf16Block(kc, block, panel, nr, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, j0 > 0);
+                    bf16Block(kc, block, MR, panel, nr, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, j0 > 0);
                 }
             }
         }
     }
+}
+
+/* Pairs along k of rows j0 … j0 + kc of a row-major B (rows ldb floats apart, nr ≤ 48 columns from b) into a
+ * (kc / 2, nr) panel; rows from `rows` on are zeros. */
+INLINE BF16 void
+bf16PackRows(int const kc, int const rows, const float *b, ptrdiff_t const ldb, int const nr, uint32_t *pairs) {
+    __mmask16 mask[3];
+    columnMasks(nr, mask);
+    for (int j = 0; j < kc; j += 2) {
+        for (int v = 0; v < 3 && mask[v]; ++v) {
+            __m512 const low = j < rows ? _mm512_maskz_loadu_ps(mask[v], b + 16 * v) : _mm512_setzero_ps();
+            __m512 const high = j + 1 < rows ? _mm512_maskz_loadu_ps(mask[v], b + ldb + 16 * v) : _mm512_setzero_ps();
+            _mm512_mask_storeu_epi32(pairs + 16 * v, mask[v], bf16Pairs512(low, high));
+        }
+        b += 2 * ldb;
+        pairs += nr;
+    }
+}
+
+/* cgemm_gram_upper on pairs: each slice of pixels packed by `pack` into floats, its panels turned
+ * into pairs after them in the work area, the blocks over them as cgemm_gram_upper takes its blocks. */
+static BF16 void
+bf16GramUpper(PackPixels * const pack, int const channels, int const pixels, const float * const f,
+              ptrdiff_t const ldf, float * const g, ptrdiff_t const ldg, float * const work) {
+    int const cp = roundUp8(channels);
+    uint32_t * const words = (uint32_t *)(work + (ptrdiff_t)cp * KC);
+    for (int p0 = 0; p0 < pixels; p0 += KC) {
+        int const kc = minimum(KC, pixels - p0), kp = roundUp8(kc);
+        pack(channels, kc, f + p0, ldf, work);
+        for (int q0 = 0; q0 < cp; q0 += NR)
+            bf16PackPanel(kp, work + (ptrdiff_t)q0 * kp, minimum(NR, cp - q0), words + (ptrdiff_t)q0 * (kp / 2));
+        for (int l0 = 0; l0 < channels; l0 += NR) {
+            int const w = minimum(NR, cp - l0), columns = minimum(w, channels - l0);
+            const uint32_t * const panel = words + (ptrdiff_t)l0 * (kp / 2);
+            for (int i0 = 0; i0 < l0 + columns; i0 += MR) {
+                int const q0 = i0 / NR * NR, wq = minimum(NR, cp - q0);
+                int const skip = i0 > l0 ? i0 - l0 : 0;
+                bf16Block(kp, words + (ptrdiff_t)q0 * (kp / 2) + (i0 - q0), wq, panel + skip, w,
+                          g + (ptrdiff_t)i0 * ldg + l0 + skip, ldg, minimum(MR, channels - i0), columns - skip, 1,
+                          p0 > 0);
+            }
+        }
+    }
+}
+
+/* cgemm_multiply on pairs: per slice of k, every 8-row block of A turned into pairs once, then each panel of B. */
+static BF16 void
+bf16Multiply(int const m, int const n, int const k, float const alpha, const float * const packedA,
+             const float * const b, ptrdiff_t const ldb, int const accumulate, float * const c, ptrdiff_t const ldc) {
+    int const kp = roundUp8(k), mp = roundUp8(m);
+    uint32_t * const slice = malloc(sizeof(uint32_t) * (size_t)mp * (KC / 2));
+    _Alignas(64) uint32_t panel[KC / 2 * NR];
+    for (int j0 = 0; j0 < kp; j0 += KC) {
+        int const kc = minimum(KC, kp - j0);
+        for (int i0 = 0; i0 < mp; i0 += MR)
+            bf16PackBlock(0, kc, packedA + (ptrdiff_t)i0 * kp + (ptrdiff_t)j0 * MR, MR * MR,
+                          slice + (ptrdiff_t)i0 * (kc / 2));
+        for (int l0 = 0; l0 < n; l0 += NR) {
+            int const nr = minimum(NR, n - l0);
+            bf16PackRows(kc, k - j0, b + (ptrdiff_t)j0 * ldb + l0, ldb, nr, panel);
+            for (int i0 = 0; i0 < m; i0 += MR)
+                bf16Block(kc, slice + (ptrdiff_t)i0 * (kc / 2), MR, panel, nr, c + (ptrdiff_t)i0 * ldc + l0, ldc,
+                          minimum(MR, m - i0), nr, alpha, accumulate || j0 > 0);
+        }
+    }
+    free(slice);
 }
 
 /* cgemm_bf16_kernel_block on this processor: the forward pairs as bf16Panels512 converts a block of A, the backward
@@ -698,7 +765,8 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
 
 size_t
 cgemm_gram_work_count(int const channels) {
-    return (size_t)roundUp8(channels) * KC;
+    /* The floats of a slice, and for cgemm_gram_upper_bf16 their pairs. */
+    return (size_t)roundUp8(channels) * KC * 3 / 2;
 }
 
 /* Pixels in slices of KC, each packed into panels of 48 channels (see PackPixels) that serve as both operands: the
@@ -751,6 +819,31 @@ cgemm_pack(int const m, int const k, const float * const a, ptrdiff_t const lda,
             }
         }
     }
+}
+
+void
+cgemm_gram_upper_bf16(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
+                      ptrdiff_t const ldg, float * const work) {
+#if CGEMM_X86
+    if (pixels > 0 && cgemm_supports_bf16()) {
+        bf16GramUpper(kernels()->packPixels, channels, pixels, f, ldf, g, ldg, work);
+        return;
+    }
+#endif
+    cgemm_gram_upper(channels, pixels, f, ldf, g, ldg, work);
+}
+
+void
+cgemm_multiply_bf16(int const m, int const n, int const k, float const alpha, const float * const packedA,
+                    const float * const b, ptrdiff_t const ldb, int const accumulate, float * const c,
+                    ptrdiff_t const ldc) {
+#if CGEMM_X86
+    if (cgemm_supports_bf16()) {
+        bf16Multiply(m, n, k, alpha, packedA, b, ldb, accumulate, c, ldc);
+        return;
+    }
+#endif
+    cgemm_multiply(m, n, k, alpha, packedA, b, ldb, accumulate, c, ldc);
 }
 
 /* Slices of KC rows of B, each copied panel by panel (48 columns, padded with zero rows to a multiple of 8) into a

@@ -87,8 +87,9 @@ public enum KernelPathError: Error, LocalizedError, Equatable {
     }
 }
 
-/// The precision of the Winograd convolutions' products (the bulk of the arithmetic; the transforms, the im2col
-/// products, the Gram matrices and the losses stay in single precision whatever it is).
+/// The precision of the Winograd convolutions' products (the bulk of the arithmetic) and of the Gram style loss's
+/// products (`StyleLoss.precision`); the transforms, the im2col products and the rest of the losses stay in single
+/// precision whatever it is.
 public enum ProductPrecision: String, Sendable, CaseIterable {
     /// float32 operands and sums.
     case single

@@ -56,6 +56,11 @@ public struct GramAccumulator: Sendable {
     /// Whether the sums of the features, for their mean, are accumulated too.
     public let tracksMeans: Bool
 
+    /// The precision of the unweighted adds' products: with bf16, `cgemm_gram_upper_bf16` (features rounded to
+    /// bfloat16, sums in float32 over a chunk, float64 across chunks) where the processor has AVX512_BF16. Weighted
+    /// adds, and adds on OpenBLAS's path, stay in single precision.
+    public var precision = ProductPrecision.single
+
     private var sum: [Double]  // (shares, channels, channels), upper triangles (column ≥ row) valid: Σ f fᵀ
     private var partial: [Float]  // (shares, channels, channels), upper triangles: one chunk's F Fᵀ
     private var work: [Float]  // (shares, cgemm_gram_work_count(channels)): each share's pixels packed by cgemm_gram_upper
@@ -121,7 +126,8 @@ public struct GramAccumulator: Sendable {
         precondition(pixels >= 0 && stride >= pixels && stride <= Int(Int32.max))
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
-        accumulate(pixels: pixels, chunkPixels: Self.chunkPixels, scratchCount: 0) { chunkStart, _, _, body in
+        accumulate(pixels: pixels, chunkPixels: Self.chunkPixels, scratchCount: 0, bf16: precision == .bf16) {
+            chunkStart, _, _, body in
             body(features.baseAddress! + chunkStart, stride, nil)
         }
         weightTotal += Double(pixels)
@@ -134,8 +140,9 @@ public struct GramAccumulator: Sendable {
     /// Adds `pixels` pixels, `chunkPixels` at a time, the chunks shared among the cores in fixed shares, each core
     /// summing into its own buffers: `chunk(start, n, scratch, body)` hands `body` the n features from pixel `start`
     /// (already scaled by √w for a weighted add, and then with the roots, whose products Σ √w · (√w f) make the mean's
-    /// sums), with `scratchCount` floats of the core's own to make them in. Counts the pixels, not their weights.
-    private mutating func accumulate(pixels: Int, chunkPixels: Int, scratchCount: Int,
+    /// sums), with `scratchCount` floats of the core's own to make them in; with `bf16`, the products on bfloat16
+    /// pairs. Counts the pixels, not their weights.
+    private mutating func accumulate(pixels: Int, chunkPixels: Int, scratchCount: Int, bf16: Bool = false,
                                      _ chunk: (_ start: Int, _ n: Int, _ scratch: UnsafeMutablePointer<Float>,
                                                _ body: ChunkFeatures) -> Void) {
         let c = channels, plane = channels * channels
@@ -178,7 +185,8 @@ public struct GramAccumulator: Sendable {
                                             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
                                                         1, features, Int32(stride), 0, partial, Int32(c))
                                         } else {
-                                            cgemm_gram_upper(Int32(c), Int32(n), features, stride, partial, c, work)
+                                            (bf16 ? cgemm_gram_upper_bf16 : cgemm_gram_upper)(
+                                                Int32(c), Int32(n), features, stride, partial, c, work)
                                         }
                                         for i in 0..<c {
                                             let row = i &* c
@@ -316,6 +324,14 @@ public struct StyleLoss: Sendable {
     /// Receives the current features of this evaluation; emptied by `finish()`.
     public var accumulator: GramAccumulator
 
+    /// The precision of the Gram products and of the gradient's product for unweighted pixels: with bf16, on bfloat16
+    /// operands summed in float32 (`cgemm_gram_upper_bf16`, `cgemm_multiply_bf16`) where the processor has
+    /// AVX512_BF16. Pixels with weights, and the products on OpenBLAS's path, stay in single precision.
+    public var precision: ProductPrecision {
+        get { accumulator.precision }
+        set { accumulator.precision = newValue }
+    }
+
     private let gaussian: GaussianTarget?  // with `.w2`
     private var residual: [Float]  // (channels, channels): G − T (Gram) or D (W2) of the last finished evaluation
     private var packedResidual: [Float]  // (⌈C/8⌉, ⌈C/8⌉·8, 8): the residual in cgemm_pack's panels
@@ -385,8 +401,8 @@ public struct StyleLoss: Sendable {
     /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` (or W2's `weight · (2 D F + b) / N`) for one stripe of
     /// the pixels that went into the last `finish()`: `features[c · featureStride + p]` and
     /// `gradient[c · gradientStride + p]` for p < `pixels`. One single-threaded product per core, over its share of
-    /// the pixels, added to the gradient: `cgemm_multiply` on the residual packed by `finish`, or `cblas_sgemm` with
-    /// β = 1 when `KernelPath.current` is OpenBLAS.
+    /// the pixels, added to the gradient: `cgemm_multiply` (or `cgemm_multiply_bf16`, see `precision`) on the residual
+    /// packed by `finish`, or `cblas_sgemm` with β = 1 when `KernelPath.current` is OpenBLAS.
     public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
                             weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
         let c = channels
@@ -408,7 +424,7 @@ public struct StyleLoss: Sendable {
         }
         // The pixels in one column band per core, each a single-threaded product.
         let bands = max(1, min(coreCount, pixels / 256))
-        let openBLAS = KernelPath.current == .openblas
+        let openBLAS = KernelPath.current == .openblas, multiply = precision == .bf16 ? cgemm_multiply_bf16 : cgemm_multiply
         residual.withUnsafeBufferPointer { residual in
             packedResidual.withUnsafeBufferPointer { packed in
                 let gradient = UncheckedSendable(value: gradient)
@@ -419,9 +435,9 @@ public struct StyleLoss: Sendable {
                               b: features.baseAddress! + first, ldb: featureStride,
                               beta: 1, c: gradient.value.baseAddress! + first, ldc: gradientStride)
                     } else {
-                        cgemm_multiply(Int32(c), Int32(count), Int32(c), alpha, packed.baseAddress!,
-                                       features.baseAddress! + first, featureStride, 1,
-                                       gradient.value.baseAddress! + first, gradientStride)
+                        multiply(Int32(c), Int32(count), Int32(c), alpha, packed.baseAddress!,
+                                 features.baseAddress! + first, featureStride, 1,
+                                 gradient.value.baseAddress! + first, gradientStride)
                     }
                 }
             }

@@ -122,8 +122,8 @@ public struct Options: Sendable {
     public var maxPixels = 16_777_216
     /// Threads for the network; nil means one per core.
     public var threads: Int? = nil
-    /// The precision of the Winograd products; nil: `ProductPrecision.fastest`, bf16 where the processor runs it
-    /// faster.
+    /// The precision of the Winograd products and of the Gram style loss's; nil: `ProductPrecision.fastest`, bf16
+    /// where the processor runs it faster.
     public var precision: ProductPrecision? = nil
 
     /// The defaults, with the style weight and style layers that suit `styleLoss`.

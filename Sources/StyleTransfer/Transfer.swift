@@ -638,8 +638,10 @@ final class Problem {
         var losses: [VGGLayer: [(loss: StyleLoss, mask: [Float]?, weight: Float)]] = [:]
         for term in styleTerms {
             let channels = VGG19Architecture.shape(of: term.layer, height: 1, width: 1).channels
-            losses[term.layer, default: []].append(
-                (StyleLoss(target: term.target, channels: channels, statistic: options.styleLoss), term.mask, term.weight))
+            var loss = StyleLoss(target: term.target, channels: channels, statistic: options.styleLoss)
+            // The Gram products follow the network's; W2's stay in single precision.
+            loss.precision = options.styleLoss == .gram ? network.precision : .single
+            losses[term.layer, default: []].append((loss, term.mask, term.weight))
         }
         styleLosses = losses
         precondition(changeMask.map { $0.count == width * height } ?? true, "change mask differs from the image")

@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 import XCTest
 import StyleTransfer
 
@@ -71,6 +72,45 @@ final class LossesTests: XCTestCase {
         XCTAssertEqual(value, expected, accuracy: 1e-6 * expected)
 
         assertGradient(gradient.map { $0 / weight }, matchesDifferencesOf: { evaluate($0).value }, at: features)
+    }
+
+    /// With bf16 products the Gram loss's value and gradient stay within the rounding of bfloat16 operands of single
+    /// precision's, over more pixels than one chunk of the accumulator, and differ from its bits (the bf16 products
+    /// ran); with weights, the same loss stays in single precision and gives single precision's bits.
+    func testBF16StyleLossIsCloseToSingle() throws {
+        try XCTSkipUnless(ProductPrecision.bf16.isSupported && KernelPath.current == .avx512,
+                          "the processor has no AVX512_BF16")
+        var random = TestRandom(state: 41)
+        let channels = 64, pixels = GramAccumulator.chunkPixels + 904
+        let features = random.array(channels * pixels, 0, 2)
+        let other = random.array(channels * pixels, 0, 2)
+        let target = other.withUnsafeBufferPointer { gramMatrix($0, channels: channels, pixels: pixels) }
+        let ones = [Float](repeating: 1, count: pixels)
+        func evaluate(_ precision: ProductPrecision, weighted: Bool = false) -> (value: Double, gradient: [Float]) {
+            var loss = StyleLoss(target: target, channels: channels)
+            loss.precision = precision
+            var gradient = [Float](repeating: 0, count: features.count)
+            let value = features.withUnsafeBufferPointer { f in
+                gradient.withUnsafeMutableBufferPointer { gradient in
+                    guard weighted else { return loss.evaluate(features: f, pixels: pixels, weight: 1.5, addingGradientTo: gradient) }
+                    return ones.withUnsafeBufferPointer { ones in
+                        loss.accumulator.add(f, pixels: pixels, stride: pixels, weights: ones)
+                        let value = loss.finish()
+                        loss.addGradient(features: f, pixels: pixels, featureStride: pixels, weights: ones, weight: 1.5,
+                                         into: gradient, gradientStride: pixels)
+                        return value
+                    }
+                }
+            }
+            return (value, gradient)
+        }
+        let single = evaluate(.single), bf16 = evaluate(.bf16)
+        XCTAssertEqual(bf16.value, single.value, accuracy: 2e-3 * single.value)
+        assertClose(bf16.gradient, single.gradient.map(Double.init), relative: 1e-2, "gradient")
+        XCTAssertNotEqual(bf16.gradient, single.gradient)
+        let weighted = evaluate(.bf16, weighted: true), weightedSingle = evaluate(.single, weighted: true)
+        XCTAssertEqual(weighted.value, weightedSingle.value)
+        XCTAssertEqual(weighted.gradient, weightedSingle.gradient)
     }
 
     /// The Wasserstein-2 loss's gradient against finite differences, with a mean and a covariance unlike the target's,

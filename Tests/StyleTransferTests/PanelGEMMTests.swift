@@ -3,6 +3,12 @@ import XCTest
 @testable import Kernels
 @testable import StyleTransfer
 
+/// x rounded to the nearest bfloat16, ties to even (no NaNs or subnormals here).
+private func bf16(_ x: Float) -> Double {
+    let bits = x.bitPattern
+    return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
+}
+
 /// The CGEMM kernels on each instruction set this processor runs, against float64 products written out from the
 /// layouts and contracts in cgemm.h.
 final class PanelGEMMTests: XCTestCase {
@@ -23,15 +29,23 @@ final class PanelGEMMTests: XCTestCase {
     /// `checkPanelProduct` and column counts past the eight panels it converts at a time.
     func testBF16Products() throws {
         try XCTSkipUnless(ProductPrecision.bf16.isSupported, "the processor has no AVX512_BF16")
-        /// x rounded to the nearest bfloat16, ties to even (no NaNs here).
-        func bf16(_ x: Float) -> Double {
-            let bits = x.bitPattern
-            return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
-        }
         XCTAssertEqual(bf16(1 + 1.0 / 512), 1)  // a tie: to the even 1
         XCTAssertEqual(bf16(1 + 3.0 / 512), 1 + 4.0 / 512)
         checkPanelProduct(product: cgemm_panels_bf16, operand: bf16, shapes: [(16, 400, 136), (8, 387, 24)],
                               "bf16")
+    }
+
+    /// cgemm_gram_upper_bf16 and cgemm_multiply_bf16 compute the products of their operands rounded to bfloat16,
+    /// summed in float32, with each pixel packing of the own paths: the shapes, paddings and guards of the single-
+    /// precision checks, against the float64 products of the rounded operands.
+    func testBF16GramAndMultiply() throws {
+        try XCTSkipUnless(ProductPrecision.bf16.isSupported, "the processor has no AVX512_BF16")
+        for path in supportedKernelPaths where path != .openblas {
+            try withKernelPath(path) {
+                checkGramUpperTriangle(path, product: cgemm_gram_upper_bf16, operand: bf16)
+                checkMultiply(path, product: cgemm_multiply_bf16, operand: bf16)
+            }
+        }
     }
 
     /// cgemm_panels_bf16_pairs on A and B in the pairs cgemm_bf16_kernel_block and cgemm_bf16_pairs round them to gives
@@ -148,7 +162,12 @@ final class PanelGEMMTests: XCTestCase {
     /// pixel counts that are odd, under one slice of 128 or over several, rows of F and G with padding: the upper
     /// triangle matches, nothing outside the channels × channels matrix or past the work area is written, and no pixels
     /// give zeros.
-    private func checkGramUpperTriangle(_ path: KernelPath) {
+    private func checkGramUpperTriangle(
+        _ path: KernelPath,
+        product: (Int32, Int32, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int,
+                  UnsafeMutablePointer<Float>?) -> Void = cgemm_gram_upper,
+        operand: (Float) -> Double = { Double($0) }
+    ) {
         var rng = SplitMix64(seed: 32)
         let guardValue: Float = -3.25
         for (channels, pixels) in [(1, 1), (3, 5), (8, 8), (13, 129), (37, 300), (64, 257), (97, 77), (50, 0)] {
@@ -160,8 +179,8 @@ final class PanelGEMMTests: XCTestCase {
             f.withUnsafeBufferPointer { f in
                 g.withUnsafeMutableBufferPointer { g in
                     work.withUnsafeMutableBufferPointer { work in
-                        cgemm_gram_upper(Int32(channels), Int32(pixels), f.baseAddress!, ldf, g.baseAddress!, ldg,
-                                         work.baseAddress!)
+                        product(Int32(channels), Int32(pixels), f.baseAddress!, ldf, g.baseAddress!, ldg,
+                                work.baseAddress!)
                     }
                 }
             }
@@ -174,7 +193,7 @@ final class PanelGEMMTests: XCTestCase {
                 for j in i ..< channels {
                     var expected = 0.0, size = 0.0
                     for p in 0 ..< pixels {
-                        let term = Double(f[i * ldf + p]) * Double(f[j * ldf + p])
+                        let term = operand(f[i * ldf + p]) * operand(f[j * ldf + p])
                         expected += term
                         size += abs(term)
                     }
@@ -188,7 +207,12 @@ final class PanelGEMMTests: XCTestCase {
     /// cgemm_pack and cgemm_multiply for shapes that are or are not multiples of 8, depths under one slice of 128 or
     /// over several, A read directly or transposed, with padded rows, writing and adding: C matches, and nothing past
     /// the packed count or outside the m × n entries of C is written.
-    private func checkMultiply(_ path: KernelPath) {
+    private func checkMultiply(
+        _ path: KernelPath,
+        product: (Int32, Int32, Int32, Float, UnsafePointer<Float>?, UnsafePointer<Float>?, Int, Int32,
+                  UnsafeMutablePointer<Float>?, Int) -> Void = cgemm_multiply,
+        operand: (Float) -> Double = { Double($0) }
+    ) {
         var rng = SplitMix64(seed: 33)
         let guardValue: Float = 5.5
         for (m, n, k) in [(1, 1, 1), (5, 7, 3), (8, 48, 8), (21, 50, 19), (64, 100, 130), (13, 97, 200), (40, 9, 64)] {
@@ -212,8 +236,8 @@ final class PanelGEMMTests: XCTestCase {
                     packed.withUnsafeBufferPointer { packed in
                         b.withUnsafeBufferPointer { b in
                             c.withUnsafeMutableBufferPointer { c in
-                                cgemm_multiply(Int32(m), Int32(n), Int32(k), alpha, packed.baseAddress!, b.baseAddress!,
-                                               ldb, accumulate ? 1 : 0, c.baseAddress!, ldc)
+                                product(Int32(m), Int32(n), Int32(k), alpha, packed.baseAddress!, b.baseAddress!,
+                                        ldb, accumulate ? 1 : 0, c.baseAddress!, ldc)
                             }
                         }
                     }
@@ -226,7 +250,7 @@ final class PanelGEMMTests: XCTestCase {
                             var expected = 0.0, size = 0.0
                             for j in 0 ..< k {
                                 let aValue = transposed ? a[j * lda + i] : a[i * lda + j]
-                                let term = Double(aValue) * Double(b[j * ldb + l])
+                                let term = operand(aValue) * operand(b[j * ldb + l])
                                 expected += term
                                 size += abs(term)
                             }

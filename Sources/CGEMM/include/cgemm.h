@@ -6,6 +6,7 @@
  *   cgemm_gram_upper  the upper triangle of F·Fᵀ for a chunk of pixels (the Gram matrices);
  *   cgemm_multiply    C (+)= alpha · A · B for a row-major B, with A packed once by cgemm_pack (the Gram loss's
  *                     gradient, (G − T) · F).
+ * Where the processor has AVX512_BF16, each also comes with bfloat16 operands (the _bf16 functions below).
  *
  * All three come down to one step, an 8-row block of C from 8 rows of A and a panel of B, which is where the
  * instruction sets differ; the loops around it and the packing are shared. Every path reads the same layouts and
@@ -86,7 +87,7 @@ void cgemm_panels_bf16_pairs(int m, int n, int k, float alpha, const uint32_t *a
  * m, k and o0 multiples of 8. */
 void cgemm_bf16_kernel_block(int m, int k, int o0, const float *block, uint32_t *forward, uint32_t *backward);
 
-/* The floats of a work area for cgemm_gram_upper with this many channels. */
+/* The floats of a work area for cgemm_gram_upper or cgemm_gram_upper_bf16 with this many channels. */
 size_t cgemm_gram_work_count(int channels);
 
 /* G = F·Fᵀ on one thread, upper triangle: g[i·ldg + j] = Σ_p f[i·ldf + p] · f[j·ldf + p] for i ≤ j < channels, the sum
@@ -95,6 +96,12 @@ size_t cgemm_gram_work_count(int channels);
  * written. With no pixels, the upper triangle is zero. channels positive, ldf ≥ pixels, ldg ≥ channels; work holds
  * cgemm_gram_work_count(channels) floats. */
 void cgemm_gram_upper(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg, float *work);
+
+/* cgemm_gram_upper with F rounded to bfloat16 (as cgemm_panels_bf16 rounds) and the products summed in float32 by
+ * AVX512_BF16's dot products, whatever cgemm_selected() says (its pixel packing aside). Only where
+ * cgemm_supports_bf16(); elsewhere it is cgemm_gram_upper. */
+void cgemm_gram_upper_bf16(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
+                           float *work);
 
 /* The floats cgemm_pack writes for an m × k matrix: m and k each rounded up to a multiple of 8. */
 size_t cgemm_packed_count(int m, int k);
@@ -108,6 +115,12 @@ void cgemm_pack(int m, int k, const float *a, ptrdiff_t lda, int transposedA, fl
  * positive. */
 void cgemm_multiply(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
                     int accumulate, float *c, ptrdiff_t ldc);
+
+/* cgemm_multiply with A and B rounded to bfloat16 (as cgemm_panels_bf16 rounds) and the products summed in float32 by
+ * AVX512_BF16's dot products, whatever cgemm_selected() says; allocates m·64 words for A's pairs. Only where
+ * cgemm_supports_bf16(); elsewhere it is cgemm_multiply. */
+void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
+                         int accumulate, float *c, ptrdiff_t ldc);
 
 /* The tile transforms of Winograd's F(4×4, 3×3) (tile 4) and F(6×6, 3×3) (tile 6) for one channel's tile row
  * (Sources/Kernels/Winograd.swift has the matrices and layouts), with α = tile + 2 input values a side and α²

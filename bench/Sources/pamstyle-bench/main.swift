@@ -362,8 +362,9 @@ func run(_ options: BenchOptions) throws {
             if options.styleLosses {
                 for layer in styleLayers {
                     let channels = VGG19.shape(of: layer, height: 1, width: 1).channels
-                    subject.styleLosses[layer] = StyleLoss(target: [Float](repeating: 0, count: channels * channels),
-                                                           channels: channels)
+                    var loss = StyleLoss(target: [Float](repeating: 0, count: channels * channels), channels: channels)
+                    loss.precision = subject.net.precision
+                    subject.styleLosses[layer] = loss
                 }
             }
             subject.forwardTimes = []
