@@ -164,7 +164,8 @@ storeTileWords(w8 const words, struct tilePlaces const places, int const lanes, 
 }
 
 /* Writes one output row of the tiles t … t + lanes − 1 of a tile row: y[j] holds, lane by lane, value j of each tile's
- * row (m values a tile), which go to row[m·lane + j], up to `columns` values. line: 8m floats of work. */
+ * row (m values a tile, m = 4 or 6), which go to row[m·lane + j], up to `columns` values: eight whole tiles in
+ * registers, fewer through line, 8m floats of work. */
 INLINE void
 storeTileRow(int const m, const v8 * const y, int const lanes, int const columns, float * const row,
              float * const line) {
@@ -196,12 +197,6 @@ storeTileRow(int const m, const v8 * const y, int const lanes, int const columns
         store8(__builtin_shufflevector(low, high, 4, 12, 20, 28, 36, 44, 5, 13), row + 24);
         store8(__builtin_shufflevector(low, high, 21, 29, 37, 45, 6, 14, 22, 30), row + 32);
         store8(__builtin_shufflevector(low, high, 38, 46, 7, 15, 23, 31, 39, 47), row + 40);
-        return;
-    }
-    if (lanes == 8 && 8 * m <= columns) {
-        for (int lane = 0; lane < 8; ++lane)
-            for (int j = 0; j < m; ++j)
-                row[m * lane + j] = y[j][lane];
         return;
     }
     for (int j = 0; j < m; ++j)
