@@ -326,10 +326,11 @@ public struct StyleLoss: Sendable {
 
     /// The precision of the Gram products and of the gradient's product for unweighted pixels: with bf16, on bfloat16
     /// operands summed in float32 (`cgemm_gram_upper_bf16`, `cgemm_multiply_bf16`) where the processor has
-    /// AVX512_BF16. Pixels with weights, and the products on OpenBLAS's path, stay in single precision.
+    /// AVX512_BF16. Pixels with weights, and the products on OpenBLAS's path, stay in single precision, and so does
+    /// the W2 loss whatever is set (bf16 was admitted on the Gram loss's convergence alone).
     public var precision: ProductPrecision {
         get { accumulator.precision }
-        set { accumulator.precision = newValue }
+        set { accumulator.precision = statistic == .gram ? newValue : .single }
     }
 
     private let gaussian: GaussianTarget?  // with `.w2`

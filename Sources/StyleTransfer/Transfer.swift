@@ -639,8 +639,7 @@ final class Problem {
         for term in styleTerms {
             let channels = VGG19Architecture.shape(of: term.layer, height: 1, width: 1).channels
             var loss = StyleLoss(target: term.target, channels: channels, statistic: options.styleLoss)
-            // The Gram products follow the network's; W2's stay in single precision.
-            loss.precision = options.styleLoss == .gram ? network.precision : .single
+            loss.precision = network.precision
             losses[term.layer, default: []].append((loss, term.mask, term.weight))
         }
         styleLosses = losses

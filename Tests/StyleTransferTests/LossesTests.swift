@@ -76,7 +76,8 @@ final class LossesTests: XCTestCase {
 
     /// With bf16 products the Gram loss's value and gradient stay within the rounding of bfloat16 operands of single
     /// precision's, over more pixels than one chunk of the accumulator, and differ from its bits (the bf16 products
-    /// ran); with weights, the same loss stays in single precision and gives single precision's bits.
+    /// ran); with weights, the same loss stays in single precision and gives single precision's bits; a W2 loss stays
+    /// in single precision.
     func testBF16StyleLossIsCloseToSingle() throws {
         try XCTSkipUnless(ProductPrecision.bf16.isSupported && KernelPath.current == .avx512,
                           "the processor has no AVX512_BF16")
@@ -111,6 +112,11 @@ final class LossesTests: XCTestCase {
         let weighted = evaluate(.bf16, weighted: true), weightedSingle = evaluate(.single, weighted: true)
         XCTAssertEqual(weighted.value, weightedSingle.value)
         XCTAssertEqual(weighted.gradient, weightedSingle.gradient)
+        // The W2 loss keeps single precision whatever is asked.
+        var w2 = StyleLoss(target: StyleTarget(gram: target, mean: [Float](repeating: 1, count: channels)),
+                           channels: channels, statistic: .w2)
+        w2.precision = .bf16
+        XCTAssertEqual(w2.precision, .single)
     }
 
     /// The Wasserstein-2 loss's gradient against finite differences, with a mean and a covariance unlike the target's,
