@@ -272,31 +272,6 @@ columnTransform(const float * const tmp, int const k, v8 v[6]) {
     inputTransform(load8(s), load8(s + 48), load8(s + 96), load8(s + 144), load8(s + 192), load8(s + 240), v);
 }
 
-INLINE void
-outputRow(const float * const transformed, ptrdiff_t const positionStride, int const tilesX, int const width,
-          int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
-    float * const tmp = work, * const line = work + 24 * 8;
-    for (int t = 0; t < tilesX; t += 8) {
-        /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[6i + k]. */
-        for (int k = 0; k < 6; ++k) {
-            const float * const s = transformed + k * positionStride + t;
-            v8 z[4];
-            outputTransform(load8(s), load8(s + 6 * positionStride), load8(s + 12 * positionStride),
-                            load8(s + 18 * positionStride), load8(s + 24 * positionStride),
-                            load8(s + 30 * positionStride), z);
-            for (int i = 0; i < 4; ++i)
-                store8(z[i], tmp + k * 8 + 48 * i);
-        }
-        int const lanes = tilesX - t < 8 ? tilesX - t : 8;
-        for (int i = 0; i < rows; ++i) {
-            const float * const s = tmp + i * 48;
-            v8 y[4];
-            outputTransform(load8(s), load8(s + 8), load8(s + 16), load8(s + 24), load8(s + 32), load8(s + 40), y);
-            storeTileRow(4, y, lanes, width - 4 * t, output + i * rowStride + 4 * t, line);
-        }
-    }
-}
-
 /* The eight input rows of a tile row, each split by x + 1 mod 6 into work: q[j, p, s] = row j at x = 6s + p − 1. */
 INLINE void
 splitRows6(const float * const rows[], int const width, int const qs, float * const work) {
@@ -452,30 +427,41 @@ inputRowPairs(int const tile, const float * const low[], const float * const hig
     }
 }
 
+/* Aᵀ m of either tile for eight tiles at once: α values in, `tile` out. */
 INLINE void
-outputRow6(const float * const transformed, ptrdiff_t const positionStride, int const tilesX, int const width,
-           int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
-    float * const tmp = work, * const line = work + 6 * 64;
+outputStage(int const tile, const v8 m[8], v8 out[6]) {
+    if (tile == 6)
+        outputTransform6(m, out);
+    else
+        outputTransform(m[0], m[1], m[2], m[3], m[4], m[5], out);
+}
+
+/* Y = Aᵀ M A of one channel's tile row, from the products at position k + α·i of a tile positionStride floats after
+ * position 0, into `rows` rows of the output. */
+INLINE void
+outputRow(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
+          int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
+    int const alpha = tile + 2;
+    float * const tmp = work, * const line = work + tile * alpha * 8;
     for (int t = 0; t < tilesX; t += 8) {
-        /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[8i + k]. */
-        for (int k = 0; k < 8; ++k) {
+        /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[α·i + k]. */
+        for (int k = 0; k < alpha; ++k) {
             const float * const s = transformed + k * positionStride + t;
-            v8 m[8];
-            for (int i = 0; i < 8; ++i)
-                m[i] = load8(s + 8 * i * positionStride);
-            v8 z[6];
-            outputTransform6(m, z);
-            for (int i = 0; i < 6; ++i)
-                store8(z[i], tmp + k * 8 + 64 * i);
+            v8 m[8], z[6];
+            for (int i = 0; i < alpha; ++i)
+                m[i] = load8(s + alpha * i * positionStride);
+            outputStage(tile, m, z);
+            for (int i = 0; i < tile; ++i)
+                store8(z[i], tmp + k * 8 + alpha * 8 * i);
         }
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         for (int i = 0; i < rows; ++i) {
-            const float * const s = tmp + i * 64;
-            v8 const m[8] = {load8(s), load8(s + 8), load8(s + 16), load8(s + 24), load8(s + 32), load8(s + 40),
-                             load8(s + 48), load8(s + 56)};
-            v8 y[6];
-            outputTransform6(m, y);
-            storeTileRow(6, y, lanes, width - 6 * t, output + i * rowStride + 6 * t, line);
+            const float * const s = tmp + i * alpha * 8;
+            v8 m[8], y[6];
+            for (int j = 0; j < alpha; ++j)
+                m[j] = load8(s + 8 * j);
+            outputStage(tile, m, y);
+            storeTileRow(tile, y, lanes, width - tile * t, output + i * rowStride + tile * t, line);
         }
     }
 }
@@ -512,9 +498,9 @@ outputRow6(const float * const transformed, ptrdiff_t const positionStride, int 
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
                                           float * const work) {                                                        \
         if (tile == 6)                                                                                                 \
-            outputRow6(transformed, positionStride, tilesX, width, rows, output, rowStride, work);                    \
+            outputRow(6, transformed, positionStride, tilesX, width, rows, output, rowStride, work);                  \
         else                                                                                                           \
-            outputRow(transformed, positionStride, tilesX, width, rows, output, rowStride, work);                     \
+            outputRow(4, transformed, positionStride, tilesX, width, rows, output, rowStride, work);                  \
     }
 
 ROW_FUNCTIONS(Portable, )
