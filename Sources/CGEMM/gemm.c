@@ -471,37 +471,46 @@ bf16Block(int const kc, const uint32_t *a, int const aStride, const uint32_t *b,
 }
 
 /* Slices of KC values of k; in each, B converted eight panels at a time, and each 8-row block of A converted once and
- * taken over those panels, unless they come in pairs already (aPairs, pairs). */
+ * taken over those panels. */
 static BF16 void
 bf16Panels512(int const m, int const n, int const k, float const alpha, const float * const a, int const transposedA,
-              const uint32_t * const aPairs, const float * const b, const uint32_t * const pairs, float * const c,
-              ptrdiff_t const ldc) {
+              const float * const b, float * const c, ptrdiff_t const ldc) {
     for (int j0 = 0; j0 < k; j0 += KC) {
         int const kc = minimum(KC, k - j0);
         for (int c0 = 0; c0 < n; c0 += BF16_COLUMNS) {
             int const c1 = minimum(n, c0 + BF16_COLUMNS);
-            for (int l0 = c0; l0 < c1 && !pairs; l0 += NR) {
+            for (int l0 = c0; l0 < c1; l0 += NR) {
                 int const nr = minimum(NR, n - l0);
                 bf16PackPanel(kc, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr, bf16Panels + (l0 - c0) * (KC / 2));
             }
             for (int i0 = 0; i0 < m; i0 += MR) {
-                const uint32_t *block = bf16BlockPairs;
-                if (aPairs)
-                    block = aPairs + (ptrdiff_t)i0 * (k / 2) + (ptrdiff_t)(j0 / 2) * MR;
-                else if (transposedA)
+                if (transposedA)
                     bf16PackBlock(1, kc, a + (ptrdiff_t)(j0 / MR) * m * MR + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR,
                                   bf16BlockPairs);
                 else
                     bf16PackBlock(0, kc, a + (ptrdiff_t)i0 * k + (ptrdiff_t)j0 * MR, MR * MR, bf16BlockPairs);
-                for (int l0 = c0; l0 < c1; l0 += NR) {
-                    int const nr = minimum(NR, n - l0);
-                    const uint32_t * const panel = pairs ? pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr
-                                                         : bf16Panels + (l0 - c0) * (KC / 2);
-                    bf16Block(kc, block, MR, panel, nr, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, j0 > 0);
-                }
+                for (int l0 = c0; l0 < c1; l0 += NR)
+                    bf16Block(kc, bf16BlockPairs, MR, bf16Panels + (l0 - c0) * (KC / 2), minimum(NR, n - l0),
+                              c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, minimum(NR, n - l0), alpha, j0 > 0);
             }
         }
     }
+}
+
+/* bf16Panels512 on operands both in pairs already, with the same sums (KC values of k in registers, then added to C)
+ * in another order: each 8-row block of A over every panel of B, the slices of k innermost, so A is read in order
+ * and once, and each block of C stays in the first-level cache while its slices are added to it. */
+static BF16 void
+bf16PairsProduct(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
+                 const uint32_t * const pairs, float * const c, ptrdiff_t const ldc) {
+    for (int i0 = 0; i0 < m; i0 += MR)
+        for (int l0 = 0; l0 < n; l0 += NR) {
+            int const nr = minimum(NR, n - l0);
+            for (int j0 = 0; j0 < k; j0 += KC)
+                bf16Block(minimum(KC, k - j0), a + (ptrdiff_t)i0 * (k / 2) + (ptrdiff_t)(j0 / 2) * MR, MR,
+                          pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr, nr, c + (ptrdiff_t)i0 * ldc + l0,
+                          ldc, MR, nr, alpha, j0 > 0);
+        }
 }
 
 /* Pairs along k of rows j0 … j0 + kc of a row-major B (rows ldb floats apart, nr ≤ 48 columns from b) into a
@@ -645,7 +654,7 @@ void
 cgemm_panels_bf16(int const m, int const n, int const k, float const alpha, const float * const a,
                   int const transposedA, const float * const b, float * const c, ptrdiff_t const ldc) {
 #if CGEMM_X86
-    bf16Panels512(m, n, k, alpha, a, transposedA, NULL, b, NULL, c, ldc);
+    bf16Panels512(m, n, k, alpha, a, transposedA, b, c, ldc);
 #else
     cgemm_panels(m, n, k, alpha, a, transposedA, b, c, ldc);
 #endif
@@ -664,7 +673,7 @@ void
 cgemm_panels_bf16_pairs(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
                         const uint32_t * const pairs, float * const c, ptrdiff_t const ldc) {
 #if CGEMM_X86
-    bf16Panels512(m, n, k, alpha, NULL, 0, a, NULL, pairs, c, ldc);
+    bf16PairsProduct(m, n, k, alpha, a, pairs, c, ldc);
 #else
     /* Never called where cgemm_supports_bf16() is 0: the pairs' values, summed in float. */
     for (int l0 = 0; l0 < n; l0 += NR) {
