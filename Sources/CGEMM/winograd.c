@@ -16,9 +16,13 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #define WINOGRAD_X86 1
+#include <immintrin.h>
 #else
 #define WINOGRAD_X86 0
 #endif
+
+/* Every path computes each value with the same operations: none may fuse a multiply and an add where another cannot. */
+#pragma STDC FP_CONTRACT OFF
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -65,6 +69,22 @@ INLINE w8
 bf16Pairs(v8 const low, v8 const high) {
     return (bf16Rounded(high) & 0xFFFF0000u) | (bf16Rounded(low) >> 16);
 }
+
+/* How a path makes bfloat16 pairs (bf16Pairs or bf16PairsHardware): a constant wherever the transforms are inlined. */
+typedef w8 PairsOf(v8, v8);
+
+#if WINOGRAD_X86
+#define BF16_TARGET __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512bf16")))
+
+/* bf16Pairs in AVX512_BF16's instructions: both rounded by vcvtne2ps2bf16 (the rounding bf16Rounded copies), then each
+ * high value put next to its low one. */
+INLINE BF16_TARGET w8
+bf16PairsHardware(v8 const low, v8 const high) {
+    __m256i const both = (__m256i)_mm256_cvtne2ps_pbh((__m256)high, (__m256)low);  // low's 8 values, then high's
+    __m256i const order = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    return (w8)_mm256_permutexvar_epi16(order, both);
+}
+#endif
 
 /* Bᵀ d for eight tiles at once. */
 INLINE void
@@ -403,8 +423,8 @@ inputRow(int const tile, const float * const rows[], int const width, int const 
 
 /* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. */
 INLINE void
-inputRowPairs(int const tile, const float * const low[], const float * const high[], int const width,
-              int const tilesX, int const qs, float * const work, uint32_t * const pairs,
+inputRowPairs(int const tile, PairsOf * const pairsOf, const float * const low[], const float * const high[],
+              int const width, int const tilesX, int const qs, float * const work, uint32_t * const pairs,
               ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
               int const pairCount, int const firstTile) {
     int const alpha = tile + 2;
@@ -422,7 +442,7 @@ inputRowPairs(int const tile, const float * const low[], const float * const hig
             columnStage(tile, tmp, k, v);
             columnStage(tile, tmpHigh, k, w);
             for (int i = 0; i < alpha; ++i)
-                storeTileWords(bf16Pairs(v[i], w[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
+                storeTileWords(pairsOf(v[i], w[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
 }
@@ -466,6 +486,21 @@ outputRow(int const tile, const float * const transformed, ptrdiff_t const posit
     }
 }
 
+/* The input transform in pairs of one instruction set, with its way of making pairs. */
+#define PAIRS_FUNCTION(suffix, attributes, pairsOf)                                                                    \
+    static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[], \
+                                              int const width, int const tilesX, int const qs, float * const work,     \
+                                              uint32_t * const pairs, ptrdiff_t const positionStride,                  \
+                                              int const panelWidth, int const panelCount, int const pair,              \
+                                              int const pairCount, int const firstTile) {                              \
+        if (tile == 6)                                                                                                 \
+            inputRowPairs(6, pairsOf, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth,           \
+                          panelCount, pair, pairCount, firstTile);                                                     \
+        else                                                                                                           \
+            inputRowPairs(4, pairsOf, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth,           \
+                          panelCount, pair, pairCount, firstTile);                                                     \
+    }
+
 /* One function per instruction set and direction, each for both tiles: the rows of the portable and the AVX2 code are
  * the same source compiled twice. */
 #define ROW_FUNCTIONS(suffix, attributes)                                                                              \
@@ -481,18 +516,7 @@ outputRow(int const tile, const float * const transformed, ptrdiff_t const posit
             inputRow(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
                      channels, firstTile);                                                                             \
     }                                                                                                                  \
-    static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[], \
-                                              int const width, int const tilesX, int const qs, float * const work,     \
-                                              uint32_t * const pairs, ptrdiff_t const positionStride,                  \
-                                              int const panelWidth, int const panelCount, int const pair,              \
-                                              int const pairCount, int const firstTile) {                              \
-        if (tile == 6)                                                                                                 \
-            inputRowPairs(6, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,  \
-                          pairCount, firstTile);                                                                       \
-        else                                                                                                           \
-            inputRowPairs(4, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth, panelCount, pair,  \
-                          pairCount, firstTile);                                                                       \
-    }                                                                                                                  \
+    PAIRS_FUNCTION(suffix, attributes, bf16Pairs)                                                                      \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
                                           ptrdiff_t const positionStride, int const tilesX, int const width,           \
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
@@ -508,6 +532,9 @@ ROW_FUNCTIONS(Portable, )
 #if WINOGRAD_X86
 /* No FMA: the compiler would fuse the transforms' multiply-adds on this path alone, and the paths would differ. */
 ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
+/* Where AVX512_BF16 is, the pairs' rounding in its instruction; the transforms as on the AVX2 path (FP_CONTRACT is off
+ * above, so the FMA this target has fuses nothing). */
+PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware)
 #endif
 
 size_t
@@ -538,6 +565,11 @@ cgemm_winograd_input_pairs(int const tile, const float * const low[], const floa
                            ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
                            int const pairCount, int const firstTile) {
 #if WINOGRAD_X86
+    if (cgemm_selected() != CGEMM_PORTABLE && cgemm_supports_bf16()) {
+        inputPairsAVX512BF16(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth,
+                             panelCount, pair, pairCount, firstTile);
+        return;
+    }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         inputPairsAVX2(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
                        pair, pairCount, firstTile);
