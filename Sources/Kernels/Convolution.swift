@@ -20,8 +20,10 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 ///
 /// With `ConvolutionAlgorithm.winograd` and more than a few input channels, both directions run Winograd's F(m×m, 3×3)
 /// of the convolution's `WinogradTile` (see Winograd.swift) on bands of tile rows as large as the scratch allows: the
-/// input tiles of a band are transformed (in parallel over channels), multiplied by the transformed kernel (α²
-/// single-threaded SGEMMs, in parallel), and transformed back with the epilogue fused (in parallel over channels). The
+/// input tiles of a band are transformed, multiplied by the transformed kernel (α² single-threaded SGEMMs), and
+/// transformed back with the epilogue fused. On a map of few bands, all workers share each band, step by step (in
+/// parallel over channels, positions, channels); on a map of many, each worker takes whole bands through all three
+/// steps in buffers of its own, so that a band's tiles stay in the caches of the core that made them. The
 /// transformed kernel serves both directions; it is made on first use and kept, or, when the convolution is given a
 /// `TransformedKernelSlot` and does not `keepsKernel`, remade into that shared buffer whenever another convolution used
 /// it in between (a network's deep layers thus hold one transformed kernel at a time instead of one each). With bf16
@@ -491,13 +493,20 @@ package final class Convolution {
 
     // MARK: - Winograd
 
-    /// How a Winograd pass splits its tile rows into bands, and where each band's buffers sit in the scratch.
+    /// How a Winograd pass splits its tile rows into bands, who works on a band, and where its buffers sit in the scratch.
     private struct WinogradBands {
         /// Tile rows per band (the last band may have fewer).
         let tileRows: Int
         /// Floats per channel of the first (largest) band's transformed tiles and products.
         let tileStride: Int
-        /// Floats of scratch: the transformed input and output tiles of a band and every worker's work area.
+        /// Whether each worker takes whole bands through all three steps in buffers of its own (a map of many bands,
+        /// where a band's tiles then never leave the core that made them), rather than all workers sharing each band
+        /// step by step (few bands).
+        let isPrivate: Bool
+        /// Floats of one band's buffers: its transformed input and output tiles, then the work areas of the workers
+        /// on it (one when private, every worker's when shared).
+        let bandCount: Int
+        /// Floats of scratch: every private band's buffers, or the one shared band's.
         let count: Int
     }
 
@@ -505,8 +514,10 @@ package final class Convolution {
     package static let winogradMinimumTiles = 128
     /// The bytes of transformed input and output tiles a Winograd band aims for at most (unless that leaves fewer than
     /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
-    /// on the large maps of few channels, where the transforms are a large part of the work.
-    package static let winogradBandBytes = 4 << 20
+    /// on the large maps of few channels, where the transforms are a large part of the work. Tests set smaller ones.
+    package var winogradBandBytes = 4 << 20
+    /// The bands per worker a pass needs for each worker to take whole bands: enough for the last ones to even out.
+    package static let winogradPrivateBandsPerWorker = 4
 
     /// How a band of `tiles` tiles is stored for the GEMMs this convolution runs.
     private func panels(tiles: Int) -> WinogradPanels {
@@ -514,24 +525,40 @@ package final class Convolution {
     }
 
     /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row: as many tile rows
-    /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly.
+    /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly; private to
+    /// each worker where there are `winogradPrivateBandsPerWorker` per worker and their buffers fit.
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels, positions = tile.positions
-        func count(_ tileRows: Int) -> Int {
+        func count(_ tileRows: Int, workAreas: Int) -> Int {
             let tiles = panels(tiles: tileRows * grid.tilesX).count
             return positions * (winogradPositionStride(channels: inChannels, count: tiles)
-                                + winogradPositionStride(channels: outChannels, count: tiles)) + threads * grid.workCount
+                                + winogradPositionStride(channels: outChannels, count: tiles)) + workAreas * grid.workCount
         }
         let rowBytes = positions * channels * grid.tilesX * MemoryLayout<Float>.stride
-        let target = max(Self.winogradBandBytes / rowBytes,
+        let target = max(winogradBandBytes / rowBytes,
                          (Self.winogradMinimumTiles + grid.tilesX - 1) / grid.tilesX)
         var tileRows = max(1, min(grid.tilesY, target, limit / (positions * channels * grid.tilesX)))
-        while tileRows > 1 && count(tileRows) > limit { tileRows -= 1 }
+        while tileRows > 1 && count(tileRows, workAreas: threads) > limit { tileRows -= 1 }
         // Even bands: the same number of tile rows in each (but the last may have one fewer).
-        let bandCount = (grid.tilesY + tileRows - 1) / tileRows
-        tileRows = (grid.tilesY + bandCount - 1) / max(1, bandCount)
-        return WinogradBands(tileRows: tileRows, tileStride: panels(tiles: tileRows * grid.tilesX).count,
-                             count: count(tileRows))
+        let bands = (grid.tilesY + tileRows - 1) / tileRows
+        tileRows = (grid.tilesY + bands - 1) / max(1, bands)
+        let tileStride = panels(tiles: tileRows * grid.tilesX).count
+        let privateCount = threads * count(tileRows, workAreas: 1)
+        if threads > 1 && bands >= Self.winogradPrivateBandsPerWorker * threads && privateCount <= limit {
+            return WinogradBands(tileRows: tileRows, tileStride: tileStride, isPrivate: true,
+                                 bandCount: count(tileRows, workAreas: 1), count: privateCount)
+        }
+        let shared = count(tileRows, workAreas: threads)
+        return WinogradBands(tileRows: tileRows, tileStride: tileStride, isPrivate: false, bandCount: shared,
+                             count: shared)
+    }
+
+    /// Whether a Winograd pass over a whole height × width map within `limit` floats of scratch gives each worker
+    /// bands of its own.
+    package func winogradUsesPrivateBands(height: Int, width: Int, limit: Int) -> Bool {
+        runsWinograd(height: height, width: width)
+            && winogradBands(grid: WinogradGrid(tile: tile, rows: 0 ..< height, height: height, width: width),
+                             limit: limit).isPrivate
     }
 
     /// One Winograd pass over the map rows `rows`: the forward convolution (without bias), or, when `transposed`, the
@@ -547,39 +574,39 @@ package final class Convolution {
         precondition(bands.count <= scratch.capacity, "convolution scratch too small")
         let (sources, targets) = transposed ? (outChannels, inChannels) : (inChannels, outChannels)
         let kernel = winogradKernel().storage
-        // (α², sources, tileStride) in `panels`, (α², targets, tileStride), positions `winogradPositionStride` apart,
-        // then (workers, grid.workCount), where tileStride is the band's, at most the first band's.
-        let tiles = scratch.storage
         let positions = tile.positions, side = tile.input
-        let products = tiles + positions * winogradPositionStride(channels: sources, count: bands.tileStride)
-        let work = products + positions * winogradPositionStride(channels: targets, count: bands.tileStride)
         let plane = inChannels * outChannels
         let (turned, turnedScale) = (tile.turned, tile.turnedScale)
         let panelGEMM = usesPanelGEMM, bf16 = usesBF16, pairs = self.pairs
-        // In bfloat16 pairs, the transformed tiles take (α², sources / 2, tileStride) words, within the floats above,
-        // and each position's kernel the pairs of one direction after the other. Only C reads and writes them,
-        // through pointers to 32-bit words.
-        let words = UnsafeMutablePointer<UInt32>(OpaquePointer(tiles))
         let kernelWords = UnsafeMutablePointer<UInt32>(OpaquePointer(kernel))
-        for firstTileRow in stride(from: 0, to: grid.tilesY, by: bands.tileRows) {
-            let tileRows = firstTileRow ..< min(grid.tilesY, firstTileRow + bands.tileRows)
+        // The three steps of one band, its buffers from `buffers`, each step over `workers` workers:
+        // (α², sources, tileStride) in `panels`, (α², targets, tileStride), positions `winogradPositionStride` apart,
+        // then (workers, grid.workCount), where tileStride is the band's, at most the first band's.
+        func band(_ tileRows: Range<Int>, buffers: UnsafeMutablePointer<Float>, workers: Int) {
+            let tiles = buffers
+            let products = tiles + positions * winogradPositionStride(channels: sources, count: bands.tileStride)
+            let work = products + positions * winogradPositionStride(channels: targets, count: bands.tileStride)
+            // In bfloat16 pairs, the transformed tiles take (α², sources / 2, tileStride) words, within the floats
+            // above, and each position's kernel the pairs of one direction after the other. Only C reads and writes
+            // them, through pointers to 32-bit words.
+            let words = UnsafeMutablePointer<UInt32>(OpaquePointer(tiles))
             let n = tileRows.count * grid.tilesX
             // The last band may be shorter: its panels are its own.
             let panels = self.panels(tiles: n), tileStride = panels.count
             if pairs {
-                parallelBands(sources / 2, workers: min(threads, sources / 2), blasThreads: 1) { pair, worker in
+                parallelBands(sources / 2, workers: min(workers, sources / 2), blasThreads: 1) { pair, worker in
                     winogradInputTransformPairs(input, span: inputSpan, grid: grid, pairs: pair ..< pair + 1,
                                                 channelCount: sources, tileRows: tileRows, panels: panels,
                                                 into: words, work: work + worker * grid.workCount)
                 }
             } else {
-                parallelBands(sources, workers: min(threads, sources), blasThreads: 1) { c, worker in
+                parallelBands(sources, workers: min(workers, sources), blasThreads: 1) { c, worker in
                     winogradInputTransform(input, span: inputSpan, grid: grid, channels: c ..< c + 1,
                                            channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
                                            work: work + worker * grid.workCount)
                 }
             }
-            parallelBands(positions, workers: threads, blasThreads: threads) { position, _ in
+            parallelBands(positions, workers: workers, blasThreads: workers) { position, _ in
                 let b = tiles + position * winogradPositionStride(channels: sources, count: tileStride)
                 let c = products + position * winogradPositionStride(channels: targets, count: tileStride)
                 // The input gradient reads the kernel's position π(ξ), transposed and scaled (see Winograd.swift).
@@ -601,10 +628,23 @@ package final class Convolution {
                           transposeA: transposed, b: b, ldb: tileStride, c: c, ldc: tileStride)
                 }
             }
-            parallelBands(targets, workers: min(threads, targets), blasThreads: 1) { c, worker in
+            parallelBands(targets, workers: min(workers, targets), blasThreads: 1) { c, worker in
                 winogradOutputTransform(products, channels: c ..< c + 1, channelCount: targets, tileRows: tileRows,
                                         tileStride: tileStride, grid: grid, into: output, span: outputSpan,
                                         work: work + worker * grid.workCount, epilogue: epilogue)
+            }
+        }
+        let firstRows = stride(from: 0, to: grid.tilesY, by: bands.tileRows).map { $0 }
+        func tileRows(_ index: Int) -> Range<Int> {
+            firstRows[index] ..< min(grid.tilesY, firstRows[index] + bands.tileRows)
+        }
+        if bands.isPrivate {
+            parallelBands(firstRows.count, workers: threads, blasThreads: 1) { index, worker in
+                band(tileRows(index), buffers: scratch.storage + worker * bands.bandCount, workers: 1)
+            }
+        } else {
+            for index in firstRows.indices {
+                band(tileRows(index), buffers: scratch.storage, workers: threads)
             }
         }
     }

@@ -75,6 +75,50 @@ final class WinogradTests: XCTestCase {
         }
     }
 
+    /// A map of many bands, which two workers then take whole each through all three steps in buffers of their own,
+    /// gives the bits of one worker sharing nothing, forward and backward, on every kernel path and with bf16 pairs
+    /// where the processor has them; and in single precision it is the convolution.
+    func testPrivateBandsGiveTheBitsOfOneWorker() throws {
+        var rng = SplitMix64(seed: 29)
+        for tile in WinogradTile.allCases {
+            let (ci, co) = (8, 16)
+            let (h, w) = (24 * tile.output - 3, 48 * tile.output + 5)
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let input = randomValues(ci * h * w, using: &rng)
+            let gradOutput = randomValues(co * h * w, using: &rng)
+            let forwardReference = naiveConvolution(input, height: h, width: w, weights: weights)
+            var settings = supportedKernelPaths.filter { $0 != .openblas }.map { ($0, ProductPrecision.single) }
+            if ProductPrecision.bf16.isSupported { settings.append((.avx512, .bf16)) }
+            for (path, precision) in settings {
+                try withKernelPath(path) {
+                    var results: [[UInt32]] = []
+                    for threads in [1, 2] {
+                        let conv = Convolution(weights, threads: threads, algorithm: .winograd, precision: precision,
+                                               tile: tile)
+                        conv.winogradBandBytes = 1
+                        let limit = conv.scratchCount(height: h, width: w, limit: .max / 2)
+                        XCTAssertEqual(conv.winogradUsesPrivateBands(height: h, width: w, limit: limit), threads == 2,
+                                       "\(tile) \(path) \(precision) \(threads) threads")
+                        let scratch = Tensor(channels: 1, height: 1, width: limit)
+                        let output = Tensor(channels: co, height: h, width: w)
+                        conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output,
+                                     reluMask: nil, scratch: scratch)
+                        let gradInput = Tensor(channels: ci, height: h, width: w)
+                        conv.backwardInput(Tensor(channels: co, height: h, width: w, values: gradOutput),
+                                           into: gradInput, inputMask: nil, scratch: scratch)
+                        // bf16's accuracy is KernelPathTests.testBF16WinogradProductsOnlyWhereTheyRun's.
+                        if threads == 2 && precision == .single {
+                            assertClose(output.values, forwardReference, relative: 3e-5,
+                                        "\(tile) \(path) forward")
+                        }
+                        results.append((output.values + gradInput.values).map(\.bitPattern))
+                    }
+                    XCTAssertEqual(results[1], results[0], "\(tile) \(path) \(precision)")
+                }
+            }
+        }
+    }
+
     /// With bf16 products, the kernel and the input tiles made in bfloat16 pairs give the bits of the float ones that
     /// the products round: forward and backward, both tiles, in bands of several panels with a shorter last one, a map
     /// whose width is no multiple of the tile's.
