@@ -380,20 +380,7 @@ package func maxPoolForward(_ input: UnsafePointer<Float>, span inputSpan: RowSp
                     }
                     continue
                 }
-                let k = choice.row(channel: c, oy)
-                var packed: UInt8 = 0
-                for ox in 0 ..< ow {
-                    var best = top[2 &* ox], winner: UInt8 = 0
-                    if top[2 &* ox &+ 1] > best { best = top[2 &* ox &+ 1]; winner = 1 }
-                    if bottom[2 &* ox] > best { best = bottom[2 &* ox]; winner = 2 }
-                    if bottom[2 &* ox &+ 1] > best { best = bottom[2 &* ox &+ 1]; winner = 3 }
-                    o[ox] = best
-                    packed |= winner << UInt8((ox & 3) << 1)
-                    if ox & 3 == 3 || ox == ow &- 1 {
-                        k[ox >> 2] = packed
-                        packed = 0
-                    }
-                }
+                cgemm_max_pool_row(top, bottom, Int32(ow), o, choice.row(channel: c, oy))
             }
         }
     }

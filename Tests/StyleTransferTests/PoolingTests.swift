@@ -50,18 +50,25 @@ final class PoolingTests: XCTestCase {
         return copy
     }
 
-    func testMaxPoolForwardAndChoices() {
-        var rng = SplitMix64(seed: 11)
-        for (c, h, w) in shapes {
-            let input = tiedValues(c * h * w, using: &rng)
-            let expected = naivePool(input, c, h, w, max: true)
-            let output = Tensor(channels: 0, height: 0, width: 0, capacity: c * h * w)
-            let choice = ByteBuffer(capacity: c * (h / 2) * choiceRowBytes(width: w / 2))
-            Pooling.max.forward(Tensor(channels: c, height: h, width: w, values: input), into: output, choice: choice)
-            XCTAssertEqual([output.channels, output.height, output.width], [c, h / 2, w / 2])
-            XCTAssertEqual(output.values.map(Double.init), expected.values, "max pool \(c)x\(h)x\(w)")
-            XCTAssertEqual((0 ..< expected.winners.count).map { winner(choice, $0, width: w / 2) }, expected.winners,
-                           "winners \(c)x\(h)x\(w)")
+    /// On every own kernel path (rows of eight windows at a time in vectors, the rest one by one), and at widths of
+    /// several vectors and a tail.
+    func testMaxPoolForwardAndChoices() throws {
+        for path in supportedKernelPaths where path != .openblas {
+            var rng = SplitMix64(seed: 11)
+            for (c, h, w) in shapes + [(2, 4, 70), (1, 3, 33)] {
+                let input = tiedValues(c * h * w, using: &rng)
+                let expected = naivePool(input, c, h, w, max: true)
+                let output = Tensor(channels: 0, height: 0, width: 0, capacity: c * h * w)
+                let choice = ByteBuffer(capacity: c * (h / 2) * choiceRowBytes(width: w / 2))
+                try withKernelPath(path) {
+                    Pooling.max.forward(Tensor(channels: c, height: h, width: w, values: input), into: output,
+                                        choice: choice)
+                }
+                XCTAssertEqual([output.channels, output.height, output.width], [c, h / 2, w / 2])
+                XCTAssertEqual(output.values.map(Double.init), expected.values, "\(path) max pool \(c)x\(h)x\(w)")
+                XCTAssertEqual((0 ..< expected.winners.count).map { winner(choice, $0, width: w / 2) },
+                               expected.winners, "\(path) winners \(c)x\(h)x\(w)")
+            }
         }
     }
 

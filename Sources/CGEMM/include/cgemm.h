@@ -161,4 +161,9 @@ void cgemm_bf16_pairs(int count, const float *low, const float *high, uint32_t *
 void cgemm_winograd_output(int tile, const float *transformed, ptrdiff_t positionStride, int tilesX, int width,
                            int rows, float *output, ptrdiff_t rowStride, float *work);
 
+/* 2×2 max pooling of one row: out[x] = the largest of top[2x], top[2x + 1], bottom[2x], bottom[2x + 1] (the first of
+ * equal ones, in that order), and its number in that order, 0 … 3, in bits 2(x mod 4) … 2(x mod 4) + 1 of
+ * choices[x / 4], for x < outputs. The same bits on every instruction set. */
+void cgemm_max_pool_row(const float *top, const float *bottom, int outputs, float *out, uint8_t *choices);
+
 #endif
