@@ -228,7 +228,7 @@ storeTileRow(int const m, const v8 * const y, int const lanes, int const columns
 /* The six input rows of a tile row, each split by x + 1 mod 4 into work: q[j, p, s] = row j at x = 4s + p − 1 (zero
  * outside the map). */
 INLINE void
-splitRows(const float * const rows[], int const width, int const qs, float * const work) {
+splitRows(const float * const rows[], int const width, int const qs, ptrdiff_t const ahead, float * const work) {
     for (int j = 0; j < 6; ++j) {
         float * const q = work + j * 4 * qs;
         memset(q, 0, sizeof(float) * 4 * (size_t)qs);
@@ -237,6 +237,10 @@ splitRows(const float * const rows[], int const width, int const qs, float * con
             continue;
         int x = 0;
         for (; x + 32 <= width; x += 32) {
+            if (ahead) {
+                __builtin_prefetch(row + x + ahead, 0, 3);
+                __builtin_prefetch(row + x + 16 + ahead, 0, 3);
+            }
             /* Eight tiles' worth: the 32 values deinterleaved by x mod 4, in registers. */
             v8 const a = load8(row + x), b = load8(row + x + 8), c = load8(row + x + 16), d = load8(row + x + 24);
             v8 const ab0 = __builtin_shufflevector(a, b, 0, 4, 8, 12, 1, 5, 9, 13);
@@ -294,7 +298,7 @@ columnTransform(const float * const tmp, int const k, v8 v[6]) {
 
 /* The eight input rows of a tile row, each split by x + 1 mod 6 into work: q[j, p, s] = row j at x = 6s + p − 1. */
 INLINE void
-splitRows6(const float * const rows[], int const width, int const qs, float * const work) {
+splitRows6(const float * const rows[], int const width, int const qs, ptrdiff_t const ahead, float * const work) {
     for (int j = 0; j < 8; ++j) {
         float * const q = work + j * 6 * qs;
         memset(q, 0, sizeof(float) * 6 * (size_t)qs);
@@ -303,6 +307,11 @@ splitRows6(const float * const rows[], int const width, int const qs, float * co
             continue;
         int x = 0;
         for (; x + 48 <= width; x += 48) {
+            if (ahead) {
+                __builtin_prefetch(row + x + ahead, 0, 3);
+                __builtin_prefetch(row + x + 16 + ahead, 0, 3);
+                __builtin_prefetch(row + x + 32 + ahead, 0, 3);
+            }
             /* Eight tiles' worth: the 48 values deinterleaved by x mod 6, in registers. */
             v8 const a0 = load8(row + x), a1 = load8(row + x + 8), a2 = load8(row + x + 16);
             v8 const a3 = load8(row + x + 24), a4 = load8(row + x + 32), a5 = load8(row + x + 40);
@@ -373,11 +382,12 @@ channelWorkCount(int const tile, int const qs) {
 
 /* The steps of either tile's input transform; `tile` is a constant wherever these are inlined. */
 INLINE void
-splitTileRows(int const tile, const float * const rows[], int const width, int const qs, float * const work) {
+splitTileRows(int const tile, const float * const rows[], int const width, int const qs, ptrdiff_t const ahead,
+              float * const work) {
     if (tile == 6)
-        splitRows6(rows, width, qs, work);
+        splitRows6(rows, width, qs, ahead, work);
     else
-        splitRows(rows, width, qs, work);
+        splitRows(rows, width, qs, ahead, work);
 }
 
 INLINE void
@@ -401,10 +411,10 @@ columnStage(int const tile, const float * const tmp, int const k, v8 v[8]) {
 INLINE void
 inputRow(int const tile, const float * const rows[], int const width, int const tilesX, int const qs,
          float * const work, float * const transformed, ptrdiff_t const positionStride, int const panelWidth,
-         int const panelCount, int const channel, int const channels, int const firstTile) {
+         int const panelCount, int const channel, int const channels, int const firstTile, ptrdiff_t const ahead) {
     int const alpha = tile + 2;
     float * const tmp = work + splitCount(tile, qs);
-    splitTileRows(tile, rows, width, qs, work);
+    splitTileRows(tile, rows, width, qs, ahead, work);
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         rowStage(tile, work, qs, t, tmp);
@@ -426,12 +436,12 @@ INLINE void
 inputRowPairs(int const tile, PairsOf * const pairsOf, const float * const low[], const float * const high[],
               int const width, int const tilesX, int const qs, float * const work, uint32_t * const pairs,
               ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
-              int const pairCount, int const firstTile) {
+              int const pairCount, int const firstTile, ptrdiff_t const ahead) {
     int const alpha = tile + 2;
     float * const workHigh = work + channelWorkCount(tile, qs);
     float * const tmp = work + splitCount(tile, qs), * const tmpHigh = workHigh + splitCount(tile, qs);
-    splitTileRows(tile, low, width, qs, work);
-    splitTileRows(tile, high, width, qs, workHigh);
+    splitTileRows(tile, low, width, qs, ahead, work);
+    splitTileRows(tile, high, width, qs, ahead, workHigh);
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         rowStage(tile, work, qs, t, tmp);
@@ -492,13 +502,14 @@ outputRow(int const tile, const float * const transformed, ptrdiff_t const posit
                                               int const width, int const tilesX, int const qs, float * const work,     \
                                               uint32_t * const pairs, ptrdiff_t const positionStride,                  \
                                               int const panelWidth, int const panelCount, int const pair,              \
-                                              int const pairCount, int const firstTile) {                              \
+                                              int const pairCount, int const firstTile,                                \
+                                              ptrdiff_t const ahead) {                                                 \
         if (tile == 6)                                                                                                 \
             inputRowPairs(6, pairsOf, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth,           \
-                          panelCount, pair, pairCount, firstTile);                                                     \
+                          panelCount, pair, pairCount, firstTile, ahead);                                              \
         else                                                                                                           \
             inputRowPairs(4, pairsOf, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth,           \
-                          panelCount, pair, pairCount, firstTile);                                                     \
+                          panelCount, pair, pairCount, firstTile, ahead);                                              \
     }
 
 /* One function per instruction set and direction, each for both tiles: the rows of the portable and the AVX2 code are
@@ -508,13 +519,13 @@ outputRow(int const tile, const float * const transformed, ptrdiff_t const posit
                                          int const tilesX, int const qs, float * const work,                           \
                                          float * const transformed, ptrdiff_t const positionStride,                    \
                                          int const panelWidth, int const panelCount, int const channel,                \
-                                         int const channels, int const firstTile) {                                    \
+                                         int const channels, int const firstTile, ptrdiff_t const ahead) {             \
         if (tile == 6)                                                                                                 \
             inputRow(6, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
-                     channels, firstTile);                                                                             \
+                     channels, firstTile, ahead);                                                                      \
         else                                                                                                           \
             inputRow(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
-                     channels, firstTile);                                                                             \
+                     channels, firstTile, ahead);                                                                      \
     }                                                                                                                  \
     PAIRS_FUNCTION(suffix, attributes, bf16Pairs)                                                                      \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
@@ -547,37 +558,37 @@ void
 cgemm_winograd_input(int const tile, const float * const rows[], int const width, int const tilesX,
                      int const phaseStride, float * const work, float * const transformed,
                      ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const channel,
-                     int const channels, int const firstTile) {
+                     int const channels, int const firstTile, ptrdiff_t const ahead) {
 #if WINOGRAD_X86
     if (cgemm_selected() != CGEMM_PORTABLE) {
         inputAVX2(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
-                  channel, channels, firstTile);
+                  channel, channels, firstTile, ahead);
         return;
     }
 #endif
     inputPortable(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
-                  channel, channels, firstTile);
+                  channel, channels, firstTile, ahead);
 }
 
 void
 cgemm_winograd_input_pairs(int const tile, const float * const low[], const float * const high[], int const width,
                            int const tilesX, int const phaseStride, float * const work, uint32_t * const pairs,
                            ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
-                           int const pairCount, int const firstTile) {
+                           int const pairCount, int const firstTile, ptrdiff_t const ahead) {
 #if WINOGRAD_X86
     if (cgemm_selected() != CGEMM_PORTABLE && cgemm_supports_bf16()) {
         inputPairsAVX512BF16(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth,
-                             panelCount, pair, pairCount, firstTile);
+                             panelCount, pair, pairCount, firstTile, ahead);
         return;
     }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         inputPairsAVX2(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
-                       pair, pairCount, firstTile);
+                       pair, pairCount, firstTile, ahead);
         return;
     }
 #endif
     inputPairsPortable(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
-                       pair, pairCount, firstTile);
+                       pair, pairCount, firstTile, ahead);
 }
 
 void

@@ -242,10 +242,11 @@ package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan
                             into transformed: UnsafeMutablePointer<Float>, work: UnsafeMutablePointer<Float>) {
     let positionStride = winogradPositionStride(channels: channelCount, count: panels.count)
     let m = grid.tile.output
+    let ahead = aheadOfTileRow(span: span, grid: grid, tileRows: tileRows, channelStep: 1)
     withTileRowInputs(input, span: span, grid: grid, channels: channels, tileRows: tileRows) { c, r, rows, _ in
         cgemm_winograd_input(Int32(m), rows, Int32(grid.width), Int32(grid.tilesX), Int32(grid.phaseStride), work,
                              transformed, positionStride, Int32(panels.width), Int32(panels.count), Int32(c),
-                             Int32(channelCount), Int32((r &- tileRows.lowerBound) &* grid.tilesX))
+                             Int32(channelCount), Int32((r &- tileRows.lowerBound) &* grid.tilesX), ahead)
     }
 }
 
@@ -259,13 +260,21 @@ package func winogradInputTransformPairs(_ input: UnsafePointer<Float>, span: Ro
     precondition(channelCount % 2 == 0, "bfloat16 pairs need an even number of channels")
     let positionStride = winogradPositionStride(channels: channelCount / 2, count: panels.count)
     let m = grid.tile.output
+    let ahead = aheadOfTileRow(span: span, grid: grid, tileRows: tileRows, channelStep: 2)
     withTileRowInputs(input, span: span, grid: grid, channels: pairs.lowerBound * 2 ..< pairs.upperBound * 2,
                       tileRows: tileRows, pairs: true) { c, r, low, high in
         cgemm_winograd_input_pairs(Int32(m), low, high!, Int32(grid.width), Int32(grid.tilesX),
                                    Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
                                    Int32(panels.count), Int32(c / 2), Int32(channelCount / 2),
-                                   Int32((r &- tileRows.lowerBound) &* grid.tilesX))
+                                   Int32((r &- tileRows.lowerBound) &* grid.tilesX), ahead)
     }
+}
+
+/// How far the input rows of the next tile row `withTileRowInputs` takes lie from this one's, in floats, for the
+/// transforms to ask for them early: the same rows `channelStep` channels on when a band is one tile row tall, else
+/// the next tile row's, m rows down.
+private func aheadOfTileRow(span: RowSpan, grid: WinogradGrid, tileRows: Range<Int>, channelStep: Int) -> Int {
+    tileRows.count == 1 ? channelStep &* span.plane : grid.tile.output &* span.width
 }
 
 /// Runs `body(c, r, rows, next)` for each channel c of `channels` (each even one, with `pairs`) and tile row r of

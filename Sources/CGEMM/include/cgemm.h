@@ -134,7 +134,8 @@ void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA,
  * the tile row's first to the one below its last), NULL for a row outside the map (zeros); each `width` floats. The
  * tiles, tilesX of them, go to transformed + k·positionStride + offset(tile) for position k, where offset is
  * WinogradPanels.offset of tile firstTile + t of channel `channel` of `channels`, in panels of panelWidth tiles of
- * panelCount.
+ * panelCount. With `ahead` (floats, or 0), each input row's values `ahead` floats on are asked for into the caches
+ * as the row is read: where the rows of the next call will be.
  *
  * cgemm_winograd_input_pairs: the same transform for two channels, `low` and `high` their input rows, written as
  * bfloat16 pairs (rounded as cgemm_panels_bf16 rounds) for cgemm_panels_bf16_pairs: pair `pair` of `pairCount`, the
@@ -148,11 +149,11 @@ size_t cgemm_winograd_work_count(int tile, int phaseStride);
 
 void cgemm_winograd_input(int tile, const float *const rows[], int width, int tilesX, int phaseStride, float *work,
                           float *transformed, ptrdiff_t positionStride, int panelWidth, int panelCount, int channel,
-                          int channels, int firstTile);
+                          int channels, int firstTile, ptrdiff_t ahead);
 
 void cgemm_winograd_input_pairs(int tile, const float *const low[], const float *const high[], int width, int tilesX,
                                 int phaseStride, float *work, uint32_t *pairs, ptrdiff_t positionStride, int panelWidth,
-                                int panelCount, int pair, int pairCount, int firstTile);
+                                int panelCount, int pair, int pairCount, int firstTile, ptrdiff_t ahead);
 
 /* pairs[i] = the bfloat16 pair of low[i] (low half) and high[i] (high half), rounded as cgemm_winograd_input_pairs
  * rounds: for i < count. */
