@@ -9,8 +9,8 @@ import Foundation
 
 // MARK: - Threads
 
-/// A value handed to `DispatchQueue.concurrentPerform`, whose closure must be `@Sendable`. The kernels give each task
-/// disjoint memory, so sharing the pointers they capture is safe.
+/// A value captured by closures that must be `@Sendable`. The kernels give each task disjoint memory, so sharing the
+/// pointers they capture is safe.
 package struct UncheckedSendable<Value>: @unchecked Sendable {
     package let value: Value
     package init(value: Value) { self.value = value }
@@ -27,24 +27,8 @@ package func parallelFor(_ count: Int, cost: Int, threads: Int, _ body: (Range<I
         if count > 0 { body(0 ..< count) }
         return
     }
-    withoutActuallyEscaping(body) { body in
-        let shared = UncheckedSendable(value: body)
-        DispatchQueue.concurrentPerform(iterations: tasks) { task in
-            shared.value((count &* task / tasks) ..< (count &* (task &+ 1) / tasks))
-        }
-    }
-}
-
-/// Hands out the integers 0, 1, 2, … to threads, one at a time.
-private final class Ticket: @unchecked Sendable {
-    private let lock = NSLock()
-    private var next = 0
-
-    func take() -> Int {
-        lock.lock()
-        defer { lock.unlock() }
-        next &+= 1
-        return next &- 1
+    WorkerPool.shared.run(tasks, workers: threads) { task, _ in
+        body((count &* task / tasks) ..< (count &* (task &+ 1) / tasks))
     }
 }
 
@@ -61,17 +45,7 @@ package func parallelBands(_ bands: Int, workers: Int, blasThreads: Int, _ body:
         for band in 0 ..< bands { body(band, 0) }
         return
     }
-    let ticket = Ticket()
-    withoutActuallyEscaping(body) { body in
-        let shared = UncheckedSendable(value: body)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            while true {
-                let band = ticket.take()
-                if band >= bands { break }
-                shared.value(band, worker)
-            }
-        }
-    }
+    WorkerPool.shared.run(bands, workers: workers, body)
 }
 
 // MARK: - GEMM

@@ -167,4 +167,12 @@ void cgemm_winograd_output(int tile, const float *transformed, ptrdiff_t positio
  * choices[x / 4], for x < outputs. The same bits on every instruction set. */
 void cgemm_max_pool_row(const float *top, const float *bottom, int outputs, float *out, uint8_t *choices);
 
+/* A hint to the processor that the caller is spinning in a wait loop. */
+static inline void
+cgemm_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif
