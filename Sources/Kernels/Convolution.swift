@@ -29,7 +29,8 @@ public enum ConvolutionAlgorithm: String, Sendable, CaseIterable {
 /// it in between (a network's deep layers thus hold one transformed kernel at a time instead of one each). With bf16
 /// products, the transformed kernel and the input tiles are made in bfloat16 pairs, the products' own operands.
 ///
-/// Otherwise both directions are im2col + one SGEMM per band of output rows, so the im2col scratch is bounded by the caller's
+/// Otherwise both directions are im2col + one SGEMM per band of output rows (except the forward pass of few input
+/// channels on the AVX-512 path, which sums directly, `usesDirectSums`), so the im2col scratch is bounded by the caller's
 /// budget, whatever the image size: forward, output (outC, band) = kernel (outC, inC·9) · col (inC·9, band); backward,
 /// the input gradient is the forward convolution of the output gradient with the kernel transposed and rotated by
 /// 180°. For few input channels (the image's 3), where that GEMM would have only 3 rows, the backward pass instead
@@ -161,15 +162,16 @@ package final class Convolution {
     package var transformedKernelCount: Int { usesWinograd ? tile.positions * inChannels * outChannels : 0 }
 
     /// The floats of the im2col kernels the passes make on first use, besides the Winograd kernel: with the own
-    /// kernels the forward kernel packed and the backward one (packed kernelᵀ for col2im, or the packed rotated kernel);
-    /// with OpenBLAS only the rotated kernel (the forward and col2im products read the kernel as it is).
+    /// kernels the forward kernel packed (unless the forward pass sums directly) and the backward one (packed kernelᵀ
+    /// for col2im, or the packed rotated kernel); with OpenBLAS only the rotated kernel (the forward and col2im
+    /// products read the kernel as it is).
     package var derivedKernelCount: Int {
         guard !usesWinograd else { return 0 }
         let depth = inChannels * 9
         guard usesOwnIm2col else { return backwardUsesCol2im ? 0 : depth * outChannels }
         let backward = backwardUsesCol2im ? cgemm_packed_count(Int32(depth), Int32(outChannels))
             : cgemm_packed_count(Int32(inChannels), Int32(outChannels * 9))
-        return cgemm_packed_count(Int32(outChannels), Int32(depth)) + backward
+        return (usesDirectSums ? 0 : cgemm_packed_count(Int32(outChannels), Int32(depth))) + backward
     }
 
     /// The bytes this convolution added to the weights it was given: its im2col or transformed kernels, once made.
@@ -386,17 +388,26 @@ package final class Convolution {
         let bands = self.bands(depth: depth, halo: 0, height: rows.count, width: width, perWorker: perWorker)
         precondition(bands.scratchPerWorker <= perWorker, "convolution scratch too small")
         let inner = bands.workers == 1 ? threads : 1
-        let packed = usesOwnIm2col ? forwardPackedKernel() : nil
+        let direct = usesDirectSums
+        let packed = usesOwnIm2col && !direct ? forwardPackedKernel() : nil
         kernel.withUnsafeBufferPointer { kernel in
             bias.withUnsafeBufferPointer { bias in
                 parallelBands(bands.count, workers: bands.workers, blasThreads: threads) { band, worker in
                     let first = rows.lowerBound + band * bands.rows
                     let band = first ..< min(rows.upperBound, first + bands.rows)
                     let col = scratch.storage + worker * perWorker
-                    im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, padding: padding, into: col,
-                           threads: inner)
+                    if direct {
+                        for row in band {
+                            directSums(row: row, input: input.storage, span: inputSpan, kernel: kernel.baseAddress!,
+                                       staging: col, into: output.storage + outputSpan.offset(channel: 0, row: row),
+                                       channelStride: outputSpan.plane)
+                        }
+                    } else {
+                        im2col(input.storage, span: inputSpan, channels: inChannels, rows: band, padding: padding,
+                               into: col, threads: inner)
+                    }
                     // One product per map row, so that a row's values never depend on the band or stripe around it.
-                    for row in band {
+                    for row in band where !direct {
                         im2colProduct(m: outChannels, n: width, k: depth, packed: packed, a: kernel.baseAddress!,
                                       lda: depth, b: col + (row - band.lowerBound) * width, ldb: band.count * width,
                                       c: output.storage + outputSpan.offset(channel: 0, row: row),
@@ -406,6 +417,46 @@ package final class Convolution {
                             rows: band, reluMask: reluMask, rectify: rectify, threads: inner)
                 }
             }
+        }
+    }
+
+    /// The input channels up to which the forward pass sums directly where the processor allows
+    /// (`cgemm_direct_conv3_row`) instead of running im2col and a product of so few values of k.
+    package static let directSumsInputChannels = 4
+
+    /// Whether the forward pass sums directly.
+    package var usesDirectSums: Bool {
+        usesOwnIm2col && inChannels <= Self.directSumsInputChannels && cgemm_direct_conv3_supported(Int32(outChannels)) != 0
+    }
+
+    /// One output row of the forward pass by direct sums: the input rows around `row`, padded either side, staged in
+    /// `staging` (3 · inChannels rows of width + 2 floats), then summed with the kernel into `output` (outChannels
+    /// rows, channelStride apart).
+    private func directSums(row: Int, input: UnsafePointer<Float>, span: RowSpan, kernel: UnsafePointer<Float>,
+                            staging: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<Float>,
+                            channelStride: Int) {
+        let width = span.width, height = span.height, stride = width + 2, reflects = padding == .reflect
+        precondition(!reflects || (height >= 2 && width >= 2), "reflection needs maps of at least 2 × 2")
+        let stagedRows = 3 * inChannels
+        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: stagedRows) { staged in
+            for c in 0 ..< inChannels {
+                for dy in 0 ..< 3 {
+                    let r = 3 * c + dy, d = staging + r * stride
+                    staged[r] = UnsafePointer(d)
+                    var y = row + dy - 1
+                    if reflects { y = y < 0 ? 1 : y >= height ? height - 2 : y }
+                    guard y >= 0 && y < height else {
+                        d.update(repeating: 0, count: stride)
+                        continue
+                    }
+                    let s = input + span.offset(channel: c, row: y)
+                    (d + 1).update(from: s, count: width)
+                    d[0] = reflects ? s[1] : 0
+                    d[width + 1] = reflects ? s[width - 2] : 0
+                }
+            }
+            cgemm_direct_conv3_row(Int32(outChannels), Int32(stagedRows), staged.baseAddress!, Int32(width), kernel,
+                                   output, channelStride)
         }
     }
 

@@ -136,6 +136,33 @@ final class ConvolutionTests: XCTestCase {
         }
     }
 
+    /// The image's convolution (few input channels) on every kernel path: by direct sums where the AVX-512 path runs
+    /// it, im2col elsewhere; against the float64 convolution with zero and mirrored padding, at widths of one vector
+    /// group of 64 pixels, several, and partial ones.
+    func testFewInputChannelsOnEveryPath() throws {
+        var rng = SplitMix64(seed: 19)
+        for (ci, co, h, w) in [(3, 64, 5, 70), (3, 8, 4, 64), (1, 12, 3, 17), (3, 64, 6, 130), (4, 4, 3, 2)] {
+            let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let input = randomValues(ci * h * w, using: &rng)
+            for reflecting in [false, true] {
+                let expected = naiveConvolution(input, height: h, width: w, weights: weights, reflecting: reflecting)
+                for path in supportedKernelPaths {
+                    try withKernelPath(path) {
+                        let conv = Convolution(weights, padding: reflecting ? .reflect : .zero)
+                        XCTAssertEqual(conv.usesDirectSums, path == .avx512, "\(path)")
+                        let scratch = Tensor(channels: 1, height: 1,
+                                             width: conv.scratchCount(height: h, width: w, limit: co * 9 * w))
+                        let output = Tensor(channels: co, height: h, width: w)
+                        conv.forward(Tensor(channels: ci, height: h, width: w, values: input), into: output,
+                                     reluMask: nil, scratch: scratch)
+                        assertClose(output.values, expected, relative: 1e-5,
+                                    "\(path) \(ci)→\(co) \(h)x\(w) reflecting \(reflecting)")
+                    }
+                }
+            }
+        }
+    }
+
     /// With `Padding.reflect` (the image's convolution): forward against the direct convolution of the mirrored map,
     /// backward as its exact adjoint, and stripes as the whole map, bit for bit.
     func testReflectionPadding() {

@@ -318,8 +318,9 @@ final class VGG19Tests: XCTestCase {
         XCTAssertEqual(probeGradient(keptNone, image, h, w, probes), expected)
         XCTAssertEqual(keptAll.kernelTransforms, 0)
         XCTAssertGreaterThan(keptNone.kernelTransforms, 0)
-        // conv1_1's kernels packed for the own kernels' im2col products: 64 × 32 floats forward, 32 × 64 backward.
-        let conv11 = KernelPath.current == .openblas ? 0 : 2 * 64 * 32 * 4
+        // conv1_1's kernels packed for the own kernels' im2col products: 64 × 32 floats forward (but where the forward
+        // pass sums directly), 32 × 64 backward.
+        let conv11 = KernelPath.current == .openblas ? 0 : (KernelPath.current == .avx512 ? 1 : 2) * 64 * 32 * 4
         // F(6×6, 3×3): 64 positions.
         XCTAssertEqual(keptAll.tile, .f6)
         XCTAssertEqual(keptNone.kernelCopyBytes, 64 * 512 * 512 * 4 + conv11)
@@ -346,7 +347,7 @@ final class VGG19Tests: XCTestCase {
         XCTAssertEqual(probeGradient(net, image, h, w, probes), expected)
         XCTAssertEqual(probeGradient(net, image, h, w, probes), expected)
         XCTAssertEqual(net.kernelTransforms, transforms)
-        let conv11 = KernelPath.current == .openblas ? 0 : 2 * 64 * 32 * 4
+        let conv11 = KernelPath.current == .openblas ? 0 : (KernelPath.current == .avx512 ? 1 : 2) * 64 * 32 * 4
         let blocks = [64 * 64 + 64 * 128 + 128 * 128 + 128 * 256 + 3 * 256 * 256, 256 * 512 + 3 * 512 * 512]
         XCTAssertEqual(net.kernelCopyBytes, 64 * 4 * (blocks[0] + blocks[1]) + conv11)
         // conv5_1 is counted but never made: block 5 runs im2col on its 3x3 maps.

@@ -167,6 +167,16 @@ void cgemm_winograd_output(int tile, const float *transformed, ptrdiff_t positio
  * choices[x / 4], for x < outputs. The same bits on every instruction set. */
 void cgemm_max_pool_row(const float *top, const float *bottom, int outputs, float *out, uint8_t *choices);
 
+/* One output row of a 3×3 convolution of few input channels by direct sums: output[o·channelStride + x] =
+ * Σ over r < rows and dx < 3 of kernel[o·3·rows + 3r + dx] · staged[r][x + dx], for o < outChannels and x < width.
+ * staged[r] holds an input row with the padding either side: width + 2 floats, column −1 first (row r is input channel
+ * r / 3 at the output row's y + r % 3 − 1, as im2col orders k). Only where cgemm_direct_conv3_supported(outChannels):
+ * on the AVX-512 path, for a multiple of 4 output channels; each sum in the order of r and dx, with fused
+ * multiply-adds. */
+int cgemm_direct_conv3_supported(int outChannels);
+void cgemm_direct_conv3_row(int outChannels, int rows, const float *const staged[], int width, const float *kernel,
+                            float *output, ptrdiff_t channelStride);
+
 /* A hint to the processor that the caller is spinning in a wait loop. */
 static inline void
 cgemm_pause(void) {
