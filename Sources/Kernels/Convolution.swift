@@ -444,15 +444,15 @@ package final class Convolution {
                     let r = 3 * c + dy, d = staging + r * stride
                     staged[r] = UnsafePointer(d)
                     var y = row + dy - 1
-                    if reflects { y = y < 0 ? 1 : y >= height ? height - 2 : y }
+                    if reflects { y = reflected(y, count: height) }
                     guard y >= 0 && y < height else {
                         d.update(repeating: 0, count: stride)
                         continue
                     }
                     let s = input + span.offset(channel: c, row: y)
                     (d + 1).update(from: s, count: width)
-                    d[0] = reflects ? s[1] : 0
-                    d[width + 1] = reflects ? s[width - 2] : 0
+                    d[0] = reflects ? s[reflected(-1, count: width)] : 0
+                    d[width + 1] = reflects ? s[reflected(width, count: width)] : 0
                 }
             }
             cgemm_direct_conv3_row(Int32(outChannels), Int32(stagedRows), staged.baseAddress!, Int32(width), kernel,

@@ -107,7 +107,7 @@ public enum Padding: String, Sendable, CaseIterable {
 /// The row or column a 3x3 pad-1 convolution reads for index `index` of a map `count` long, with reflection:
 /// −1 reads 1, `count` reads `count − 2`.
 @inline(__always)
-private func reflected(_ index: Int, count: Int) -> Int {
+func reflected(_ index: Int, count: Int) -> Int {
     index < 0 ? -index : (index >= count ? 2 &* (count &- 1) &- index : index)
 }
 
