@@ -493,9 +493,11 @@ bf16Panels512(int const m, int const n, int const k, float const alpha, const fl
                                   bf16BlockPairs);
                 else
                     bf16PackBlock(0, kc, a + (ptrdiff_t)i0 * k + (ptrdiff_t)j0 * MR, MR * MR, bf16BlockPairs);
-                for (int l0 = c0; l0 < c1; l0 += NR)
-                    bf16Block(kc, bf16BlockPairs, MR, bf16Panels + (l0 - c0) * (KC / 2), minimum(NR, n - l0),
-                              c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, minimum(NR, n - l0), alpha, j0 > 0, 0);
+                for (int l0 = c0; l0 < c1; l0 += NR) {
+                    int const nr = minimum(NR, n - l0);
+                    bf16Block(kc, bf16BlockPairs, MR, bf16Panels + (l0 - c0) * (KC / 2), nr,
+                              c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, j0 > 0, 0);
+                }
             }
         }
     }

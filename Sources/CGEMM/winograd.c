@@ -225,6 +225,13 @@ storeTileRow(int const m, const v8 * const y, int const lanes, int const columns
         row[x] = line[(x % m) * 8 + x / m];
 }
 
+/* Asks for `lines` cache lines from p into the caches, for rows the next call reads (see cgemm_winograd_input). */
+INLINE void
+askAhead(const float * const p, int const lines) {
+    for (int line = 0; line < lines; ++line)
+        __builtin_prefetch(p + 16 * line, 0, 3);
+}
+
 /* The six input rows of a tile row, each split by x + 1 mod 4 into work: q[j, p, s] = row j at x = 4s + p − 1 (zero
  * outside the map). */
 INLINE void
@@ -237,10 +244,8 @@ splitRows(const float * const rows[], int const width, int const qs, ptrdiff_t c
             continue;
         int x = 0;
         for (; x + 32 <= width; x += 32) {
-            if (ahead) {
-                __builtin_prefetch(row + x + ahead, 0, 3);
-                __builtin_prefetch(row + x + 16 + ahead, 0, 3);
-            }
+            if (ahead)
+                askAhead(row + x + ahead, 2);
             /* Eight tiles' worth: the 32 values deinterleaved by x mod 4, in registers. */
             v8 const a = load8(row + x), b = load8(row + x + 8), c = load8(row + x + 16), d = load8(row + x + 24);
             v8 const ab0 = __builtin_shufflevector(a, b, 0, 4, 8, 12, 1, 5, 9, 13);
@@ -307,11 +312,8 @@ splitRows6(const float * const rows[], int const width, int const qs, ptrdiff_t 
             continue;
         int x = 0;
         for (; x + 48 <= width; x += 48) {
-            if (ahead) {
-                __builtin_prefetch(row + x + ahead, 0, 3);
-                __builtin_prefetch(row + x + 16 + ahead, 0, 3);
-                __builtin_prefetch(row + x + 32 + ahead, 0, 3);
-            }
+            if (ahead)
+                askAhead(row + x + ahead, 3);
             /* Eight tiles' worth: the 48 values deinterleaved by x mod 6, in registers. */
             v8 const a0 = load8(row + x), a1 = load8(row + x + 8), a2 = load8(row + x + 16);
             v8 const a3 = load8(row + x + 24), a4 = load8(row + x + 32), a5 = load8(row + x + 40);
