@@ -1,7 +1,8 @@
 /*
- * 2×2 max pooling of one row with the choice of each window recorded (see cgemm.h): eight windows at a time, in ymm
- * registers on the AVX2 and AVX-512 paths, in two SSE registers on the portable one; the same comparisons in the same
- * order everywhere, so every path gives the same bits.
+ * 2×2 pooling, one row at a time (see cgemm.h). The forward max pooling records the choice of each window, eight
+ * windows at a time, in ymm registers on the AVX2 and AVX-512 paths, in two SSE registers on the portable one; the
+ * backward pass sends each window's gradient where the choices and the ReLU mask say, four windows at a time in ymm
+ * registers, one by one on the portable path. The same operations everywhere, so every path gives the same bits.
  */
 #include "cgemm.h"
 
@@ -71,8 +72,61 @@ maxPoolRowPortable(const float * const top, const float * const bottom, int cons
     maxPoolRow(top, bottom, outputs, out, choices);
 }
 
+/* The gradient of input value x (one of 2·windows) on an input row of a window's top (bottom = 0) or bottom
+ * (bottom = 1) half: its window's gradient (a quarter of it without choices) where the window chose it, or always
+ * without choices, and where its mask bit is set, or always without a mask; else zero. */
+INLINE float
+poolGradient(const float * const gradient, int const x, const uint8_t * const choices, int const bottom,
+             const uint8_t * const mask) {
+    int const window = x >> 1;
+    int const chosen = choices == NULL || ((choices[window >> 2] >> ((window & 3) * 2)) & 3) == 2 * bottom + (x & 1);
+    int const passes = mask == NULL || (mask[x >> 3] >> (x & 7)) & 1;
+    return chosen && passes ? (choices == NULL ? 0.25f * gradient[window] : gradient[window]) : 0;
+}
+
+static void
+poolBackwardRowPortable(const float * const gradient, int const windows, const uint8_t * const choices,
+                        int const bottom, const uint8_t * const mask, float * const out) {
+    for (int x = 0; x < 2 * windows; ++x)
+        out[x] = poolGradient(gradient, x, choices, bottom, mask);
+}
+
 #if defined(__x86_64__) || defined(__i386__)
-static __attribute__((target("avx2"))) void
+#include <immintrin.h>
+
+#define AVX2 __attribute__((target("avx2")))
+
+static AVX2 void
+poolBackwardRowAVX2(const float * const gradient, int const windows, const uint8_t * const choices,
+                    int const bottom, const uint8_t * const mask, float * const out) {
+    __m256i const pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    __m256i const shifts = _mm256_setr_epi32(0, 0, 2, 2, 4, 4, 6, 6);
+    __m256i const wanted = _mm256_add_epi32(_mm256_set1_epi32(2 * bottom), _mm256_setr_epi32(0, 1, 0, 1, 0, 1, 0, 1));
+    __m256i const laneBits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    __m256 const quarter = _mm256_set1_ps(0.25f);
+    int w = 0;
+    for (; w + 4 <= windows; w += 4) {
+        /* Four windows: one byte of choices, and the eight values of one mask byte (w is a multiple of 4). */
+        __m256 v = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(gradient + w)), pairs);
+        __m256i keep = _mm256_set1_epi32(-1);
+        if (choices) {
+            __m256i const winners = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(choices[w >> 2]), shifts),
+                                                     _mm256_set1_epi32(3));
+            keep = _mm256_cmpeq_epi32(winners, wanted);
+        } else {
+            v = _mm256_mul_ps(v, quarter);
+        }
+        if (mask) {
+            __m256i const bits = _mm256_and_si256(_mm256_set1_epi32(mask[w >> 2]), laneBits);
+            keep = _mm256_and_si256(keep, _mm256_cmpeq_epi32(bits, laneBits));
+        }
+        _mm256_storeu_ps(out + 2 * w, _mm256_and_ps(v, _mm256_castsi256_ps(keep)));
+    }
+    for (int x = 2 * w; x < 2 * windows; ++x)
+        out[x] = poolGradient(gradient, x, choices, bottom, mask);
+}
+
+static AVX2 void
 maxPoolRowAVX2(const float * const top, const float * const bottom, int const outputs, float * const out,
                uint8_t * const choices) {
     maxPoolRow(top, bottom, outputs, out, choices);
@@ -89,4 +143,16 @@ cgemm_max_pool_row(const float * const top, const float * const bottom, int cons
     }
 #endif
     maxPoolRowPortable(top, bottom, outputs, out, choices);
+}
+
+void
+cgemm_pool_backward_row(const float * const gradient, int const windows, const uint8_t * const choices,
+                        int const bottom, const uint8_t * const mask, float * const out) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (cgemm_selected() != CGEMM_PORTABLE) {
+        poolBackwardRowAVX2(gradient, windows, choices, bottom, mask, out);
+        return;
+    }
+#endif
+    poolBackwardRowPortable(gradient, windows, choices, bottom, mask, out);
 }

@@ -234,11 +234,9 @@ package struct RowRecords {
     }
 }
 
-/// The bit of each lane in a mask byte: lane j is bit j.
-private let laneBits = SIMD8<UInt32>(1, 2, 4, 8, 16, 32, 64, 128)
-
 /// Adds `bias` to the `width` values of one map row and, when `mask` is given, applies ReLU and records which elements
-/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes. Without a mask, applies ReLU when `rectify`.
+/// passed (value > 0): bit x & 7 of byte x >> 3 of the row's mask bytes (`cgemm_bias_relu_row`). Without a mask,
+/// applies ReLU when `rectify`.
 /// - row: (width), updated in place
 /// - mask: (maskRowBytes(width)), this row's mask bytes
 @inline(__always)
@@ -252,44 +250,15 @@ package func addBias(row p: UnsafeMutablePointer<Float>, width: Int, bias b: Flo
         }
         return
     }
-    let zero = SIMD8<Float>(repeating: 0), none = SIMD8<UInt32>(repeating: 0)
-    var x = 0
-    while x &+ 8 <= width {
-        let raw = UnsafeMutableRawPointer(p + x)
-        var v = raw.loadUnaligned(as: SIMD8<Float>.self) + b
-        let passed = v .> zero
-        v.replace(with: 0, where: .!passed)
-        raw.storeBytes(of: v, as: SIMD8<Float>.self)
-        m[x >> 3] = UInt8(truncatingIfNeeded: none.replacing(with: laneBits, where: passed).wrappedSum())
-        x &+= 8
-    }
-    if x < width {
-        var byte: UInt8 = 0
-        for j in 0 ..< width &- x {
-            let v = max(p[x &+ j] + b, 0)
-            p[x &+ j] = v
-            if v > 0 { byte |= 1 << UInt8(j) }
-        }
-        m[x >> 3] = byte
-    }
+    cgemm_bias_relu_row(p, Int32(width), b, m)
 }
 
-/// Zeroes the values of one gradient row whose ReLU did not pass.
+/// Zeroes the values of one gradient row whose ReLU did not pass (`cgemm_relu_mask_row`).
 /// - gradient: (width), updated in place
 /// - mask: (maskRowBytes(width)), the row's mask bytes as `addBias` records them
 @inline(__always)
 package func applyReLUMask(row g: UnsafeMutablePointer<Float>, width: Int, mask m: UnsafePointer<UInt8>) {
-    let none = SIMD8<UInt32>(repeating: 0)
-    var x = 0
-    while x &+ 8 <= width {
-        let raw = UnsafeMutableRawPointer(g + x)
-        var v = raw.loadUnaligned(as: SIMD8<Float>.self)
-        v.replace(with: 0, where: SIMD8<UInt32>(repeating: UInt32(m[x >> 3])) & laneBits .== none)
-        raw.storeBytes(of: v, as: SIMD8<Float>.self)
-        x &+= 8
-    }
-    let byte = x < width ? m[x >> 3] : 0
-    for i in x ..< width where byte & (1 << UInt8(i &- x)) == 0 { g[i] = 0 }
+    cgemm_relu_mask_row(g, Int32(width), m)
 }
 
 /// Adds the per-channel bias to the map rows `rows` of `output` and, when `mask` is given, applies ReLU and records
@@ -383,8 +352,8 @@ package func averagePoolForward(_ input: UnsafePointer<Float>, span inputSpan: R
 /// The input gradient of 2x2 stride-2 pooling for the input rows `rows`: with `choice` (max pooling), each output's
 /// gradient goes to the input that won and every other input gets zero; without (average pooling), each input gets a
 /// quarter of its window's. Dropped odd rows and columns get zero. With `reluMask` (the mask of the ReLU that produced
-/// the pooled input), the gradient is also passed back through that ReLU. One pass writes each input row once, eight
-/// values (four windows, one mask byte) at a time.
+/// the pooled input), the gradient is also passed back through that ReLU. One pass writes each input row once
+/// (`cgemm_pool_backward_row`).
 /// - gradOutput: (channels, outputSpan.rows, width / 2), holding the pooled rows of `rows` (y / 2 for y in rows, those
 ///   below height / 2)
 /// - choice: holding at least the pooled rows under `rows`
@@ -395,7 +364,6 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
                   reluMask: RowRecords?, threads: Int) {
     let width = span.width, height = span.height
     let oh = height >> 1, ow = width >> 1
-    let none = SIMD8<UInt32>(repeating: 0), all = SIMD8<UInt32>(repeating: 0xFF)
     parallelFor(channels, cost: rows.count &* width, threads: threads) { slice in
         for c in slice {
             for y in rows {
@@ -405,40 +373,8 @@ package func poolBackward(_ gradOutput: UnsafePointer<Float>, span outputSpan: R
                     t.update(repeating: 0, count: width)
                     continue
                 }
-                let g = gradOutput + outputSpan.offset(channel: c, row: oy)
-                let k = choice?.row(channel: c, oy)
-                let m = reluMask?.row(channel: c, y)
-                // The choice that sends a window's gradient to each of the eight values: its column, on this row.
-                let half = UInt32(y & 1) << 1
-                let wanted = SIMD8<UInt32>(half, half | 1, half, half | 1, half, half | 1, half, half | 1)
-                var ox = 0
-                while ox &+ 4 <= ow {
-                    let g4 = UnsafeRawPointer(g + ox).loadUnaligned(as: SIMD4<Float>.self)
-                    var v = SIMD8<Float>(g4[0], g4[0], g4[1], g4[1], g4[2], g4[2], g4[3], g4[3])
-                    var keep = all
-                    if let k {
-                        // Four windows in one byte: ox is a multiple of 4.
-                        let byte = UInt32(k[ox >> 2])
-                        let winners = (SIMD8<UInt32>(repeating: byte) &>> SIMD8<UInt32>(0, 0, 2, 2, 4, 4, 6, 6)) & 3
-                        keep.replace(with: none, where: winners .!= wanted)
-                    } else {
-                        v *= 0.25
-                    }
-                    if let m {
-                        keep &= SIMD8<UInt32>(repeating: UInt32(m[ox >> 2])) & laneBits
-                    }
-                    v.replace(with: 0, where: keep .== none)
-                    UnsafeMutableRawPointer(t + 2 &* ox).storeBytes(of: v, as: SIMD8<Float>.self)
-                    ox &+= 4
-                }
-                while ox < ow {
-                    for x in 2 &* ox ..< 2 &* ox &+ 2 {
-                        let passes = m.map { $0[x >> 3] & (1 << UInt8(x & 7)) != 0 } ?? true
-                        let wins = k.map { UInt32(($0[ox >> 2] >> UInt8((ox & 3) << 1)) & 3) == (half | UInt32(x & 1)) } ?? true
-                        t[x] = passes && wins ? (k == nil ? 0.25 * g[ox] : g[ox]) : 0
-                    }
-                    ox &+= 1
-                }
+                cgemm_pool_backward_row(gradOutput + outputSpan.offset(channel: c, row: oy), Int32(ow),
+                                        choice?.row(channel: c, oy), Int32(y & 1), reluMask?.row(channel: c, y), t)
                 if width & 1 == 1 { t[width &- 1] = 0 }
             }
         }

@@ -167,6 +167,22 @@ void cgemm_winograd_output(int tile, const float *transformed, ptrdiff_t positio
  * choices[x / 4], for x < outputs. The same bits on every instruction set. */
 void cgemm_max_pool_row(const float *top, const float *bottom, int outputs, float *out, uint8_t *choices);
 
+/* The input gradient of 2×2 pooling on one input row, the top (bottom = 0) or bottom (bottom = 1) row of its windows:
+ * out[x] for x < 2·windows is the gradient of window x / 2, gradient[x / 2], where that window chose x (its number
+ * 2·bottom + x mod 2 in choices as cgemm_max_pool_row records them), or a quarter of it for every x when choices is
+ * NULL (average pooling); zero where the window chose another value, and zero where bit x mod 8 of mask[x / 8] is
+ * clear, when mask is given. The same bits on every instruction set. */
+void cgemm_pool_backward_row(const float *gradient, int windows, const uint8_t *choices, int bottom,
+                             const uint8_t *mask, float *out);
+
+/* The bias and ReLU of one map row after its convolution: row[x] = row[x] + bias where that sum is above zero, else
+ * zero, and bit x mod 8 of mask[x / 8] set where it was above zero, for x < width (the bits of a last partial byte
+ * past width are clear). The same bits on every instruction set. */
+void cgemm_bias_relu_row(float *row, int width, float bias, uint8_t *mask);
+
+/* The chain rule through that ReLU: gradient[x] = 0 where bit x mod 8 of mask[x / 8] is clear, for x < width. */
+void cgemm_relu_mask_row(float *gradient, int width, const uint8_t *mask);
+
 /* One output row of a 3×3 convolution of few input channels by direct sums: output[o·channelStride + x] =
  * Σ over r < rows and dx < 3 of kernel[o·3·rows + 3r + dx] · staged[r][x + dx], for o < outChannels and x < width.
  * staged[r] holds an input row with the padding either side: width + 2 floats, column −1 first (row r is input channel
