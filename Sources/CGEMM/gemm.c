@@ -567,6 +567,20 @@ bf16GramUpper(PackPixels * const pack, int const channels, int const pixels, con
     }
 }
 
+/* How many panels ahead bf16Multiply asks for the rows of B and C into the second-level cache. Its B and C are maps
+ * of a layer, read 48 pixels at a time from as many rows as there are channels, each row far from the next: more
+ * streams than the processor follows by itself (on a Zen 5, asking 4 panels ahead made the gradient at 64 channels
+ * 1.16 times as fast alone on one core). */
+#define MULTIPLY_AHEAD 4
+
+/* Asks for the 48 floats from p on each of `rows` rows `stride` floats apart. */
+INLINE void
+askForPanel(const float * const p, int const rows, ptrdiff_t const stride) {
+    for (int j = 0; j < rows; ++j)
+        for (int line = 0; line < NR * (int)sizeof(float) / 64; ++line)
+            _mm_prefetch((const char *)(p + j * stride) + 64 * line, _MM_HINT_T1);
+}
+
 /* cgemm_multiply on pairs: per slice of k, every 8-row block of A turned into pairs once, then each panel of B. */
 static BF16 void
 bf16Multiply(int const m, int const n, int const k, float const alpha, const float * const packedA,
@@ -581,6 +595,11 @@ bf16Multiply(int const m, int const n, int const k, float const alpha, const flo
                           slice + (ptrdiff_t)i0 * (kc / 2));
         for (int l0 = 0; l0 < n; l0 += NR) {
             int const nr = minimum(NR, n - l0);
+            if (l0 + MULTIPLY_AHEAD * NR < n) {
+                askForPanel(b + (ptrdiff_t)j0 * ldb + l0 + MULTIPLY_AHEAD * NR, minimum(kc, k - j0), ldb);
+                if (accumulate || j0 > 0)
+                    askForPanel(c + l0 + MULTIPLY_AHEAD * NR, m, ldc);
+            }
             bf16PackRows(kc, k - j0, b + (ptrdiff_t)j0 * ldb + l0, ldb, nr, panel);
             for (int i0 = 0; i0 < m; i0 += MR)
                 bf16Block(kc, slice + (ptrdiff_t)i0 * (kc / 2), MR, panel, nr, c + (ptrdiff_t)i0 * ldc + l0, ldc,
