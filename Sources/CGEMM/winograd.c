@@ -1,9 +1,10 @@
 /*
  * The input and output tile transforms of Winograd's F(4×4, 3×3) and F(6×6, 3×3) for one channel's tile row (see
  * cgemm.h and Sources/Kernels/Winograd.swift for the matrices and layouts), in the widest vectors the selected
- * instruction set has: the same code compiled for AVX2 (for the avx2 and avx512 kernels: eight tiles are one ymm register) and for the
- * target's baseline (portable). Both compute every value with the same operations in the same order, so the two give
- * the same bits.
+ * instruction set has: the same code compiled for AVX2 (eight tiles are one ymm register), for the target's baseline
+ * (portable), and where AVX-512 is, for it (sixteen values a zmm register: two channels' eight tiles in the input
+ * transform to bfloat16 pairs, sixteen tiles of a channel in the output transform). All compute every value with the
+ * same operations in the same order, so all give the same bits.
  */
 #include "cgemm.h"
 
@@ -40,13 +41,36 @@ store8(v8 const v, float * const p) {
     *(v8u *)p = v;
 }
 
-/* Sixteen and thirty-two floats: registers put side by side for shuffles that draw from more than two. */
+/* Sixteen and thirty-two floats: registers put side by side for shuffles that draw from more than two; and sixteen
+ * values of the transforms at once, one zmm register where the target has AVX-512. */
 typedef float v16 __attribute__((vector_size(64)));
+typedef float v16u __attribute__((vector_size(64), aligned(4)));
 typedef float v32 __attribute__((vector_size(128)));
 
+INLINE v16
+load16(const float * const p) {
+    return *(const v16u *)p;
+}
+
+INLINE void
+store16(v16 const v, float * const p) {
+    *(v16u *)p = v;
+}
+
+/* a's eight values, then b's. */
+INLINE v16
+joined(v8 const a, v8 const b) {
+    return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
 INLINE v8
-splat(float const x) {
-    return (v8){x, x, x, x, x, x, x, x};
+lowHalf(v16 const v) {
+    return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7);
+}
+
+INLINE v8
+highHalf(v16 const v) {
+    return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
 /* Eight 32-bit words: the bits of eight floats, or eight pairs of bfloat16 values. */
@@ -70,72 +94,40 @@ bf16Pairs(v8 const low, v8 const high) {
     return (bf16Rounded(high) & 0xFFFF0000u) | (bf16Rounded(low) >> 16);
 }
 
-/* How a path makes bfloat16 pairs (bf16Pairs or bf16PairsHardware): a constant wherever the transforms are inlined. */
-typedef w8 PairsOf(v8, v8);
+/* How a path makes the bfloat16 pairs of two channels' eight values side by side, the low channel's in lanes 0 … 7
+ * (bf16PairsOfHalves or bf16PairsHardware): a constant wherever the transforms are inlined. */
+typedef w8 PairsOf(v16);
+
+INLINE w8
+bf16PairsOfHalves(v16 const both) {
+    return bf16Pairs(lowHalf(both), highHalf(both));
+}
 
 #if WINOGRAD_X86
 #define BF16_TARGET __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512bf16")))
 
-/* bf16Pairs in AVX512_BF16's instructions: both rounded by vcvtne2ps2bf16 (the rounding bf16Rounded copies), then each
- * high value put next to its low one. */
+/* bf16PairsOfHalves in AVX512_BF16's instructions: the sixteen values rounded by vcvtneps2bf16 (the rounding
+ * bf16Rounded copies), then each high value put next to its low one. */
 INLINE BF16_TARGET w8
-bf16PairsHardware(v8 const low, v8 const high) {
-    __m256i const both = (__m256i)_mm256_cvtne2ps_pbh((__m256)high, (__m256)low);  // low's 8 values, then high's
+bf16PairsHardware(v16 const both) {
+    __m256i const rounded = (__m256i)_mm512_cvtneps_pbh((__m512)both);  // low's 8 values, then high's
     __m256i const order = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-    return (w8)_mm256_permutexvar_epi16(order, both);
+    return (w8)_mm256_permutexvar_epi16(order, rounded);
 }
 #endif
 
-/* Bᵀ d for eight tiles at once. */
-INLINE void
-inputTransform(v8 const d0, v8 const d1, v8 const d2, v8 const d3, v8 const d4, v8 const d5, v8 out[6]) {
-    v8 const d13 = d1 - d3, d24 = d4 - d2, s14 = d1 + d4, s23 = d2 + d3;
-    out[0] = splat(2) * (d0 - d4) + splat(5) * d13;
-    out[1] = splat(2) * s14 + splat(7) * s23;
-    out[2] = splat(2) * (d4 - d1) + splat(3) * (d3 - d2);
-    out[3] = d3 - d1 + splat(2) * d24;
-    out[4] = splat(2) * (d3 - d1) + d24;
-    out[5] = splat(2) * (d5 - d1) + splat(5) * d24;
-}
-
-/* Aᵀ m for eight tiles at once. */
-INLINE void
-outputTransform(v8 const m0, v8 const m1, v8 const m2, v8 const m3, v8 const m4, v8 const m5, v8 out[4]) {
-    v8 const s12 = m1 + m2, d12 = m1 - m2;
-    out[0] = m0 + s12 + m3 + m4;
-    out[1] = d12 - splat(2) * m3 - splat(0.5f) * m4;
-    out[2] = s12 + splat(4) * m3 + splat(0.25f) * m4;
-    out[3] = d12 - splat(8) * m3 - splat(0.125f) * m4 + m5;
-}
-
-/* Bᵀ d of F(6×6, 3×3) for eight tiles at once. */
-INLINE void
-inputTransform6(const v8 d[8], v8 out[8]) {
-    v8 const p = d[2] - splat(5) * d[4] + splat(4) * d[6], q = splat(2) * d[1] - splat(10) * d[3] + splat(8) * d[5];
-    v8 const r = splat(8) * d[2] - splat(10) * d[4] + splat(2) * d[6], s = splat(4) * d[1] - splat(5) * d[3] + d[5];
-    v8 const s26 = d[2] + d[6], s15 = d[1] + d[5];
-    out[0] = splat(4) * (d[0] - d[6]) + splat(21) * (d[4] - d[2]);
-    out[1] = splat(4) * (s15 + s26) - splat(17) * (d[3] + d[4]);
-    out[2] = splat(4) * (s26 - s15) + splat(17) * (d[3] - d[4]);
-    out[3] = p + q;
-    out[4] = p - q;
-    out[5] = r + s;
-    out[6] = r - s;
-    out[7] = splat(4) * (d[7] - d[1]) + splat(21) * (d[3] - d[5]);
-}
-
-/* Aᵀ m of F(6×6, 3×3) for eight tiles at once. */
-INLINE void
-outputTransform6(const v8 m[8], v8 out[6]) {
-    v8 const s12 = m[1] + m[2], d12 = m[1] - m[2], s34 = m[3] + m[4], d34 = m[3] - m[4];
-    v8 const s56 = m[5] + m[6], d56 = m[5] - m[6];
-    out[0] = m[0] + s12 + s34 + s56;
-    out[1] = d12 + splat(2) * d34 + splat(0.5f) * d56;
-    out[2] = s12 + splat(4) * s34 + splat(0.25f) * s56;
-    out[3] = d12 + splat(8) * d34 + splat(0.125f) * d56;
-    out[4] = s12 + splat(16) * s34 + splat(0.0625f) * s56;
-    out[5] = d12 + splat(32) * d34 + splat(0.03125f) * d56 + m[7];
-}
+/* The transforms' arithmetic on eight tiles (v8, this file's vectors) and on sixteen (v16: two channels' eight tiles side
+ * by side, or sixteen tiles of one channel, in one zmm register where the target has AVX-512). */
+#define VECTOR v8
+#define NAMED(name) name
+#include "tile_transforms.h"
+#undef VECTOR
+#undef NAMED
+#define VECTOR v16
+#define NAMED(name) name##16
+#include "tile_transforms.h"
+#undef VECTOR
+#undef NAMED
 
 /* Where tile `tile` of channel `channel` sits within a position's floats (WinogradPanels.offset). */
 INLINE ptrdiff_t
@@ -232,16 +224,31 @@ askAhead(const float * const p, int const lines) {
         __builtin_prefetch(p + 16 * line, 0, 3);
 }
 
+/* Zeros the places of a row of `width` floats split by x + 1 mod m (q[p, s] = row at x = ms + p − 1, m phases of qs
+ * floats from q) that lie outside the row: x = −1, and x ≥ width up to the end of each phase. The split writes the
+ * others. */
+INLINE void
+clearSplitEdges(float * const q, int const m, int const qs, int const width) {
+    q[0] = 0;
+    for (int p = 0; p < m; ++p) {
+        int const first = (width + m - p) / m;  // the least s with ms + p − 1 ≥ width
+        if (first < qs)
+            memset(q + p * qs + first, 0, sizeof(float) * (size_t)(qs - first));
+    }
+}
+
 /* The six input rows of a tile row, each split by x + 1 mod 4 into work: q[j, p, s] = row j at x = 4s + p − 1 (zero
  * outside the map). */
 INLINE void
 splitRows(const float * const rows[], int const width, int const qs, ptrdiff_t const ahead, float * const work) {
     for (int j = 0; j < 6; ++j) {
         float * const q = work + j * 4 * qs;
-        memset(q, 0, sizeof(float) * 4 * (size_t)qs);
         const float * const row = rows[j];
-        if (!row)
+        if (!row) {
+            memset(q, 0, sizeof(float) * 4 * (size_t)qs);
             continue;
+        }
+        clearSplitEdges(q, 4, qs, width);
         int x = 0;
         for (; x + 32 <= width; x += 32) {
             if (ahead)
@@ -306,10 +313,12 @@ INLINE void
 splitRows6(const float * const rows[], int const width, int const qs, ptrdiff_t const ahead, float * const work) {
     for (int j = 0; j < 8; ++j) {
         float * const q = work + j * 6 * qs;
-        memset(q, 0, sizeof(float) * 6 * (size_t)qs);
         const float * const row = rows[j];
-        if (!row)
+        if (!row) {
+            memset(q, 0, sizeof(float) * 6 * (size_t)qs);
             continue;
+        }
+        clearSplitEdges(q, 6, qs, width);
         int x = 0;
         for (; x + 48 <= width; x += 48) {
             if (ahead)
@@ -371,6 +380,55 @@ columnTransform6(const float * const tmp, int const k, v8 v[8]) {
     inputTransform6(d, v);
 }
 
+/* rowTransforms of two channels, their eight tiles' values side by side (the low channel's, from work, first; the
+ * high one's from workHigh), into tmp (576 floats). */
+INLINE void
+rowTransformsPairs(const float * const work, const float * const workHigh, int const qs, int const t,
+                   float * const tmp) {
+    for (int j = 0; j < 6; ++j) {
+        const float * const q = work + j * 4 * qs + t, * const h = workHigh + j * 4 * qs + t;
+        v16 v[6];
+        inputTransform16(joined(load8(q), load8(h)), joined(load8(q + qs), load8(h + qs)),
+                         joined(load8(q + 2 * qs), load8(h + 2 * qs)), joined(load8(q + 3 * qs), load8(h + 3 * qs)),
+                         joined(load8(q + 1), load8(h + 1)), joined(load8(q + qs + 1), load8(h + qs + 1)), v);
+        for (int i = 0; i < 6; ++i)
+            store16(v[i], tmp + j * 96 + 16 * i);
+    }
+}
+
+/* columnTransform of rowTransformsPairs' tmp. */
+INLINE void
+columnTransformPairs(const float * const tmp, int const k, v16 v[6]) {
+    const float * const s = tmp + k * 16;
+    inputTransform16(load16(s), load16(s + 96), load16(s + 192), load16(s + 288), load16(s + 384), load16(s + 480), v);
+}
+
+/* rowTransforms6 of two channels side by side, as rowTransformsPairs, into tmp (1024 floats). */
+INLINE void
+rowTransforms6Pairs(const float * const work, const float * const workHigh, int const qs, int const t,
+                    float * const tmp) {
+    for (int j = 0; j < 8; ++j) {
+        const float * const q = work + j * 6 * qs + t, * const h = workHigh + j * 6 * qs + t;
+        v16 const d[8] = {joined(load8(q), load8(h)), joined(load8(q + qs), load8(h + qs)),
+                          joined(load8(q + 2 * qs), load8(h + 2 * qs)), joined(load8(q + 3 * qs), load8(h + 3 * qs)),
+                          joined(load8(q + 4 * qs), load8(h + 4 * qs)), joined(load8(q + 5 * qs), load8(h + 5 * qs)),
+                          joined(load8(q + 1), load8(h + 1)), joined(load8(q + qs + 1), load8(h + qs + 1))};
+        v16 v[8];
+        inputTransform616(d, v);
+        for (int i = 0; i < 8; ++i)
+            store16(v[i], tmp + j * 128 + 16 * i);
+    }
+}
+
+/* columnTransform6 of rowTransforms6Pairs' tmp. */
+INLINE void
+columnTransform6Pairs(const float * const tmp, int const k, v16 v[8]) {
+    const float * const s = tmp + k * 16;
+    v16 const d[8] = {load16(s), load16(s + 128), load16(s + 256), load16(s + 384), load16(s + 512), load16(s + 640),
+                      load16(s + 768), load16(s + 896)};
+    inputTransform616(d, v);
+}
+
 /* The floats of one channel's part of a work area: its split rows (splitRows), then its staged tiles. */
 INLINE int
 splitCount(int const tile, int const qs) {
@@ -408,6 +466,23 @@ columnStage(int const tile, const float * const tmp, int const k, v8 v[8]) {
         columnTransform(tmp, k, v);
 }
 
+INLINE void
+rowStagePairs(int const tile, const float * const work, const float * const workHigh, int const qs, int const t,
+              float * const tmp) {
+    if (tile == 6)
+        rowTransforms6Pairs(work, workHigh, qs, t, tmp);
+    else
+        rowTransformsPairs(work, workHigh, qs, t, tmp);
+}
+
+INLINE void
+columnStagePairs(int const tile, const float * const tmp, int const k, v16 v[8]) {
+    if (tile == 6)
+        columnTransform6Pairs(tmp, k, v);
+    else
+        columnTransformPairs(tmp, k, v);
+}
+
 /* V = Bᵀ d B of one channel's tile row, written as floats at its panel offset, position k + α·i of a tile (α = tile
  * + 2) positionStride floats after position 0. */
 INLINE void
@@ -433,28 +508,27 @@ inputRow(int const tile, const float * const rows[], int const width, int const 
     }
 }
 
-/* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. */
+/* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. The
+ * two channels' eight tiles go through the transforms side by side, sixteen values a vector. Work: the low channel's
+ * split rows, the high one's, then both channels' staged tiles (2 channelWorkCount floats in all). */
 INLINE void
 inputRowPairs(int const tile, PairsOf * const pairsOf, const float * const low[], const float * const high[],
               int const width, int const tilesX, int const qs, float * const work, uint32_t * const pairs,
               ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
               int const pairCount, int const firstTile, ptrdiff_t const ahead) {
     int const alpha = tile + 2;
-    float * const workHigh = work + channelWorkCount(tile, qs);
-    float * const tmp = work + splitCount(tile, qs), * const tmpHigh = workHigh + splitCount(tile, qs);
+    float * const workHigh = work + splitCount(tile, qs), * const tmp = workHigh + splitCount(tile, qs);
     splitTileRows(tile, low, width, qs, ahead, work);
     splitTileRows(tile, high, width, qs, ahead, workHigh);
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
-        rowStage(tile, work, qs, t, tmp);
-        rowStage(tile, workHigh, qs, t, tmpHigh);
+        rowStagePairs(tile, work, workHigh, qs, t, tmp);
         struct tilePlaces const places = tilePlaces(firstTile + t, lanes, pair, pairCount, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
-            v8 v[8], w[8];
-            columnStage(tile, tmp, k, v);
-            columnStage(tile, tmpHigh, k, w);
+            v16 v[8];
+            columnStagePairs(tile, tmp, k, v);
             for (int i = 0; i < alpha; ++i)
-                storeTileWords(pairsOf(v[i], w[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
+                storeTileWords(pairsOf(v[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
 }
@@ -468,14 +542,59 @@ outputStage(int const tile, const v8 m[8], v8 out[6]) {
         outputTransform(m[0], m[1], m[2], m[3], m[4], m[5], out);
 }
 
-/* Y = Aᵀ M A of one channel's tile row, from the products at position k + α·i of a tile positionStride floats after
- * position 0, into `rows` rows of the output. */
+/* outputStage for sixteen tiles at once. */
 INLINE void
-outputRow(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
-          int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
+outputStage16(int const tile, const v16 m[8], v16 out[6]) {
+    if (tile == 6)
+        outputTransform616(m, out);
+    else
+        outputTransform16(m[0], m[1], m[2], m[3], m[4], m[5], out);
+}
+
+/* Y = Aᵀ M A of one channel's tile row, from the products at position k + α·i of a tile positionStride floats after
+ * position 0, into `rows` rows of the output. With `wide` (a constant wherever this is inlined), sixteen tiles at a
+ * time while the eight-tile steps would read as far, then eight: the same values, in half the vector operations where
+ * the target has AVX-512. Work: tile·α·16 + 8·tile floats. */
+INLINE void
+outputRow(int const tile, int const wide, const float * const transformed, ptrdiff_t const positionStride,
+          int const tilesX, int const width, int const rows, float * const output, ptrdiff_t const rowStride,
+          float * const work) {
     int const alpha = tile + 2;
+    int t = 0;
+    if (wide) {
+        float * const tmp = work, * const line = work + tile * alpha * 16;
+        /* Past tilesX the eight-tile steps read up to the next multiple of 8, no further. */
+        for (int const read = (tilesX + 7) / 8 * 8; t + 16 <= read; t += 16) {
+            for (int k = 0; k < alpha; ++k) {
+                const float * const s = transformed + k * positionStride + t;
+                v16 m[8], z[6];
+                for (int i = 0; i < alpha; ++i)
+                    m[i] = load16(s + alpha * i * positionStride);
+                outputStage16(tile, m, z);
+                for (int i = 0; i < tile; ++i)
+                    store16(z[i], tmp + k * 16 + alpha * 16 * i);
+            }
+            /* More than eight tiles are left: the first eight fill their rows. */
+            int const lanes = tilesX - t < 16 ? tilesX - t : 16;
+            for (int i = 0; i < rows; ++i) {
+                const float * const s = tmp + i * alpha * 16;
+                v16 m[8], y[6];
+                for (int j = 0; j < alpha; ++j)
+                    m[j] = load16(s + 16 * j);
+                outputStage16(tile, m, y);
+                v8 first[6], second[6];
+                for (int j = 0; j < tile; ++j) {
+                    first[j] = lowHalf(y[j]);
+                    second[j] = highHalf(y[j]);
+                }
+                float * const row = output + i * rowStride + tile * t;
+                storeTileRow(tile, first, 8, width - tile * t, row, line);
+                storeTileRow(tile, second, lanes - 8, width - tile * (t + 8), row + 8 * tile, line);
+            }
+        }
+    }
     float * const tmp = work, * const line = work + tile * alpha * 8;
-    for (int t = 0; t < tilesX; t += 8) {
+    for (; t < tilesX; t += 8) {
         /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[α·i + k]. */
         for (int k = 0; k < alpha; ++k) {
             const float * const s = transformed + k * positionStride + t;
@@ -529,15 +648,15 @@ outputRow(int const tile, const float * const transformed, ptrdiff_t const posit
             inputRow(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
                      channels, firstTile, ahead);                                                                      \
     }                                                                                                                  \
-    PAIRS_FUNCTION(suffix, attributes, bf16Pairs)                                                                      \
+    PAIRS_FUNCTION(suffix, attributes, bf16PairsOfHalves)                                                                      \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
                                           ptrdiff_t const positionStride, int const tilesX, int const width,           \
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
                                           float * const work) {                                                        \
         if (tile == 6)                                                                                                 \
-            outputRow(6, transformed, positionStride, tilesX, width, rows, output, rowStride, work);                  \
+            outputRow(6, 0, transformed, positionStride, tilesX, width, rows, output, rowStride, work);               \
         else                                                                                                           \
-            outputRow(4, transformed, positionStride, tilesX, width, rows, output, rowStride, work);                  \
+            outputRow(4, 0, transformed, positionStride, tilesX, width, rows, output, rowStride, work);               \
     }
 
 ROW_FUNCTIONS(Portable, )
@@ -548,6 +667,16 @@ ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 /* Where AVX512_BF16 is, the pairs' rounding in its instruction; the transforms as on the AVX2 path (FP_CONTRACT is off
  * above, so the FMA this target has fuses nothing). */
 PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware)
+
+/* The output transform sixteen tiles a vector where AVX-512 is: the same values as outputAVX2's. */
+static __attribute__((target("avx2,avx512f"))) void
+outputAVX512(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
+             int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
+    if (tile == 6)
+        outputRow(6, 1, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+    else
+        outputRow(4, 1, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+}
 #endif
 
 size_t
@@ -610,6 +739,10 @@ cgemm_winograd_output(int const tile, const float * const transformed, ptrdiff_t
                       int const tilesX, int const width, int const rows, float * const output,
                       ptrdiff_t const rowStride, float * const work) {
 #if WINOGRAD_X86
+    if (cgemm_selected() == CGEMM_AVX512) {
+        outputAVX512(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+        return;
+    }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         outputAVX2(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
         return;

@@ -1,6 +1,6 @@
 // The kernels of Winograd's minimal filtering algorithms F(4×4, 3×3) and F(6×6, 3×3) for the 3x3 pad-1 convolutions:
 // the transforms of kernels (here), input tiles and output tiles (their loops here, their arithmetic in C,
-// `cgemm_winograd_input` and `cgemm_winograd_output`, in AVX2 vectors where the processor has them). The
+// `cgemm_winograd_input` and `cgemm_winograd_output`, in AVX2 or AVX-512 vectors where the processor has them). The
 // multiplications in between are GEMMs (see `Convolution`).
 //
 // An m×m output tile Y of a 3x3 correlation of an α×α input tile d (α = m + 2) with a kernel g is
