@@ -116,8 +116,8 @@ bf16PairsHardware(v16 const both) {
 }
 #endif
 
-/* The transforms' arithmetic on eight tiles (v8, this file's vectors) and on sixteen (v16: two channels' eight tiles side
- * by side, or sixteen tiles of one channel, in one zmm register where the target has AVX-512). */
+/* The transforms' arithmetic on eight tiles (v8, this file's vectors) and on sixteen values (v16: two channels' eight
+ * tiles side by side, or sixteen tiles of one channel, in one zmm register where the target has AVX-512). */
 #define VECTOR v8
 #define NAMED(name) name
 #include "tile_transforms.h"
@@ -174,6 +174,28 @@ storeTileWords(w8 const words, struct tilePlaces const places, int const lanes, 
     if (places.split < lanes)
         memcpy(base + places.rest + stride, staged + places.split, sizeof(uint32_t) * (size_t)(lanes - places.split));
 }
+
+#if WINOGRAD_X86
+/* storeTileWords in AVX-512's masked stores, where the other calls memcpy for the parts. */
+INLINE BF16_TARGET void
+storeTileWordsMasked(w8 const words, struct tilePlaces const places, int const lanes, uint32_t * const base,
+                     ptrdiff_t const stride) {
+    if (places.split == 8) {
+        *(w8u *)(base + places.offset + stride) = words;
+        return;
+    }
+    _mm256_mask_storeu_epi32(base + places.offset + stride, (__mmask8)((1u << places.split) - 1), (__m256i)words);
+    if (places.split < lanes) {
+        __m256i const from = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                              _mm256_set1_epi32(places.split));
+        _mm256_mask_storeu_epi32(base + places.rest + stride, (__mmask8)((1u << (lanes - places.split)) - 1),
+                                 _mm256_permutexvar_epi32(from, (__m256i)words));
+    }
+}
+#endif
+
+/* How a path stores a pair's words (storeTileWords or storeTileWordsMasked): a constant wherever it is inlined. */
+typedef void StoreWords(w8, struct tilePlaces, int, uint32_t *, ptrdiff_t);
 
 /* Writes one output row of the tiles t … t + lanes − 1 of a tile row: y[j] holds, lane by lane, value j of each tile's
  * row (m values a tile, m = 4 or 6), which go to row[m·lane + j], up to `columns` values: eight whole tiles in
@@ -512,7 +534,8 @@ inputRow(int const tile, const float * const rows[], int const width, int const 
  * two channels' eight tiles go through the transforms side by side, sixteen values a vector. Work: the low channel's
  * split rows, the high one's, then both channels' staged tiles (2 channelWorkCount floats in all). */
 INLINE void
-inputRowPairs(int const tile, PairsOf * const pairsOf, const float * const low[], const float * const high[],
+inputRowPairs(int const tile, PairsOf * const pairsOf, StoreWords * const storeWords, const float * const low[],
+              const float * const high[],
               int const width, int const tilesX, int const qs, float * const work, uint32_t * const pairs,
               ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
               int const pairCount, int const firstTile, ptrdiff_t const ahead) {
@@ -528,7 +551,7 @@ inputRowPairs(int const tile, PairsOf * const pairsOf, const float * const low[]
             v16 v[8];
             columnStagePairs(tile, tmp, k, v);
             for (int i = 0; i < alpha; ++i)
-                storeTileWords(pairsOf(v[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
+                storeWords(pairsOf(v[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
 }
@@ -617,20 +640,20 @@ outputRow(int const tile, int const wide, const float * const transformed, ptrdi
     }
 }
 
-/* The input transform in pairs of one instruction set, with its way of making pairs. */
-#define PAIRS_FUNCTION(suffix, attributes, pairsOf)                                                                    \
-    static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[], \
+/* The input transform in pairs of one instruction set, with its ways of making pairs and storing them. */
+#define PAIRS_FUNCTION(suffix, attributes, pairsOf, storeWords)                                                        \
+    static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[],   \
                                               int const width, int const tilesX, int const qs, float * const work,     \
                                               uint32_t * const pairs, ptrdiff_t const positionStride,                  \
                                               int const panelWidth, int const panelCount, int const pair,              \
                                               int const pairCount, int const firstTile,                                \
                                               ptrdiff_t const ahead) {                                                 \
         if (tile == 6)                                                                                                 \
-            inputRowPairs(6, pairsOf, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth,           \
-                          panelCount, pair, pairCount, firstTile, ahead);                                              \
+            inputRowPairs(6, pairsOf, storeWords, low, high, width, tilesX, qs, work, pairs, positionStride,           \
+                          panelWidth, panelCount, pair, pairCount, firstTile, ahead);                                  \
         else                                                                                                           \
-            inputRowPairs(4, pairsOf, low, high, width, tilesX, qs, work, pairs, positionStride, panelWidth,           \
-                          panelCount, pair, pairCount, firstTile, ahead);                                              \
+            inputRowPairs(4, pairsOf, storeWords, low, high, width, tilesX, qs, work, pairs, positionStride,           \
+                          panelWidth, panelCount, pair, pairCount, firstTile, ahead);                                  \
     }
 
 /* One function per instruction set and direction, each for both tiles: the rows of the portable and the AVX2 code are
@@ -648,7 +671,7 @@ outputRow(int const tile, int const wide, const float * const transformed, ptrdi
             inputRow(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
                      channels, firstTile, ahead);                                                                      \
     }                                                                                                                  \
-    PAIRS_FUNCTION(suffix, attributes, bf16PairsOfHalves)                                                                      \
+    PAIRS_FUNCTION(suffix, attributes, bf16PairsOfHalves, storeTileWords)                                             \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
                                           ptrdiff_t const positionStride, int const tilesX, int const width,           \
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
@@ -666,7 +689,7 @@ ROW_FUNCTIONS(Portable, )
 ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 /* Where AVX512_BF16 is, the pairs' rounding in its instruction; the transforms as on the AVX2 path (FP_CONTRACT is off
  * above, so the FMA this target has fuses nothing). */
-PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware)
+PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
 
 /* The output transform sixteen tiles a vector where AVX-512 is: the same values as outputAVX2's. */
 static __attribute__((target("avx2,avx512f"))) void
