@@ -2,9 +2,9 @@
  * The input and output tile transforms of Winograd's F(4×4, 3×3) and F(6×6, 3×3) for one channel's tile row (see
  * cgemm.h and Sources/Kernels/Winograd.swift for the matrices and layouts), in the widest vectors the selected
  * instruction set has: the same code compiled for AVX2 (eight tiles are one ymm register), for the target's baseline
- * (portable), and where AVX-512 is, for it (sixteen values a zmm register: two channels' eight tiles in the input
- * transform to bfloat16 pairs, sixteen tiles of a channel in the output transform). All compute every value with the
- * same operations in the same order, so all give the same bits.
+ * (portable), and for the input transform to bfloat16 pairs where AVX512_BF16 is (its two channels' eight tiles side
+ * by side, sixteen values a zmm register). All compute every value with the same operations in the same order, so all
+ * give the same bits.
  */
 #include "cgemm.h"
 
@@ -117,7 +117,7 @@ bf16PairsHardware(v16 const both) {
 #endif
 
 /* The transforms' arithmetic on eight tiles (v8, this file's vectors) and on sixteen values (v16: two channels' eight
- * tiles side by side, or sixteen tiles of one channel, in one zmm register where the target has AVX-512). */
+ * tiles side by side, one zmm register where the target has AVX-512). */
 #define VECTOR v8
 #define NAMED(name) name
 #include "tile_transforms.h"
@@ -565,59 +565,14 @@ outputStage(int const tile, const v8 m[8], v8 out[6]) {
         outputTransform(m[0], m[1], m[2], m[3], m[4], m[5], out);
 }
 
-/* outputStage for sixteen tiles at once. */
-INLINE void
-outputStage16(int const tile, const v16 m[8], v16 out[6]) {
-    if (tile == 6)
-        outputTransform616(m, out);
-    else
-        outputTransform16(m[0], m[1], m[2], m[3], m[4], m[5], out);
-}
-
 /* Y = Aᵀ M A of one channel's tile row, from the products at position k + α·i of a tile positionStride floats after
- * position 0, into `rows` rows of the output. With `wide` (a constant wherever this is inlined), sixteen tiles at a
- * time while the eight-tile steps would read as far, then eight: the same values, in half the vector operations where
- * the target has AVX-512. Work: tile·α·16 + 8·tile floats. */
+ * position 0, into `rows` rows of the output. */
 INLINE void
-outputRow(int const tile, int const wide, const float * const transformed, ptrdiff_t const positionStride,
-          int const tilesX, int const width, int const rows, float * const output, ptrdiff_t const rowStride,
-          float * const work) {
+outputRow(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
+          int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
     int const alpha = tile + 2;
-    int t = 0;
-    if (wide) {
-        float * const tmp = work, * const line = work + tile * alpha * 16;
-        /* Past tilesX the eight-tile steps read up to the next multiple of 8, no further. */
-        for (int const read = (tilesX + 7) / 8 * 8; t + 16 <= read; t += 16) {
-            for (int k = 0; k < alpha; ++k) {
-                const float * const s = transformed + k * positionStride + t;
-                v16 m[8], z[6];
-                for (int i = 0; i < alpha; ++i)
-                    m[i] = load16(s + alpha * i * positionStride);
-                outputStage16(tile, m, z);
-                for (int i = 0; i < tile; ++i)
-                    store16(z[i], tmp + k * 16 + alpha * 16 * i);
-            }
-            /* More than eight tiles are left: the first eight fill their rows. */
-            int const lanes = tilesX - t < 16 ? tilesX - t : 16;
-            for (int i = 0; i < rows; ++i) {
-                const float * const s = tmp + i * alpha * 16;
-                v16 m[8], y[6];
-                for (int j = 0; j < alpha; ++j)
-                    m[j] = load16(s + 16 * j);
-                outputStage16(tile, m, y);
-                v8 first[6], second[6];
-                for (int j = 0; j < tile; ++j) {
-                    first[j] = lowHalf(y[j]);
-                    second[j] = highHalf(y[j]);
-                }
-                float * const row = output + i * rowStride + tile * t;
-                storeTileRow(tile, first, 8, width - tile * t, row, line);
-                storeTileRow(tile, second, lanes - 8, width - tile * (t + 8), row + 8 * tile, line);
-            }
-        }
-    }
     float * const tmp = work, * const line = work + tile * alpha * 8;
-    for (; t < tilesX; t += 8) {
+    for (int t = 0; t < tilesX; t += 8) {
         /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[α·i + k]. */
         for (int k = 0; k < alpha; ++k) {
             const float * const s = transformed + k * positionStride + t;
@@ -677,9 +632,9 @@ outputRow(int const tile, int const wide, const float * const transformed, ptrdi
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
                                           float * const work) {                                                        \
         if (tile == 6)                                                                                                 \
-            outputRow(6, 0, transformed, positionStride, tilesX, width, rows, output, rowStride, work);               \
+            outputRow(6, transformed, positionStride, tilesX, width, rows, output, rowStride, work);                  \
         else                                                                                                           \
-            outputRow(4, 0, transformed, positionStride, tilesX, width, rows, output, rowStride, work);               \
+            outputRow(4, transformed, positionStride, tilesX, width, rows, output, rowStride, work);                  \
     }
 
 ROW_FUNCTIONS(Portable, )
@@ -691,15 +646,6 @@ ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
  * above, so the FMA this target has fuses nothing). */
 PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
 
-/* The output transform sixteen tiles a vector where AVX-512 is: the same values as outputAVX2's. */
-static __attribute__((target("avx2,avx512f"))) void
-outputAVX512(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
-             int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
-    if (tile == 6)
-        outputRow(6, 1, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
-    else
-        outputRow(4, 1, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
-}
 #endif
 
 size_t
@@ -762,10 +708,6 @@ cgemm_winograd_output(int const tile, const float * const transformed, ptrdiff_t
                       int const tilesX, int const width, int const rows, float * const output,
                       ptrdiff_t const rowStride, float * const work) {
 #if WINOGRAD_X86
-    if (cgemm_selected() == CGEMM_AVX512) {
-        outputAVX512(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
-        return;
-    }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         outputAVX2(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
         return;

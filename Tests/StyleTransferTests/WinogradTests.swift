@@ -150,10 +150,9 @@ final class WinogradTests: XCTestCase {
     }
 
     /// The tile transforms (input, input in bfloat16 pairs, output) give the same bits on every own kernel path, at
-    /// widths that take the eight-tile register paths, their scalar tails, and a last group of fewer than eight tiles,
-    /// and the avx512 output's sixteen-tile steps, whole (16 tiles), with one tile past them (17, 9) and followed by
-    /// eight-tile steps (38); and they compute Bᵀ d B and Aᵀ M A of the matrices in Winograd.swift, with each value at
-    /// its place.
+    /// widths that take the eight-tile register paths, their scalar tails, and a last group of fewer than eight tiles
+    /// (tile rows of 2, 8, 9, 16, 17 and 38 tiles); and they compute Bᵀ d B and Aᵀ M A of the matrices in
+    /// Winograd.swift, with each value at its place.
     func testTransformsGiveTheSameBitsOnEveryPath() throws {
         let paths = supportedKernelPaths.filter { $0 != .openblas }
         XCTAssertTrue(paths.contains(.portable))
