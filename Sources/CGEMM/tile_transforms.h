@@ -1,8 +1,10 @@
 /*
  * The arithmetic of Winograd's tile transforms (winograd.c) for vectors of one width: winograd.c includes this once for
- * each vector type it runs them on, with VECTOR that type (lane i holding tile i's value at one place) and NAMED(name)
- * the name of that type's function. Each lane is computed with the same operations in the same order whatever the
- * width, so every width gives the same bits. No include guard: it is meant to be read more than once.
+ * each vector type it runs them on, with VECTOR that type (a lane holding one tile's value at one place), LANES its
+ * lanes, NAMED(name) the name of that type's function, and GATHERED, LOADED and STORED how its vectors are read from
+ * the split rows and moved through the staged tiles. Each lane is computed with the same operations in the same order
+ * whatever the width, so every width gives the same bits. No include guard: it is meant to be read more than once,
+ * and it undefines those names at its end for the next.
  */
 
 /* Bᵀ d of F(4×4, 3×3). */
@@ -57,3 +59,77 @@ NAMED(outputTransform6)(const VECTOR m[8], VECTOR out[6]) {
     out[4] = s12 + 16.0f * s34 + 0.0625f * s56;
     out[5] = d12 + 32.0f * d34 + 0.03125f * d56 + m[7];
 }
+
+/* The first half of Bᵀ d B for the tiles from t: each of their input rows transformed along x, from splitRows' work
+ * (and workHigh's, sixteen lanes wide) into tmp (36 · LANES floats). The lanes past tilesX hold the transforms of
+ * zeros and the right edge, finite values whose products are never written out. */
+INLINE void
+NAMED(rowTransforms)(const float * const work, const float * const workHigh, int const qs, int const t,
+                     float * const tmp) {
+    for (int j = 0; j < 6; ++j) {
+        int const q = j * 4 * qs + t;
+        VECTOR v[6];
+        NAMED(inputTransform)(GATHERED(q), GATHERED(q + qs), GATHERED(q + 2 * qs), GATHERED(q + 3 * qs),
+                              GATHERED(q + 1), GATHERED(q + qs + 1), v);
+        for (int i = 0; i < 6; ++i)
+            STORED(v[i], tmp + (6 * j + i) * LANES);
+    }
+}
+
+/* Column k of Bᵀ d B from rowTransforms' tmp: positions k + 6i in v[i]. */
+INLINE void
+NAMED(columnTransform)(const float * const tmp, int const k, VECTOR v[6]) {
+    const float * const s = tmp + k * LANES;
+    NAMED(inputTransform)(LOADED(s), LOADED(s + 6 * LANES), LOADED(s + 12 * LANES), LOADED(s + 18 * LANES),
+                          LOADED(s + 24 * LANES), LOADED(s + 30 * LANES), v);
+}
+
+/* rowTransforms of F(6×6, 3×3): from splitRows6's work into tmp (64 · LANES floats). */
+INLINE void
+NAMED(rowTransforms6)(const float * const work, const float * const workHigh, int const qs, int const t,
+                      float * const tmp) {
+    for (int j = 0; j < 8; ++j) {
+        int const q = j * 6 * qs + t;
+        VECTOR const d[8] = {GATHERED(q), GATHERED(q + qs), GATHERED(q + 2 * qs), GATHERED(q + 3 * qs),
+                             GATHERED(q + 4 * qs), GATHERED(q + 5 * qs), GATHERED(q + 1), GATHERED(q + qs + 1)};
+        VECTOR v[8];
+        NAMED(inputTransform6)(d, v);
+        for (int i = 0; i < 8; ++i)
+            STORED(v[i], tmp + (8 * j + i) * LANES);
+    }
+}
+
+/* Column k of F(6×6, 3×3)'s Bᵀ d B: positions k + 8i in v[i]. */
+INLINE void
+NAMED(columnTransform6)(const float * const tmp, int const k, VECTOR v[8]) {
+    const float * const s = tmp + k * LANES;
+    VECTOR const d[8] = {LOADED(s), LOADED(s + 8 * LANES), LOADED(s + 16 * LANES), LOADED(s + 24 * LANES),
+                         LOADED(s + 32 * LANES), LOADED(s + 40 * LANES), LOADED(s + 48 * LANES),
+                         LOADED(s + 56 * LANES)};
+    NAMED(inputTransform6)(d, v);
+}
+
+/* The steps of either tile's input transform; `tile` is a constant wherever these are inlined. */
+INLINE void
+NAMED(rowStage)(int const tile, const float * const work, const float * const workHigh, int const qs, int const t,
+                float * const tmp) {
+    if (tile == 6)
+        NAMED(rowTransforms6)(work, workHigh, qs, t, tmp);
+    else
+        NAMED(rowTransforms)(work, workHigh, qs, t, tmp);
+}
+
+INLINE void
+NAMED(columnStage)(int const tile, const float * const tmp, int const k, VECTOR v[8]) {
+    if (tile == 6)
+        NAMED(columnTransform6)(tmp, k, v);
+    else
+        NAMED(columnTransform)(tmp, k, v);
+}
+
+#undef VECTOR
+#undef NAMED
+#undef LANES
+#undef GATHERED
+#undef LOADED
+#undef STORED

@@ -116,18 +116,24 @@ bf16PairsHardware(v16 const both) {
 }
 #endif
 
-/* The transforms' arithmetic on eight tiles (v8, this file's vectors) and on sixteen values (v16: two channels' eight
- * tiles side by side, one zmm register where the target has AVX-512). */
+/* The transforms' arithmetic on eight tiles of one channel (v8, this file's vectors) and on sixteen values (v16: two
+ * channels' eight tiles side by side, the one of `work` in the low lanes and of `workHigh` in the high ones, one zmm
+ * register where the target has AVX-512). GATHERED(offset) is the vector of the tiles at that offset of the split
+ * rows, LOADED and STORED move vectors to and from the staged tiles; the header undefines them at its end. */
 #define VECTOR v8
 #define NAMED(name) name
+#define LANES 8
+#define GATHERED(offset) load8(work + (offset))
+#define LOADED(p) load8(p)
+#define STORED(v, p) store8(v, p)
 #include "tile_transforms.h"
-#undef VECTOR
-#undef NAMED
 #define VECTOR v16
 #define NAMED(name) name##16
+#define LANES 16
+#define GATHERED(offset) joined(load8(work + (offset)), load8(workHigh + (offset)))
+#define LOADED(p) load16(p)
+#define STORED(v, p) store16(v, p)
 #include "tile_transforms.h"
-#undef VECTOR
-#undef NAMED
 
 /* Where tile `tile` of channel `channel` sits within a position's floats (WinogradPanels.offset). */
 INLINE ptrdiff_t
@@ -308,28 +314,6 @@ splitRows(const float * const rows[], int const width, int const qs, ptrdiff_t c
     }
 }
 
-/* The first half of Bᵀ d B for the eight tiles from t: each of their input rows transformed along x, from splitRows'
- * work into tmp (288 floats). The lanes past tilesX hold the transforms of zeros and the right edge, finite values
- * whose products are never written out. */
-INLINE void
-rowTransforms(const float * const work, int const qs, int const t, float * const tmp) {
-    for (int j = 0; j < 6; ++j) {
-        const float * const q = work + j * 4 * qs + t;
-        v8 v[6];
-        inputTransform(load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 1), load8(q + qs + 1),
-                       v);
-        for (int i = 0; i < 6; ++i)
-            store8(v[i], tmp + j * 48 + 8 * i);
-    }
-}
-
-/* Column k of Bᵀ d B for eight tiles from rowTransforms' tmp: positions k + 6i in v[i]. */
-INLINE void
-columnTransform(const float * const tmp, int const k, v8 v[6]) {
-    const float * const s = tmp + k * 8;
-    inputTransform(load8(s), load8(s + 48), load8(s + 96), load8(s + 144), load8(s + 192), load8(s + 240), v);
-}
-
 /* The eight input rows of a tile row, each split by x + 1 mod 6 into work: q[j, p, s] = row j at x = 6s + p − 1. */
 INLINE void
 splitRows6(const float * const rows[], int const width, int const qs, ptrdiff_t const ahead, float * const work) {
@@ -379,78 +363,6 @@ splitRows6(const float * const rows[], int const width, int const qs, ptrdiff_t 
     }
 }
 
-/* rowTransforms of F(6×6, 3×3): from splitRows6's work into tmp (512 floats). */
-INLINE void
-rowTransforms6(const float * const work, int const qs, int const t, float * const tmp) {
-    for (int j = 0; j < 8; ++j) {
-        const float * const q = work + j * 6 * qs + t;
-        v8 const d[8] = {load8(q), load8(q + qs), load8(q + 2 * qs), load8(q + 3 * qs), load8(q + 4 * qs),
-                         load8(q + 5 * qs), load8(q + 1), load8(q + qs + 1)};
-        v8 v[8];
-        inputTransform6(d, v);
-        for (int i = 0; i < 8; ++i)
-            store8(v[i], tmp + j * 64 + 8 * i);
-    }
-}
-
-/* Column k of F(6×6, 3×3)'s Bᵀ d B: positions k + 8i in v[i]. */
-INLINE void
-columnTransform6(const float * const tmp, int const k, v8 v[8]) {
-    const float * const s = tmp + k * 8;
-    v8 const d[8] = {load8(s), load8(s + 64), load8(s + 128), load8(s + 192), load8(s + 256), load8(s + 320),
-                     load8(s + 384), load8(s + 448)};
-    inputTransform6(d, v);
-}
-
-/* rowTransforms of two channels, their eight tiles' values side by side (the low channel's, from work, first; the
- * high one's from workHigh), into tmp (576 floats). */
-INLINE void
-rowTransformsPairs(const float * const work, const float * const workHigh, int const qs, int const t,
-                   float * const tmp) {
-    for (int j = 0; j < 6; ++j) {
-        const float * const q = work + j * 4 * qs + t, * const h = workHigh + j * 4 * qs + t;
-        v16 v[6];
-        inputTransform16(joined(load8(q), load8(h)), joined(load8(q + qs), load8(h + qs)),
-                         joined(load8(q + 2 * qs), load8(h + 2 * qs)), joined(load8(q + 3 * qs), load8(h + 3 * qs)),
-                         joined(load8(q + 1), load8(h + 1)), joined(load8(q + qs + 1), load8(h + qs + 1)), v);
-        for (int i = 0; i < 6; ++i)
-            store16(v[i], tmp + j * 96 + 16 * i);
-    }
-}
-
-/* columnTransform of rowTransformsPairs' tmp. */
-INLINE void
-columnTransformPairs(const float * const tmp, int const k, v16 v[6]) {
-    const float * const s = tmp + k * 16;
-    inputTransform16(load16(s), load16(s + 96), load16(s + 192), load16(s + 288), load16(s + 384), load16(s + 480), v);
-}
-
-/* rowTransforms6 of two channels side by side, as rowTransformsPairs, into tmp (1024 floats). */
-INLINE void
-rowTransforms6Pairs(const float * const work, const float * const workHigh, int const qs, int const t,
-                    float * const tmp) {
-    for (int j = 0; j < 8; ++j) {
-        const float * const q = work + j * 6 * qs + t, * const h = workHigh + j * 6 * qs + t;
-        v16 const d[8] = {joined(load8(q), load8(h)), joined(load8(q + qs), load8(h + qs)),
-                          joined(load8(q + 2 * qs), load8(h + 2 * qs)), joined(load8(q + 3 * qs), load8(h + 3 * qs)),
-                          joined(load8(q + 4 * qs), load8(h + 4 * qs)), joined(load8(q + 5 * qs), load8(h + 5 * qs)),
-                          joined(load8(q + 1), load8(h + 1)), joined(load8(q + qs + 1), load8(h + qs + 1))};
-        v16 v[8];
-        inputTransform616(d, v);
-        for (int i = 0; i < 8; ++i)
-            store16(v[i], tmp + j * 128 + 16 * i);
-    }
-}
-
-/* columnTransform6 of rowTransforms6Pairs' tmp. */
-INLINE void
-columnTransform6Pairs(const float * const tmp, int const k, v16 v[8]) {
-    const float * const s = tmp + k * 16;
-    v16 const d[8] = {load16(s), load16(s + 128), load16(s + 256), load16(s + 384), load16(s + 512), load16(s + 640),
-                      load16(s + 768), load16(s + 896)};
-    inputTransform616(d, v);
-}
-
 /* The floats of one channel's part of a work area: its split rows (splitRows), then its staged tiles. */
 INLINE int
 splitCount(int const tile, int const qs) {
@@ -462,7 +374,7 @@ channelWorkCount(int const tile, int const qs) {
     return splitCount(tile, qs) + (tile == 6 ? 512 : 288);
 }
 
-/* The steps of either tile's input transform; `tile` is a constant wherever these are inlined. */
+/* The input rows of either tile split; `tile` is a constant wherever this is inlined. */
 INLINE void
 splitTileRows(int const tile, const float * const rows[], int const width, int const qs, ptrdiff_t const ahead,
               float * const work) {
@@ -470,39 +382,6 @@ splitTileRows(int const tile, const float * const rows[], int const width, int c
         splitRows6(rows, width, qs, ahead, work);
     else
         splitRows(rows, width, qs, ahead, work);
-}
-
-INLINE void
-rowStage(int const tile, const float * const work, int const qs, int const t, float * const tmp) {
-    if (tile == 6)
-        rowTransforms6(work, qs, t, tmp);
-    else
-        rowTransforms(work, qs, t, tmp);
-}
-
-INLINE void
-columnStage(int const tile, const float * const tmp, int const k, v8 v[8]) {
-    if (tile == 6)
-        columnTransform6(tmp, k, v);
-    else
-        columnTransform(tmp, k, v);
-}
-
-INLINE void
-rowStagePairs(int const tile, const float * const work, const float * const workHigh, int const qs, int const t,
-              float * const tmp) {
-    if (tile == 6)
-        rowTransforms6Pairs(work, workHigh, qs, t, tmp);
-    else
-        rowTransformsPairs(work, workHigh, qs, t, tmp);
-}
-
-INLINE void
-columnStagePairs(int const tile, const float * const tmp, int const k, v16 v[8]) {
-    if (tile == 6)
-        columnTransform6Pairs(tmp, k, v);
-    else
-        columnTransformPairs(tmp, k, v);
 }
 
 /* V = Bᵀ d B of one channel's tile row, written as floats at its panel offset, position k + α·i of a tile (α = tile
@@ -516,7 +395,7 @@ inputRow(int const tile, const float * const rows[], int const width, int const 
     splitTileRows(tile, rows, width, qs, ahead, work);
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
-        rowStage(tile, work, qs, t, tmp);
+        rowStage(tile, work, NULL, qs, t, tmp);  // eight lanes read work alone
         struct tilePlaces const places = tilePlaces(firstTile + t, lanes, channel, channels, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
             v8 v[8];
@@ -545,11 +424,11 @@ inputRowPairs(int const tile, PairsOf * const pairsOf, StoreWords * const storeW
     splitTileRows(tile, high, width, qs, ahead, workHigh);
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
-        rowStagePairs(tile, work, workHigh, qs, t, tmp);
+        rowStage16(tile, work, workHigh, qs, t, tmp);
         struct tilePlaces const places = tilePlaces(firstTile + t, lanes, pair, pairCount, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
             v16 v[8];
-            columnStagePairs(tile, tmp, k, v);
+            columnStage16(tile, tmp, k, v);
             for (int i = 0; i < alpha; ++i)
                 storeWords(pairsOf(v[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
