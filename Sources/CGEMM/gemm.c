@@ -541,19 +541,20 @@ bf16PackRows(int const kc, int const rows, const float *b, ptrdiff_t const ldb, 
     }
 }
 
-/* cgemm_gram_upper on pairs: each slice of pixels packed by `pack` into floats, its panels turned
+/* cgemm_gram_upper_columns on pairs: each slice of pixels packed by `pack` into floats, its panels turned
  * into pairs after them in the work area, the blocks over them as cgemm_gram_upper takes its blocks. */
 static BF16 void
 bf16GramUpper(PackPixels * const pack, int const channels, int const pixels, const float * const f,
-              ptrdiff_t const ldf, float * const g, ptrdiff_t const ldg, float * const work) {
-    int const cp = roundUp8(channels);
+              ptrdiff_t const ldf, float * const g, ptrdiff_t const ldg, float * const work, int const first,
+              int const end) {
+    int const cp = roundUp8(channels), packed = roundUp8(end);
     uint32_t * const words = (uint32_t *)(work + (ptrdiff_t)cp * KC);
     for (int p0 = 0; p0 < pixels; p0 += KC) {
         int const kc = minimum(KC, pixels - p0), kp = roundUp8(kc);
-        pack(channels, kc, f + p0, ldf, work);
-        for (int q0 = 0; q0 < cp; q0 += NR)
-            bf16PackPanel(kp, work + (ptrdiff_t)q0 * kp, minimum(NR, cp - q0), words + (ptrdiff_t)q0 * (kp / 2));
-        for (int l0 = 0; l0 < channels; l0 += NR) {
+        pack(end, kc, f + p0, ldf, work);
+        for (int q0 = 0; q0 < packed; q0 += NR)
+            bf16PackPanel(kp, work + (ptrdiff_t)q0 * kp, minimum(NR, packed - q0), words + (ptrdiff_t)q0 * (kp / 2));
+        for (int l0 = first; l0 < end; l0 += NR) {
             int const w = minimum(NR, cp - l0), columns = minimum(w, channels - l0);
             const uint32_t * const panel = words + (ptrdiff_t)l0 * (kp / 2);
             for (int i0 = 0; i0 < l0 + columns; i0 += MR) {
@@ -808,23 +809,51 @@ cgemm_gram_work_count(int const channels) {
     return (size_t)roundUp8(channels) * KC * 3 / 2;
 }
 
+void
+cgemm_gram_share_columns(int const channels, int const share, int const shares, int * const first, int * const end) {
+    /* Panel l0 … l0 + w costs its blocks of 8 rows, (l0 + w) / 8 of them: the shares take consecutive panels, each
+     * until its part of the whole reaches share / shares of it. */
+    long total = 0;
+    for (int l0 = 0; l0 < channels; l0 += NR)
+        total += minimum(channels, l0 + NR);
+    long sum = 0;
+    *first = channels;
+    *end = channels;
+    for (int l0 = 0; l0 < channels; l0 += NR) {
+        if (*first == channels && sum * shares >= total * share)
+            *first = l0;
+        sum += minimum(channels, l0 + NR);
+        if (share + 1 < shares && sum * shares >= total * (share + 1)) {
+            *end = minimum(channels, l0 + NR);
+            if (*first == channels)
+                *first = *end;
+            return;
+        }
+    }
+}
+
 /* Pixels in slices of KC, each packed into panels of 48 channels (see PackPixels) that serve as both operands: the
  * block of rows i0 … i0 + 8 and the panel of columns l0 … l0 + w, for the blocks that reach the upper triangle, from
- * column i0 on. Of the lower triangle, only the 8 × 8 squares on the diagonal are written. */
+ * column i0 on. Of the lower triangle, only the 8 × 8 squares on the diagonal are written. Only the channels below
+ * `end` are packed: the panels from `first` on use no others. */
 void
-cgemm_gram_upper(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
-                 ptrdiff_t const ldg, float * const work) {
+cgemm_gram_upper_columns(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf,
+                         float * const g, ptrdiff_t const ldg, float * const work, int const first, int const end) {
+    if (first >= end)
+        return;
     if (pixels <= 0) {
-        for (int i = 0; i < channels; ++i)
-            memset(g + (ptrdiff_t)i * ldg + i, 0, sizeof(float) * (size_t)(channels - i));
+        for (int i = 0; i < end; ++i) {
+            int const from = i > first ? i : first;
+            memset(g + (ptrdiff_t)i * ldg + from, 0, sizeof(float) * (size_t)(end - from));
+        }
         return;
     }
     const struct kernels * const kernel = kernels();
     int const cp = roundUp8(channels);
     for (int p0 = 0; p0 < pixels; p0 += KC) {
         int const kc = minimum(KC, pixels - p0), kp = roundUp8(kc);
-        kernel->packPixels(channels, kc, f + p0, ldf, work);
-        for (int l0 = 0; l0 < channels; l0 += NR) {
+        kernel->packPixels(end, kc, f + p0, ldf, work);
+        for (int l0 = first; l0 < end; l0 += NR) {
             int const w = minimum(NR, cp - l0), columns = minimum(w, channels - l0);
             const float * const panel = work + (ptrdiff_t)l0 * kp;
             for (int i0 = 0; i0 < l0 + columns; i0 += MR) {
@@ -837,6 +866,12 @@ cgemm_gram_upper(int const channels, int const pixels, const float * const f, pt
             }
         }
     }
+}
+
+void
+cgemm_gram_upper(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
+                 ptrdiff_t const ldg, float * const work) {
+    cgemm_gram_upper_columns(channels, pixels, f, ldf, g, ldg, work, 0, channels);
 }
 
 size_t
@@ -861,15 +896,21 @@ cgemm_pack(int const m, int const k, const float * const a, ptrdiff_t const lda,
 }
 
 void
-cgemm_gram_upper_bf16(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
-                      ptrdiff_t const ldg, float * const work) {
+cgemm_gram_upper_bf16_columns(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf,
+                              float * const g, ptrdiff_t const ldg, float * const work, int const first, int const end) {
 #if CGEMM_X86
-    if (pixels > 0 && cgemm_supports_bf16()) {
-        bf16GramUpper(kernels()->packPixels, channels, pixels, f, ldf, g, ldg, work);
+    if (pixels > 0 && first < end && cgemm_supports_bf16()) {
+        bf16GramUpper(kernels()->packPixels, channels, pixels, f, ldf, g, ldg, work, first, end);
         return;
     }
 #endif
-    cgemm_gram_upper(channels, pixels, f, ldf, g, ldg, work);
+    cgemm_gram_upper_columns(channels, pixels, f, ldf, g, ldg, work, first, end);
+}
+
+void
+cgemm_gram_upper_bf16(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
+                      ptrdiff_t const ldg, float * const work) {
+    cgemm_gram_upper_bf16_columns(channels, pixels, f, ldf, g, ldg, work, 0, channels);
 }
 
 void

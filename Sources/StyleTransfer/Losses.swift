@@ -52,6 +52,8 @@ public struct GramAccumulator: Sendable {
     public static let chunkPixels = 4096
     /// The shares an `add` is cut into: one per core.
     private let shares = coreCount
+    /// The chunks per core below which the cores share the columns of each chunk's product rather than the chunks.
+    static let columnSplitChunks = 4
 
     /// Whether the sums of the features, for their mean, are accumulated too.
     public let tracksMeans: Bool
@@ -142,6 +144,12 @@ public struct GramAccumulator: Sendable {
     /// (already scaled by √w for a weighted add, and then with the roots, whose products Σ √w · (√w f) make the mean's
     /// sums), with `scratchCount` floats of the core's own to make them in; with `bf16`, the products on bfloat16
     /// pairs. Counts the pixels, not their weights.
+    ///
+    /// With fewer than `columnSplitChunks` chunks per core (the deep layers' small maps, often a single chunk), the
+    /// cores share the columns of each chunk's product instead (`cgemm_gram_share_columns`), every core taking every
+    /// chunk; each chunk's partial product still goes into the sums of the share that would have taken it, so the
+    /// bits are those of the chunks shared out, only the waiting is gone. (Not on OpenBLAS's path, whose `ssyrk`
+    /// takes whole triangles.)
     private mutating func accumulate(pixels: Int, chunkPixels: Int, scratchCount: Int, bf16: Bool = false,
                                      _ chunk: (_ start: Int, _ n: Int, _ scratch: UnsafeMutablePointer<Float>,
                                                _ body: ChunkFeatures) -> Void) {
@@ -149,6 +157,8 @@ public struct GramAccumulator: Sendable {
         let chunks = (pixels + chunkPixels - 1) / chunkPixels
         let shares = min(self.shares, chunks)
         let openBLAS = KernelPath.current == .openblas, workCount = work.count / self.shares
+        let splitsColumns = !openBLAS && self.shares > 1 && chunks < Self.columnSplitChunks * self.shares
+        let workers = splitsColumns ? self.shares : shares
         let tracksMeans = self.tracksMeans
         withoutActuallyEscaping(chunk) { chunk in
             let chunk = UncheckedSendable(value: chunk)
@@ -159,16 +169,32 @@ public struct GramAccumulator: Sendable {
                             let buffers = UncheckedSendable(value: (sum: sum.baseAddress!, partial: partial.baseAddress!,
                                                                     work: work.baseAddress!,
                                                                     featureSum: featureSum.baseAddress))
-                            parallelBands(shares, workers: shares, blasThreads: 1) { share, _ in
-                                let sum = buffers.value.sum + share &* plane
-                                let partial = buffers.value.partial + share &* plane
-                                let work = buffers.value.work + share &* workCount
+                            parallelBands(workers, workers: workers, blasThreads: 1) { worker, _ in
+                                let partial = buffers.value.partial + worker &* plane
+                                let work = buffers.value.work + worker &* workCount
+                                // The chunks this worker takes, and the columns of their products.
+                                let (indices, columns): (Range<Int>, Range<Int>)
+                                if splitsColumns {
+                                    var (first, end): (Int32, Int32) = (0, 0)
+                                    cgemm_gram_share_columns(Int32(c), Int32(worker), Int32(workers), &first, &end)
+                                    (indices, columns) = (0 ..< chunks, Int(first) ..< Int(end))
+                                } else {
+                                    indices = (chunks &* worker / shares) ..< (chunks &* (worker &+ 1) / shares)
+                                    columns = 0 ..< c
+                                }
+                                guard !columns.isEmpty else { return }
                                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: max(1, scratchCount))
                                 defer { scratch.deallocate() }
-                                for index in (chunks &* share / shares) ..< (chunks &* (share &+ 1) / shares) {
+                                for index in indices {
+                                    // The share whose sums this chunk goes into: the one that takes it when the
+                                    // chunks are shared out.
+                                    var share = splitsColumns ? index &* shares / chunks : worker
+                                    while splitsColumns && index >= chunks &* (share &+ 1) / shares { share &+= 1 }
+                                    while splitsColumns && index < chunks &* share / shares { share &-= 1 }
+                                    let sum = buffers.value.sum + share &* plane
                                     let start = index &* chunkPixels, n = min(chunkPixels, pixels &- start)
                                     chunk.value(start, n, scratch) { features, stride, roots in
-                                        if tracksMeans {
+                                        if tracksMeans && columns.lowerBound == 0 {
                                             let featureSum = buffers.value.featureSum! + share &* c
                                             for channel in 0 ..< c {
                                                 let row = features + channel &* stride
@@ -185,12 +211,15 @@ public struct GramAccumulator: Sendable {
                                             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
                                                         1, features, Int32(stride), 0, partial, Int32(c))
                                         } else {
-                                            (bf16 ? cgemm_gram_upper_bf16 : cgemm_gram_upper)(
-                                                Int32(c), Int32(n), features, stride, partial, c, work)
+                                            (bf16 ? cgemm_gram_upper_bf16_columns : cgemm_gram_upper_columns)(
+                                                Int32(c), Int32(n), features, stride, partial, c, work,
+                                                Int32(columns.lowerBound), Int32(columns.upperBound))
                                         }
-                                        for i in 0..<c {
+                                        for i in 0 ..< columns.upperBound {
                                             let row = i &* c
-                                            for j in i..<c { sum[row &+ j] += Double(partial[row &+ j]) }
+                                            for j in max(i, columns.lowerBound) ..< columns.upperBound {
+                                                sum[row &+ j] += Double(partial[row &+ j])
+                                            }
                                         }
                                     }
                                 }
@@ -215,19 +244,25 @@ public struct GramAccumulator: Sendable {
     }
 
     /// Writes the full symmetric `G = Σ f fᵀ / N` (C × C) into `gram`. At least one pixel must
-    /// have been added.
+    /// have been added. The rows are shared among the cores.
     public func gram(into gram: UnsafeMutableBufferPointer<Float>) {
-        let c = channels
+        let c = channels, shares = self.shares
         precondition(pixelCount > 0, "Gram matrix of an empty feature map")
         precondition(gram.count == c * c)
         let scale = weightTotal > 0 ? 1 / weightTotal : 0, plane = c * c
-        for i in 0..<c {
-            for j in i..<c {
-                var total = 0.0
-                for share in 0..<shares { total += sum[share &* plane &+ i &* c &+ j] }
-                let value = Float(total * scale)
-                gram[i &* c &+ j] = value
-                gram[j &* c &+ i] = value
+        sum.withUnsafeBufferPointer { sum in
+            let (sum, target) = (UncheckedSendable(value: sum.baseAddress!), UncheckedSendable(value: gram.baseAddress!))
+            parallelFor(c, cost: c &* shares, threads: coreCount) { rows in
+                for i in rows {
+                    let row = i &* c
+                    for j in i ..< c {
+                        var total = 0.0
+                        for share in 0 ..< shares { total += sum.value[share &* plane &+ row &+ j] }
+                        let value = Float(total * scale)
+                        target.value[row &+ j] = value
+                        target.value[j &* c &+ i] = value
+                    }
+                }
             }
         }
     }

@@ -1,3 +1,4 @@
+import CGEMM
 import Foundation
 import Kernels
 import XCTest
@@ -36,6 +37,59 @@ final class LossesTests: XCTestCase {
         let striped = accumulator.gram()
         for i in whole.indices { XCTAssertEqual(striped[i], whole[i], accuracy: 1e-6 * abs(whole[i]) + 1e-7) }
         XCTAssertEqual(striped[1 * channels + 3], striped[3 * channels + 1], "Gram must be symmetric")
+    }
+
+    /// Maps of fewer chunks than `GramAccumulator.columnSplitChunks` per core have the cores share each chunk's
+    /// columns: the Gram and the mean keep the bits of the chunks shared out among the cores (each share's chunks
+    /// summed in float64, then the shares), written out here from single-threaded products of each chunk.
+    func testGramOfFewChunksKeepsTheBitsOfSharedChunks() {
+        var random = TestRandom(state: 3)
+        let channels = 60, chunkPixels = GramAccumulator.chunkPixels
+        var precisions: [ProductPrecision] = [.single]
+        if ProductPrecision.bf16.isSupported { precisions.append(.bf16) }
+        for pixels in [1000, 3 * chunkPixels - 100, 5 * chunkPixels + 7] {
+            let features = random.array(channels * pixels, -1, 2)
+            for precision in precisions {
+                var accumulator = GramAccumulator(channels: channels, means: true)
+                accumulator.precision = precision
+                features.withUnsafeBufferPointer { accumulator.add($0, pixels: pixels, stride: pixels) }
+                let chunks = (pixels + chunkPixels - 1) / chunkPixels, shares = min(coreCount, chunks)
+                var sums = [[Double]](repeating: [Double](repeating: 0, count: channels * channels), count: shares)
+                var featureSums = [[Double]](repeating: [Double](repeating: 0, count: channels), count: shares)
+                var partial = [Float](repeating: 0, count: channels * channels)
+                var work = [Float](repeating: 0, count: cgemm_gram_work_count(Int32(channels)))
+                for share in 0 ..< shares {
+                    for index in chunks * share / shares ..< chunks * (share + 1) / shares {
+                        let start = index * chunkPixels, n = min(chunkPixels, pixels - start)
+                        features.withUnsafeBufferPointer {
+                            (precision == .bf16 ? cgemm_gram_upper_bf16 : cgemm_gram_upper)(
+                                Int32(channels), Int32(n), $0.baseAddress! + start, pixels, &partial, channels, &work)
+                        }
+                        for i in 0 ..< channels {
+                            for j in i ..< channels { sums[share][i * channels + j] += Double(partial[i * channels + j]) }
+                            var total: Float = 0
+                            for p in 0 ..< n { total += features[i * pixels + start + p] }
+                            featureSums[share][i] += Double(total)
+                        }
+                    }
+                }
+                let gram = accumulator.gram(), mean = accumulator.mean()
+                for i in 0 ..< channels {
+                    var meanTotal = 0.0
+                    for share in 0 ..< shares { meanTotal += featureSums[share][i] }
+                    XCTAssertEqual(mean[i].bitPattern, Float(meanTotal / Double(pixels)).bitPattern,
+                                   "\(precision) \(pixels) pixels: mean \(i)")
+                    for j in i ..< channels {
+                        var total = 0.0
+                        for share in 0 ..< shares { total += sums[share][i * channels + j] }
+                        let expected = Float(total * (1 / Double(pixels)))
+                        XCTAssertEqual(gram[i * channels + j].bitPattern, expected.bitPattern,
+                                       "\(precision) \(pixels) pixels at \(i), \(j)")
+                        XCTAssertEqual(gram[j * channels + i].bitPattern, expected.bitPattern)
+                    }
+                }
+            }
+        }
     }
 
     func testBlendedGramIsWeightedMean() {

@@ -48,6 +48,61 @@ final class PanelGEMMTests: XCTestCase {
         }
     }
 
+    /// cgemm_gram_share_columns cuts the columns into whole panels of 48 that follow each other, and the shares of
+    /// cgemm_gram_upper_columns (and its bf16 form) give cgemm_gram_upper's bits in their columns, writing nothing in
+    /// any other column or below the rows of their last one: one to five shares, channel counts of one to eleven
+    /// panels, one slice of pixels or several.
+    func testGramColumnSharesGiveTheWholeGramsBits() throws {
+        var rng = SplitMix64(seed: 33)
+        let guardValue: Float = -7.5
+        var products: [(String, (Int32, Int32, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int,
+                                 UnsafeMutablePointer<Float>?) -> Void,
+                         (Int32, Int32, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int,
+                          UnsafeMutablePointer<Float>?, Int32, Int32) -> Void)] =
+            [("single", cgemm_gram_upper, cgemm_gram_upper_columns)]
+        if ProductPrecision.bf16.isSupported {
+            products.append(("bf16", cgemm_gram_upper_bf16, cgemm_gram_upper_bf16_columns))
+        }
+        for path in supportedKernelPaths where path != .openblas {
+            try withKernelPath(path) {
+                for (channels, pixels) in [(5, 40), (48, 130), (100, 257), (520, 20)] {
+                    let ldf = pixels + 1, ldg = channels + 3
+                    let f = randomValues(channels * ldf, using: &rng)
+                    var work = [Float](repeating: 0, count: cgemm_gram_work_count(Int32(channels)))
+                    for (name, whole, columns) in products {
+                        var expected = [Float](repeating: guardValue, count: channels * ldg)
+                        whole(Int32(channels), Int32(pixels), f, ldf, &expected, ldg, &work)
+                        for shares in 1 ... 5 {
+                            var next = 0
+                            for share in 0 ..< shares {
+                                var (first, end): (Int32, Int32) = (0, 0)
+                                cgemm_gram_share_columns(Int32(channels), Int32(share), Int32(shares), &first, &end)
+                                let (from, to) = (Int(first), Int(end))
+                                let label = "\(path) \(name) \(channels)x\(pixels) share \(share) of \(shares)"
+                                XCTAssertEqual(from, next, label)
+                                XCTAssertTrue(from == to || from % 48 == 0 && (to % 48 == 0 || to == channels), label)
+                                next = max(from, to)
+                                var g = [Float](repeating: guardValue, count: channels * ldg)
+                                columns(Int32(channels), Int32(pixels), f, ldf, &g, ldg, &work, first, end)
+                                for i in 0 ..< channels {
+                                    for j in 0 ..< ldg {
+                                        if (from ..< to).contains(j) && i <= j {
+                                            XCTAssertEqual(g[i * ldg + j].bitPattern, expected[i * ldg + j].bitPattern,
+                                                           "\(label) at \(i), \(j)")
+                                        } else if !(from ..< to).contains(j) || i >= to {
+                                            XCTAssertEqual(g[i * ldg + j], guardValue, "\(label): \(i), \(j) written")
+                                        }
+                                    }
+                                }
+                            }
+                            XCTAssertEqual(next, channels, "\(channels) channels in \(shares) shares")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// cgemm_panels_bf16_pairs on A and B in the pairs cgemm_bf16_kernel_block and cgemm_bf16_pairs round them to gives
     /// cgemm_panels_bf16's bits on A and B, whose operands the processor rounds (vcvtne2ps2bf16): with values that
     /// round up, down, to even at a tie, and subnormal ones, in both orders of A (the transposed one from the kernel

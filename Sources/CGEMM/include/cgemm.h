@@ -97,11 +97,27 @@ size_t cgemm_gram_work_count(int channels);
  * cgemm_gram_work_count(channels) floats. */
 void cgemm_gram_upper(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg, float *work);
 
+/* cgemm_gram_upper for the columns first … end − 1 of G only: g[i·ldg + j] for i ≤ j, first ≤ j < end, the same bits
+ * there as cgemm_gram_upper gives, and nothing written outside those columns and the rows above `end`; only the
+ * channels below `end` are read. first a multiple of 48 (CGEMM_PANEL_COLUMNS), end one or
+ * `channels`; with first ≥ end, nothing. Several threads may write columns of their own of one G. */
+void cgemm_gram_upper_columns(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
+                              float *work, int first, int end);
+
+/* The columns [first, end) of a channels × channels Gram matrix that share `share` of `shares` computes with
+ * cgemm_gram_upper_columns: whole panels of 48 in order, each share with about the same part of the upper triangle's
+ * products (a share may have none). */
+void cgemm_gram_share_columns(int channels, int share, int shares, int *first, int *end);
+
 /* cgemm_gram_upper with F rounded to bfloat16 (as cgemm_panels_bf16 rounds) and the products summed in float32 by
  * AVX512_BF16's dot products, whatever cgemm_selected() says (its pixel packing aside). Only where
  * cgemm_supports_bf16(); elsewhere it is cgemm_gram_upper. */
 void cgemm_gram_upper_bf16(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
                            float *work);
+
+/* cgemm_gram_upper_columns in cgemm_gram_upper_bf16's arithmetic. */
+void cgemm_gram_upper_bf16_columns(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
+                                   float *work, int first, int end);
 
 /* The floats cgemm_pack writes for an m × k matrix: m and k each rounded up to a multiple of 8. */
 size_t cgemm_packed_count(int m, int k);
