@@ -691,6 +691,9 @@ public struct ContentLoss {
 /// `gradient`, (channels, height, width).
 ///
 /// With `clampedTo`, X is the image with every value clamped to that range (the image as written out), without a copy.
+///
+/// On two or more cores one sums E while the other adds the gradient, each gradient value receiving its terms in the
+/// order of the sum: from the row above, then the left and right neighbors, then the row below.
 public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int, height: Int, width: Int, weight: Float,
                                clampedTo range: ClosedRange<Float>? = nil,
                                addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
@@ -699,24 +702,48 @@ public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int,
     precondition(image.count == count && gradient.count == count, "total variation buffers differ from the shape")
     let scale = Float(2 * Double(weight) / Double(count))
     let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
-    let image = { (i: Int) -> Float in min(max(image[i], low), high) }
+    let source = UncheckedSendable(value: image), target = UncheckedSendable(value: gradient)
     var sum = 0.0
-    for c in 0..<channels {
-        let plane = c &* height &* width
-        for y in 0..<height {
-            let row = plane &+ y &* width
-            for x in 0..<(width &- 1) {
-                let difference = image(row &+ x &+ 1) - image(row &+ x)
-                sum += Double(difference) * Double(difference)
-                gradient[row &+ x &+ 1] += scale * difference
-                gradient[row &+ x] -= scale * difference
+    withUnsafeMutablePointer(to: &sum) { sum in
+        let total = UncheckedSendable(value: sum)
+        parallelBands(2, workers: min(2, coreCount), blasThreads: 1) { part, _ in
+            let image = { (i: Int) -> Float in min(max(source.value[i], low), high) }
+            if part == 0 {
+                var sum = 0.0
+                for c in 0 ..< channels {
+                    let plane = c &* height &* width
+                    for y in 0 ..< height {
+                        let row = plane &+ y &* width
+                        for x in 0 ..< (width &- 1) {
+                            let difference = image(row &+ x &+ 1) - image(row &+ x)
+                            sum += Double(difference) * Double(difference)
+                        }
+                        guard y < height &- 1 else { continue }
+                        for x in 0 ..< width {
+                            let difference = image(row &+ width &+ x) - image(row &+ x)
+                            sum += Double(difference) * Double(difference)
+                        }
+                    }
+                }
+                total.value.pointee = sum
+                return
             }
-            guard y < height &- 1 else { continue }
-            for x in 0..<width {
-                let difference = image(row &+ width &+ x) - image(row &+ x)
-                sum += Double(difference) * Double(difference)
-                gradient[row &+ width &+ x] += scale * difference
-                gradient[row &+ x] -= scale * difference
+            let gradient = target.value
+            for c in 0 ..< channels {
+                let plane = c &* height &* width
+                for y in 0 ..< height {
+                    let row = plane &+ y &* width
+                    if y > 0 {
+                        for x in 0 ..< width { gradient[row &+ x] += scale * (image(row &+ x) - image(row &- width &+ x)) }
+                    }
+                    for x in 0 ..< (width &- 1) {
+                        let difference = image(row &+ x &+ 1) - image(row &+ x)
+                        gradient[row &+ x &+ 1] += scale * difference
+                        gradient[row &+ x] -= scale * difference
+                    }
+                    guard y < height &- 1 else { continue }
+                    for x in 0 ..< width { gradient[row &+ x] -= scale * (image(row &+ width &+ x) - image(row &+ x)) }
+                }
             }
         }
     }
