@@ -800,7 +800,7 @@ public struct LayoutLoss: Sendable {
     /// B Y of the content, (height, width): what the blurred luminance of the image is held to.
     public var target: [Float] {
         var target = YIQ.luminance(ofRGB: content).map { 255 * $0 }
-        blur(&target)
+        target.withUnsafeMutableBufferPointer { blur($0) }
         return target
     }
 
@@ -816,56 +816,88 @@ public struct LayoutLoss: Sendable {
         defer { swap(&blurred, &self.blurred) }
         let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
         let coefficients = (0 ..< 3).map { Float(255 * YIQ.fromRGBMatrix[$0]) }
-        content.withUnsafeBufferPointer { content in
-            for p in 0 ..< plane {
-                var difference: Float = 0
-                for c in 0 ..< 3 {
-                    difference += coefficients[c] * (min(max(image[c &* plane &+ p], low), high) - content[c &* plane &+ p])
+        let (c0, c1, c2) = (coefficients[0], coefficients[1], coefficients[2])
+        let cost = 16
+        blurred.withUnsafeMutableBufferPointer { blurred in
+            let blurred = UncheckedSendable(value: blurred)
+            content.withUnsafeBufferPointer { content in
+                let (image, content) = (UncheckedSendable(value: image), UncheckedSendable(value: content))
+                parallelFor(plane, cost: cost, threads: coreCount) { pixels in
+                    let (image, content) = (image.value, content.value)
+                    for p in pixels {
+                        var difference: Float = 0
+                        difference += c0 * (min(max(image[p], low), high) - content[p])
+                        difference += c1 * (min(max(image[plane &+ p], low), high) - content[plane &+ p])
+                        difference += c2 * (min(max(image[2 &* plane &+ p], low), high) - content[2 &* plane &+ p])
+                        blurred.value[p] = difference
+                    }
                 }
-                blurred[p] = difference
             }
+            blur(blurred.value)
         }
-        blur(&blurred)
         var sum = 0.0
         let scale = Float(2 * Double(weight) / Double(plane))
         for p in 0 ..< plane {
             sum += Double(blurred[p]) * Double(blurred[p])
             blurred[p] *= scale
         }
-        blurAdjoint(&blurred)
-        for c in 0 ..< 3 {
-            for p in 0 ..< plane { gradient[c &* plane &+ p] += coefficients[c] * blurred[p] }
+        blurred.withUnsafeMutableBufferPointer { blurred in
+            blurAdjoint(blurred)
+            let (blurred, gradient) = (UncheckedSendable(value: UnsafeBufferPointer(blurred)),
+                                       UncheckedSendable(value: gradient))
+            parallelFor(plane, cost: cost, threads: coreCount) { pixels in
+                for p in pixels {
+                    let value = blurred.value[p]
+                    gradient.value[p] += c0 * value
+                    gradient.value[plane &+ p] += c1 * value
+                    gradient.value[2 &* plane &+ p] += c2 * value
+                }
+            }
         }
         return sum / Double(plane)
     }
 
     /// B, in place.
-    private func blur(_ plane: inout [Float]) {
-        applyK(&plane)
-        divideBySums(&plane)
+    private func blur(_ plane: UnsafeMutableBufferPointer<Float>) {
+        applyK(plane)
+        divideBySums(plane)
     }
 
     /// Bᵀ = K D⁻¹, in place.
-    private func blurAdjoint(_ plane: inout [Float]) {
-        divideBySums(&plane)
-        applyK(&plane)
+    private func blurAdjoint(_ plane: UnsafeMutableBufferPointer<Float>) {
+        divideBySums(plane)
+        applyK(plane)
     }
 
-    private func divideBySums(_ plane: inout [Float]) {
-        for y in 0 ..< height {
-            for x in 0 ..< width { plane[y &* width &+ x] /= rowSums[y] * columnSums[x] }
+    /// The rows shared among the cores.
+    private func divideBySums(_ plane: UnsafeMutableBufferPointer<Float>) {
+        let width = self.width, plane = UncheckedSendable(value: plane)
+        rowSums.withUnsafeBufferPointer { rowSums in
+            columnSums.withUnsafeBufferPointer { columnSums in
+                let sums = UncheckedSendable(value: (rows: rowSums, columns: columnSums))
+                parallelFor(height, cost: width, threads: coreCount) { rows in
+                    for y in rows {
+                        for x in 0 ..< width { plane.value[y &* width &+ x] /= sums.value.rows[y] * sums.value.columns[x] }
+                    }
+                }
+            }
         }
     }
 
-    /// K, in place: three box passes along x, then three along y.
-    private func applyK(_ plane: inout [Float]) {
-        var sums = [Double](repeating: 0, count: max(width, height))
-        plane.withUnsafeMutableBufferPointer { plane in
-            for y in 0 ..< height {
-                let row = UnsafeMutableBufferPointer(rebasing: plane[y &* width ..< (y &+ 1) &* width])
+    /// K, in place: three box passes along x, then three along y; the rows, then the columns, shared among the cores
+    /// (each line's sums are its own, so the bits do not depend on the sharing).
+    private func applyK(_ plane: UnsafeMutableBufferPointer<Float>) {
+        let (width, radius) = (self.width, self.radius), target = UncheckedSendable(value: plane)
+        parallelFor(height, cost: 12 * width, threads: coreCount) { rows in
+            var sums = [Double](repeating: 0, count: width)
+            for y in rows {
+                let row = UnsafeMutableBufferPointer(rebasing: target.value[y &* width ..< (y &+ 1) &* width])
                 for _ in 0 ..< 3 { Self.box(row, radius: radius, sums: &sums) }
             }
-            for _ in 0 ..< 3 { boxColumns(plane, sums: &sums) }
+        }
+        parallelFor(width, cost: 12 * height, threads: coreCount) { columns in
+            var sums = [Double](repeating: 0, count: columns.count)
+            for _ in 0 ..< 3 { boxColumns(target.value, columns: columns, sums: &sums) }
         }
     }
 
@@ -883,34 +915,36 @@ public struct LayoutLoss: Sendable {
         for i in 0 ..< count { line[i] = Float(sums[i]) }
     }
 
-    /// One box pass along y for every column at once, in place, a row of running sums at a time.
-    private func boxColumns(_ plane: UnsafeMutableBufferPointer<Float>, sums: inout [Double]) {
+    /// One box pass along y for the columns `columns`, in place, a row of running sums at a time; `sums` holds at
+    /// least `columns.count` values.
+    private func boxColumns(_ plane: UnsafeMutableBufferPointer<Float>, columns: Range<Int>, sums: inout [Double]) {
         let (width, height, radius) = (self.width, self.height, self.radius)
+        let (first, count) = (columns.lowerBound, columns.count)
         // Rows y − radius … y + radius summed in `sums`; results held back `radius + 1` rows (the rows they still need
         // are read before they are overwritten) in a ring of rows.
-        var ring = [Float](repeating: 0, count: (radius + 1) * width)
-        for x in 0 ..< width { sums[x] = 0 }
+        var ring = [Float](repeating: 0, count: (radius + 1) * count)
+        for x in 0 ..< count { sums[x] = 0 }
         for y in 0 ..< min(radius, height) {
-            for x in 0 ..< width { sums[x] += Double(plane[y &* width &+ x]) }
+            for x in 0 ..< count { sums[x] += Double(plane[y &* width &+ first &+ x]) }
         }
         for y in 0 ..< height {
             if y + radius < height {
-                for x in 0 ..< width { sums[x] += Double(plane[(y &+ radius) &* width &+ x]) }
+                for x in 0 ..< count { sums[x] += Double(plane[(y &+ radius) &* width &+ first &+ x]) }
             }
             if y - radius - 1 >= 0 {
                 // Row y − radius − 1 leaves the window: its original values are needed, so it is written only now.
-                let old = y - radius - 1, slot = (old % (radius + 1)) * width
-                for x in 0 ..< width {
-                    sums[x] -= Double(plane[old &* width &+ x])
-                    plane[old &* width &+ x] = ring[slot &+ x]
+                let old = y - radius - 1, slot = (old % (radius + 1)) * count
+                for x in 0 ..< count {
+                    sums[x] -= Double(plane[old &* width &+ first &+ x])
+                    plane[old &* width &+ first &+ x] = ring[slot &+ x]
                 }
             }
-            let slot = (y % (radius + 1)) * width
-            for x in 0 ..< width { ring[slot &+ x] = Float(sums[x]) }
+            let slot = (y % (radius + 1)) * count
+            for x in 0 ..< count { ring[slot &+ x] = Float(sums[x]) }
         }
         for old in max(0, height - radius - 1) ..< height {
-            let slot = (old % (radius + 1)) * width
-            for x in 0 ..< width { plane[old &* width &+ x] = ring[slot &+ x] }
+            let slot = (old % (radius + 1)) * count
+            for x in 0 ..< count { plane[old &* width &+ first &+ x] = ring[slot &+ x] }
         }
     }
 

@@ -467,6 +467,30 @@ final class LossesTests: XCTestCase {
         }
     }
 
+    /// On an image large enough for its rows, columns and pixels to be shared among the cores: E is quadratic in the
+    /// image, so E(x + εv) − E(x − εv) = 2ε ∇E·v exactly but for rounding, along random directions.
+    func testLayoutLossGradientAlongDirectionsOnALargeImage() {
+        var random = TestRandom(state: 23)
+        let (height, width) = (120, 150), count = 3 * height * width
+        let content = random.array(count), x = random.array(count)
+        var loss = LayoutLoss(content: content, height: height, width: width, radius: 3)
+        func evaluate(_ x: [Float]) -> (value: Double, gradient: [Float]) {
+            var gradient = [Float](repeating: 0, count: x.count)
+            let value = x.withUnsafeBufferPointer { image in
+                gradient.withUnsafeMutableBufferPointer { loss.evaluate(image: image, weight: 1, addingGradientTo: $0) }
+            }
+            return (value, gradient)
+        }
+        let gradient = evaluate(x).gradient
+        for _ in 0 ..< 3 {
+            let v = random.array(count, -1, 1), step: Float = 0.05
+            let slope = zip(gradient, v).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let difference = evaluate(zip(x, v).map { $0 + step * $1 }).value
+                - evaluate(zip(x, v).map { $0 - step * $1 }).value
+            XCTAssertEqual(difference / (2 * Double(step)), slope, accuracy: 1e-3 * abs(slope))
+        }
+    }
+
     func testLayoutLossGradientMatchesFiniteDifferences() {
         var random = TestRandom(state: 22)
         let (height, width) = (6, 7)
