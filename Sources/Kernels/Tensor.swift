@@ -22,9 +22,7 @@ public final class Tensor {
         self.height = height
         self.width = width
         self.capacity = capacity
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, capacity) * MemoryLayout<Float>.stride, alignment: 64)
-        storage = raw.bindMemory(to: Float.self, capacity: max(1, capacity))
-        storage.initialize(repeating: 0, count: max(1, capacity))
+        storage = allocateZeroed(Float.self, capacity: max(1, capacity))
     }
 
     /// A tensor holding a copy of `values`, which are in CHW order.
@@ -104,11 +102,30 @@ package final class ByteBuffer {
 
     package init(capacity: Int) {
         self.capacity = capacity
-        storage = UnsafeMutablePointer<UInt8>.allocate(capacity: max(1, capacity))
-        storage.initialize(repeating: 0, count: max(1, capacity))
+        storage = allocateZeroed(UInt8.self, capacity: max(1, capacity))
     }
 
     deinit {
         storage.deallocate()
     }
+}
+
+/// Buffers at least this large are zeroed by all cores.
+private let largeBufferBytes = 4 << 20
+
+/// `capacity` zeroed values, 64-byte aligned; freed with `deallocate()`. The zeros of a large buffer are written by
+/// all cores, since that first touch is what maps its pages (the kernel clears each page as it maps it).
+private func allocateZeroed<T>(_ type: T.Type, capacity: Int) -> UnsafeMutablePointer<T> {
+    let bytes = capacity * MemoryLayout<T>.stride
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+    guard bytes >= largeBufferBytes else {
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+        return raw.bindMemory(to: T.self, capacity: capacity)
+    }
+    let start = UncheckedSendable(value: raw), block = 1 << 20
+    parallelFor((bytes + block - 1) / block, cost: block / 8, threads: coreCount) { range in
+        let from = range.lowerBound * block, to = min(bytes, range.upperBound * block)
+        (start.value + from).initializeMemory(as: UInt8.self, repeating: 0, count: to - from)
+    }
+    return raw.bindMemory(to: T.self, capacity: capacity)
 }

@@ -61,4 +61,19 @@ final class WorkerPoolTests: XCTestCase {
         }
         XCTAssertEqual(sums.values, [Int](repeating: 50 * 4950, count: 4))
     }
+
+    /// Buffers large enough for all cores to write their zeros come out zero from end to end, over memory that held
+    /// other values before (freed buffers of the same size), whatever their size's remainder.
+    func testLargeBuffersAreZero() {
+        for count in [(4 << 20) / 4 - 1, 5 << 20, (9 << 20) / 4 + 3] {
+            for _ in 0 ..< 2 {
+                let tensor = Tensor(channels: 1, height: 1, width: count)
+                XCTAssertNil(UnsafeBufferPointer(start: tensor.storage, count: count).first { $0 != 0 }, "\(count)")
+                tensor.storage.update(repeating: 1, count: count)
+                let bytes = ByteBuffer(capacity: count + 1)
+                XCTAssertNil(UnsafeBufferPointer(start: bytes.storage, count: count + 1).first { $0 != 0 }, "\(count)")
+                bytes.storage.update(repeating: 7, count: count + 1)
+            }
+        }
+    }
 }
