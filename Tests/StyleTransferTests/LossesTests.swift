@@ -376,6 +376,46 @@ final class LossesTests: XCTestCase {
         assertGradient(evaluate(image).gradient.map { $0 / 0.5 }, matchesDifferencesOf: { evaluate($0).value }, at: image)
     }
 
+    /// The loss summed on one core while the gradient is added on another gives the bits of one pass doing both in
+    /// order (written out here): each gradient value takes its terms from the row above, its left and right
+    /// neighbors and the row below, in the order that pass adds them; with clamping, onto a gradient already holding
+    /// values.
+    func testTotalVariationGivesTheBitsOfOnePass() {
+        var random = TestRandom(state: 7)
+        let (channels, height, width) = (3, 37, 53), count = channels * height * width
+        let image = random.array(count, -0.2, 1.2), start = random.array(count, -1, 1)
+        let weight: Float = 0.37, scale = Float(2 * Double(weight) / Double(count))
+        var expected = start, sum = 0.0
+        let value = { (i: Int) -> Float in min(max(image[i], 0), 1) }
+        for c in 0 ..< channels {
+            for y in 0 ..< height {
+                let row = (c * height + y) * width
+                for x in 0 ..< width - 1 {
+                    let difference = value(row + x + 1) - value(row + x)
+                    sum += Double(difference) * Double(difference)
+                    expected[row + x + 1] += scale * difference
+                    expected[row + x] -= scale * difference
+                }
+                guard y < height - 1 else { continue }
+                for x in 0 ..< width {
+                    let difference = value(row + width + x) - value(row + x)
+                    sum += Double(difference) * Double(difference)
+                    expected[row + width + x] += scale * difference
+                    expected[row + x] -= scale * difference
+                }
+            }
+        }
+        var gradient = start
+        let loss = image.withUnsafeBufferPointer { image in
+            gradient.withUnsafeMutableBufferPointer {
+                totalVariationLoss(image: image, channels: channels, height: height, width: width, weight: weight,
+                                   clampedTo: 0 ... 1, addingGradientTo: $0)
+            }
+        }
+        XCTAssertEqual(loss.bitPattern, (sum / Double(count)).bitPattern)
+        XCTAssertEqual(gradient.map(\.bitPattern), expected.map(\.bitPattern))
+    }
+
     func testTemporalLossValueAndGradient() {
         // Two channels of a 2×3 image, one sample off the target by 3 where the flow holds half, one by 2 where it does
         // not hold at all: 0.5 · 9 / 12.
