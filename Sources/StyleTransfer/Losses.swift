@@ -81,6 +81,10 @@ public struct GramAccumulator: Sendable {
         self.featureSum = [Double](repeating: 0, count: means ? shares * channels : 0)
     }
 
+    /// The float64 sums of each share, (shares, channels, channels), valid in the upper triangles: what `gram` adds
+    /// up, share after share.
+    package var shareSums: [Double] { sum }
+
     /// Forgets everything added, keeping the storage.
     public mutating func reset() {
         for i in sum.indices { sum[i] = 0 }
@@ -187,10 +191,9 @@ public struct GramAccumulator: Sendable {
                                 defer { scratch.deallocate() }
                                 for index in indices {
                                     // The share whose sums this chunk goes into: the one that takes it when the
-                                    // chunks are shared out.
-                                    var share = splitsColumns ? index &* shares / chunks : worker
-                                    while splitsColumns && index >= chunks &* (share &+ 1) / shares { share &+= 1 }
-                                    while splitsColumns && index < chunks &* share / shares { share &-= 1 }
+                                    // chunks are shared out, the last s with chunks · s / shares ≤ index.
+                                    let share = splitsColumns ? ((index &+ 1) &* shares &+ chunks &- 1) / chunks &- 1
+                                        : worker
                                     let sum = buffers.value.sum + share &* plane
                                     let start = index &* chunkPixels, n = min(chunkPixels, pixels &- start)
                                     chunk.value(start, n, scratch) { features, stride, roots in

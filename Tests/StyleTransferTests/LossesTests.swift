@@ -40,8 +40,9 @@ final class LossesTests: XCTestCase {
     }
 
     /// Maps of fewer chunks than `GramAccumulator.columnSplitChunks` per core have the cores share each chunk's
-    /// columns: the Gram and the mean keep the bits of the chunks shared out among the cores (each share's chunks
-    /// summed in float64, then the shares), written out here from single-threaded products of each chunk.
+    /// columns: each share's float64 sums, and so the Gram and the mean, keep the bits of the chunks shared out among
+    /// the cores (each share's chunks summed in float64, then the shares), written out here from single-threaded
+    /// products of each chunk.
     func testGramOfFewChunksKeepsTheBitsOfSharedChunks() {
         var random = TestRandom(state: 3)
         let channels = 60, chunkPixels = GramAccumulator.chunkPixels
@@ -73,7 +74,16 @@ final class LossesTests: XCTestCase {
                         }
                     }
                 }
-                let gram = accumulator.gram(), mean = accumulator.mean()
+                let gram = accumulator.gram(), mean = accumulator.mean(), shareSums = accumulator.shareSums
+                for share in 0 ..< shares {
+                    for i in 0 ..< channels {
+                        for j in i ..< channels {
+                            XCTAssertEqual(shareSums[(share * channels + i) * channels + j].bitPattern,
+                                           sums[share][i * channels + j].bitPattern,
+                                           "\(precision) \(pixels) pixels: share \(share)'s sum at \(i), \(j)")
+                        }
+                    }
+                }
                 for i in 0 ..< channels {
                     var meanTotal = 0.0
                     for share in 0 ..< shares { meanTotal += featureSums[share][i] }
