@@ -695,8 +695,7 @@ public struct ContentLoss {
 ///
 /// With `clampedTo`, X is the image with every value clamped to that range (the image as written out), without a copy.
 ///
-/// On two or more cores one sums E while the other adds the gradient, each gradient value receiving its terms in the
-/// order of the sum: from the row above, then the left and right neighbors, then the row below.
+/// On two or more cores one sums E while the other adds the gradient, both walking the differences in the same order.
 public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int, height: Int, width: Int, weight: Float,
                                clampedTo range: ClosedRange<Float>? = nil,
                                addingGradientTo gradient: UnsafeMutableBufferPointer<Float>) -> Double {
@@ -706,46 +705,32 @@ public func totalVariationLoss(image: UnsafeBufferPointer<Float>, channels: Int,
     let scale = Float(2 * Double(weight) / Double(count))
     let (low, high) = (range?.lowerBound ?? -.infinity, range?.upperBound ?? .infinity)
     let source = UncheckedSendable(value: image), target = UncheckedSendable(value: gradient)
+    // Calls `body(i, j, X[j] − X[i])` for each pair of neighbors, row by row: along the row, then down to the next.
+    func differences(_ body: (_ i: Int, _ j: Int, _ difference: Float) -> Void) {
+        let image = { (i: Int) -> Float in min(max(source.value[i], low), high) }
+        for c in 0 ..< channels {
+            let plane = c &* height &* width
+            for y in 0 ..< height {
+                let row = plane &+ y &* width
+                for x in 0 ..< (width &- 1) { body(row &+ x, row &+ x &+ 1, image(row &+ x &+ 1) - image(row &+ x)) }
+                guard y < height &- 1 else { continue }
+                for x in 0 ..< width { body(row &+ x, row &+ width &+ x, image(row &+ width &+ x) - image(row &+ x)) }
+            }
+        }
+    }
     var sum = 0.0
     withUnsafeMutablePointer(to: &sum) { sum in
         let total = UncheckedSendable(value: sum)
         parallelBands(2, workers: min(2, coreCount), blasThreads: 1) { part, _ in
-            let image = { (i: Int) -> Float in min(max(source.value[i], low), high) }
             if part == 0 {
                 var sum = 0.0
-                for c in 0 ..< channels {
-                    let plane = c &* height &* width
-                    for y in 0 ..< height {
-                        let row = plane &+ y &* width
-                        for x in 0 ..< (width &- 1) {
-                            let difference = image(row &+ x &+ 1) - image(row &+ x)
-                            sum += Double(difference) * Double(difference)
-                        }
-                        guard y < height &- 1 else { continue }
-                        for x in 0 ..< width {
-                            let difference = image(row &+ width &+ x) - image(row &+ x)
-                            sum += Double(difference) * Double(difference)
-                        }
-                    }
-                }
+                differences { _, _, difference in sum += Double(difference) * Double(difference) }
                 total.value.pointee = sum
-                return
-            }
-            let gradient = target.value
-            for c in 0 ..< channels {
-                let plane = c &* height &* width
-                for y in 0 ..< height {
-                    let row = plane &+ y &* width
-                    if y > 0 {
-                        for x in 0 ..< width { gradient[row &+ x] += scale * (image(row &+ x) - image(row &- width &+ x)) }
-                    }
-                    for x in 0 ..< (width &- 1) {
-                        let difference = image(row &+ x &+ 1) - image(row &+ x)
-                        gradient[row &+ x &+ 1] += scale * difference
-                        gradient[row &+ x] -= scale * difference
-                    }
-                    guard y < height &- 1 else { continue }
-                    for x in 0 ..< width { gradient[row &+ x] -= scale * (image(row &+ width &+ x) - image(row &+ x)) }
+            } else {
+                let gradient = target.value
+                differences { i, j, difference in
+                    gradient[j] += scale * difference
+                    gradient[i] -= scale * difference
                 }
             }
         }
