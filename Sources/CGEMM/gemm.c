@@ -809,27 +809,27 @@ cgemm_gram_work_count(int const channels) {
     return (size_t)roundUp8(channels) * KC * 3 / 2;
 }
 
-void
-cgemm_gram_share_columns(int const channels, int const share, int const shares, int * const first, int * const end) {
-    /* Panel l0 … l0 + w costs its blocks of 8 rows, (l0 + w) / 8 of them: the shares take consecutive panels, each
-     * until its part of the whole reaches share / shares of it. */
+/* The first column of share `share` of `shares` in cgemm_gram_share_columns: the start of the first panel before which
+ * the panels' costs reach share / shares of their total (a panel l0 … l0 + w costs its (l0 + w) / 8 blocks of 8
+ * rows), or `channels`. */
+static int
+gramShareStart(int const channels, int const share, int const shares) {
     long total = 0;
     for (int l0 = 0; l0 < channels; l0 += NR)
         total += minimum(channels, l0 + NR);
     long sum = 0;
-    *first = channels;
-    *end = channels;
     for (int l0 = 0; l0 < channels; l0 += NR) {
-        if (*first == channels && sum * shares >= total * share)
-            *first = l0;
+        if (sum * shares >= total * share)
+            return l0;
         sum += minimum(channels, l0 + NR);
-        if (share + 1 < shares && sum * shares >= total * (share + 1)) {
-            *end = minimum(channels, l0 + NR);
-            if (*first == channels)
-                *first = *end;
-            return;
-        }
     }
+    return channels;
+}
+
+void
+cgemm_gram_share_columns(int const channels, int const share, int const shares, int * const first, int * const end) {
+    *first = gramShareStart(channels, share, shares);
+    *end = share + 1 < shares ? gramShareStart(channels, share + 1, shares) : channels;
 }
 
 /* Pixels in slices of KC, each packed into panels of 48 channels (see PackPixels) that serve as both operands: the
