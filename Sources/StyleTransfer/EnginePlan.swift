@@ -6,8 +6,11 @@ import Kernels
 
 /// How the network divides its maps into horizontal stripes.
 public enum Striping: Equatable, Sendable {
-    /// Every map whole: one stripe per map.
+    /// Every map whole: one stripe per map, each output a loss reads kept from the forward pass for the backward pass.
     case wholeMaps
+    /// Every map whole, as `wholeMaps`, but for the first layer's outputs the losses read, which the backward pass
+    /// recomputes from the image rather than keeps: a map less memory for a few percent more time.
+    case wholeMapsRecomputingFirstLayer
     /// Segments in stripes, one after the other from the image, each through a deeper block than the one before; the
     /// steps after the last on whole maps. The forward pass stops at the deepest layer a loss reads, wherever that falls.
     case segments([StripedSegment])
@@ -224,10 +227,13 @@ struct Layout {
     /// The segments in network order; the last ends at `deepest`; each but the last ends at a pooling.
     let segments: [SegmentGeometry]
     /// Whether each step's requested output (after the ReLU, or before it) is kept whole from the forward pass for the
-    /// backward pass, rather than recomputed: the layers of single-stripe segments but the first layer, which is
-    /// cheaper to recompute from the image than to keep. (steps through deepest)
+    /// backward pass, rather than recomputed: the layers of single-stripe segments, but the first layer's when
+    /// `recomputesFirstLayer`. (steps through deepest)
     let kept: [Bool]
     let keptBeforeReLU: [Bool]
+    /// Whether the backward pass recomputes the first layer's requested outputs from the image (a single-stripe first
+    /// segment, `Striping.wholeMapsRecomputingFirstLayer`).
+    let recomputesFirstLayer: Bool
     /// Floats of the buffer that holds each requested output (after the ReLU, or before it) of a replaying segment
     /// on the rows a stripe owns, the largest stripe's; 0 for the others. (steps through deepest)
     let replayedFloats: [Int]
@@ -255,7 +261,8 @@ struct Layout {
 
     /// The layout for an image of height × width whose losses read `layers`.
     /// - Parameters:
-    ///   - striping: `.wholeMaps` or `.stripes`; `.budget` is resolved by `planned`.
+    ///   - striping: `.wholeMaps`, `.wholeMapsRecomputingFirstLayer` or `.segments`; `.budget` is resolved by
+    ///     `planned`.
     ///   - maxPooling: whether the poolings record their choices (max pooling) or need none (average pooling).
     ///   - scratchFloats: the scratch the convolution `k` needs for a pass over height × width.
     init(height: Int, width: Int, layers: Set<VGGLayer>, striping: Striping, maxPooling: Bool,
@@ -292,7 +299,8 @@ struct Layout {
                 first = end + 1
             }
         } else {
-            precondition(striping == .wholeMaps, "a budget is planned by Layout.planned")
+            precondition(striping == .wholeMaps || striping == .wholeMapsRecomputingFirstLayer,
+                         "a budget is planned by Layout.planned")
         }
         if first <= deepest { bounds.append((first, deepest, Int.max, true)) }
         var segments: [SegmentGeometry] = []
@@ -305,11 +313,15 @@ struct Layout {
         }
         self.segments = segments
 
+        let recomputesFirstLayer = striping == .wholeMapsRecomputingFirstLayer
+        self.recomputesFirstLayer = recomputesFirstLayer
         var kept = [Bool](repeating: false, count: deepest + 1)
         var keptBeforeReLU = kept
         for segment in segments where segment.count == 1 {
-            // Not the first layer (recomputed from the image), nor the map a segment hands to the next (kept anyway).
-            for step in segment.first ... segment.end where step > 0 && !(step == segment.end && segment.receivesGradient) {
+            // Not the first layer when it is recomputed from the image, nor the map a segment hands to the next (kept
+            // anyway).
+            for step in segment.first ... segment.end
+            where !(step == 0 && recomputesFirstLayer) && !(step == segment.end && segment.receivesGradient) {
                 kept[step] = requested[step]
                 keptBeforeReLU[step] = requestedBeforeReLU[step]
             }
@@ -318,8 +330,8 @@ struct Layout {
         self.keptBeforeReLU = keptBeforeReLU
 
         // Buffer sizes: the largest stripe of any step, forward, recomputing and backward. The backward pass runs in
-        // the forward buffers: a segment of one stripe recomputes nothing but the first layer, into the buffer the
-        // gradient is not in; a striped one replays a stripe before its gradient starts, keeping what the losses read
+        // the forward buffers: a segment of one stripe recomputes nothing but (when asked to) the first layer, into the
+        // buffer the gradient is not in; a striped one replays a stripe before its gradient starts, keeping what the losses read
         // apart.
         func floats(_ step: Int, _ rows: Range<Int>) -> Int {
             step < 0 ? 3 * rows.count * width : shapes[step].channels * rows.count * shapes[step].width
@@ -327,7 +339,7 @@ struct Layout {
         var forward = 0, owned = 0, scratch = 0
         var replayed = [Int](repeating: 0, count: deepest + 1), replayedBeforeReLU = replayed
         var maskBytes = replayed, choiceBytes = replayed
-        Self.forEachPass(segments: segments, requested: read) { pass in
+        Self.forEachPass(segments: segments, requested: read, recomputesFirstLayer: recomputesFirstLayer) { pass in
             let (segment, step) = (pass.segment, pass.step)
             forward = max(forward, floats(step, pass.computed))
             // A single-stripe segment reads the gradient handed back at its end, and writes the one it hands on from
@@ -427,7 +439,8 @@ struct Layout {
     var cost: Int {
         let passCost = 1 << 20
         var total = 0
-        Self.forEachPass(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 }) { pass in
+        Self.forEachPass(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 },
+                         recomputesFirstLayer: recomputesFirstLayer) { pass in
             let perRow = VGG19Architecture.multiplyAddsPerRow(step: pass.step, width: shapes[pass.step].width)
             total += perRow * (pass.computed.count + pass.gradientIn.count + pass.recomputed.count) + 2 * passCost
             if !pass.recomputed.isEmpty { total += passCost }
@@ -439,7 +452,7 @@ struct Layout {
     /// the rows of the gradient buffers at its input (the padded rows of the step before, or at the segment's input
     /// the rows the gradient reaches) and at its output (see `SegmentGeometry.BackwardRows`); and the rows the
     /// backward pass computes again: a replayed stripe's; in a single-stripe segment, the first layer when a loss
-    /// reads it (cheaper to recompute from the image than to keep).
+    /// reads it and the layout recomputes it from the image (`Layout.recomputesFirstLayer`).
     struct Pass {
         let segment: SegmentGeometry
         let stripe: Int
@@ -452,13 +465,15 @@ struct Layout {
 
     /// Every step of every stripe of every segment, in the engine's order.
     /// - requested: whether a loss reads each step's output, after its ReLU or before it
-    static func forEachPass(segments: [SegmentGeometry], requested: [Bool], _ body: (Pass) -> Void) {
+    /// - recomputesFirstLayer: whether a single-stripe first segment recomputes the first layer for its losses
+    static func forEachPass(segments: [SegmentGeometry], requested: [Bool], recomputesFirstLayer: Bool,
+                            _ body: (Pass) -> Void) {
         for segment in segments {
             for stripe in 0 ..< segment.count {
                 let back = segment.backwardRows(stripe: stripe)
                 for step in segment.first ... segment.end {
                     let i = step - segment.first
-                    let replayed = segment.replayEnd.map { step <= $0 } ?? (step == 0 && requested[0])
+                    let replayed = segment.replayEnd.map { step <= $0 } ?? (step == 0 && requested[0] && recomputesFirstLayer)
                     let recomputed = replayed ? back.computed[i] : 0 ..< 0
                     body(Pass(segment: segment, stripe: stripe, step: step, computed: back.computed[i],
                               gradientIn: i == 0 ? back.input : back.padded[i - 1], gradientOut: back.padded[i],
@@ -471,7 +486,8 @@ struct Layout {
     /// The stripe heights a budget tries, in rows of a segment's input map.
     static let candidateStripeRows = [16, 32, 64, 128, 256, 512, 1024]
 
-    /// The layouts a budget chooses from: whole maps; the first 1 … 5 blocks in stripes of `candidateStripeRows`; and
+    /// The layouts a budget chooses from: whole maps, with the first layer's outputs kept or recomputed; the first 1 … 5
+    /// blocks in stripes of `candidateStripeRows`; and
     /// two striped segments, the second through deeper blocks in stripes of its own input's rows. Deeper blocks have
     /// wider receptive fields: one segment through them needs tall halos, recomputed at full resolution, where a second
     /// segment starts from the whole map between the two, at the price of that map and its gradient.
@@ -488,7 +504,7 @@ struct Layout {
                 [false, true].map { StripedSegment(rows: rows, throughBlock: block, recordsWhole: $0) }
             }
         }
-        var candidates = [layout(.wholeMaps)]
+        var candidates = [layout(.wholeMaps), layout(.wholeMapsRecomputingFirstLayer)]
         let deepestBlock = VGG19Architecture.steps[layers.map(\.step).max()!].block
         for blocks in 1 ... deepestBlock {
             for first in segments(through: blocks, inputHeight: height) {

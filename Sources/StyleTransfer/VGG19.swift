@@ -56,8 +56,8 @@ public struct LayerTime: Sendable {
 /// One engine runs every step over row spans, a whole map being one span (see `Layout`): the steps form segments, each
 /// run stripe by stripe from its input map (the image, or the whole map the segment before it ends with), a row more
 /// each side per 3x3 convolution still to come. In a segment of one stripe, the forward pass keeps what the backward
-/// pass needs: one bit per ReLU output, the winner of each max-pooling window, and the outputs the losses read (but the
-/// first layer's, which costs little to recompute from the image). A segment of many stripes keeps nothing but the
+/// pass needs: one bit per ReLU output, the winner of each max-pooling window, and the outputs the losses read (but,
+/// where memory is short, the first layer's, which the backward pass can recompute from the image). A segment of many stripes keeps nothing but the
 /// map it ends with: its backward pass replays each stripe from the segment's input on the rows its forward pass
 /// computed, recording that stripe's masks and choices and keeping the outputs the losses read on the rows the stripe
 /// owns, then takes back through those rows the gradient of the losses on the owned rows; the stripes' gradients at the

@@ -94,21 +94,23 @@ final class ConvLayerTests: XCTestCase {
     }
 
     /// The backward pass hands each loss the activation the forward pass showed it, including those it recomputes
-    /// (the first layer, and the layers inside the striped blocks): with the ReLU applied, or before it for convB_N.
+    /// (the first layer when asked to, and the layers inside the striped blocks): with the ReLU applied, or before it
+    /// for convB_N.
     func testBackwardSeesTheForwardActivations() throws {
         let (h, w) = (13, 10)
         let image = randomImage(height: h, width: w, seed: 80)
         let layers: Set<String> = ["relu1_1", "relu1_2", "pool1", "relu2_1", "relu2_2", "relu3_1",
                                    "conv1_1", "conv1_2", "conv2_1", "conv3_1", "conv3_2"]
-        for stripeRows in [nil, 4] as [Int?] {
+        for (stripeRows, recomputes) in [(nil, false), (nil, true), (4, false)] as [(Int?, Bool)] {
             let net = try VGG19(weights: randomVGGWeights, stripeRows: stripeRows)
+            if recomputes { net.striping = .wholeMapsRecomputingFirstLayer }
             let forward = forwardMaps(net, image, h, w, layers)
             let backward = backwardMaps(net, image, h, w, layers)
             for layer in layers {
                 let expected = try XCTUnwrap(forward[layer], layer)
                 XCTAssertFalse(expected.contains { $0.isNaN }, "\(layer) forward")
                 assertClose(try XCTUnwrap(backward[layer], layer), expected.map(Double.init), relative: 1e-5,
-                            "stripes \(String(describing: stripeRows)) \(layer)")
+                            "stripes \(String(describing: stripeRows)) \(net.striping) \(layer)")
             }
         }
     }
@@ -138,8 +140,9 @@ final class ConvLayerTests: XCTestCase {
     /// The image gradient of a loss at convolution outputs (with ReLU outputs and a pooling beside them) against
     /// central finite differences along random directions.
     func checkGradient(pooling: Pooling, height h: Int, width w: Int, layers: Set<String>, seed: UInt64,
-                       stripeRows: Int? = nil) throws {
+                       stripeRows: Int? = nil, recomputesFirstLayer: Bool = false) throws {
         let net = try VGG19(weights: randomVGGWeights, pooling: pooling, stripeRows: stripeRows)
+        if recomputesFirstLayer { net.striping = .wholeMapsRecomputingFirstLayer }
         var rng = SplitMix64(seed: seed)
         var probes: [String: [Float]] = [:]
         for layer in layers.sorted() {
@@ -154,7 +157,7 @@ final class ConvLayerTests: XCTestCase {
         let errors = directionalErrors(image: image, gradient: gradient, using: &rng) {
             probeLoss(net, $0, h, w, probes)
         }
-        let label = "\(pooling) \(h)x\(w) stripes \(String(describing: stripeRows)) \(layers.sorted()): errors \(errors)"
+        let label = "\(pooling) \(h)x\(w) \(net.striping) \(layers.sorted()): errors \(errors)"
         XCTAssertLessThan(errors.max()!, 3e-3, label)
     }
 
@@ -166,6 +169,8 @@ final class ConvLayerTests: XCTestCase {
     func testGradientAtConvolutionOutputsMaxPooling() throws {
         try checkGradient(pooling: .max, height: 20, width: 18, layers: Self.briefLayers, seed: 91)
         try checkGradient(pooling: .max, height: 20, width: 18, layers: Self.manyLayers, seed: 92)
+        try checkGradient(pooling: .max, height: 20, width: 18, layers: Self.manyLayers, seed: 95,
+                          recomputesFirstLayer: true)
     }
 
     func testGradientAtConvolutionOutputsAveragePooling() throws {

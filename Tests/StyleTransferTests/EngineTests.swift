@@ -23,10 +23,11 @@ final class EngineTests: XCTestCase {
         let point = image(width: width, height: height, seed: 3).pixels
         for layer in VGGLayer.all {
             var results: [(terms: LossTerms, gradient: [Float])] = []
-            // Whole maps; one striped segment through the layer's block, its masks recorded by each stripe's replay or
-            // whole by the forward pass; below block 1, also a second striped segment for the layer's block, from the
-            // whole map the first ends with.
-            var stripings: [Striping] = [.wholeMaps, .stripes(rows: 8, blocks: layer.block),
+            // Whole maps, the first layer kept or recomputed; one striped segment through the layer's block, its masks
+            // recorded by each stripe's replay or whole by the forward pass; below block 1, also a second striped
+            // segment for the layer's block, from the whole map the first ends with.
+            var stripings: [Striping] = [.wholeMaps, .wholeMapsRecomputingFirstLayer,
+                                         .stripes(rows: 8, blocks: layer.block),
                                          .segments([StripedSegment(rows: 8, throughBlock: layer.block, recordsWhole: true)])]
             if layer.block > 1 {
                 stripings.append(.segments([StripedSegment(rows: 8, throughBlock: layer.block - 1),
@@ -49,7 +50,7 @@ final class EngineTests: XCTestCase {
                 }
                 let stripes = stylizer.network.stripeCounts
                 switch striping {
-                case .wholeMaps: XCTAssertEqual(stripes, [1], "\(layer): whole")
+                case .wholeMaps, .wholeMapsRecomputingFirstLayer: XCTAssertEqual(stripes, [1], "\(layer): whole")
                 case .segments(let segments):
                     XCTAssertEqual(stripes.count, segments.count, "\(layer): \(segments.count) segments")
                     XCTAssertTrue(stripes.allSatisfy { $0 > 1 }, "\(layer): \(stripes) stripes")
@@ -193,6 +194,53 @@ final class EngineTests: XCTestCase {
                     }
                 }
             }
+        }
+    }
+
+    /// Whole maps keep the first layer's outputs the losses read (relu1_1, and conv1_1 before its ReLU) for the
+    /// backward pass, at the price of those maps; recomputing them from the image saves exactly that, costs the first
+    /// layer's work again, and is what a budget between the two gets.
+    func testWholeMapsKeepOrRecomputeTheFirstLayer() {
+        let scratch = { (_: Int, h: Int, w: Int) in 64 * h * w }
+        let (height, width) = (40, 56)
+        let plane = 64 * height * width
+        for (layers, maps) in [(["relu1_1", "relu3_1"], 1), (["conv1_1", "relu1_1", "relu2_1"], 2),
+                               (["relu1_2", "relu2_1"], 0)] {
+            let read = Set(layers.map { VGGLayer($0)! })
+            let kept = Layout(height: height, width: width, layers: read, striping: .wholeMaps, maxPooling: true,
+                              scratchFloats: scratch)
+            let recomputed = Layout(height: height, width: width, layers: read,
+                                    striping: .wholeMapsRecomputingFirstLayer, maxPooling: true, scratchFloats: scratch)
+            XCTAssertFalse(kept.recomputesFirstLayer)
+            XCTAssertTrue(recomputed.recomputesFirstLayer)
+            XCTAssertEqual(kept.keptFloats[0], maps * plane, "\(layers)")
+            XCTAssertEqual(recomputed.keptFloats[0], 0, "\(layers)")
+            XCTAssertEqual(Array(kept.keptFloats.dropFirst()), Array(recomputed.keptFloats.dropFirst()), "\(layers)")
+            XCTAssertEqual(kept.bytes - recomputed.bytes, maps * plane * MemoryLayout<Float>.stride, "\(layers)")
+            var passes = 0
+            let requested = zip(recomputed.requested, recomputed.requestedBeforeReLU).map { $0 || $1 }
+            Layout.forEachPass(segments: recomputed.segments, requested: requested, recomputesFirstLayer: true) { pass in
+                if !pass.recomputed.isEmpty {
+                    XCTAssertEqual(pass.step, 0)
+                    XCTAssertEqual(pass.recomputed, 0 ..< height)
+                    passes += 1
+                }
+            }
+            XCTAssertEqual(passes, maps > 0 ? 1 : 0, "\(layers)")
+            if maps > 0 {
+                XCTAssertLessThan(kept.cost, recomputed.cost, "\(layers)")
+                let between = Layout.planned(height: height, width: width, layers: read, budget: kept.bytes - 1,
+                                             maxPooling: true, scratchFloats: scratch)
+                XCTAssertTrue(between.recomputesFirstLayer, "\(layers): \(between.summary)")
+                XCTAssertEqual(between.segments.map(\.count), [1], "\(layers)")
+                XCTAssertEqual(between.bytes, recomputed.bytes, "\(layers)")
+            } else {
+                XCTAssertEqual(kept.cost, recomputed.cost, "\(layers)")
+                XCTAssertEqual(kept.bytes, recomputed.bytes, "\(layers)")
+            }
+            let ample = Layout.planned(height: height, width: width, layers: read, budget: kept.bytes, maxPooling: true,
+                                       scratchFloats: scratch)
+            XCTAssertEqual(ample.keptFloats[0], maps * plane, "\(layers): \(ample.summary)")
         }
     }
 

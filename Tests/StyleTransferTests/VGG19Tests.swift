@@ -229,14 +229,16 @@ final class VGG19Tests: XCTestCase {
     }
 
     /// The backward pass hands each loss the activation the forward pass showed it, also where it recomputes it (the
-    /// first layer, and the layers inside striped blocks): rectified, row for row. The probe losses of the gradient
+    /// first layer when asked to, and the layers inside striped blocks): rectified, row for row. The probe losses of the gradient
     /// tests are linear and cannot tell; a Gram loss can.
     func testBackwardSeesTheForwardActivations() throws {
         let (h, w) = (19, 16)
         let image = randomImage(height: h, width: w, seed: 61)
         let layers = Self.styleLayers.union(["relu1_2", "relu2_2"])
-        for (stripe, blocks) in [(nil, 1), (4, 1), (4, 2), (8, 3)] as [(Int?, Int)] {
+        for (stripe, blocks, recomputes) in [(nil, 1, false), (nil, 1, true), (4, 1, false), (4, 2, false), (8, 3, false)]
+            as [(Int?, Int, Bool)] {
             let net = try VGG19(weights: randomVGGWeights, stripeRows: stripe, stripedBlocks: blocks)
+            if recomputes { net.striping = .wholeMapsRecomputingFirstLayer }
             var forward: [String: [Float]] = [:]
             net.forward(image: image, height: h, width: w, layers: layers) { map in
                 var values = forward[map.layer.name] ?? [Float](repeating: .nan, count: map.channels * map.height * map.width)
@@ -251,7 +253,7 @@ final class VGG19Tests: XCTestCase {
                 let v = activation.values.values
                 let expected = (0 ..< v.count).map { Double(forward[activation.layer.name]![wholeIndex($0, in: activation)]) }
                 assertClose(v, expected, relative: 1e-5,
-                            "stripes \(String(describing: stripe)) through block \(blocks): \(activation.layer.name) rows \(activation.rows)")
+                            "\(net.striping) through block \(blocks): \(activation.layer.name) rows \(activation.rows)")
             }
             XCTAssertEqual(seen, layers)
         }
@@ -289,13 +291,13 @@ final class VGG19Tests: XCTestCase {
     }
 
     /// Buffers are sized by the layers (no 9 × channels × pixels im2col): at 64×48 for the style layers the total
-    /// is the two 64-channel maps, the kept activations, the input, masks, pooling choices, and the bounded scratch (2 MiB,
+    /// is the two 64-channel maps, the kept activations (relu1_1's too), the input, masks, pooling choices, and the bounded scratch (2 MiB,
     /// which holds one tile row of block 4's F(4×4) Winograd bands, 8 tiles of 1024 channels at 36 positions).
     func testAllocatedBytes() throws {
         let (h, w) = (64, 48), p = 64 * 48
         let net = try VGG19(weights: randomVGGWeights, scratchBytes: 2 << 20, tile: .f4)
         net.prepare(height: h, width: w, layers: Self.styleLayers)
-        let floats = 3 * p + 2 * 64 * p + (128 * p / 4 + 256 * p / 16 + 2 * 512 * p / 64 + 512 * p / 256)
+        let floats = 3 * p + 2 * 64 * p + (64 * p + 128 * p / 4 + 256 * p / 16 + 2 * 512 * p / 64 + 512 * p / 256)
         let maskBytes = 64 * h * 6 * 2 + 128 * 32 * 3 * 2 + 256 * 16 * 2 * 4 + 512 * 8 * 1 * 4 + 512 * 4 * 1
         // Two bits a pooling window: pool1 32×24, pool2 16×12, pool3 8×6, pool4 4×3.
         let choiceBytes = 64 * 32 * 6 + 128 * 16 * 3 + 256 * 8 * 2 + 512 * 4 * 1
