@@ -534,13 +534,16 @@ struct Layout {
                             scratchFloats: scratchFloats), budget: budget)
     }
 
-    /// A description for `-verbose`: how many stripes each segment runs in.
+    /// A description for `-verbose`: how many stripes each segment runs in, and whether the backward pass recomputes
+    /// the first layer.
     var summary: String {
-        segments.map { segment in
+        let segments = segments.map { segment in
             let from = VGG19Architecture.steps[segment.first].output, to = VGG19Architecture.steps[segment.end].output
             let range = segment.first == segment.end ? "\(from)" : "\(from) … \(to)"
             return segment.count == 1 ? "\(range) whole"
                 : "\(range) in \(segment.count) stripes of \(segment.stripeRows) rows\(segment.recordsWhole ? " (masks whole)" : "")"
         }.joined(separator: ", ")
+        let recomputed = recomputesFirstLayer && (requested[0] || requestedBeforeReLU[0])
+        return segments + (recomputed ? " (the first layer recomputed for the backward pass)" : "")
     }
 }

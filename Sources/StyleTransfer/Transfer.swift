@@ -364,11 +364,16 @@ public final class Stylizer {
             throw TransferError.memory(size: size, needed: residentBytes + plan.fixedBytes + minimum,
                                        budget: options.memory)
         }
-        // Every transformed kernel kept, where the network's buffers lose no work for it.
+        // Every transformed kernel kept, where the network's buffers lose no work for it but, at most, the first
+        // layer's recomputation on whole maps: remaking the deep layers' kernels at each use costs far more (at
+        // 512×384, about an eighth of an evaluation against a few percent).
         let kernels = network.allKernelsExtraBytes(for: layers)
+        let recomputing = layers.isEmpty ? 0 : network.plannedCost(height: seen.height, width: seen.width, layers: layers,
+                                                                   striping: .wholeMapsRecomputingFirstLayer)
         if kernels <= 0 {
             plan.keepsAllKernels = true
-        } else if let least = cost(plan.networkBytes), cost(plan.networkBytes - kernels) == least {
+        } else if let least = cost(plan.networkBytes), let kept = cost(plan.networkBytes - kernels),
+                  kept <= max(least, recomputing) {
             plan.networkBytes -= kernels
             plan.keptKernelBytes = kernels
             plan.keepsAllKernels = true

@@ -232,6 +232,8 @@ final class EngineTests: XCTestCase {
                 let between = Layout.planned(height: height, width: width, layers: read, budget: kept.bytes - 1,
                                              maxPooling: true, scratchFloats: scratch)
                 XCTAssertTrue(between.recomputesFirstLayer, "\(layers): \(between.summary)")
+                XCTAssertTrue(between.summary.hasSuffix(" whole (the first layer recomputed for the backward pass)"),
+                              between.summary)
                 XCTAssertEqual(between.segments.map(\.count), [1], "\(layers)")
                 XCTAssertEqual(between.bytes, recomputed.bytes, "\(layers)")
             } else {
@@ -241,6 +243,8 @@ final class EngineTests: XCTestCase {
             let ample = Layout.planned(height: height, width: width, layers: read, budget: kept.bytes, maxPooling: true,
                                        scratchFloats: scratch)
             XCTAssertEqual(ample.keptFloats[0], maps * plane, "\(layers): \(ample.summary)")
+            XCTAssertFalse(ample.summary.contains("recomputed"), ample.summary)
+            XCTAssertEqual(recomputed.summary.contains("recomputed"), maps > 0, recomputed.summary)
         }
     }
 

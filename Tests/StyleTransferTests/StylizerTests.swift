@@ -127,6 +127,39 @@ final class MemoryAccountingTests: XCTestCase {
         XCTAssertEqual(after.fixedBytes - before.fixedBytes, (2 * perStyle + 200 * 150) * 4 + 200 * 150 * 4)
     }
 
+    /// The transformed kernels are kept at the price of the first layer's map: with room for whole maps and every
+    /// kernel only when the first layer is recomputed, that is the plan (remaking the deep layers' kernels at each use
+    /// costs far more than conv1_1 once more).
+    func testKernelsAreKeptOverTheFirstLayersMap() throws {
+        var random = TestRandom(state: 8)
+        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        var options = Options()
+        options.memory = 1 << 30
+        let size = Stylizer.Size(width: 200, height: 150)
+        let ample = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+        let network = ample.network, seen = ample.networkSize(for: size)
+        let layers = Set((options.contentLayers + options.styleLayers).map(\.layer))
+        let kernels = network.allKernelsExtraBytes(for: layers)
+        XCTAssertGreaterThan(kernels, 0)
+        let whole = network.plannedBytes(height: seen.height, width: seen.width, layers: layers, striping: .wholeMaps)
+        let recomputing = network.plannedBytes(height: seen.height, width: seen.width, layers: layers,
+                                               striping: .wholeMapsRecomputingFirstLayer)
+        XCTAssertGreaterThan(whole, recomputing)
+        let roomy = try ample.memoryPlan(for: size, content: size)
+        XCTAssertTrue(roomy.keepsAllKernels)
+        XCTAssertGreaterThanOrEqual(roomy.networkBytes, whole)
+        // A byte short of whole maps keeping the first layer beside every kernel.
+        options.memory -= roomy.networkBytes - whole + 1
+        let tight = try Stylizer(weights: randomVGGWeights, options: options, styles: [style])
+        let plan = try tight.memoryPlan(for: size, content: size)
+        XCTAssertEqual(plan.fixedBytes, roomy.fixedBytes)
+        XCTAssertTrue(plan.keepsAllKernels)
+        XCTAssertEqual(plan.keptKernelBytes, kernels)
+        XCTAssertEqual(plan.networkBytes, whole - 1)
+        XCTAssertEqual(tight.network.plannedBytes(height: seen.height, width: seen.width, layers: layers,
+                                                  striping: .budget(bytes: plan.networkBytes)), recomputing)
+    }
+
     /// Where the network's buffers would do more work for it, the deep layers' kernels are remade as they run: at the
     /// least `-memory` a size needs, no kernel is kept beyond the network's own few.
     func testKernelsAreKeptOnlyWhereTheyCostTheNetworkNoWork() throws {
