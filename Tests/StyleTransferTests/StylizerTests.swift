@@ -68,6 +68,12 @@ final class StylizerScaleTests: XCTestCase {
 
 /// What `-memory` counts beside a scale's own buffers.
 final class MemoryAccountingTests: XCTestCase {
+    /// A 40×30 style image of uniform random values from `TestRandom(state:)`.
+    static func randomStyle(state: UInt64) -> RGBImage {
+        var random = TestRandom(state: state)
+        return RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+    }
+
     /// The resident bytes are the weights, the kernels the network makes from them (as many as it makes once every
     /// layer has run forward and backward), the style images and the process; a scale below the content's own size
     /// counts the content as given too, and every plan fills `-memory` less the resident bytes.
@@ -131,8 +137,7 @@ final class MemoryAccountingTests: XCTestCase {
     /// kernel only when the first layer is recomputed, that is the plan (remaking the deep layers' kernels at each use
     /// costs far more than conv1_1 once more).
     func testKernelsAreKeptOverTheFirstLayersMap() throws {
-        var random = TestRandom(state: 8)
-        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        let style = Self.randomStyle(state: 8)
         var options = Options()
         options.memory = 1 << 30
         let size = Stylizer.Size(width: 200, height: 150)
@@ -163,8 +168,7 @@ final class MemoryAccountingTests: XCTestCase {
     /// Where the network's buffers would do more work for it, the deep layers' kernels are remade as they run: at the
     /// least `-memory` a size needs, no kernel is kept beyond the network's own few.
     func testKernelsAreKeptOnlyWhereTheyCostTheNetworkNoWork() throws {
-        var random = TestRandom(state: 6)
-        let style = RGBImage(width: 40, height: 30, pixels: (0 ..< 3 * 40 * 30).map { _ in random.unit() })
+        let style = Self.randomStyle(state: 6)
         var options = Options()
         options.memory = 200 << 20
         let big = Stylizer.Size(width: 1600, height: 1200)
