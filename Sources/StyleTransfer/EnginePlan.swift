@@ -331,8 +331,8 @@ struct Layout {
 
         // Buffer sizes: the largest stripe of any step, forward, recomputing and backward. The backward pass runs in
         // the forward buffers: a segment of one stripe recomputes nothing but (when asked to) the first layer, into the
-        // buffer the gradient is not in; a striped one replays a stripe before its gradient starts, keeping what the losses read
-        // apart.
+        // buffer the gradient is not in; a striped one replays a stripe before its gradient starts, keeping what the
+        // losses read apart.
         func floats(_ step: Int, _ rows: Range<Int>) -> Int {
             step < 0 ? 3 * rows.count * width : shapes[step].channels * rows.count * shapes[step].width
         }
@@ -439,8 +439,7 @@ struct Layout {
     var cost: Int {
         let passCost = 1 << 20
         var total = 0
-        Self.forEachPass(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 },
-                         recomputesFirstLayer: recomputesFirstLayer) { pass in
+        forEachPass { pass in
             let perRow = VGG19Architecture.multiplyAddsPerRow(step: pass.step, width: shapes[pass.step].width)
             total += perRow * (pass.computed.count + pass.gradientIn.count + pass.recomputed.count) + 2 * passCost
             if !pass.recomputed.isEmpty { total += passCost }
@@ -463,6 +462,12 @@ struct Layout {
         let recomputed: Range<Int>
     }
 
+    /// Every step of every stripe of this layout's segments, in the engine's order.
+    func forEachPass(_ body: (Pass) -> Void) {
+        Self.forEachPass(segments: segments, requested: zip(requested, requestedBeforeReLU).map { $0 || $1 },
+                         recomputesFirstLayer: recomputesFirstLayer, body)
+    }
+
     /// Every step of every stripe of every segment, in the engine's order.
     /// - requested: whether a loss reads each step's output, after its ReLU or before it
     /// - recomputesFirstLayer: whether a single-stripe first segment recomputes the first layer for its losses
@@ -473,7 +478,8 @@ struct Layout {
                 let back = segment.backwardRows(stripe: stripe)
                 for step in segment.first ... segment.end {
                     let i = step - segment.first
-                    let replayed = segment.replayEnd.map { step <= $0 } ?? (step == 0 && requested[0] && recomputesFirstLayer)
+                    let replayed = segment.replayEnd.map { step <= $0 }
+                        ?? (step == 0 && requested[0] && recomputesFirstLayer)
                     let recomputed = replayed ? back.computed[i] : 0 ..< 0
                     body(Pass(segment: segment, stripe: stripe, step: step, computed: back.computed[i],
                               gradientIn: i == 0 ? back.input : back.padded[i - 1], gradientOut: back.padded[i],
@@ -486,11 +492,11 @@ struct Layout {
     /// The stripe heights a budget tries, in rows of a segment's input map.
     static let candidateStripeRows = [16, 32, 64, 128, 256, 512, 1024]
 
-    /// The layouts a budget chooses from: whole maps, with the first layer's outputs kept or recomputed; the first 1 … 5
-    /// blocks in stripes of `candidateStripeRows`; and
-    /// two striped segments, the second through deeper blocks in stripes of its own input's rows. Deeper blocks have
-    /// wider receptive fields: one segment through them needs tall halos, recomputed at full resolution, where a second
-    /// segment starts from the whole map between the two, at the price of that map and its gradient.
+    /// The layouts a budget chooses from: whole maps, with the first layer's outputs kept or recomputed; the first
+    /// 1 … 5 blocks in stripes of `candidateStripeRows`; and two striped segments, the second through deeper blocks
+    /// in stripes of its own input's rows. Deeper blocks have wider receptive fields: one segment through them needs
+    /// tall halos, recomputed at full resolution, where a second segment starts from the whole map between the two, at
+    /// the price of that map and its gradient.
     static func candidates(height: Int, width: Int, layers: Set<VGGLayer>, maxPooling: Bool,
                            scratchFloats: (_ k: Int, _ height: Int, _ width: Int) -> Int) -> [Layout] {
         func layout(_ striping: Striping) -> Layout {
@@ -537,13 +543,13 @@ struct Layout {
     /// A description for `-verbose`: how many stripes each segment runs in, and whether the backward pass recomputes
     /// the first layer.
     var summary: String {
-        let segments = segments.map { segment in
+        let stripes = segments.map { segment in
             let from = VGG19Architecture.steps[segment.first].output, to = VGG19Architecture.steps[segment.end].output
             let range = segment.first == segment.end ? "\(from)" : "\(from) … \(to)"
             return segment.count == 1 ? "\(range) whole"
                 : "\(range) in \(segment.count) stripes of \(segment.stripeRows) rows\(segment.recordsWhole ? " (masks whole)" : "")"
         }.joined(separator: ", ")
         let recomputed = recomputesFirstLayer && (requested[0] || requestedBeforeReLU[0])
-        return segments + (recomputed ? " (the first layer recomputed for the backward pass)" : "")
+        return stripes + (recomputed ? " (the first layer recomputed for the backward pass)" : "")
     }
 }

@@ -368,12 +368,11 @@ public final class Stylizer {
         // layer's recomputation on whole maps: remaking the deep layers' kernels at each use costs far more (at
         // 512×384, about an eighth of an evaluation against a few percent).
         let kernels = network.allKernelsExtraBytes(for: layers)
-        let recomputing = layers.isEmpty ? 0 : network.plannedCost(height: seen.height, width: seen.width, layers: layers,
-                                                                   striping: .wholeMapsRecomputingFirstLayer)
         if kernels <= 0 {
             plan.keepsAllKernels = true
         } else if let least = cost(plan.networkBytes), let kept = cost(plan.networkBytes - kernels),
-                  kept <= max(least, recomputing) {
+                  kept == least || kept <= network.plannedCost(height: seen.height, width: seen.width, layers: layers,
+                                                               striping: .wholeMapsRecomputingFirstLayer) {
             plan.networkBytes -= kernels
             plan.keptKernelBytes = kernels
             plan.keepsAllKernels = true

@@ -57,13 +57,14 @@ public struct LayerTime: Sendable {
 /// run stripe by stripe from its input map (the image, or the whole map the segment before it ends with), a row more
 /// each side per 3x3 convolution still to come. In a segment of one stripe, the forward pass keeps what the backward
 /// pass needs: one bit per ReLU output, the winner of each max-pooling window, and the outputs the losses read (but,
-/// where memory is short, the first layer's, which the backward pass can recompute from the image). A segment of many stripes keeps nothing but the
-/// map it ends with: its backward pass replays each stripe from the segment's input on the rows its forward pass
-/// computed, recording that stripe's masks and choices and keeping the outputs the losses read on the rows the stripe
-/// owns, then takes back through those rows the gradient of the losses on the owned rows; the stripes' gradients at the
-/// segment's input overlap and add up. Each step thus runs on a stripe and the rows its receptive field adds, once
-/// forward, once replayed and once backward. The backward pass goes segment by segment, deepest first. How much runs
-/// in stripes follows `Striping`: whole maps, given stripe heights through given blocks, or a memory budget.
+/// where memory is short, the first layer's, which the backward pass can recompute from the image). A segment of many
+/// stripes keeps nothing but the map it ends with: its backward pass replays each stripe from the segment's input on
+/// the rows its forward pass computed, recording that stripe's masks and choices and keeping the outputs the losses
+/// read on the rows the stripe owns, then takes back through those rows the gradient of the losses on the owned rows;
+/// the stripes' gradients at the segment's input overlap and add up. Each step thus runs on a stripe and the rows its
+/// receptive field adds, once forward, once replayed and once backward. The backward pass goes segment by segment,
+/// deepest first. How much runs in stripes follows `Striping`: whole maps, given stripe heights through given blocks,
+/// or a memory budget.
 ///
 /// One evaluation is `forward` (the losses see each requested layer as it is computed) followed by `backward` (the
 /// losses add their gradient at each requested layer, deepest first). Not thread-safe: one evaluation at a time.

@@ -218,8 +218,7 @@ final class EngineTests: XCTestCase {
             XCTAssertEqual(Array(kept.keptFloats.dropFirst()), Array(recomputed.keptFloats.dropFirst()), "\(layers)")
             XCTAssertEqual(kept.bytes - recomputed.bytes, maps * plane * MemoryLayout<Float>.stride, "\(layers)")
             var passes = 0
-            let requested = zip(recomputed.requested, recomputed.requestedBeforeReLU).map { $0 || $1 }
-            Layout.forEachPass(segments: recomputed.segments, requested: requested, recomputesFirstLayer: true) { pass in
+            recomputed.forEachPass { pass in
                 if !pass.recomputed.isEmpty {
                     XCTAssertEqual(pass.step, 0)
                     XCTAssertEqual(pass.recomputed, 0 ..< height)

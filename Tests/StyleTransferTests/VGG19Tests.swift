@@ -229,14 +229,15 @@ final class VGG19Tests: XCTestCase {
     }
 
     /// The backward pass hands each loss the activation the forward pass showed it, also where it recomputes it (the
-    /// first layer when asked to, and the layers inside striped blocks): rectified, row for row. The probe losses of the gradient
-    /// tests are linear and cannot tell; a Gram loss can.
+    /// first layer when asked to, and the layers inside striped blocks): rectified, row for row. The probe losses of
+    /// the gradient tests are linear and cannot tell; a Gram loss can.
     func testBackwardSeesTheForwardActivations() throws {
         let (h, w) = (19, 16)
         let image = randomImage(height: h, width: w, seed: 61)
         let layers = Self.styleLayers.union(["relu1_2", "relu2_2"])
-        for (stripe, blocks, recomputes) in [(nil, 1, false), (nil, 1, true), (4, 1, false), (4, 2, false), (8, 3, false)]
-            as [(Int?, Int, Bool)] {
+        let runs: [(stripe: Int?, blocks: Int, recomputes: Bool)] = [(nil, 1, false), (nil, 1, true), (4, 1, false),
+                                                                      (4, 2, false), (8, 3, false)]
+        for (stripe, blocks, recomputes) in runs {
             let net = try VGG19(weights: randomVGGWeights, stripeRows: stripe, stripedBlocks: blocks)
             if recomputes { net.striping = .wholeMapsRecomputingFirstLayer }
             var forward: [String: [Float]] = [:]
@@ -291,8 +292,9 @@ final class VGG19Tests: XCTestCase {
     }
 
     /// Buffers are sized by the layers (no 9 × channels × pixels im2col): at 64×48 for the style layers the total
-    /// is the two 64-channel maps, the kept activations (relu1_1's too), the input, masks, pooling choices, and the bounded scratch (2 MiB,
-    /// which holds one tile row of block 4's F(4×4) Winograd bands, 8 tiles of 1024 channels at 36 positions).
+    /// is the two 64-channel maps, the kept activations (relu1_1's too), the input, masks, pooling choices, and the
+    /// bounded scratch (2 MiB, which holds one tile row of block 4's F(4×4) Winograd bands, 8 tiles of 1024 channels
+    /// at 36 positions).
     func testAllocatedBytes() throws {
         let (h, w) = (64, 48), p = 64 * 48
         let net = try VGG19(weights: randomVGGWeights, scratchBytes: 2 << 20, tile: .f4)
