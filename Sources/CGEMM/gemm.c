@@ -11,7 +11,7 @@
  *
  * Each instruction set has its own block:
  *   AVX-512:  the whole 8 × 48 block in 24 zmm registers; per j, three loads of B, eight broadcasts of A, 24 fused
- *             multiply-adds.
+ *             multiply-adds (a block of at most 32 or 16 columns, in 16 or 8 registers, with two or one loads of B).
  *   AVX2:     six 4 × 16 strips, each in 8 of the 16 ymm registers; per j, two loads of B, four broadcasts of A,
  *             8 fused multiply-adds (4 × 24 strips would need all 16 registers, and the compiler spills them).
  *   portable: twelve 4 × 8 strips in plain C, whose inner loops the compiler turns into vector code for the target's
@@ -310,10 +310,10 @@ columnMasks(int const columns, __mmask16 mask[3]) {
 
 /* Stores alpha · acc into the first `rows` rows of an 8 × 48 block of C, adding to C when `accumulate`. */
 INLINE __attribute__((target("avx512f"))) void
-storeBlock512(__m512 acc[MR][3], const __mmask16 mask[3], float * const c, ptrdiff_t const ldc, int const rows,
-              float const alpha, int const accumulate) {
+storeBlock512(int const vectors, __m512 acc[MR][3], const __mmask16 mask[3], float * const c, ptrdiff_t const ldc,
+              int const rows, float const alpha, int const accumulate) {
     __m512 const scale = _mm512_set1_ps(alpha);
-    for (int v = 0; v < 3; ++v) {
+    for (int v = 0; v < vectors; ++v) {
         if (mask[v] == 0)
             break;
         for (int i = 0; i < MR; ++i) {
@@ -329,12 +329,12 @@ storeBlock512(__m512 acc[MR][3], const __mmask16 mask[3], float * const c, ptrdi
 }
 
 INLINE AVX512 void
-avx512BlockIn(int const kc, const float *a, ptrdiff_t const chunk, int const rowStep, int const columnStep,
-              const float *b, int const nr, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
-              float const alpha, int const accumulate, ptrdiff_t const ahead) {
+avx512BlockIn(int const vectors, int const kc, const float *a, ptrdiff_t const chunk, int const rowStep,
+              int const columnStep, const float *b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+              int const columns, float const alpha, int const accumulate, ptrdiff_t const ahead) {
     __m512 acc[MR][3];
     for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < 3; ++v)
+        for (int v = 0; v < vectors; ++v)
             acc[i][v] = _mm512_setzero_ps();
     __mmask16 mask[3];
     columnMasks(columns, mask);
@@ -344,40 +344,75 @@ avx512BlockIn(int const kc, const float *a, ptrdiff_t const chunk, int const row
                 _mm_prefetch((const char *)(a + ahead + 16 * line), _MM_HINT_T0);
         for (int j = 0; j < 8; ++j) {
             __m512 const b0 = _mm512_maskz_loadu_ps(mask[0], b);
-            __m512 const b1 = _mm512_maskz_loadu_ps(mask[1], b + 16);
-            __m512 const b2 = _mm512_maskz_loadu_ps(mask[2], b + 32);
+            __m512 const b1 = vectors > 1 ? _mm512_maskz_loadu_ps(mask[1], b + 16) : b0;
+            __m512 const b2 = vectors > 2 ? _mm512_maskz_loadu_ps(mask[2], b + 32) : b0;
             b += nr;
             for (int i = 0; i < MR; ++i) {
                 __m512 const ai = _mm512_set1_ps(a[i * rowStep + j * columnStep]);
                 acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-                acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
+                if (vectors > 1)
+                    acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+                if (vectors > 2)
+                    acc[i][2] = _mm512_fmadd_ps(ai, b2, acc[i][2]);
             }
         }
         a += chunk;
     }
-    storeBlock512(acc, mask, c, ldc, rows, alpha, accumulate);
+    storeBlock512(vectors, acc, mask, c, ldc, rows, alpha, accumulate);
 }
 
-/* The AVX-512 block. In rows and transposed order it asks, each eight values of k, for the 8 × 8 values of A one slice
- * of KC further on: the block's next slice, which cgemm_panels reads next (and, after a block's only slice, the
- * next block in rows order). Both orders' A comes from memory for the deep layers' Winograd products; asking ahead made
- * their samples under perf about a tenth fewer in single precision on a Zen 5. */
+/* avx512BlockIn in each order, for `vectors` vectors of 16 columns. */
+INLINE AVX512 void
+avx512BlockOrders(int const vectors, enum order const order, int const kc, const float * const a,
+                  ptrdiff_t const chunk, int const stride, const float * const b, int const nr, float * const c,
+                  ptrdiff_t const ldc, int const rows, int const columns, float const alpha, int const accumulate) {
+    switch (order) {
+    case ROWS:
+        avx512BlockIn(vectors, kc, a, chunk, 1, MR, b, nr, c, ldc, rows, columns, alpha, accumulate, KC / 8 * chunk);
+        break;
+    case TRANSPOSED:
+        avx512BlockIn(vectors, kc, a, chunk, MR, 1, b, nr, c, ldc, rows, columns, alpha, accumulate, KC / 8 * chunk);
+        break;
+    case STRIDED:
+        avx512BlockIn(vectors, kc, a, chunk, 1, stride, b, nr, c, ldc, rows, columns, alpha, accumulate, 0);
+        break;
+    }
+}
+
+/* One function per vector count: inlined side by side into one, the compiler kept their sums on the stack. */
+static AVX512 __attribute__((noinline)) void
+avx512Block48(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
+              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+              int const columns, float const alpha, int const accumulate) {
+    avx512BlockOrders(3, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
+}
+
+static AVX512 __attribute__((noinline)) void
+avx512Block32(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
+              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+              int const columns, float const alpha, int const accumulate) {
+    avx512BlockOrders(2, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
+}
+
+static AVX512 __attribute__((noinline)) void
+avx512Block16(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
+              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
+              int const columns, float const alpha, int const accumulate) {
+    avx512BlockOrders(1, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
+}
+
+/* The AVX-512 block, on as many vectors of 16 columns as it stores: the last panel of a product whose columns are not
+ * a multiple of 48 does no multiply-adds on columns it does not store. In rows and transposed order it asks, each
+ * eight values of k, for the 8 × 8 values of A one slice of KC further on: the block's next slice, which cgemm_panels
+ * reads next (and, after a block's only slice, the next block in rows order). Both orders' A comes from memory for
+ * the deep layers' Winograd products; asking ahead made their samples under perf about a tenth fewer in single
+ * precision on a Zen 5. */
 static AVX512 void
 avx512Block(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
             const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
             int const columns, float const alpha, int const accumulate) {
-    switch (order) {
-    case ROWS:
-        avx512BlockIn(kc, a, chunk, 1, MR, b, nr, c, ldc, rows, columns, alpha, accumulate, KC / 8 * chunk);
-        break;
-    case TRANSPOSED:
-        avx512BlockIn(kc, a, chunk, MR, 1, b, nr, c, ldc, rows, columns, alpha, accumulate, KC / 8 * chunk);
-        break;
-    case STRIDED:
-        avx512BlockIn(kc, a, chunk, 1, stride, b, nr, c, ldc, rows, columns, alpha, accumulate, 0);
-        break;
-    }
+    Block * const sized = columns > 32 ? avx512Block48 : columns > 16 ? avx512Block32 : avx512Block16;
+    sized(order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
 }
 
 /* MARK: - AVX-512 with BF16 dot products */
@@ -450,35 +485,68 @@ bf16PackBlock(int const transposed, int const kc, const float *a, ptrdiff_t cons
     }
 }
 
-/* The 8 × columns block of C from an 8-row block of A and a B panel, both in pairs: the AVX-512 block with one dot
- * product of two pairs in place of two multiply-adds. A's 8 pairs of each k pair are aStride words after the last's.
- * With `prefetch`, each step also asks for the line of A that many words ahead, for an A read from memory in order. */
 INLINE BF16 void
-bf16Block(int const kc, const uint32_t *a, int const aStride, const uint32_t *b, int const nr, float * const c,
-          ptrdiff_t const ldc, int const rows, int const columns, float const alpha, int const accumulate,
-          int const prefetch) {
+bf16BlockIn(int const vectors, int const kc, const uint32_t *a, int const aStride, const uint32_t *b, int const nr,
+            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
+            int const accumulate, int const prefetch) {
     __m512 acc[MR][3];
     for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < 3; ++v)
+        for (int v = 0; v < vectors; ++v)
             acc[i][v] = _mm512_setzero_ps();
     __mmask16 mask[3];
     columnMasks(columns, mask);
     for (int j = 0; j < kc; j += 2) {
         __m512bh const b0 = (__m512bh)_mm512_maskz_loadu_epi32(mask[0], b);
-        __m512bh const b1 = (__m512bh)_mm512_maskz_loadu_epi32(mask[1], b + 16);
-        __m512bh const b2 = (__m512bh)_mm512_maskz_loadu_epi32(mask[2], b + 32);
+        __m512bh const b1 = vectors > 1 ? (__m512bh)_mm512_maskz_loadu_epi32(mask[1], b + 16) : b0;
+        __m512bh const b2 = vectors > 2 ? (__m512bh)_mm512_maskz_loadu_epi32(mask[2], b + 32) : b0;
         b += nr;
         if (prefetch)
             _mm_prefetch((const char *)(a + prefetch), _MM_HINT_T0);
         for (int i = 0; i < MR; ++i) {
             __m512bh const ai = (__m512bh)_mm512_set1_epi32((int)a[i]);
             acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
-            acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
-            acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
+            if (vectors > 1)
+                acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
+            if (vectors > 2)
+                acc[i][2] = _mm512_dpbf16_ps(acc[i][2], ai, b2);
         }
         a += aStride;
     }
-    storeBlock512(acc, mask, c, ldc, rows, alpha, accumulate);
+    storeBlock512(vectors, acc, mask, c, ldc, rows, alpha, accumulate);
+}
+
+/* bf16BlockIn per vector count, as the AVX-512 block is. */
+static BF16 __attribute__((noinline)) void
+bf16Block48(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
+            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
+            int const accumulate, int const prefetch) {
+    bf16BlockIn(3, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);
+}
+
+static BF16 __attribute__((noinline)) void
+bf16Block32(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
+            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
+            int const accumulate, int const prefetch) {
+    bf16BlockIn(2, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);
+}
+
+static BF16 __attribute__((noinline)) void
+bf16Block16(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
+            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
+            int const accumulate, int const prefetch) {
+    bf16BlockIn(1, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);
+}
+
+/* The 8 × columns block of C from an 8-row block of A and a B panel, both in pairs: the AVX-512 block with one dot
+ * product of two pairs in place of two multiply-adds, on as many vectors of 16 columns as it stores. A's 8 pairs of
+ * each k pair are aStride words after the last's. With `prefetch`, each step also asks for the line of A that many
+ * words ahead, for an A read from memory in order. */
+static BF16 void
+bf16Block(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
+          float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
+          int const accumulate, int const prefetch) {
+    (columns > 32 ? bf16Block48 : columns > 16 ? bf16Block32 : bf16Block16)(kc, a, aStride, b, nr, c, ldc, rows,
+                                                                               columns, alpha, accumulate, prefetch);
 }
 
 /* Slices of KC values of k; in each, B converted eight panels at a time, and each 8-row block of A converted once and
