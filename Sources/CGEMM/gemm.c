@@ -583,20 +583,120 @@ bf16Panels512(int const m, int const n, int const k, float const alpha, const fl
  * on a Zen 5). */
 #define PAIRS_PREFETCH (KC / 2 * MR)
 
+/* The rows of A a narrow panel is taken over at once, and the widest panel taken so. */
+#define NARROW_ROWS 32
+#define NARROW_COLUMNS 12
+
+static const uint32_t noPairs[MR];
+
+/* The products of a narrow panel of B (`columns` ≤ NARROW_COLUMNS) with `rows` rows of A in pairs from a
+ * (≤ NARROW_ROWS, a multiple of 8, in `vectors` vectors of 16; both constants wherever this is inlined), into the same
+ * rows of C: bf16Block with the operands' roles swapped, so that no lane runs past the panel's columns. Sixteen rows
+ * of A are a vector (two 8-row blocks side by side, the second zeros past `rows`) and each pair of B is broadcast.
+ * Each value of C takes the same pair products in the same order as in bf16Block (KC values of k in a register, then
+ * alpha times them added to the slices before), so the same bits. */
+INLINE BF16 void
+bf16NarrowIn(int const columns, int const vectors, int const rows, int const k, float const alpha,
+             const uint32_t * const a, const uint32_t * const panel, float * const c, ptrdiff_t const ldc) {
+    /* Where each vector's two halves of 8 rows start, and how far they move per pair of k (0 for the zeros). */
+    const uint32_t *low[2], *high[2];
+    int highStep[2];
+    for (int v = 0; v < 2; ++v) {
+        int const first = 16 * v;
+        low[v] = first < rows ? a + (ptrdiff_t)first * (k / 2) : noPairs;
+        high[v] = first + 8 < rows ? a + (ptrdiff_t)(first + 8) * (k / 2) : noPairs;
+        highStep[v] = first + 8 < rows ? MR : 0;
+    }
+    _Alignas(64) float sums[NARROW_COLUMNS][NARROW_ROWS];  // alpha · C, column by column
+    __m512 const scale = _mm512_set1_ps(alpha);
+    for (int j0 = 0; j0 < k; j0 += KC) {
+        int const pairCount = minimum(KC, k - j0) / 2;
+        __m512 acc[2][NARROW_COLUMNS];
+        for (int v = 0; v < vectors; ++v)
+            for (int l = 0; l < columns; ++l)
+                acc[v][l] = _mm512_setzero_ps();
+        const uint32_t *b = panel + (ptrdiff_t)(j0 / 2) * columns;
+        for (int j = j0 / 2; j < j0 / 2 + pairCount; ++j) {
+            __m512bh rowsOfA[2];
+            for (int v = 0; v < vectors; ++v) {
+                __m256i const lowHalf = _mm256_loadu_si256((const __m256i *)(low[v] + (ptrdiff_t)j * MR));
+                __m256i const highHalf = _mm256_loadu_si256((const __m256i *)(high[v] + (ptrdiff_t)j * highStep[v]));
+                rowsOfA[v] = (__m512bh)_mm512_inserti64x4(_mm512_castsi256_si512(lowHalf), highHalf, 1);
+            }
+            for (int l = 0; l < columns; ++l) {
+                __m512bh const bl = (__m512bh)_mm512_set1_epi32((int)b[l]);
+                for (int v = 0; v < vectors; ++v)
+                    acc[v][l] = _mm512_dpbf16_ps(acc[v][l], rowsOfA[v], bl);
+            }
+            b += columns;
+        }
+        for (int v = 0; v < vectors; ++v)
+            for (int l = 0; l < columns; ++l) {
+                __m512 value = _mm512_mul_ps(acc[v][l], scale);
+                if (j0 > 0)
+                    value = _mm512_add_ps(value, _mm512_load_ps(&sums[l][16 * v]));
+                _mm512_store_ps(&sums[l][16 * v], value);
+            }
+    }
+    for (int i = 0; i < rows; ++i)
+        for (int l = 0; l < columns; ++l)
+            c[(ptrdiff_t)i * ldc + l] = sums[l][i];
+}
+
+/* bf16NarrowIn per width, each a function of its own (see avx512Block48). */
+#define NARROW_FUNCTION(width)                                                                                         \
+    static BF16 __attribute__((noinline)) void bf16Narrow##width(                                                      \
+        int const rows, int const k, float const alpha, const uint32_t * const a, const uint32_t * const panel,        \
+        float * const c, ptrdiff_t const ldc) {                                                                        \
+        if (rows > 16)                                                                                                 \
+            bf16NarrowIn(width, 2, rows, k, alpha, a, panel, c, ldc);                                                  \
+        else                                                                                                           \
+            bf16NarrowIn(width, 1, rows, k, alpha, a, panel, c, ldc);                                                  \
+    }
+NARROW_FUNCTION(1)
+NARROW_FUNCTION(2)
+NARROW_FUNCTION(3)
+NARROW_FUNCTION(4)
+NARROW_FUNCTION(5)
+NARROW_FUNCTION(6)
+NARROW_FUNCTION(7)
+NARROW_FUNCTION(8)
+NARROW_FUNCTION(9)
+NARROW_FUNCTION(10)
+NARROW_FUNCTION(11)
+NARROW_FUNCTION(12)
+#undef NARROW_FUNCTION
+
+typedef void NarrowPanel(int rows, int k, float alpha, const uint32_t *a, const uint32_t *panel, float *c,
+                         ptrdiff_t ldc);
+static NarrowPanel * const narrowPanels[NARROW_COLUMNS + 1] = {
+    NULL,        bf16Narrow1, bf16Narrow2,  bf16Narrow3,  bf16Narrow4,  bf16Narrow5, bf16Narrow6,
+    bf16Narrow7, bf16Narrow8, bf16Narrow9, bf16Narrow10, bf16Narrow11, bf16Narrow12,
+};
+
 /* bf16Panels512 on operands both in pairs already, with the same sums (KC values of k in registers, then added to C)
  * in another order: each 8-row block of A over every panel of B, the slices of k innermost, so A is read in order
- * and once, and each block of C stays in the first-level cache while its slices are added to it. */
+ * and once, and each block of C stays in the first-level cache while its slices are added to it. A last panel of at
+ * most NARROW_COLUMNS columns (a band of few tiles, on a small map) is taken over NARROW_ROWS rows of A at a time by
+ * bf16NarrowIn, after their blocks, while those rows are still in the caches. */
 static BF16 void
 bf16PairsProduct(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
                  const uint32_t * const pairs, float * const c, ptrdiff_t const ldc) {
-    for (int i0 = 0; i0 < m; i0 += MR)
-        for (int l0 = 0; l0 < n; l0 += NR) {
-            int const nr = minimum(NR, n - l0);
-            for (int j0 = 0; j0 < k; j0 += KC)
-                bf16Block(minimum(KC, k - j0), a + (ptrdiff_t)i0 * (k / 2) + (ptrdiff_t)(j0 / 2) * MR, MR,
-                          pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr, nr, c + (ptrdiff_t)i0 * ldc + l0,
-                          ldc, MR, nr, alpha, j0 > 0, PAIRS_PREFETCH);
-        }
+    int const narrow = n % NR <= NARROW_COLUMNS ? n % NR : 0, blocked = n - narrow;
+    for (int r0 = 0; r0 < m; r0 += NARROW_ROWS) {
+        int const rows = minimum(NARROW_ROWS, m - r0);
+        for (int i0 = r0; i0 < r0 + rows; i0 += MR)
+            for (int l0 = 0; l0 < blocked; l0 += NR) {
+                int const nr = minimum(NR, n - l0);
+                for (int j0 = 0; j0 < k; j0 += KC)
+                    bf16Block(minimum(KC, k - j0), a + (ptrdiff_t)i0 * (k / 2) + (ptrdiff_t)(j0 / 2) * MR, MR,
+                              pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr, nr,
+                              c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, j0 > 0, PAIRS_PREFETCH);
+            }
+        if (narrow)
+            narrowPanels[narrow](rows, k, alpha, a + (ptrdiff_t)r0 * (k / 2), pairs + (ptrdiff_t)blocked * (k / 2),
+                                 c + (ptrdiff_t)r0 * ldc + blocked, ldc);
+    }
 }
 
 /* Pairs along k of rows j0 … j0 + kc of a row-major B (rows ldb floats apart, nr ≤ 48 columns from b) into a

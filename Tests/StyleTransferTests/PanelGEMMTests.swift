@@ -106,7 +106,8 @@ final class PanelGEMMTests: XCTestCase {
     /// cgemm_panels_bf16_pairs on A and B in the pairs cgemm_bf16_kernel_block and cgemm_bf16_pairs round them to gives
     /// cgemm_panels_bf16's bits on A and B, whose operands the processor rounds (vcvtne2ps2bf16): with values that
     /// round up, down, to even at a tie, and subnormal ones, in both orders of A (the transposed one from the kernel
-    /// block's backward pairs), over several slices of k and partial panels.
+    /// block's backward pairs), over several slices of k and partial panels, the narrow ones (at most 12 columns) over
+    /// 8, 16, 24 and 32 rows of A at a time.
     func testBF16PairsGiveTheBF16ProductsBits() throws {
         try XCTSkipUnless(ProductPrecision.bf16.isSupported, "the processor has no AVX512_BF16")
         let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS)
@@ -118,7 +119,7 @@ final class PanelGEMMTests: XCTestCase {
             for i in stride(from: 0, to: count, by: step) { values[i] = special[(i / step) % special.count] }
             return values
         }
-        for (m, n, k) in [(8, 48, 8), (16, 100, 136), (24, 387, 264), (8, 13, 16)] {
+        for (m, n, k) in [(8, 48, 8), (16, 100, 136), (24, 387, 264), (8, 13, 16), (40, 58, 136)] {
             let a = sprinkled(m * k, every: 7), b = sprinkled(n * k, every: 5)
             // B's panels as pairs of rows: pair (j, l) of the panel from `first` from B[2j][l] and B[2j + 1][l].
             var words = [UInt32](repeating: 0, count: n * k / 2)
