@@ -379,27 +379,19 @@ avx512BlockOrders(int const vectors, enum order const order, int const kc, const
     }
 }
 
-/* One function per vector count: inlined side by side into one, the compiler kept their sums on the stack. */
-static AVX512 __attribute__((noinline)) void
-avx512Block48(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
-              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
-              int const columns, float const alpha, int const accumulate) {
-    avx512BlockOrders(3, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
-}
-
-static AVX512 __attribute__((noinline)) void
-avx512Block32(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
-              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
-              int const columns, float const alpha, int const accumulate) {
-    avx512BlockOrders(2, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
-}
-
-static AVX512 __attribute__((noinline)) void
-avx512Block16(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
-              const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
-              int const columns, float const alpha, int const accumulate) {
-    avx512BlockOrders(1, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
-}
+/* One function per vector count (avx512Block48, 32 and 16): inlined side by side into one, the compiler kept their sums
+ * on the stack. */
+#define AVX512_BLOCK_FUNCTION(width)                                                                                   \
+    static AVX512 __attribute__((noinline)) void avx512Block##width(                                                   \
+        enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,          \
+        const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows, int const columns, \
+        float const alpha, int const accumulate) {                                                                     \
+        avx512BlockOrders(width / 16, order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);   \
+    }
+AVX512_BLOCK_FUNCTION(48)
+AVX512_BLOCK_FUNCTION(32)
+AVX512_BLOCK_FUNCTION(16)
+#undef AVX512_BLOCK_FUNCTION
 
 /* The AVX-512 block, on as many vectors of 16 columns as it stores: the last panel of a product whose columns are not
  * a multiple of 48 does no multiply-adds on columns it does not store. In rows and transposed order it asks, each
@@ -515,27 +507,18 @@ bf16BlockIn(int const vectors, int const kc, const uint32_t *a, int const aStrid
     storeBlock512(vectors, acc, mask, c, ldc, rows, alpha, accumulate);
 }
 
-/* bf16BlockIn per vector count, as the AVX-512 block is. */
-static BF16 __attribute__((noinline)) void
-bf16Block48(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
-            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
-            int const accumulate, int const prefetch) {
-    bf16BlockIn(3, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);
-}
-
-static BF16 __attribute__((noinline)) void
-bf16Block32(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
-            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
-            int const accumulate, int const prefetch) {
-    bf16BlockIn(2, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);
-}
-
-static BF16 __attribute__((noinline)) void
-bf16Block16(int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,
-            float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,
-            int const accumulate, int const prefetch) {
-    bf16BlockIn(1, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);
-}
+/* bf16BlockIn per vector count (bf16Block48, 32 and 16), as the AVX-512 block is. */
+#define BF16_BLOCK_FUNCTION(width)                                                                                     \
+    static BF16 __attribute__((noinline)) void bf16Block##width(                                                       \
+        int const kc, const uint32_t * const a, int const aStride, const uint32_t * const b, int const nr,            \
+        float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,                    \
+        int const accumulate, int const prefetch) {                                                                    \
+        bf16BlockIn(width / 16, kc, a, aStride, b, nr, c, ldc, rows, columns, alpha, accumulate, prefetch);            \
+    }
+BF16_BLOCK_FUNCTION(48)
+BF16_BLOCK_FUNCTION(32)
+BF16_BLOCK_FUNCTION(16)
+#undef BF16_BLOCK_FUNCTION
 
 /* The 8 × columns block of C from an 8-row block of A and a B panel, both in pairs: the AVX-512 block with one dot
  * product of two pairs in place of two multiply-adds, on as many vectors of 16 columns as it stores. A's 8 pairs of
@@ -601,9 +584,9 @@ bf16NarrowIn(int const columns, int const vectors, int const rows, int const k, 
     /* Where each vector's two halves of 8 rows start, and how far they move per pair of k (0 for the zeros). */
     const uint32_t *low[2], *high[2];
     int highStep[2];
-    for (int v = 0; v < 2; ++v) {
+    for (int v = 0; v < vectors; ++v) {
         int const first = 16 * v;
-        low[v] = first < rows ? a + (ptrdiff_t)first * (k / 2) : noPairs;
+        low[v] = a + (ptrdiff_t)first * (k / 2);
         high[v] = first + 8 < rows ? a + (ptrdiff_t)(first + 8) * (k / 2) : noPairs;
         highStep[v] = first + 8 < rows ? MR : 0;
     }
