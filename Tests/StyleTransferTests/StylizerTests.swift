@@ -86,8 +86,10 @@ final class MemoryAccountingTests: XCTestCase {
         let network = stylizer.network
         XCTAssertEqual(stylizer.residentBytes, randomVGGWeights.bytes + network.kernelCopyCapacity + 3 * 40 * 30 * 4
                        + Stylizer.processBytes)
-        let image = (0 ..< 3 * 32 * 32).map { _ in random.unit() }
-        network.forward(image: image, height: 32, width: 32, layers: ["relu5_4"]) { _ in }
+        // 48 pixels a side: block 4's maps, 6 a side, are as wide as an F(6×6) tile, so they run Winograd's algorithm
+        // (and fill the shared kernel buffer) with either tile.
+        let image = (0 ..< 3 * 48 * 48).map { _ in random.unit() }
+        network.forward(image: image, height: 48, width: 48, layers: ["relu5_4"]) { _ in }
         var gradient = [Float](repeating: 0, count: image.count)
         network.backward(image: image, into: &gradient) { _, layerGradient in
             for i in 0 ..< layerGradient.count { layerGradient.storage[i] += 1 }
