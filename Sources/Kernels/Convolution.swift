@@ -567,6 +567,8 @@ package final class Convolution {
     /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
     /// on the large maps of few channels, where the transforms are a large part of the work. Tests set smaller ones.
     package var winogradBandBytes = 4 << 20
+    /// The channels (or bfloat16 pairs of channels) a worker takes at a time for a band's input transform.
+    package static let winogradTransformChunk = 8
     /// The bands per worker a pass needs for each worker to take whole bands: enough for the last ones to even out.
     package static let winogradPrivateBandsPerWorker = 4
 
@@ -644,15 +646,18 @@ package final class Convolution {
             let n = tileRows.count * grid.tilesX
             // The last band may be shorter: its panels are its own.
             let panels = self.panels(tiles: n), tileStride = panels.count
-            if pairs {
-                parallelBands(sources / 2, workers: min(workers, sources / 2), blasThreads: 1) { pair, worker in
-                    winogradInputTransformPairs(input, span: inputSpan, grid: grid, pairs: pair ..< pair + 1,
+            // Channels (or pairs) a few at a time: the transform of each asks for the places of the next, which had
+            // better be its own worker's.
+            let units = pairs ? sources / 2 : sources, chunk = Self.winogradTransformChunk
+            let chunks = (units + chunk - 1) / chunk
+            parallelBands(chunks, workers: min(workers, chunks), blasThreads: 1) { index, worker in
+                let range = index * chunk ..< min(units, index * chunk + chunk)
+                if pairs {
+                    winogradInputTransformPairs(input, span: inputSpan, grid: grid, pairs: range,
                                                 channelCount: sources, tileRows: tileRows, panels: panels,
                                                 into: words, work: work + worker * grid.workCount)
-                }
-            } else {
-                parallelBands(sources, workers: min(workers, sources), blasThreads: 1) { c, worker in
-                    winogradInputTransform(input, span: inputSpan, grid: grid, channels: c ..< c + 1,
+                } else {
+                    winogradInputTransform(input, span: inputSpan, grid: grid, channels: range,
                                            channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
                                            work: work + worker * grid.workCount)
                 }

@@ -151,12 +151,14 @@ void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA,
  * tiles, tilesX of them, go to transformed + k·positionStride + offset(tile) for position k, where offset is
  * WinogradPanels.offset of tile firstTile + t of channel `channel` of `channels`, in panels of panelWidth tiles of
  * panelCount. With `ahead` (floats, or 0), each input row's values `ahead` floats on are asked for into the caches
- * as the row is read: where the rows of the next call will be.
+ * as the row is read: where the rows of the next call will be. The places of the same tiles of channel + 1, where
+ * there is one, are asked for too, for the call that transforms that channel's tile row.
  *
  * cgemm_winograd_input_pairs: the same transform for two channels, `low` and `high` their input rows, written as
  * bfloat16 pairs (rounded as cgemm_panels_bf16 rounds) for cgemm_panels_bf16_pairs: pair `pair` of `pairCount`, the
  * low channel's value of each tile in a 32-bit word's low half and the high one's in its high half, at
- * pairs + k·positionStride + offset(tile) for position k, offset as above with channel `pair` of `pairCount`.
+ * pairs + k·positionStride + offset(tile) for position k, offset as above with channel `pair` of `pairCount`; the
+ * places of pair + 1 asked for as above.
  *
  * cgemm_winograd_output: Y = Aᵀ M A of tilesX tiles of one tile row, M at transformed + k·positionStride + t for
  * position k and tile t, into the first `rows` (≤ tile) rows of `output`, rowStride floats apart, `width` columns each.
