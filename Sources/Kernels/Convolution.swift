@@ -561,7 +561,12 @@ package final class Convolution {
         let count: Int
     }
 
-    /// The tiles per GEMM a Winograd band aims for at least: enough columns for the GEMMs to run near full speed.
+    /// The tiles per GEMM a Winograd band aims for at least where the transformed kernel is larger than
+    /// `winogradBandBytes`: enough columns for the GEMMs to run near full speed. Such a kernel comes from farther out
+    /// than the band's own buffers, once for every band, and only many tiles repay that. A smaller kernel (those of the
+    /// first two blocks) stays near the core from band to band; there, bands of as many tile rows as fit
+    /// `winogradBandBytes` (one at least) ran faster than bands of 128 tiles (an Intel Xeon of family 6 model 207, 2
+    /// MiB of second-level cache a core: a fifth off conv1_2 and a tenth off the second block at 512×384).
     package static let winogradMinimumTiles = 128
     /// The bytes of transformed input and output tiles a Winograd band aims for at most (unless that leaves fewer than
     /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
@@ -578,8 +583,9 @@ package final class Convolution {
     }
 
     /// Bands for a pass over `grid` within `limit` floats of scratch, but never less than one tile row: as many tile rows
-    /// as fit `winogradBandBytes`, or as give `winogradMinimumTiles` tiles if that is more, split evenly; private to
-    /// each worker where there are `winogradPrivateBandsPerWorker` per worker and their buffers fit.
+    /// as fit `winogradBandBytes`, or, for a kernel larger than that, as give `winogradMinimumTiles` tiles if that is
+    /// more, split evenly; private to each worker where there are `winogradPrivateBandsPerWorker` per worker and their
+    /// buffers fit.
     private func winogradBands(grid: WinogradGrid, limit: Int) -> WinogradBands {
         let channels = inChannels + outChannels, positions = tile.positions
         func count(_ tileRows: Int, workAreas: Int) -> Int {
@@ -588,8 +594,9 @@ package final class Convolution {
                                 + winogradPositionStride(channels: outChannels, count: tiles)) + workAreas * grid.workCount
         }
         let rowBytes = positions * channels * grid.tilesX * MemoryLayout<Float>.stride
-        let target = max(winogradBandBytes / rowBytes,
-                         (Self.winogradMinimumTiles + grid.tilesX - 1) / grid.tilesX)
+        let kernelBytes = positions * inChannels * outChannels * MemoryLayout<Float>.stride
+        let minimumTiles = kernelBytes > winogradBandBytes ? Self.winogradMinimumTiles : 1
+        let target = max(winogradBandBytes / rowBytes, (minimumTiles + grid.tilesX - 1) / grid.tilesX)
         var tileRows = max(1, min(grid.tilesY, target, limit / (positions * channels * grid.tilesX)))
         while tileRows > 1 && count(tileRows, workAreas: threads) > limit { tileRows -= 1 }
         // Even bands: the same number of tile rows in each (but the last may have one fewer).
