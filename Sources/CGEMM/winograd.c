@@ -2,9 +2,9 @@
  * The input and output tile transforms of Winograd's F(4×4, 3×3) and F(6×6, 3×3) for one channel's tile row (see
  * cgemm.h and Sources/Kernels/Winograd.swift for the matrices and layouts), in the widest vectors the selected
  * instruction set has: the same code compiled for AVX2 (eight tiles are one ymm register), for the target's baseline
- * (portable), and for the input transform to bfloat16 pairs where AVX512_BF16 is (its two channels' eight tiles side
- * by side, sixteen values a zmm register). All compute every value with the same operations in the same order, so all
- * give the same bits.
+ * (portable), for the input transform where AVX-512 is (the AVX2 code storing with masks), and for the input transform
+ * to bfloat16 pairs where AVX512_BF16 is (its two channels' eight tiles side by side, sixteen values a zmm register).
+ * All compute every value with the same operations in the same order, so all give the same bits.
  */
 #include "cgemm.h"
 
@@ -182,8 +182,13 @@ storeTileWords(w8 const words, struct tilePlaces const places, int const lanes, 
 }
 
 #if WINOGRAD_X86
+/* The AVX-512 input transform's instructions: AVX-512VL's masked stores of eight words, and PREFETCHW, with which
+ * askForPlaces asks for lines to write (a plain prefetch fetches a line the other core holds in a shared state, and the
+ * store then has to ask again). */
+#define AVX512_TARGET __attribute__((target("avx2,avx512f,avx512vl,prfchw")))
+
 /* storeTileWords in AVX-512's masked stores, where the other calls memcpy for the parts. */
-INLINE BF16_TARGET void
+INLINE __attribute__((target("avx2,avx512f,avx512vl"))) void
 storeTileWordsMasked(w8 const words, struct tilePlaces const places, int const lanes, uint32_t * const base,
                      ptrdiff_t const stride) {
     if (places.split == 8) {
@@ -411,9 +416,10 @@ askForPlaces(const uint32_t * const base, int const positions, ptrdiff_t const p
 }
 
 /* V = Bᵀ d B of one channel's tile row, written as floats at its panel offset, position k + α·i of a tile (α = tile
- * + 2) positionStride floats after position 0. */
+ * + 2) positionStride floats after position 0, by storeWords (storeTileWords or storeTileWordsMasked). */
 INLINE void
-inputRow(int const tile, const float * const rows[], int const width, int const tilesX, int const qs,
+inputRow(int const tile, StoreWords * const storeWords, const float * const rows[], int const width, int const tilesX,
+         int const qs,
          float * const work, float * const transformed, ptrdiff_t const positionStride, int const panelWidth,
          int const panelCount, int const channel, int const channels, int const firstTile, ptrdiff_t const ahead) {
     int const alpha = tile + 2;
@@ -431,7 +437,7 @@ inputRow(int const tile, const float * const rows[], int const width, int const 
             for (int i = 0; i < alpha; ++i) {
                 w8 words;
                 memcpy(&words, &v[i], sizeof words);
-                storeTileWords(words, places, lanes, (uint32_t *)transformed, (ptrdiff_t)(k + alpha * i) * positionStride);
+                storeWords(words, places, lanes, (uint32_t *)transformed, (ptrdiff_t)(k + alpha * i) * positionStride);
             }
         }
     }
@@ -519,20 +525,26 @@ outputRow(int const tile, const float * const transformed, ptrdiff_t const posit
                           panelWidth, panelCount, pair, pairCount, firstTile, ahead);                                  \
     }
 
+/* The body of an input function: inputRow for either tile, storing with storeWords. */
+#define INPUT_ROWS(storeWords)                                                                                         \
+    if (tile == 6)                                                                                                     \
+        inputRow(6, storeWords, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount,    \
+                 channel, channels, firstTile, ahead);                                                                 \
+    else                                                                                                               \
+        inputRow(4, storeWords, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount,    \
+                 channel, channels, firstTile, ahead);
+
+/* The arguments of an input function. */
+#define INPUT_PARAMETERS                                                                                               \
+    int const tile, const float * const rows[], int const width, int const tilesX, int const qs, float * const work,  \
+        float * const transformed, ptrdiff_t const positionStride, int const panelWidth, int const panelCount,         \
+        int const channel, int const channels, int const firstTile, ptrdiff_t const ahead
+
 /* One function per instruction set and direction, each for both tiles: the rows of the portable and the AVX2 code are
  * the same source compiled twice. */
 #define ROW_FUNCTIONS(suffix, attributes)                                                                              \
-    static attributes void input##suffix(int const tile, const float * const rows[], int const width,                \
-                                         int const tilesX, int const qs, float * const work,                           \
-                                         float * const transformed, ptrdiff_t const positionStride,                    \
-                                         int const panelWidth, int const panelCount, int const channel,                \
-                                         int const channels, int const firstTile, ptrdiff_t const ahead) {             \
-        if (tile == 6)                                                                                                 \
-            inputRow(6, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
-                     channels, firstTile, ahead);                                                                      \
-        else                                                                                                           \
-            inputRow(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,   \
-                     channels, firstTile, ahead);                                                                      \
+    static attributes void input##suffix(INPUT_PARAMETERS) {                                                         \
+        INPUT_ROWS(storeTileWords)                                                                                     \
     }                                                                                                                  \
     PAIRS_FUNCTION(suffix, attributes, bf16PairsOfHalves, storeTileWords)                                             \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
@@ -553,6 +565,12 @@ ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 /* Where AVX512_BF16 is, the pairs' rounding in its instruction; the transforms as on the AVX2 path (FP_CONTRACT is off
  * above, so the FMA this target has fuses nothing). */
 PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
+/* The AVX2 path's input transform with AVX-512's masked stores for the groups of tiles a panel's end splits, where the
+ * other calls memcpy twice, and PREFETCHW (see AVX512_TARGET): the same bits. */
+static AVX512_TARGET void
+inputAVX512(INPUT_PARAMETERS) {
+    INPUT_ROWS(storeTileWordsMasked)
+}
 
 #endif
 
@@ -568,6 +586,11 @@ cgemm_winograd_input(int const tile, const float * const rows[], int const width
                      ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const channel,
                      int const channels, int const firstTile, ptrdiff_t const ahead) {
 #if WINOGRAD_X86
+    if (cgemm_selected() == CGEMM_AVX512) {
+        inputAVX512(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
+                    channel, channels, firstTile, ahead);
+        return;
+    }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         inputAVX2(tile, rows, width, tilesX, phaseStride, work, transformed, positionStride, panelWidth, panelCount,
                   channel, channels, firstTile, ahead);
