@@ -208,13 +208,10 @@ storeTileWordsMasked(w8 const words, struct tilePlaces const places, int const l
 /* How a path stores a pair's words (storeTileWords or storeTileWordsMasked): a constant wherever it is inlined. */
 typedef void StoreWords(w8, struct tilePlaces, int, uint32_t *, ptrdiff_t);
 
-/* Writes one output row of the tiles t … t + lanes − 1 of a tile row: y[j] holds, lane by lane, value j of each tile's
- * row (m values a tile, m = 4 or 6), which go to row[m·lane + j], up to `columns` values: eight whole tiles in
- * registers, fewer through line, 8m floats of work. */
+/* The 8m values of eight tiles' output row, value j of lane l at row[m·l + j], in registers. */
 INLINE void
-storeTileRow(int const m, const v8 * const y, int const lanes, int const columns, float * const row,
-             float * const line) {
-    if (m == 4 && lanes == 8 && 32 <= columns) {
+storeTileRowIn(int const m, const v8 * const y, float * const row) {
+    if (m == 4) {
         /* The 4 × 8 values turned into 8 × 4, in registers. */
         v8 const y01 = __builtin_shufflevector(y[0], y[1], 0, 8, 1, 9, 2, 10, 3, 11);
         v8 const y01High = __builtin_shufflevector(y[0], y[1], 4, 12, 5, 13, 6, 14, 7, 15);
@@ -226,28 +223,40 @@ storeTileRow(int const m, const v8 * const y, int const lanes, int const columns
         store8(__builtin_shufflevector(y01High, y23High, 4, 5, 12, 13, 6, 7, 14, 15), row + 24);
         return;
     }
-    if (m == 6 && lanes == 8 && 48 <= columns) {
-        /* Value j of lane l at 6l + j: each 8 of the 48 drawn from the six registers side by side. */
-        v16 const y01 = __builtin_shufflevector(y[0], y[1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        v16 const y23 = __builtin_shufflevector(y[2], y[3], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        v16 const y45 = __builtin_shufflevector(y[4], y[5], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        v32 const low = __builtin_shufflevector(y01, y23, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17,
-                                                18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
-        v32 const high = __builtin_shufflevector(y45, y45, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1,
-                                                 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        /* Index of value j of lane l: 8j + l, counting the second register's from 32. */
-        store8(__builtin_shufflevector(low, high, 0, 8, 16, 24, 32, 40, 1, 9), row);
-        store8(__builtin_shufflevector(low, high, 17, 25, 33, 41, 2, 10, 18, 26), row + 8);
-        store8(__builtin_shufflevector(low, high, 34, 42, 3, 11, 19, 27, 35, 43), row + 16);
-        store8(__builtin_shufflevector(low, high, 4, 12, 20, 28, 36, 44, 5, 13), row + 24);
-        store8(__builtin_shufflevector(low, high, 21, 29, 37, 45, 6, 14, 22, 30), row + 32);
-        store8(__builtin_shufflevector(low, high, 38, 46, 7, 15, 23, 31, 39, 47), row + 40);
+    /* Value j of lane l at 6l + j: each 8 of the 48 drawn from the six registers side by side. */
+    v16 const y01 = __builtin_shufflevector(y[0], y[1], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    v16 const y23 = __builtin_shufflevector(y[2], y[3], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    v16 const y45 = __builtin_shufflevector(y[4], y[5], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    v32 const low = __builtin_shufflevector(y01, y23, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18,
+                                            19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
+    v32 const high = __builtin_shufflevector(y45, y45, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2,
+                                             3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    /* Index of value j of lane l: 8j + l, counting the second register's from 32. */
+    store8(__builtin_shufflevector(low, high, 0, 8, 16, 24, 32, 40, 1, 9), row);
+    store8(__builtin_shufflevector(low, high, 17, 25, 33, 41, 2, 10, 18, 26), row + 8);
+    store8(__builtin_shufflevector(low, high, 34, 42, 3, 11, 19, 27, 35, 43), row + 16);
+    store8(__builtin_shufflevector(low, high, 4, 12, 20, 28, 36, 44, 5, 13), row + 24);
+    store8(__builtin_shufflevector(low, high, 21, 29, 37, 45, 6, 14, 22, 30), row + 32);
+    store8(__builtin_shufflevector(low, high, 38, 46, 7, 15, 23, 31, 39, 47), row + 40);
+}
+
+/* Writes one output row of the tiles t … t + lanes − 1 of a tile row: y[j] holds, lane by lane, value j of each tile's
+ * row (m values a tile, m = 4 or 6), which go to row[m·lane + j], up to `columns` values: eight whole tiles in
+ * registers, fewer (the row's last tiles) arranged the same way in line, 8m floats of work, and copied from there. */
+INLINE void
+storeTileRow(int const m, const v8 * const y, int const lanes, int const columns, float * const row,
+             float * const line) {
+    if (columns < 8 * m) {
+        storeTileRowIn(m, y, line);
+        int const count = columns < m * lanes ? columns : m * lanes;
+        int x = 0;
+        for (; x + 8 <= count; x += 8)
+            store8(load8(line + x), row + x);
+        for (; x < count; ++x)
+            row[x] = line[x];
         return;
     }
-    for (int j = 0; j < m; ++j)
-        store8(y[j], line + 8 * j);
-    for (int x = 0; x < columns && x < m * lanes; ++x)
-        row[x] = line[(x % m) * 8 + x / m];
+    storeTileRowIn(m, y, row);
 }
 
 /* Asks for `lines` cache lines from p into the caches, for rows the next call reads (see cgemm_winograd_input). */
