@@ -428,9 +428,9 @@ askForPlaces(const uint32_t * const base, int const positions, ptrdiff_t const p
  * + 2) positionStride floats after position 0, by storeWords (storeTileWords or storeTileWordsMasked). */
 INLINE void
 inputRow(int const tile, StoreWords * const storeWords, const float * const rows[], int const width, int const tilesX,
-         int const qs,
-         float * const work, float * const transformed, ptrdiff_t const positionStride, int const panelWidth,
-         int const panelCount, int const channel, int const channels, int const firstTile, ptrdiff_t const ahead) {
+         int const qs, float * const work, float * const transformed, ptrdiff_t const positionStride,
+         int const panelWidth, int const panelCount, int const channel, int const channels, int const firstTile,
+         ptrdiff_t const ahead) {
     int const alpha = tile + 2;
     float * const tmp = work + splitCount(tile, qs);
     askForPlaces((const uint32_t *)transformed, alpha * alpha, positionStride, firstTile, tilesX, channel + 1,

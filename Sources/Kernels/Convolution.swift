@@ -566,11 +566,12 @@ package final class Convolution {
     /// than the band's own buffers, once for every band, and only many tiles repay that. A smaller kernel (those of the
     /// first two blocks) stays near the core from band to band; there, bands of as many tile rows as fit
     /// `winogradBandBytes` (one at least) ran faster than bands of 128 tiles (an Intel Xeon of family 6 model 207, 2
-    /// MiB of second-level cache a core: a fifth off conv1_2 and a tenth off the second block at 512×384).
+    /// MiB of second-level cache a core: conv1_2's passes 0.88 times as long at 512×384, the second block's 0.93).
     package static let winogradMinimumTiles = 128
     /// The bytes of transformed input and output tiles a Winograd band aims for at most (unless that leaves fewer than
-    /// `winogradMinimumTiles`): small enough to stay in the caches between the transforms and the GEMMs, which matters
-    /// on the large maps of few channels, where the transforms are a large part of the work. Tests set smaller ones.
+    /// `winogradMinimumTiles` where those apply): small enough to stay in the caches between the transforms and the
+    /// GEMMs, which matters on the large maps of few channels, where the transforms are a large part of the work. Tests
+    /// set smaller ones.
     package var winogradBandBytes = 4 << 20
     /// The channels (or bfloat16 pairs of channels) a worker takes at a time for a band's input transform.
     package static let winogradTransformChunk = 8
