@@ -407,6 +407,212 @@ avx512Block(enum order const order, int const kc, const float * const a, ptrdiff
     sized(order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
 }
 
+/* The columns and rows of A a swapped block takes at a time. */
+#define SWAPPED_COLUMNS 12
+#define SWAPPED_ROWS 32
+
+/* A narrow last panel of B (`columns` ≤ SWAPPED_COLUMNS of it, in a panel nr wide) with `rows` rows of A in rows order
+ * (≤ SWAPPED_ROWS, a multiple of 8, in `vectors` vectors of 16; both constants wherever this is inlined), into the
+ * same rows and columns of C: avx512BlockIn with the operands' roles swapped, so that no lane runs past the panel's
+ * columns. Sixteen rows of A are a vector (two 8-row blocks side by side, the second zeros past `rows`) and each
+ * value of B is broadcast. Each value of C takes the same products in the same order as in avx512BlockIn (a slice of
+ * KC values of k in a register, then alpha times it added to the slices before), so the same bits. */
+INLINE AVX512 void
+avx512SwappedIn(int const columns, int const vectors, int const rows, int const k, float const alpha,
+                const float * const a, const float * const panel, int const nr, float * const c, ptrdiff_t const ldc) {
+    static const float zeros[MR];
+    /* Where each vector's two halves of 8 rows start, and how far they move per value of k (0 for the zeros). */
+    const float *low[2], *high[2];
+    int highStep[2];
+    for (int v = 0; v < vectors; ++v) {
+        int const first = 16 * v;
+        low[v] = a + (ptrdiff_t)first * k;
+        high[v] = first + 8 < rows ? a + (ptrdiff_t)(first + 8) * k : zeros;
+        highStep[v] = first + 8 < rows ? MR : 0;
+    }
+    _Alignas(64) float sums[SWAPPED_COLUMNS][SWAPPED_ROWS];  // alpha · C, column by column
+    __m512 const scale = _mm512_set1_ps(alpha);
+    for (int j0 = 0; j0 < k; j0 += KC) {
+        int const end = minimum(k, j0 + KC);
+        __m512 acc[2][SWAPPED_COLUMNS];
+        for (int v = 0; v < vectors; ++v)
+            for (int l = 0; l < columns; ++l)
+                acc[v][l] = _mm512_setzero_ps();
+        const float *b = panel + (ptrdiff_t)j0 * nr;
+        for (int j = j0; j < end; ++j) {
+            __m512 rowsOfA[2];
+            for (int v = 0; v < vectors; ++v) {
+                __m256 const lowHalf = _mm256_loadu_ps(low[v] + (ptrdiff_t)j * MR);
+                __m256 const highHalf = _mm256_loadu_ps(high[v] + (ptrdiff_t)j * highStep[v]);
+                rowsOfA[v] = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lowHalf)),
+                                                                  _mm256_castps_pd(highHalf), 1));
+            }
+            for (int l = 0; l < columns; ++l) {
+                __m512 const bl = _mm512_set1_ps(b[l]);
+                for (int v = 0; v < vectors; ++v)
+                    acc[v][l] = _mm512_fmadd_ps(bl, rowsOfA[v], acc[v][l]);
+            }
+            b += nr;
+        }
+        for (int v = 0; v < vectors; ++v)
+            for (int l = 0; l < columns; ++l) {
+                __m512 value = _mm512_mul_ps(acc[v][l], scale);
+                if (j0 > 0)
+                    value = _mm512_add_ps(value, _mm512_load_ps(&sums[l][16 * v]));
+                _mm512_store_ps(&sums[l][16 * v], value);
+            }
+    }
+    for (int i = 0; i < rows; ++i)
+        for (int l = 0; l < columns; ++l)
+            c[(ptrdiff_t)i * ldc + l] = sums[l][i];
+}
+
+/* avx512SwappedIn per width, each a function of its own (see avx512Block48). */
+#define SWAPPED_FUNCTION(width)                                                                                        \
+    static AVX512 __attribute__((noinline)) void avx512Swapped##width(                                                \
+        int const rows, int const k, float const alpha, const float * const a, const float * const panel,             \
+        int const nr, float * const c, ptrdiff_t const ldc) {                                                          \
+        if (rows > 16)                                                                                                 \
+            avx512SwappedIn(width, 2, rows, k, alpha, a, panel, nr, c, ldc);                                           \
+        else                                                                                                           \
+            avx512SwappedIn(width, 1, rows, k, alpha, a, panel, nr, c, ldc);                                           \
+    }
+SWAPPED_FUNCTION(1)
+SWAPPED_FUNCTION(2)
+SWAPPED_FUNCTION(3)
+SWAPPED_FUNCTION(4)
+SWAPPED_FUNCTION(5)
+SWAPPED_FUNCTION(6)
+SWAPPED_FUNCTION(7)
+SWAPPED_FUNCTION(8)
+SWAPPED_FUNCTION(9)
+SWAPPED_FUNCTION(10)
+SWAPPED_FUNCTION(11)
+SWAPPED_FUNCTION(12)
+#undef SWAPPED_FUNCTION
+
+typedef void SwappedPanel(int rows, int k, float alpha, const float *a, const float *panel, int nr, float *c,
+                          ptrdiff_t ldc);
+static SwappedPanel * const swappedPanels[SWAPPED_COLUMNS + 1] = {
+    NULL,           avx512Swapped1, avx512Swapped2,  avx512Swapped3,  avx512Swapped4,  avx512Swapped5, avx512Swapped6,
+    avx512Swapped7, avx512Swapped8, avx512Swapped9, avx512Swapped10, avx512Swapped11, avx512Swapped12,
+};
+
+/* Whether a last panel nr columns wide goes to the swapped or turned blocks: where the block's vectors of 16 would
+ * leave a fifth of their lanes or more idle. */
+static int
+swappedPanel(int const nr) {
+    return nr < NR && 5 * nr <= 4 * 16 * ((nr + 15) / 16);
+}
+
+/* The last panel of B (nr columns, at `panel`) with rows i0 … i0 + rows of A in rows order, SWAPPED_COLUMNS at a
+ * time, into the same rows of C. */
+static void
+avx512SwappedPanel(int const i0, int const rows, int const k, float const alpha, const float * const a,
+                   const float * const panel, int const nr, float * const c, ptrdiff_t const ldc) {
+    for (int l = 0; l < nr; l += SWAPPED_COLUMNS)
+        swappedPanels[minimum(SWAPPED_COLUMNS, nr - l)](rows, k, alpha, a + (ptrdiff_t)i0 * k, panel + l, nr,
+                                                         c + (ptrdiff_t)i0 * ldc + l, ldc);
+}
+
+/* The columns a turned block takes at a time, and the most values of k its products may have. */
+#define TURNED_COLUMNS 6
+#define TURNED_DEPTH 1024
+/* How many groups of eight values of k ahead a turned block asks for A: its rows lie a chunk apart, too far for the
+ * processor's own prefetching, and where no full panel came before, nothing brought them near. */
+#define TURNED_AHEAD 4
+
+/* A narrow last panel of B, turned: (TURNED_DEPTH, NR), column l's values of k side by side, at l · k. */
+static _Thread_local _Alignas(64) float turnedPanel[TURNED_DEPTH * NR];
+
+/* Eight rows of A in transposed order (from `a`, where a(i, j) is at (j / 8)·chunk + i·8 + j % 8) times `columns` (≤
+ * TURNED_COLUMNS) columns of B turned (column l at bt + l·k, zeros past `columns` up to TURNED_COLUMNS) into C: in
+ * this order each row's eight values of k lie side by side, so the sums run along k in the vector, one vector for
+ * two rows and a column, and are added up across it at the end. No lane runs past the panel's columns. */
+INLINE AVX512 void
+avx512Turned(int const k, float const alpha, const float * const a, ptrdiff_t const chunk, const float * const bt,
+             int const columns, float * const c, ptrdiff_t const ldc) {
+    __m512 acc[4][TURNED_COLUMNS];
+    for (int p = 0; p < 4; ++p)
+        for (int l = 0; l < TURNED_COLUMNS; ++l)
+            acc[p][l] = _mm512_setzero_ps();
+    for (int j0 = 0; j0 < k; j0 += 8) {
+        const float * const rows = a + (ptrdiff_t)(j0 / 8) * chunk;
+        __m512 pairs[4];  // rows 2p and 2p + 1, eight values of k each
+        for (int p = 0; p < 4; ++p) {
+            _mm_prefetch((const char *)(rows + TURNED_AHEAD * chunk + 16 * p), _MM_HINT_T0);
+            pairs[p] = _mm512_loadu_ps(rows + 16 * p);
+        }
+        for (int l = 0; l < TURNED_COLUMNS; ++l) {
+            __m512 const column = _mm512_castpd_ps(
+                _mm512_broadcast_f64x4(_mm256_castps_pd(_mm256_load_ps(bt + (ptrdiff_t)l * k + j0))));
+            for (int p = 0; p < 4; ++p)
+                acc[p][l] = _mm512_fmadd_ps(pairs[p], column, acc[p][l]);
+        }
+    }
+    /* Each acc[p][l] holds row 2p's eight partial sums for column l in its low half and row 2p + 1's in its high half:
+     * added within each 128-bit lane for columns 0 … 3 and 4 … 5, then lane with lane. */
+    __m512 const scale = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
+    __m512i const low = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9, 8, 3, 2, 1, 0);
+    __m512i const high = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 12, 7, 6, 5, 4);
+    __mmask16 const stored = (__mmask16)((1u << columns) - 1);
+    for (int p = 0; p < 4; ++p) {
+        __m512 half[3];
+        for (int h = 0; h < 3; ++h) {
+            __m512 const x = acc[p][2 * h], y = acc[p][2 * h + 1];
+            half[h] = _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
+        }
+        __m512 const first = _mm512_add_ps(_mm512_shuffle_ps(half[0], half[1], 0x44),
+                                           _mm512_shuffle_ps(half[0], half[1], 0xEE));
+        __m512 const second = _mm512_add_ps(_mm512_shuffle_ps(half[2], zero, 0x44),
+                                            _mm512_shuffle_ps(half[2], zero, 0xEE));
+        __m512 const sums = _mm512_add_ps(_mm512_shuffle_f32x4(first, second, 0x88),
+                                          _mm512_shuffle_f32x4(first, second, 0xDD));
+        _mm512_mask_storeu_ps(c + (ptrdiff_t)(2 * p) * ldc, stored,
+                              _mm512_mul_ps(_mm512_permutexvar_ps(low, sums), scale));
+        _mm512_mask_storeu_ps(c + (ptrdiff_t)(2 * p + 1) * ldc, stored,
+                              _mm512_mul_ps(_mm512_permutexvar_ps(high, sums), scale));
+    }
+}
+
+static AVX512 __attribute__((noinline)) void
+avx512TurnedBlock(int const k, float const alpha, const float * const a, ptrdiff_t const chunk, const float * const bt,
+                  int const columns, float * const c, ptrdiff_t const ldc) {
+    avx512Turned(k, alpha, a, chunk, bt, columns, c, ldc);
+}
+
+/* Turns the last panel of B (k × nr, row by row) into turnedPanel, eight rows and columns at a time, zeros in the
+ * columns up to a multiple of 8 and of TURNED_COLUMNS. */
+static AVX512 __attribute__((noinline)) void
+turnPanel(int const k, const float * const panel, int const nr) {
+    int const eights = (nr + 7) / 8 * 8, padded = (nr + TURNED_COLUMNS - 1) / TURNED_COLUMNS * TURNED_COLUMNS;
+    for (int l0 = 0; l0 < nr; l0 += 8) {
+        __m256i const stored = _mm256_cmpgt_epi32(_mm256_set1_epi32(nr - l0), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        for (int j0 = 0; j0 < k; j0 += 8) {
+            __m256 r[8], t[8], u[8];
+            for (int j = 0; j < 8; ++j)
+                r[j] = _mm256_maskload_ps(panel + (ptrdiff_t)(j0 + j) * nr + l0, stored);
+            for (int j = 0; j < 8; j += 2) {
+                t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+                t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+            }
+            for (int h = 0; h < 8; h += 4) {
+                u[h] = _mm256_shuffle_ps(t[h], t[h + 2], 0x44);
+                u[h + 1] = _mm256_shuffle_ps(t[h], t[h + 2], 0xEE);
+                u[h + 2] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0x44);
+                u[h + 3] = _mm256_shuffle_ps(t[h + 1], t[h + 3], 0xEE);
+            }
+            float * const column = turnedPanel + (ptrdiff_t)l0 * k + j0;
+            for (int q = 0; q < 4; ++q) {
+                _mm256_store_ps(column + (ptrdiff_t)q * k, _mm256_permute2f128_ps(u[q], u[q + 4], 0x20));
+                _mm256_store_ps(column + (ptrdiff_t)(q + 4) * k, _mm256_permute2f128_ps(u[q], u[q + 4], 0x31));
+            }
+        }
+    }
+    if (padded > eights)
+        memset(turnedPanel + (ptrdiff_t)eights * k, 0, sizeof(float) * (size_t)(padded - eights) * (size_t)k);
+}
+
 /* MARK: - AVX-512 with BF16 dot products */
 
 #define BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -947,9 +1153,34 @@ void
 cgemm_panels(int const m, int const n, int const k, float const alpha, const float * const a, int const transposedA,
              const float * const b, float * const c, ptrdiff_t const ldc) {
     Block * const block = kernels()->block;
+#if CGEMM_X86
+    /* In rows order on AVX-512, a narrow last panel takes the swapped blocks, SWAPPED_ROWS rows at a time, after those
+     * rows' blocks of the full panels, while their A is still in the caches. */
+    int const last = (n - 1) / NR * NR, narrow = cgemm_selected() == CGEMM_AVX512 && swappedPanel(n - last);
+    int const swapped = narrow && !transposedA, turned = narrow && transposedA && k <= TURNED_DEPTH;
+    if (turned)
+        turnPanel(k, b + (ptrdiff_t)last * k, n - last);
+#else
+    int const last = n, swapped = 0, turned = 0;
+#endif
     for (int i0 = 0; i0 < m; i0 += MR)
         for (int l0 = 0; l0 < n; l0 += NR) {
             int const nr = minimum(NR, n - l0);
+#if CGEMM_X86
+            if (swapped && l0 == last) {
+                int const group = i0 / SWAPPED_ROWS * SWAPPED_ROWS;
+                if (i0 + MR == minimum(m, group + SWAPPED_ROWS))
+                    avx512SwappedPanel(group, minimum(SWAPPED_ROWS, m - group), k, alpha, a, b + (ptrdiff_t)l0 * k, nr,
+                                       c + l0, ldc);
+                continue;
+            }
+            if (turned && l0 == last) {
+                for (int l = 0; l < nr; l += TURNED_COLUMNS)
+                    avx512TurnedBlock(k, alpha, a + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, turnedPanel + (ptrdiff_t)l * k,
+                                      minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc);
+                continue;
+            }
+#endif
             float * const target = c + (ptrdiff_t)i0 * ldc + l0;
             for (int j0 = 0; j0 < k; j0 += KC) {
                 int const kc = minimum(KC, k - j0);

@@ -162,9 +162,10 @@ final class PanelGEMMTests: XCTestCase {
     }
 
     /// cgemm_panels in both orders of A, for column counts that fill panels, leave a partial one (of a width that is
-    /// or is not a multiple of 8 and 16, in one, two or three vectors of 16) or stay under one, and depths that take one
-    /// slice of the k loop or several (128 per slice); columns of C past n are left alone. `operand` is what the product
-    /// makes of each value of A and B.
+    /// or is not a multiple of 8 and 16, in one, two or three vectors of 16; narrow enough for the swapped and turned
+    /// blocks, 3 to 36 columns, or not) or stay under one, row counts over one or several groups of 32, and depths
+    /// that take one slice of the k loop or several (128 per slice); columns of C past n are left alone. `operand` is
+    /// what the product makes of each value of A and B.
     private func checkPanelProduct(
         product: (Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32, UnsafePointer<Float>?,
                   UnsafeMutablePointer<Float>?, Int) -> Void,
@@ -173,7 +174,8 @@ final class PanelGEMMTests: XCTestCase {
         let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS)
         var rng = SplitMix64(seed: 31)
         for (m, n, k) in [(8, 48, 8), (16, 8, 24), (24, 100, 136), (8, 200, 264), (32, 56, 16), (16, 77, 8),
-                          (40, 3, 256), (8, 61, 392), (16, 90, 136)] + shapes {
+                          (40, 3, 256), (8, 61, 392), (16, 90, 136), (40, 60, 136), (24, 72, 264), (72, 36, 392),
+                          (8, 20, 64)] + shapes {
             let a = randomValues(m * k, using: &rng), b = randomValues(n * k, using: &rng)
             let ldc = n + 5
             for transposed in [false, true] {
