@@ -407,12 +407,38 @@ avx512Block(enum order const order, int const kc, const float * const a, ptrdiff
     sized(order, kc, a, chunk, stride, b, nr, c, ldc, rows, columns, alpha, accumulate);
 }
 
-/* The columns and rows of A a swapped block takes at a time. */
-#define SWAPPED_COLUMNS 12
-#define SWAPPED_ROWS 32
+/* The rows of A a narrow panel is taken over at once by a block with the roles swapped (in single precision or bf16),
+ * and the widest panel taken so. */
+#define NARROW_ROWS 32
+#define NARROW_COLUMNS 12
+/* F applied to each width of a narrow panel, 1 to NARROW_COLUMNS. */
+#define NARROW_WIDTHS(F) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11) F(12)
 
-/* A narrow last panel of B (`columns` ≤ SWAPPED_COLUMNS of it, in a panel nr wide) with `rows` rows of A in rows order
- * (≤ SWAPPED_ROWS, a multiple of 8, in `vectors` vectors of 16; both constants wherever this is inlined), into the
+/* A swapped block's sums over one slice of k, starting at `first`, times alpha, into `sums` (alpha · C, column by
+ * column), added to the slices before: as a block stores them into C. */
+INLINE __attribute__((target("avx512f"))) void
+addNarrowSlice(int const vectors, int const columns, __m512 acc[2][NARROW_COLUMNS], __m512 const scale,
+               int const first, float sums[NARROW_COLUMNS][NARROW_ROWS]) {
+    for (int v = 0; v < vectors; ++v)
+        for (int l = 0; l < columns; ++l) {
+            __m512 value = _mm512_mul_ps(acc[v][l], scale);
+            if (first > 0)
+                value = _mm512_add_ps(value, _mm512_load_ps(&sums[l][16 * v]));
+            _mm512_store_ps(&sums[l][16 * v], value);
+        }
+}
+
+/* The first `rows` rows and `columns` columns of `sums` into C. */
+INLINE void
+storeNarrowSums(int const rows, int const columns, float sums[NARROW_COLUMNS][NARROW_ROWS], float * const c,
+                ptrdiff_t const ldc) {
+    for (int i = 0; i < rows; ++i)
+        for (int l = 0; l < columns; ++l)
+            c[(ptrdiff_t)i * ldc + l] = sums[l][i];
+}
+
+/* A narrow last panel of B (`columns` ≤ NARROW_COLUMNS of it, in a panel nr wide) with `rows` rows of A in rows order
+ * (≤ NARROW_ROWS, a multiple of 8, in `vectors` vectors of 16; both constants wherever this is inlined), into the
  * same rows and columns of C: avx512BlockIn with the operands' roles swapped, so that no lane runs past the panel's
  * columns. Sixteen rows of A are a vector (two 8-row blocks side by side, the second zeros past `rows`) and each
  * value of B is broadcast. Each value of C takes the same products in the same order as in avx512BlockIn (a slice of
@@ -430,11 +456,11 @@ avx512SwappedIn(int const columns, int const vectors, int const rows, int const 
         high[v] = first + 8 < rows ? a + (ptrdiff_t)(first + 8) * k : zeros;
         highStep[v] = first + 8 < rows ? MR : 0;
     }
-    _Alignas(64) float sums[SWAPPED_COLUMNS][SWAPPED_ROWS];  // alpha · C, column by column
+    _Alignas(64) float sums[NARROW_COLUMNS][NARROW_ROWS];  // alpha · C, column by column
     __m512 const scale = _mm512_set1_ps(alpha);
     for (int j0 = 0; j0 < k; j0 += KC) {
         int const end = minimum(k, j0 + KC);
-        __m512 acc[2][SWAPPED_COLUMNS];
+        __m512 acc[2][NARROW_COLUMNS];
         for (int v = 0; v < vectors; ++v)
             for (int l = 0; l < columns; ++l)
                 acc[v][l] = _mm512_setzero_ps();
@@ -454,17 +480,9 @@ avx512SwappedIn(int const columns, int const vectors, int const rows, int const 
             }
             b += nr;
         }
-        for (int v = 0; v < vectors; ++v)
-            for (int l = 0; l < columns; ++l) {
-                __m512 value = _mm512_mul_ps(acc[v][l], scale);
-                if (j0 > 0)
-                    value = _mm512_add_ps(value, _mm512_load_ps(&sums[l][16 * v]));
-                _mm512_store_ps(&sums[l][16 * v], value);
-            }
+        addNarrowSlice(vectors, columns, acc, scale, j0, sums);
     }
-    for (int i = 0; i < rows; ++i)
-        for (int l = 0; l < columns; ++l)
-            c[(ptrdiff_t)i * ldc + l] = sums[l][i];
+    storeNarrowSums(rows, columns, sums, c, ldc);
 }
 
 /* avx512SwappedIn per width, each a function of its own (see avx512Block48). */
@@ -477,26 +495,14 @@ avx512SwappedIn(int const columns, int const vectors, int const rows, int const 
         else                                                                                                           \
             avx512SwappedIn(width, 1, rows, k, alpha, a, panel, nr, c, ldc);                                           \
     }
-SWAPPED_FUNCTION(1)
-SWAPPED_FUNCTION(2)
-SWAPPED_FUNCTION(3)
-SWAPPED_FUNCTION(4)
-SWAPPED_FUNCTION(5)
-SWAPPED_FUNCTION(6)
-SWAPPED_FUNCTION(7)
-SWAPPED_FUNCTION(8)
-SWAPPED_FUNCTION(9)
-SWAPPED_FUNCTION(10)
-SWAPPED_FUNCTION(11)
-SWAPPED_FUNCTION(12)
+NARROW_WIDTHS(SWAPPED_FUNCTION)
 #undef SWAPPED_FUNCTION
 
 typedef void SwappedPanel(int rows, int k, float alpha, const float *a, const float *panel, int nr, float *c,
                           ptrdiff_t ldc);
-static SwappedPanel * const swappedPanels[SWAPPED_COLUMNS + 1] = {
-    NULL,           avx512Swapped1, avx512Swapped2,  avx512Swapped3,  avx512Swapped4,  avx512Swapped5, avx512Swapped6,
-    avx512Swapped7, avx512Swapped8, avx512Swapped9, avx512Swapped10, avx512Swapped11, avx512Swapped12,
-};
+#define SWAPPED_ENTRY(width) avx512Swapped##width,
+static SwappedPanel * const swappedPanels[NARROW_COLUMNS + 1] = {NULL, NARROW_WIDTHS(SWAPPED_ENTRY)};
+#undef SWAPPED_ENTRY
 
 /* Whether a last panel nr columns wide goes to the swapped or turned blocks: where the block's vectors of 16 would
  * leave a fifth of their lanes or more idle. */
@@ -505,13 +511,13 @@ swappedPanel(int const nr) {
     return nr < NR && 5 * nr <= 4 * 16 * ((nr + 15) / 16);
 }
 
-/* The last panel of B (nr columns, at `panel`) with rows i0 … i0 + rows of A in rows order, SWAPPED_COLUMNS at a
+/* The last panel of B (nr columns, at `panel`) with rows i0 … i0 + rows of A in rows order, NARROW_COLUMNS at a
  * time, into the same rows of C. */
 static void
 avx512SwappedPanel(int const i0, int const rows, int const k, float const alpha, const float * const a,
                    const float * const panel, int const nr, float * const c, ptrdiff_t const ldc) {
-    for (int l = 0; l < nr; l += SWAPPED_COLUMNS)
-        swappedPanels[minimum(SWAPPED_COLUMNS, nr - l)](rows, k, alpha, a + (ptrdiff_t)i0 * k, panel + l, nr,
+    for (int l = 0; l < nr; l += NARROW_COLUMNS)
+        swappedPanels[minimum(NARROW_COLUMNS, nr - l)](rows, k, alpha, a + (ptrdiff_t)i0 * k, panel + l, nr,
                                                          c + (ptrdiff_t)i0 * ldc + l, ldc);
 }
 
@@ -772,10 +778,6 @@ bf16Panels512(int const m, int const n, int const k, float const alpha, const fl
  * on a Zen 5). */
 #define PAIRS_PREFETCH (KC / 2 * MR)
 
-/* The rows of A a narrow panel is taken over at once, and the widest panel taken so. */
-#define NARROW_ROWS 32
-#define NARROW_COLUMNS 12
-
 static const uint32_t noPairs[MR];
 
 /* The products of a narrow panel of B (`columns` ≤ NARROW_COLUMNS) with `rows` rows of A in pairs from a
@@ -819,17 +821,9 @@ bf16NarrowIn(int const columns, int const vectors, int const rows, int const k, 
             }
             b += columns;
         }
-        for (int v = 0; v < vectors; ++v)
-            for (int l = 0; l < columns; ++l) {
-                __m512 value = _mm512_mul_ps(acc[v][l], scale);
-                if (j0 > 0)
-                    value = _mm512_add_ps(value, _mm512_load_ps(&sums[l][16 * v]));
-                _mm512_store_ps(&sums[l][16 * v], value);
-            }
+        addNarrowSlice(vectors, columns, acc, scale, j0, sums);
     }
-    for (int i = 0; i < rows; ++i)
-        for (int l = 0; l < columns; ++l)
-            c[(ptrdiff_t)i * ldc + l] = sums[l][i];
+    storeNarrowSums(rows, columns, sums, c, ldc);
 }
 
 /* bf16NarrowIn per width, each a function of its own (see avx512Block48). */
@@ -842,26 +836,14 @@ bf16NarrowIn(int const columns, int const vectors, int const rows, int const k, 
         else                                                                                                           \
             bf16NarrowIn(width, 1, rows, k, alpha, a, panel, c, ldc);                                                  \
     }
-NARROW_FUNCTION(1)
-NARROW_FUNCTION(2)
-NARROW_FUNCTION(3)
-NARROW_FUNCTION(4)
-NARROW_FUNCTION(5)
-NARROW_FUNCTION(6)
-NARROW_FUNCTION(7)
-NARROW_FUNCTION(8)
-NARROW_FUNCTION(9)
-NARROW_FUNCTION(10)
-NARROW_FUNCTION(11)
-NARROW_FUNCTION(12)
+NARROW_WIDTHS(NARROW_FUNCTION)
 #undef NARROW_FUNCTION
 
 typedef void NarrowPanel(int rows, int k, float alpha, const uint32_t *a, const uint32_t *panel, float *c,
                          ptrdiff_t ldc);
-static NarrowPanel * const narrowPanels[NARROW_COLUMNS + 1] = {
-    NULL,        bf16Narrow1, bf16Narrow2,  bf16Narrow3,  bf16Narrow4,  bf16Narrow5, bf16Narrow6,
-    bf16Narrow7, bf16Narrow8, bf16Narrow9, bf16Narrow10, bf16Narrow11, bf16Narrow12,
-};
+#define NARROW_ENTRY(width) bf16Narrow##width,
+static NarrowPanel * const narrowPanels[NARROW_COLUMNS + 1] = {NULL, NARROW_WIDTHS(NARROW_ENTRY)};
+#undef NARROW_ENTRY
 
 /* bf16Panels512 on operands both in pairs already, with the same sums (KC values of k in registers, then added to C)
  * in another order: each 8-row block of A over every panel of B, the slices of k innermost, so A is read in order
@@ -1154,7 +1136,7 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
              const float * const b, float * const c, ptrdiff_t const ldc) {
     Block * const block = kernels()->block;
 #if CGEMM_X86
-    /* In rows order on AVX-512, a narrow last panel takes the swapped blocks, SWAPPED_ROWS rows at a time, after those
+    /* In rows order on AVX-512, a narrow last panel takes the swapped blocks, NARROW_ROWS rows at a time, after those
      * rows' blocks of the full panels, while their A is still in the caches. */
     int const last = (n - 1) / NR * NR, narrow = cgemm_selected() == CGEMM_AVX512 && swappedPanel(n - last);
     int const swapped = narrow && !transposedA, turned = narrow && transposedA && k <= TURNED_DEPTH;
@@ -1168,9 +1150,9 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
             int const nr = minimum(NR, n - l0);
 #if CGEMM_X86
             if (swapped && l0 == last) {
-                int const group = i0 / SWAPPED_ROWS * SWAPPED_ROWS;
-                if (i0 + MR == minimum(m, group + SWAPPED_ROWS))
-                    avx512SwappedPanel(group, minimum(SWAPPED_ROWS, m - group), k, alpha, a, b + (ptrdiff_t)l0 * k, nr,
+                int const group = i0 / NARROW_ROWS * NARROW_ROWS;
+                if (i0 + MR == minimum(m, group + NARROW_ROWS))
+                    avx512SwappedPanel(group, minimum(NARROW_ROWS, m - group), k, alpha, a, b + (ptrdiff_t)l0 * k, nr,
                                        c + l0, ldc);
                 continue;
             }
