@@ -11,7 +11,9 @@
  *
  * Each instruction set has its own block:
  *   AVX-512:  the whole 8 × 48 block in 24 zmm registers; per j, three loads of B, eight broadcasts of A, 24 fused
- *             multiply-adds (a block of at most 32 or 16 columns, in 16 or 8 registers, with two or one loads of B).
+ *             multiply-adds (a block of at most 32 or 16 columns, in 16 or 8 registers, with two or one loads of B);
+ *             a product's last panel narrow enough to leave a fifth of those lanes idle takes blocks with the roles
+ *             swapped instead (avx512SwappedIn in rows order, avx512Turned in transposed order).
  *   AVX2:     six 4 × 16 strips, each in 8 of the 16 ymm registers; per j, two loads of B, four broadcasts of A,
  *             8 fused multiply-adds (4 × 24 strips would need all 16 registers, and the compiler spills them).
  *   portable: twelve 4 × 8 strips in plain C, whose inner loops the compiler turns into vector code for the target's

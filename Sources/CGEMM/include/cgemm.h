@@ -10,8 +10,9 @@
  *
  * All three come down to one step, an 8-row block of C from 8 rows of A and a panel of B, which is where the
  * instruction sets differ; the loops around it and the packing are shared. Every path reads the same layouts and
- * adds the same terms in the same order, so the paths differ only by rounding (fused or separate multiply-adds), and
- * each is deterministic.
+ * adds the same terms in the same order (but for a narrow last panel of cgemm_panels in transposed order on AVX-512,
+ * whose sums run along k in eight lanes and are added up at the end), so the paths differ only by rounding (fused or
+ * separate multiply-adds, and that order), and each is deterministic.
  *
  * Panel layouts (row-major float32 throughout):
  *   A, an m × k matrix with m and k multiples of CGEMM_PANEL_ROWS, in one of two orders:
