@@ -537,7 +537,7 @@ static _Thread_local _Alignas(64) float turnedPanel[TURNED_DEPTH * NR];
  * TURNED_COLUMNS) columns of B turned (column l at bt + l·k, zeros past `columns` up to TURNED_COLUMNS) into C: in
  * this order each row's eight values of k lie side by side, so the sums run along k in the vector, one vector for
  * two rows and a column, and are added up across it at the end. No lane runs past the panel's columns. */
-INLINE AVX512 void
+static AVX512 __attribute__((noinline)) void
 avx512Turned(int const k, float const alpha, const float * const a, ptrdiff_t const chunk, const float * const bt,
              int const columns, float * const c, ptrdiff_t const ldc) {
     __m512 acc[4][TURNED_COLUMNS];
@@ -581,12 +581,6 @@ avx512Turned(int const k, float const alpha, const float * const a, ptrdiff_t co
         _mm512_mask_storeu_ps(c + (ptrdiff_t)(2 * p + 1) * ldc, stored,
                               _mm512_mul_ps(_mm512_permutexvar_ps(high, sums), scale));
     }
-}
-
-static AVX512 __attribute__((noinline)) void
-avx512TurnedBlock(int const k, float const alpha, const float * const a, ptrdiff_t const chunk, const float * const bt,
-                  int const columns, float * const c, ptrdiff_t const ldc) {
-    avx512Turned(k, alpha, a, chunk, bt, columns, c, ldc);
 }
 
 /* Turns the last panel of B (k × nr, row by row) into turnedPanel, eight rows and columns at a time, zeros in the
@@ -1138,8 +1132,9 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
              const float * const b, float * const c, ptrdiff_t const ldc) {
     Block * const block = kernels()->block;
 #if CGEMM_X86
-    /* In rows order on AVX-512, a narrow last panel takes the swapped blocks, NARROW_ROWS rows at a time, after those
-     * rows' blocks of the full panels, while their A is still in the caches. */
+    /* On AVX-512, a narrow last panel takes, after the blocks of the full panels on the same rows of A, while those
+     * are still in the caches: in rows order the swapped blocks, NARROW_ROWS rows at a time; in transposed order the
+     * turned block, 8 rows at a time, on the panel turned once here. */
     int const last = (n - 1) / NR * NR, narrow = cgemm_selected() == CGEMM_AVX512 && swappedPanel(n - last);
     int const swapped = narrow && !transposedA, turned = narrow && transposedA && k <= TURNED_DEPTH;
     if (turned)
@@ -1160,8 +1155,8 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
             }
             if (turned && l0 == last) {
                 for (int l = 0; l < nr; l += TURNED_COLUMNS)
-                    avx512TurnedBlock(k, alpha, a + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, turnedPanel + (ptrdiff_t)l * k,
-                                      minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc);
+                    avx512Turned(k, alpha, a + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, turnedPanel + (ptrdiff_t)l * k,
+                                 minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc);
                 continue;
             }
 #endif
