@@ -143,22 +143,23 @@ panelOffset(int const tile, int const channel, int const channels, int const pan
     return (ptrdiff_t)first * channels + (ptrdiff_t)channel * width + (tile - first);
 }
 
-/* How eight transformed values of the tiles from `tile` (32-bit words each) go to a channel's places in a position:
- * in one store at `offset` when the panel holding the first has room for all eight (lanes past the tile row's end
- * then fall on the channel's places of tiles that come later in the band, which their own tile row writes over
- * afterwards); else `split` of them there and the rest at `rest`, the next panel's first places. */
+/* How a group of eight or sixteen transformed values of the tiles from `tile` (32-bit words each) goes to a channel's
+ * places in a position: in one store at `offset` when the panel holding the first has room for the whole group (lanes
+ * past the tile row's end then fall on the channel's places of tiles that come later in the band, which their own
+ * tile row writes over afterwards); else `split` of them there and the rest at `rest`, the next panel's first places.
+ * Every panel but the last is at least sixteen tiles wide, so no group spans three. */
 struct tilePlaces {
     ptrdiff_t offset, rest;
     int split;
 };
 
 INLINE struct tilePlaces
-tilePlaces(int const tile, int const lanes, int const channel, int const channels, int const panelWidth,
-           int const panelCount) {
+tilePlaces(int const tile, int const group, int const lanes, int const channel, int const channels,
+           int const panelWidth, int const panelCount) {
     int const first = tile / panelWidth * panelWidth;
     int const width = panelCount - first < panelWidth ? panelCount - first : panelWidth;
-    struct tilePlaces places = {panelOffset(tile, channel, channels, panelWidth, panelCount), 0, 8};
-    if (tile - first + 8 > width) {
+    struct tilePlaces places = {panelOffset(tile, channel, channels, panelWidth, panelCount), 0, group};
+    if (tile - first + group > width) {
         places.split = first + width - tile < lanes ? first + width - tile : lanes;
         if (places.split < lanes)
             places.rest = panelOffset(first + width, channel, channels, panelWidth, panelCount);
@@ -201,6 +202,24 @@ storeTileWordsMasked(w8 const words, struct tilePlaces const places, int const l
                                               _mm256_set1_epi32(places.split));
         _mm256_mask_storeu_epi32(base + places.rest + stride, (__mmask8)((1u << (lanes - places.split)) - 1),
                                  _mm256_permutexvar_epi32(from, (__m256i)words));
+    }
+}
+
+/* Sixteen words at their places (a group of sixteen in tilePlaces), `stride` words after `base`, `lanes` of them that
+ * count. */
+INLINE __attribute__((target("avx512f"))) void
+storeWideWords(__m512i const words, struct tilePlaces const places, int const lanes, uint32_t * const base,
+               ptrdiff_t const stride) {
+    if (places.split == 16) {
+        _mm512_storeu_si512(base + places.offset + stride, words);
+        return;
+    }
+    _mm512_mask_storeu_epi32(base + places.offset + stride, (__mmask16)((1u << places.split) - 1), words);
+    if (places.split < lanes) {
+        __m512i const from = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                              _mm512_set1_epi32(places.split));
+        _mm512_mask_storeu_epi32(base + places.rest + stride, (__mmask16)((1u << (lanes - places.split)) - 1),
+                                 _mm512_permutexvar_epi32(from, words));
     }
 }
 #endif
@@ -439,7 +458,7 @@ inputRow(int const tile, StoreWords * const storeWords, const float * const rows
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         rowStage(tile, work, NULL, qs, t, tmp);  // eight lanes read work alone
-        struct tilePlaces const places = tilePlaces(firstTile + t, lanes, channel, channels, panelWidth, panelCount);
+        struct tilePlaces const places = tilePlaces(firstTile + t, 8, lanes, channel, channels, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
             v8 v[8];
             columnStage(tile, tmp, k, v);
@@ -451,6 +470,51 @@ inputRow(int const tile, StoreWords * const storeWords, const float * const rows
         }
     }
 }
+
+#if WINOGRAD_X86
+/* inputRow on AVX-512: sixteen tiles of the channel a zmm register (the transforms of tiles t … t + 7 and t + 8 … t + 15
+ * side by side, as inputRowPairs puts two channels), stored by storeWideWords, and a last group of eight or fewer as
+ * inputRow takes it. Each value takes the same operations as in inputRow, so the same bits. */
+INLINE AVX512_TARGET void
+inputRowWide(int const tile, const float * const rows[], int const width, int const tilesX, int const qs,
+             float * const work, float * const transformed, ptrdiff_t const positionStride, int const panelWidth,
+             int const panelCount, int const channel, int const channels, int const firstTile, ptrdiff_t const ahead) {
+    int const alpha = tile + 2;
+    float * const tmp = work + splitCount(tile, qs);
+    askForPlaces((const uint32_t *)transformed, alpha * alpha, positionStride, firstTile, tilesX, channel + 1,
+                 channels, panelWidth, panelCount);
+    splitTileRows(tile, rows, width, qs, ahead, work);
+    int t = 0;
+    for (; tilesX - t > 8; t += 16) {
+        int const lanes = tilesX - t < 16 ? tilesX - t : 16;
+        rowStage16(tile, work, work + 8, qs, t, tmp);
+        struct tilePlaces const places = tilePlaces(firstTile + t, 16, lanes, channel, channels, panelWidth,
+                                                    panelCount);
+        for (int k = 0; k < alpha; ++k) {
+            v16 v[8];
+            columnStage16(tile, tmp, k, v);
+            for (int i = 0; i < alpha; ++i)
+                storeWideWords((__m512i)v[i], places, lanes, (uint32_t *)transformed,
+                               (ptrdiff_t)(k + alpha * i) * positionStride);
+        }
+    }
+    if (t < tilesX) {
+        int const lanes = tilesX - t;
+        rowStage(tile, work, NULL, qs, t, tmp);
+        struct tilePlaces const places = tilePlaces(firstTile + t, 8, lanes, channel, channels, panelWidth, panelCount);
+        for (int k = 0; k < alpha; ++k) {
+            v8 v[8];
+            columnStage(tile, tmp, k, v);
+            for (int i = 0; i < alpha; ++i) {
+                w8 words;
+                memcpy(&words, &v[i], sizeof words);
+                storeTileWordsMasked(words, places, lanes, (uint32_t *)transformed,
+                                     (ptrdiff_t)(k + alpha * i) * positionStride);
+            }
+        }
+    }
+}
+#endif
 
 /* inputRow for two channels at once, written as bfloat16 pairs: the even channel's value in each word's low half. The
  * two channels' eight tiles go through the transforms side by side, sixteen values a vector. Work: the low channel's
@@ -469,7 +533,7 @@ inputRowPairs(int const tile, PairsOf * const pairsOf, StoreWords * const storeW
     for (int t = 0; t < tilesX; t += 8) {
         int const lanes = tilesX - t < 8 ? tilesX - t : 8;
         rowStage16(tile, work, workHigh, qs, t, tmp);
-        struct tilePlaces const places = tilePlaces(firstTile + t, lanes, pair, pairCount, panelWidth, panelCount);
+        struct tilePlaces const places = tilePlaces(firstTile + t, 8, lanes, pair, pairCount, panelWidth, panelCount);
         for (int k = 0; k < alpha; ++k) {
             v16 v[8];
             columnStage16(tile, tmp, k, v);
@@ -488,35 +552,110 @@ outputStage(int const tile, const v8 m[8], v8 out[6]) {
         outputTransform(m[0], m[1], m[2], m[3], m[4], m[5], out);
 }
 
+/* outputStage on sixteen values a vector. */
+INLINE void
+outputStage16(int const tile, const v16 m[8], v16 out[6]) {
+    if (tile == 6)
+        outputTransform616(m, out);
+    else
+        outputTransform16(m[0], m[1], m[2], m[3], m[4], m[5], out);
+}
+
+/* Lanes 0 … 7 and 8 … 15 of each of `count` vectors. */
+INLINE void
+splitHalves(int const count, const v16 * const y, v8 * const low, v8 * const high) {
+    for (int j = 0; j < count; ++j) {
+        low[j] = lowHalf(y[j]);
+        high[j] = highHalf(y[j]);
+    }
+}
+
+/* One group of at most eight tiles of outputRow, from tile t, `lanes` of them in the row. */
+INLINE void
+outputGroup(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const t,
+            int const lanes, int const width, int const rows, float * const output, ptrdiff_t const rowStride,
+            float * const work) {
+    int const alpha = tile + 2;
+    float * const tmp = work, * const line = work + tile * alpha * 8;
+    /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[α·i + k]. */
+    for (int k = 0; k < alpha; ++k) {
+        const float * const s = transformed + k * positionStride + t;
+        v8 m[8], z[6];
+        for (int i = 0; i < alpha; ++i)
+            m[i] = load8(s + alpha * i * positionStride);
+        outputStage(tile, m, z);
+        for (int i = 0; i < tile; ++i)
+            store8(z[i], tmp + k * 8 + alpha * 8 * i);
+    }
+    for (int i = 0; i < rows; ++i) {
+        const float * const s = tmp + i * alpha * 8;
+        v8 m[8], y[6];
+        for (int j = 0; j < alpha; ++j)
+            m[j] = load8(s + 8 * j);
+        outputStage(tile, m, y);
+        storeTileRow(tile, y, lanes, width - tile * t, output + i * rowStride + tile * t, line);
+    }
+}
+
 /* Y = Aᵀ M A of one channel's tile row, from the products at position k + α·i of a tile positionStride floats after
- * position 0, into `rows` rows of the output. */
+ * position 0, into `rows` rows of the output, eight tiles at a time. */
 INLINE void
 outputRow(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
           int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
+    for (int t = 0; t < tilesX; t += 8)
+        outputGroup(tile, transformed, positionStride, t, tilesX - t < 8 ? tilesX - t : 8, width, rows, output,
+                    rowStride, work);
+}
+
+#if WINOGRAD_X86
+/* outputRow on AVX-512: sixteen tiles a zmm register, each output row's two halves stored as outputRow stores eight
+ * tiles, and a last group of eight or fewer as outputRow takes it. The same operations on each value, so the same
+ * bits. Reads as outputRow does: the lanes past the row fall on later tiles of the band, or on the 16 floats after a
+ * position's last channel (winogradPositionStride). */
+INLINE __attribute__((target("avx2,avx512f"))) void
+outputRowWide(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
+              int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
     int const alpha = tile + 2;
-    float * const tmp = work, * const line = work + tile * alpha * 8;
-    for (int t = 0; t < tilesX; t += 8) {
-        /* Columns first: z[i', k] = Σ_i Aᵀ[i', i] M[α·i + k]. */
+    float * const tmp = work, * const line = work + tile * alpha * 16;
+    int t = 0;
+    for (; tilesX - t > 8; t += 16) {
         for (int k = 0; k < alpha; ++k) {
             const float * const s = transformed + k * positionStride + t;
-            v8 m[8], z[6];
+            v16 m[8], z[6];
             for (int i = 0; i < alpha; ++i)
-                m[i] = load8(s + alpha * i * positionStride);
-            outputStage(tile, m, z);
+                m[i] = *(const v16u *)(s + alpha * i * positionStride);
+            outputStage16(tile, m, z);
             for (int i = 0; i < tile; ++i)
-                store8(z[i], tmp + k * 8 + alpha * 8 * i);
+                *(v16u *)(tmp + k * 16 + alpha * 16 * i) = z[i];
         }
-        int const lanes = tilesX - t < 8 ? tilesX - t : 8;
+        int const lanes = tilesX - t < 16 ? tilesX - t : 16;
         for (int i = 0; i < rows; ++i) {
-            const float * const s = tmp + i * alpha * 8;
-            v8 m[8], y[6];
+            const float * const s = tmp + i * alpha * 16;
+            v16 m[8], y[6];
             for (int j = 0; j < alpha; ++j)
-                m[j] = load8(s + 8 * j);
-            outputStage(tile, m, y);
-            storeTileRow(tile, y, lanes, width - tile * t, output + i * rowStride + tile * t, line);
+                m[j] = *(const v16u *)(s + 16 * j);
+            outputStage16(tile, m, y);
+            v8 low[6], high[6];
+            splitHalves(tile, y, low, high);
+            float * const row = output + i * rowStride + tile * t;
+            storeTileRow(tile, low, 8, width - tile * t, row, line);
+            storeTileRow(tile, high, lanes - 8, width - tile * (t + 8), row + 8 * tile, line);
         }
     }
+    if (t < tilesX)
+        outputGroup(tile, transformed, positionStride, t, tilesX - t, width, rows, output, rowStride, work);
 }
+
+/* outputRowWide for either tile. */
+static __attribute__((target("avx2,avx512f"))) void
+outputAVX512(int const tile, const float * const transformed, ptrdiff_t const positionStride, int const tilesX,
+             int const width, int const rows, float * const output, ptrdiff_t const rowStride, float * const work) {
+    if (tile == 6)
+        outputRowWide(6, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+    else
+        outputRowWide(4, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+}
+#endif
 
 /* The input transform in pairs of one instruction set, with its ways of making pairs and storing them. */
 #define PAIRS_FUNCTION(suffix, attributes, pairsOf, storeWords)                                                        \
@@ -578,7 +717,12 @@ PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
  * other calls memcpy twice, and PREFETCHW (see AVX512_TARGET): the same bits. */
 static AVX512_TARGET void
 inputAVX512(INPUT_PARAMETERS) {
-    INPUT_ROWS(storeTileWordsMasked)
+    if (tile == 6)
+        inputRowWide(6, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,
+                     channels, firstTile, ahead);
+    else
+        inputRowWide(4, rows, width, tilesX, qs, work, transformed, positionStride, panelWidth, panelCount, channel,
+                     channels, firstTile, ahead);
 }
 
 #endif
@@ -648,6 +792,10 @@ cgemm_winograd_output(int const tile, const float * const transformed, ptrdiff_t
                       int const tilesX, int const width, int const rows, float * const output,
                       ptrdiff_t const rowStride, float * const work) {
 #if WINOGRAD_X86
+    if (cgemm_selected() == CGEMM_AVX512) {
+        outputAVX512(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
+        return;
+    }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         outputAVX2(tile, transformed, positionStride, tilesX, width, rows, output, rowStride, work);
         return;
