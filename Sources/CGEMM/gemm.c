@@ -340,6 +340,11 @@ avx512BlockIn(int const vectors, int const kc, const float *a, ptrdiff_t const c
             acc[i][v] = _mm512_setzero_ps();
     __mmask16 mask[3];
     columnMasks(columns, mask);
+    /* C's lines, asked for now to arrive while the sums run (see avx512Block). */
+    if (accumulate)
+        for (int i = 0; i < MR && i < rows; ++i)
+            for (int v = 0; v < vectors; ++v)
+                _mm_prefetch((const char *)(c + i * ldc + 16 * v), _MM_HINT_T0);
     for (int j0 = 0; j0 < kc; j0 += 8) {
         if (ahead)
             for (int line = 0; line < MR * MR / 16; ++line)
@@ -400,7 +405,8 @@ AVX512_BLOCK_FUNCTION(16)
  * eight values of k, for the 8 × 8 values of A one slice of KC further on: the block's next slice, which cgemm_panels
  * reads next (and, after a block's only slice, the next block in rows order). Both orders' A comes from memory for
  * the deep layers' Winograd products; asking ahead made their samples under perf about a tenth fewer in single
- * precision on a Zen 5. */
+ * precision on a Zen 5. A block that adds to C asks for C's lines first (avx512BlockIn), which arrive while its sums
+ * run: the Gram gradient's C is a layer's gradient, whose rows lie a whole map apart. */
 static AVX512 void
 avx512Block(enum order const order, int const kc, const float * const a, ptrdiff_t const chunk, int const stride,
             const float * const b, int const nr, float * const c, ptrdiff_t const ldc, int const rows,
