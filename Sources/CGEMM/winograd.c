@@ -1,10 +1,11 @@
 /*
  * The input and output tile transforms of Winograd's F(4×4, 3×3) and F(6×6, 3×3) for one channel's tile row (see
  * cgemm.h and Sources/Kernels/Winograd.swift for the matrices and layouts), in the widest vectors the selected
- * instruction set has: the same code compiled for AVX2 (eight tiles are one ymm register), for the target's baseline
- * (portable), for the input transform where AVX-512 is (the AVX2 code storing with masks), and for the input transform
- * to bfloat16 pairs where AVX512_BF16 is (its two channels' eight tiles side by side, sixteen values a zmm register).
- * All compute every value with the same operations in the same order, so all give the same bits.
+ * instruction set has: the same code compiled for AVX2 (eight tiles are one ymm register) and for the target's baseline
+ * (portable); where AVX-512 is, sixteen tiles of a channel a zmm register (inputRowWide, outputRowWide), the input's
+ * groups that a panel's end splits stored with masks; and for the input transform to bfloat16 pairs where AVX512_BF16
+ * is, two channels' eight tiles side by side. All compute every value with the same operations in the same order, so
+ * all give the same bits.
  */
 #include "cgemm.h"
 

@@ -188,7 +188,8 @@ package struct WinogradGrid {
     }
 
     /// Floats between the phase arrays of the per-worker work area (see `winogradInputTransform`): a tile row's tiles
-    /// rounded up to a multiple of 8, since the transforms take eight tiles at a time, and one group more.
+    /// rounded up to a multiple of 8, since the transforms take eight tiles at a time, and one group more (sixteen
+    /// at a time on AVX-512 read no further past the row than eight do).
     package var phaseStride: Int { ((tilesX &+ 7) & ~7) &+ 8 }
 
     /// Floats of the per-worker work area.

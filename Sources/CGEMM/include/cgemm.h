@@ -141,8 +141,9 @@ void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA,
 
 /* The tile transforms of Winograd's F(4×4, 3×3) (tile 4) and F(6×6, 3×3) (tile 6) for one channel's tile row
  * (Sources/Kernels/Winograd.swift has the matrices and layouts), with α = tile + 2 input values a side and α²
- * positions, in AVX2 vectors on the avx2 and avx512 paths (AVX-512 ones for the input to bfloat16 pairs where
- * AVX512_BF16 is) and the target's baseline on the portable one; all give the same bits (no fused multiply-adds).
+ * positions, eight tiles an AVX2 vector on the avx2 path, sixteen an AVX-512 vector on the avx512 one (two channels'
+ * eight for the input to bfloat16 pairs where AVX512_BF16 is), and the target's baseline on the portable one; all
+ * give the same bits (no fused multiply-adds).
  *
  * cgemm_winograd_work_count: the floats of the work area of any of the transforms for a tile row of at most
  * phaseStride − 8 tiles (phaseStride a multiple of 8).
