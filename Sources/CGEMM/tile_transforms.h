@@ -127,6 +127,15 @@ NAMED(columnStage)(int const tile, const float * const tmp, int const k, VECTOR 
         NAMED(columnTransform)(tmp, k, v);
 }
 
+/* Aᵀ m of either tile: α values in, `tile` out. */
+INLINE void
+NAMED(outputStage)(int const tile, const VECTOR m[8], VECTOR out[6]) {
+    if (tile == 6)
+        NAMED(outputTransform6)(m, out);
+    else
+        NAMED(outputTransform)(m[0], m[1], m[2], m[3], m[4], m[5], out);
+}
+
 #undef VECTOR
 #undef NAMED
 #undef LANES

@@ -444,6 +444,26 @@ askForPlaces(const uint32_t * const base, int const positions, ptrdiff_t const p
     }
 }
 
+/* One group of at most eight tiles of inputRow, from tile t, `lanes` of them in the row, from the split rows in work
+ * through the staged tiles in tmp, stored by storeWords. */
+INLINE void
+inputGroup(int const tile, StoreWords * const storeWords, const float * const work, int const qs, int const t,
+           int const lanes, float * const tmp, float * const transformed, ptrdiff_t const positionStride,
+           int const panelWidth, int const panelCount, int const channel, int const channels, int const firstTile) {
+    int const alpha = tile + 2;
+    rowStage(tile, work, NULL, qs, t, tmp);  // eight lanes read work alone
+    struct tilePlaces const places = tilePlaces(firstTile + t, 8, lanes, channel, channels, panelWidth, panelCount);
+    for (int k = 0; k < alpha; ++k) {
+        v8 v[8];
+        columnStage(tile, tmp, k, v);
+        for (int i = 0; i < alpha; ++i) {
+            w8 words;
+            memcpy(&words, &v[i], sizeof words);
+            storeWords(words, places, lanes, (uint32_t *)transformed, (ptrdiff_t)(k + alpha * i) * positionStride);
+        }
+    }
+}
+
 /* V = Bᵀ d B of one channel's tile row, written as floats at its panel offset, position k + α·i of a tile (α = tile
  * + 2) positionStride floats after position 0, by storeWords (storeTileWords or storeTileWordsMasked). */
 INLINE void
@@ -456,20 +476,9 @@ inputRow(int const tile, StoreWords * const storeWords, const float * const rows
     askForPlaces((const uint32_t *)transformed, alpha * alpha, positionStride, firstTile, tilesX, channel + 1,
                  channels, panelWidth, panelCount);
     splitTileRows(tile, rows, width, qs, ahead, work);
-    for (int t = 0; t < tilesX; t += 8) {
-        int const lanes = tilesX - t < 8 ? tilesX - t : 8;
-        rowStage(tile, work, NULL, qs, t, tmp);  // eight lanes read work alone
-        struct tilePlaces const places = tilePlaces(firstTile + t, 8, lanes, channel, channels, panelWidth, panelCount);
-        for (int k = 0; k < alpha; ++k) {
-            v8 v[8];
-            columnStage(tile, tmp, k, v);
-            for (int i = 0; i < alpha; ++i) {
-                w8 words;
-                memcpy(&words, &v[i], sizeof words);
-                storeWords(words, places, lanes, (uint32_t *)transformed, (ptrdiff_t)(k + alpha * i) * positionStride);
-            }
-        }
-    }
+    for (int t = 0; t < tilesX; t += 8)
+        inputGroup(tile, storeWords, work, qs, t, tilesX - t < 8 ? tilesX - t : 8, tmp, transformed, positionStride,
+                   panelWidth, panelCount, channel, channels, firstTile);
 }
 
 #if WINOGRAD_X86
@@ -499,21 +508,9 @@ inputRowWide(int const tile, const float * const rows[], int const width, int co
                                (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
-    if (t < tilesX) {
-        int const lanes = tilesX - t;
-        rowStage(tile, work, NULL, qs, t, tmp);
-        struct tilePlaces const places = tilePlaces(firstTile + t, 8, lanes, channel, channels, panelWidth, panelCount);
-        for (int k = 0; k < alpha; ++k) {
-            v8 v[8];
-            columnStage(tile, tmp, k, v);
-            for (int i = 0; i < alpha; ++i) {
-                w8 words;
-                memcpy(&words, &v[i], sizeof words);
-                storeTileWordsMasked(words, places, lanes, (uint32_t *)transformed,
-                                     (ptrdiff_t)(k + alpha * i) * positionStride);
-            }
-        }
-    }
+    if (t < tilesX)
+        inputGroup(tile, storeTileWordsMasked, work, qs, t, tilesX - t, tmp, transformed, positionStride, panelWidth,
+                   panelCount, channel, channels, firstTile);
 }
 #endif
 
@@ -542,24 +539,6 @@ inputRowPairs(int const tile, PairsOf * const pairsOf, StoreWords * const storeW
                 storeWords(pairsOf(v[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
-}
-
-/* Aᵀ m of either tile for eight tiles at once: α values in, `tile` out. */
-INLINE void
-outputStage(int const tile, const v8 m[8], v8 out[6]) {
-    if (tile == 6)
-        outputTransform6(m, out);
-    else
-        outputTransform(m[0], m[1], m[2], m[3], m[4], m[5], out);
-}
-
-/* outputStage on sixteen values a vector. */
-INLINE void
-outputStage16(int const tile, const v16 m[8], v16 out[6]) {
-    if (tile == 6)
-        outputTransform616(m, out);
-    else
-        outputTransform16(m[0], m[1], m[2], m[3], m[4], m[5], out);
 }
 
 /* Lanes 0 … 7 and 8 … 15 of each of `count` vectors. */
