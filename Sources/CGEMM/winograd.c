@@ -693,8 +693,8 @@ ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 /* Where AVX512_BF16 is, the pairs' rounding in its instruction; the transforms as on the AVX2 path (FP_CONTRACT is off
  * above, so the FMA this target has fuses nothing). */
 PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
-/* The AVX2 path's input transform with AVX-512's masked stores for the groups of tiles a panel's end splits, where the
- * other calls memcpy twice, and PREFETCHW (see AVX512_TARGET): the same bits. */
+/* The input transform on AVX-512: inputRowWide for either tile, with the masked stores for the groups of tiles a
+ * panel's end splits, where the other paths call memcpy twice, and PREFETCHW (see AVX512_TARGET): the same bits. */
 static AVX512_TARGET void
 inputAVX512(INPUT_PARAMETERS) {
     if (tile == 6)
