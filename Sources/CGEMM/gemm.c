@@ -51,6 +51,11 @@ minimum(int const a, int const b) {
     return a < b ? a : b;
 }
 
+static int
+maximum(int const a, int const b) {
+    return a > b ? a : b;
+}
+
 /* How a block's A is addressed (see above): rowStep and columnStep (1, 8), (8, 1) or (1, stride). */
 enum order { ROWS, TRANSPOSED, STRIDED };
 
@@ -450,10 +455,13 @@ storeNarrowSums(int const rows, int const columns, float sums[NARROW_COLUMNS][NA
  * same rows and columns of C: avx512BlockIn with the operands' roles swapped, so that no lane runs past the panel's
  * columns. Sixteen rows of A are a vector (two 8-row blocks side by side, the second zeros past `rows`) and each
  * value of B is broadcast. Each value of C takes the same products in the same order as in avx512BlockIn (a slice of
- * KC values of k in a register, then alpha times it added to the slices before), so the same bits. */
+ * KC values of k in a register, then alpha times it added to the slices before), so the same bits. Step by step it
+ * also asks for the aheadFloats floats at `ahead` into the second-level cache, a line or more a step. */
 INLINE AVX512 void
 avx512SwappedIn(int const columns, int const vectors, int const rows, int const k, float const alpha,
-                const float * const a, const float * const panel, int const nr, float * const c, ptrdiff_t const ldc) {
+                const float * const a, const float * const panel, int const nr, float * const c, ptrdiff_t const ldc,
+                const float * const ahead, int const aheadFloats) {
+    int const perStep = (aheadFloats + 16 * k - 1) / (16 * k);
     static const float zeros[MR];
     /* Where each vector's two halves of 8 rows start, and how far they move per value of k (0 for the zeros). */
     const float *low[2], *high[2];
@@ -475,6 +483,11 @@ avx512SwappedIn(int const columns, int const vectors, int const rows, int const 
         const float *b = panel + (ptrdiff_t)j0 * nr;
         for (int j = j0; j < end; ++j) {
             __m512 rowsOfA[2];
+            for (int s = 0; s < perStep; ++s) {
+                int const offset = (j * perStep + s) * 16;
+                if (offset < aheadFloats)
+                    _mm_prefetch((const char *)(ahead + offset), _MM_HINT_T1);
+            }
             for (int v = 0; v < vectors; ++v) {
                 __m256 const lowHalf = _mm256_loadu_ps(low[v] + (ptrdiff_t)j * MR);
                 __m256 const highHalf = _mm256_loadu_ps(high[v] + (ptrdiff_t)j * highStep[v]);
@@ -497,17 +510,17 @@ avx512SwappedIn(int const columns, int const vectors, int const rows, int const 
 #define SWAPPED_FUNCTION(width)                                                                                        \
     static AVX512 __attribute__((noinline)) void avx512Swapped##width(                                                \
         int const rows, int const k, float const alpha, const float * const a, const float * const panel,             \
-        int const nr, float * const c, ptrdiff_t const ldc) {                                                          \
+        int const nr, float * const c, ptrdiff_t const ldc, const float * const ahead, int const aheadFloats) {      \
         if (rows > 16)                                                                                                 \
-            avx512SwappedIn(width, 2, rows, k, alpha, a, panel, nr, c, ldc);                                           \
+            avx512SwappedIn(width, 2, rows, k, alpha, a, panel, nr, c, ldc, ahead, aheadFloats);                       \
         else                                                                                                           \
-            avx512SwappedIn(width, 1, rows, k, alpha, a, panel, nr, c, ldc);                                           \
+            avx512SwappedIn(width, 1, rows, k, alpha, a, panel, nr, c, ldc, ahead, aheadFloats);                       \
     }
 NARROW_WIDTHS(SWAPPED_FUNCTION)
 #undef SWAPPED_FUNCTION
 
 typedef void SwappedPanel(int rows, int k, float alpha, const float *a, const float *panel, int nr, float *c,
-                          ptrdiff_t ldc);
+                          ptrdiff_t ldc, const float *ahead, int aheadFloats);
 #define SWAPPED_ENTRY(width) avx512Swapped##width,
 static SwappedPanel * const swappedPanels[NARROW_COLUMNS + 1] = {NULL, NARROW_WIDTHS(SWAPPED_ENTRY)};
 #undef SWAPPED_ENTRY
@@ -520,13 +533,19 @@ swappedPanel(int const nr) {
 }
 
 /* The last panel of B (nr columns, at `panel`) with rows i0 … i0 + rows of A in rows order, NARROW_COLUMNS at a
- * time, into the same rows of C. */
+ * time, into the same rows of C. Where B is this narrow, each line of A takes few products, so that a deep layer's
+ * kernel, read from memory, would keep the products waiting: the calls share out among their steps asking for the
+ * next NARROW_ROWS rows of A (m rows in all), which lie right after these. */
 static void
 avx512SwappedPanel(int const i0, int const rows, int const k, float const alpha, const float * const a,
-                   const float * const panel, int const nr, float * const c, ptrdiff_t const ldc) {
-    for (int l = 0; l < nr; l += NARROW_COLUMNS)
+                   const float * const panel, int const nr, float * const c, ptrdiff_t const ldc, int const m) {
+    int const calls = (nr + NARROW_COLUMNS - 1) / NARROW_COLUMNS;
+    int const next = minimum(NARROW_ROWS, m - i0 - rows) * k, share = (next + calls - 1) / calls;
+    const float * const ahead = a + (ptrdiff_t)(i0 + rows) * k;
+    for (int l = 0, q = 0; l < nr; l += NARROW_COLUMNS, ++q)
         swappedPanels[minimum(NARROW_COLUMNS, nr - l)](rows, k, alpha, a + (ptrdiff_t)i0 * k, panel + l, nr,
-                                                         c + (ptrdiff_t)i0 * ldc + l, ldc);
+                                                         c + (ptrdiff_t)i0 * ldc + l, ldc, ahead + (ptrdiff_t)q * share,
+                                                         maximum(0, minimum(share, next - q * share)));
 }
 
 /* The columns a turned block takes at a time, and the most values of k its products may have. */
@@ -542,16 +561,26 @@ static _Thread_local _Alignas(64) float turnedPanel[TURNED_DEPTH * NR];
 /* Eight rows of A in transposed order (from `a`, where a(i, j) is at (j / 8)·chunk + i·8 + j % 8) times `columns` (≤
  * TURNED_COLUMNS) columns of B turned (column l at bt + l·k, zeros past `columns` up to TURNED_COLUMNS) into C: in
  * this order each row's eight values of k lie side by side, so the sums run along k in the vector, one vector for
- * two rows and a column, and are added up across it at the end. No lane runs past the panel's columns. */
+ * two rows and a column, and are added up across it at the end. No lane runs past the panel's columns. Step by step
+ * it also asks for lines firstLine … firstLine + lineCount of the eight rows at `ahead` (laid out as `a`, four lines
+ * a chunk) into the second-level cache. */
 static AVX512 __attribute__((noinline)) void
 avx512Turned(int const k, float const alpha, const float * const a, ptrdiff_t const chunk, const float * const bt,
-             int const columns, float * const c, ptrdiff_t const ldc) {
+             int const columns, float * const c, ptrdiff_t const ldc, const float * const ahead, int const firstLine,
+             int const lineCount) {
+    int const perStep = (lineCount + k / 8 - 1) / (k / 8);
     __m512 acc[4][TURNED_COLUMNS];
     for (int p = 0; p < 4; ++p)
         for (int l = 0; l < TURNED_COLUMNS; ++l)
             acc[p][l] = _mm512_setzero_ps();
     for (int j0 = 0; j0 < k; j0 += 8) {
         const float * const rows = a + (ptrdiff_t)(j0 / 8) * chunk;
+        for (int s = 0; s < perStep; ++s) {
+            int const line = (j0 / 8) * perStep + s;
+            if (line < lineCount)
+                _mm_prefetch((const char *)(ahead + (ptrdiff_t)((firstLine + line) / 4) * chunk
+                                            + 16 * ((firstLine + line) % 4)), _MM_HINT_T1);
+        }
         __m512 pairs[4];  // rows 2p and 2p + 1, eight values of k each
         for (int p = 0; p < 4; ++p) {
             _mm_prefetch((const char *)(rows + TURNED_AHEAD * chunk + 16 * p), _MM_HINT_T0);
@@ -1156,13 +1185,19 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
                 int const group = i0 / NARROW_ROWS * NARROW_ROWS;
                 if (i0 + MR == minimum(m, group + NARROW_ROWS))
                     avx512SwappedPanel(group, minimum(NARROW_ROWS, m - group), k, alpha, a, b + (ptrdiff_t)l0 * k, nr,
-                                       c + l0, ldc);
+                                       c + l0, ldc, m);
                 continue;
             }
             if (turned && l0 == last) {
-                for (int l = 0; l < nr; l += TURNED_COLUMNS)
+                /* The calls on these eight rows share out asking for the next eight (k / 2 lines), as the swapped
+                 * blocks ask for their next rows. */
+                int const calls = (nr + TURNED_COLUMNS - 1) / TURNED_COLUMNS;
+                int const lines = i0 + MR < m ? k / 2 : 0, share = (lines + calls - 1) / calls;
+                for (int l = 0, q = 0; l < nr; l += TURNED_COLUMNS, ++q)
                     avx512Turned(k, alpha, a + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, turnedPanel + (ptrdiff_t)l * k,
-                                 minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc);
+                                 minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc,
+                                 a + (ptrdiff_t)(i0 + MR) * MR, q * share,
+                                 maximum(0, minimum(share, lines - q * share)));
                 continue;
             }
 #endif
