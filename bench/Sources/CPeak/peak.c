@@ -72,6 +72,26 @@ bf16dot512(long const rounds) {
     return 2.0 * 32 * CHAINS * (double)rounds;
 }
 
+__attribute__((target("avx512f,avx512fp16"))) static double
+fp16fma512(long const rounds) {
+    __m512h acc[CHAINS];
+    for (int i = 0; i < CHAINS; ++i)
+        acc[i] = _mm512_set1_ph((_Float16)(0.125f * (float)i));
+    __m512h const a = _mm512_set1_ph((_Float16)0.999f), b = _mm512_set1_ph((_Float16)1e-4f);
+    for (long r = 0; r < rounds; ++r) {
+        for (int i = 0; i < CHAINS; ++i)
+            acc[i] = _mm512_fmadd_ph(acc[i], a, b);
+        __asm__ volatile("" : "+v"(acc[0]), "+v"(acc[1]), "+v"(acc[2]), "+v"(acc[3]), "+v"(acc[4]), "+v"(acc[5]),
+                         "+v"(acc[6]), "+v"(acc[7]), "+v"(acc[8]), "+v"(acc[9]), "+v"(acc[10]), "+v"(acc[11]));
+    }
+    __m512h sum = acc[0];
+    for (int i = 1; i < CHAINS; ++i)
+        sum = _mm512_add_ph(sum, acc[i]);
+    volatile float sink = (float)_mm512_reduce_add_ph(sum);
+    (void)sink;
+    return 2.0 * 32 * CHAINS * (double)rounds;
+}
+
 double
 cpeak_fma512(long const rounds) {
     __builtin_cpu_init();
@@ -90,10 +110,17 @@ cpeak_bf16dot512(long const rounds) {
     return __builtin_cpu_supports("avx512bf16") ? bf16dot512(rounds) : 0;
 }
 
+double
+cpeak_fp16fma512(long const rounds) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512fp16") ? fp16fma512(rounds) : 0;
+}
+
 #else
 
 double cpeak_fma512(long const rounds) { (void)rounds; return 0; }
 double cpeak_fma256(long const rounds) { (void)rounds; return 0; }
 double cpeak_bf16dot512(long const rounds) { (void)rounds; return 0; }
+double cpeak_fp16fma512(long const rounds) { (void)rounds; return 0; }
 
 #endif

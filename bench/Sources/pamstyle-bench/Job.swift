@@ -19,6 +19,8 @@ struct Peak {
     let fmaBits: Int
     /// BF16 dot products (vdpbf16ps), all threads; nil when the processor lacks AVX512_BF16.
     let bf16Gigaflops: Double?
+    /// Half-precision multiply-adds (vfmadd231ph), all threads; nil when the processor lacks AVX512_FP16.
+    let fp16Gigaflops: Double?
 
     /// Each kernel on one thread and then on all, for about `seconds` each; the median of three such timings.
     static func measure(threads: Int, seconds: Double = 0.2) -> Peak {
@@ -53,15 +55,18 @@ struct Peak {
         let kernel = wide ? fma512 : fma256
         let bits = wide ? 512 : cpeak_fma256(1) > 0 ? 256 : 0
         let bf16: @Sendable (Int) -> Double = { cpeak_bf16dot512($0) }
+        let fp16: @Sendable (Int) -> Double = { cpeak_fp16fma512($0) }
         return Peak(fmaGigaflops: bits == 0 ? .nan : rate(kernel, threads: threads),
                     fmaGigaflopsPerCore: bits == 0 ? .nan : rate(kernel, threads: 1), fmaBits: bits,
-                    bf16Gigaflops: cpeak_bf16dot512(1) > 0 ? rate(bf16, threads: threads) : nil)
+                    bf16Gigaflops: cpeak_bf16dot512(1) > 0 ? rate(bf16, threads: threads) : nil,
+                    fp16Gigaflops: cpeak_fp16fma512(1) > 0 ? rate(fp16, threads: threads) : nil)
     }
 
     var fields: [(String, Any)] {
         var fields: [(String, Any)] = [("fma_peak_gflops", fmaGigaflops), ("fma_peak_gflops_per_core", fmaGigaflopsPerCore),
                                        ("fma_peak_bits", fmaBits)]
         if let bf16Gigaflops { fields.append(("bf16_peak_gflops", bf16Gigaflops)) }
+        if let fp16Gigaflops { fields.append(("fp16_peak_gflops", fp16Gigaflops)) }
         return fields
     }
 }

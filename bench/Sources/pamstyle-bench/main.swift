@@ -36,7 +36,8 @@
 // options, the content and style images given, examples/images/chelsea.ppm and scream.ppm by default), its objective
 // (network, Gram and content losses, total variation) and its optimizer's steps; the products the evaluation needs,
 // their rate, and its fraction of the machine's single-precision multiply-add peak, which the bench measures first.
-// --peak prints that peak alone (and the BF16 dot products' peak where the processor has them).
+// --peak prints that peak alone (and the BF16 dot products' peak and the half-precision multiply-adds' where the
+// processor has them).
 //
 // --flow times OpticalFlow.estimate (Flow.swift) on frame pairs made from the luminance of the content image
 // (examples/images/chelsea.ppm by default) moved by known motions (SyntheticMotion.standard: translations by

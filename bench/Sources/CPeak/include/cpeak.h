@@ -19,4 +19,8 @@ double cpeak_fma256(long rounds);
  * products and 32 additions. */
 double cpeak_bf16dot512(long rounds);
 
+/* Half-precision fused multiply-adds on 512-bit vectors (AVX512_FP16's vfmadd231ph): 32 lanes an instruction, their
+ * sums in half precision too. */
+double cpeak_fp16fma512(long rounds);
+
 #endif
