@@ -535,12 +535,13 @@ swappedPanel(int const nr) {
 /* The last panel of B (nr columns, at `panel`) with rows i0 … i0 + rows of A in rows order, NARROW_COLUMNS at a
  * time, into the same rows of C. Where B is this narrow, each line of A takes few products, so that a deep layer's
  * kernel, read from memory, would keep the products waiting: the calls share out among their steps asking for the
- * next NARROW_ROWS rows of A (m rows in all), which lie right after these. */
+ * next NARROW_ROWS rows of A, which lie right after these, up to row `upTo` (m where this panel is the product's
+ * only one; where full panels came before, their blocks have brought the rows near, and upTo is i0 + rows). */
 static void
 avx512SwappedPanel(int const i0, int const rows, int const k, float const alpha, const float * const a,
-                   const float * const panel, int const nr, float * const c, ptrdiff_t const ldc, int const m) {
+                   const float * const panel, int const nr, float * const c, ptrdiff_t const ldc, int const upTo) {
     int const calls = (nr + NARROW_COLUMNS - 1) / NARROW_COLUMNS;
-    int const next = minimum(NARROW_ROWS, m - i0 - rows) * k, share = (next + calls - 1) / calls;
+    int const next = minimum(NARROW_ROWS, upTo - i0 - rows) * k, share = (next + calls - 1) / calls;
     const float * const ahead = a + (ptrdiff_t)(i0 + rows) * k;
     for (int l = 0, q = 0; l < nr; l += NARROW_COLUMNS, ++q)
         swappedPanels[minimum(NARROW_COLUMNS, nr - l)](rows, k, alpha, a + (ptrdiff_t)i0 * k, panel + l, nr,
@@ -1185,14 +1186,14 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
                 int const group = i0 / NARROW_ROWS * NARROW_ROWS;
                 if (i0 + MR == minimum(m, group + NARROW_ROWS))
                     avx512SwappedPanel(group, minimum(NARROW_ROWS, m - group), k, alpha, a, b + (ptrdiff_t)l0 * k, nr,
-                                       c + l0, ldc, m);
+                                       c + l0, ldc, last == 0 ? m : group + minimum(NARROW_ROWS, m - group));
                 continue;
             }
             if (turned && l0 == last) {
-                /* The calls on these eight rows share out asking for the next eight (k / 2 lines), as the swapped
-                 * blocks ask for their next rows. */
+                /* Where this panel is the product's only one, the calls on these eight rows share out asking for
+                 * the next eight (k / 2 lines), as the swapped blocks ask for their next rows. */
                 int const calls = (nr + TURNED_COLUMNS - 1) / TURNED_COLUMNS;
-                int const lines = i0 + MR < m ? k / 2 : 0, share = (lines + calls - 1) / calls;
+                int const lines = last == 0 && i0 + MR < m ? k / 2 : 0, share = (lines + calls - 1) / calls;
                 for (int l = 0, q = 0; l < nr; l += TURNED_COLUMNS, ++q)
                     avx512Turned(k, alpha, a + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, turnedPanel + (ptrdiff_t)l * k,
                                  minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc,
