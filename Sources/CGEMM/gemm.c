@@ -56,6 +56,17 @@ maximum(int const a, int const b) {
     return a > b ? a : b;
 }
 
+/* Call q's part when `total` items are shared out in order among `calls` calls: items first … first + count. */
+struct part {
+    int first, count;
+};
+
+static struct part
+partOf(int const total, int const calls, int const q) {
+    int const size = (total + calls - 1) / calls;
+    return (struct part){q * size, maximum(0, minimum(size, total - q * size))};
+}
+
 /* How a block's A is addressed (see above): rowStep and columnStep (1, 8), (8, 1) or (1, stride). */
 enum order { ROWS, TRANSPOSED, STRIDED };
 
@@ -540,13 +551,14 @@ swappedPanel(int const nr) {
 static void
 avx512SwappedPanel(int const i0, int const rows, int const k, float const alpha, const float * const a,
                    const float * const panel, int const nr, float * const c, ptrdiff_t const ldc, int const upTo) {
-    int const calls = (nr + NARROW_COLUMNS - 1) / NARROW_COLUMNS;
-    int const next = minimum(NARROW_ROWS, upTo - i0 - rows) * k, share = (next + calls - 1) / calls;
+    int const calls = (nr + NARROW_COLUMNS - 1) / NARROW_COLUMNS, next = minimum(NARROW_ROWS, upTo - i0 - rows) * k;
     const float * const ahead = a + (ptrdiff_t)(i0 + rows) * k;
-    for (int l = 0, q = 0; l < nr; l += NARROW_COLUMNS, ++q)
+    for (int l = 0, q = 0; l < nr; l += NARROW_COLUMNS, ++q) {
+        struct part const part = partOf(next, calls, q);
         swappedPanels[minimum(NARROW_COLUMNS, nr - l)](rows, k, alpha, a + (ptrdiff_t)i0 * k, panel + l, nr,
-                                                         c + (ptrdiff_t)i0 * ldc + l, ldc, ahead + (ptrdiff_t)q * share,
-                                                         maximum(0, minimum(share, next - q * share)));
+                                                         c + (ptrdiff_t)i0 * ldc + l, ldc, ahead + part.first,
+                                                         part.count);
+    }
 }
 
 /* The columns a turned block takes at a time, and the most values of k its products may have. */
@@ -1193,12 +1205,13 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
                 /* Where this panel is the product's only one, the calls on these eight rows share out asking for
                  * the next eight (k / 2 lines), as the swapped blocks ask for their next rows. */
                 int const calls = (nr + TURNED_COLUMNS - 1) / TURNED_COLUMNS;
-                int const lines = last == 0 && i0 + MR < m ? k / 2 : 0, share = (lines + calls - 1) / calls;
-                for (int l = 0, q = 0; l < nr; l += TURNED_COLUMNS, ++q)
+                int const lines = last == 0 && i0 + MR < m ? k / 2 : 0;
+                for (int l = 0, q = 0; l < nr; l += TURNED_COLUMNS, ++q) {
+                    struct part const part = partOf(lines, calls, q);
                     avx512Turned(k, alpha, a + (ptrdiff_t)i0 * MR, (ptrdiff_t)m * MR, turnedPanel + (ptrdiff_t)l * k,
                                  minimum(TURNED_COLUMNS, nr - l), c + (ptrdiff_t)i0 * ldc + l0 + l, ldc,
-                                 a + (ptrdiff_t)(i0 + MR) * MR, q * share,
-                                 maximum(0, minimum(share, lines - q * share)));
+                                 a + (ptrdiff_t)(i0 + MR) * MR, part.first, part.count);
+                }
                 continue;
             }
 #endif
