@@ -67,6 +67,54 @@ partOf(int const total, int const calls, int const q) {
     return (struct part){q * size, maximum(0, minimum(size, total - q * size))};
 }
 
+/* The exponents of the largest magnitudes the operands are scaled to: A's (a position's kernel) lies in [2^3, 2^4)
+ * and a slice of B's in [2^5, 2^6) (see cgemm.h). */
+#define FP16_A_EXPONENT 4
+#define FP16_B_EXPONENT 6
+
+/* 2^(exponent − e), where largest lies in [2^(e − 1), 2^e): the power of two that scales `largest` into
+ * [2^(exponent − 1), 2^exponent); 1 for zero, a non-finite value, or a scale float32 cannot hold. */
+static float
+powerOfTwoScale(float const largest, int const exponent) {
+    if (!(largest > 0) || !(largest <= __FLT_MAX__))
+        return 1;
+    int e;
+    (void)__builtin_frexpf(largest, &e);
+    int const shift = exponent - e;
+    return shift > 126 || shift < -126 ? 1 : __builtin_ldexpf(1, shift);
+}
+
+/* The half-precision value nearest x (ties to even), as its bits; values past the largest finite one become infinities,
+ * NaNs stay NaNs. */
+static uint16_t
+halfBits(float const x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    uint32_t const sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7FFFFFFFu;
+    if (magnitude >= 0x7F800000u)
+        return (uint16_t)(sign | 0x7C00u | (magnitude > 0x7F800000u ? 0x200u : 0));
+    if (magnitude >= 0x477FF000u)  // at least 65520: rounds past 65504
+        return (uint16_t)(sign | 0x7C00u);
+    if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
+        float absolute;
+        memcpy(&absolute, &magnitude, sizeof absolute);
+        return (uint16_t)(sign | (uint32_t)__builtin_rintf(absolute * 0x1p24f));
+    }
+    uint32_t const rest = magnitude & 0x1FFFu, kept = (magnitude - 0x38000000u) >> 13;
+    uint32_t const up = rest > 0x1000u || (rest == 0x1000u && (kept & 1));
+    return (uint16_t)(sign | (kept + up));
+}
+
+/* The float a half-precision value's bits stand for. */
+static float
+halfValue(uint16_t const h) {
+    uint32_t const exponent = (h >> 10) & 0x1Fu, fraction = h & 0x3FFu;
+    float const magnitude = exponent == 0 ? (float)fraction * 0x1p-24f
+        : exponent == 31 ? (fraction ? __builtin_nanf("") : __builtin_inff())
+        : __builtin_ldexpf(1 + (float)fraction * 0x1p-10f, (int)exponent - 15);
+    return h & 0x8000u ? -magnitude : magnitude;
+}
+
 /* How a block's A is addressed (see above): rowStep and columnStep (1, 8), (8, 1) or (1, stride). */
 enum order { ROWS, TRANSPOSED, STRIDED };
 
@@ -1020,6 +1068,197 @@ bf16KernelBlock512(int const m, int const k, int const o0, const float * const b
     }
 }
 
+
+/* MARK: - AVX-512 with half-precision multiply-adds */
+
+#define FP16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512fp16")))
+
+/* The pair steps (two values of k each) a half-precision block sums in registers before it adds those sums to float32
+ * ones: each lane's sum takes FP16_CHAIN products at most, each rounded to half precision as it is added. */
+#define FP16_CHAIN 32
+
+/* Rounding to the nearest half-precision value, ties to even. */
+#define NEAREST (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
+/* 16 pairs from 16 values of an even row (low halves) and 16 of the odd row after it (high halves), each times scale
+ * and rounded to half precision (to nearest, ties to even). */
+INLINE FP16 __m512i
+fp16Pairs512(__m512 const low, __m512 const high, __m512 const scale) {
+    static const uint16_t order[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                       8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    __m256i const lows = _mm512_cvtps_ph(_mm512_mul_ps(low, scale), NEAREST);
+    __m256i const highs = _mm512_cvtps_ph(_mm512_mul_ps(high, scale), NEAREST);
+    __m512i const both = _mm512_inserti64x4(_mm512_castsi256_si512(lows), highs, 1);
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(order), both);
+}
+
+/* Rows j0 … j0 + kc of a B panel (nr columns, rows nr floats apart) into half-precision pairs, scaled so that the
+ * slice's largest magnitude lies in [2^5, 2^6); returns the inverse of that scale. */
+INLINE FP16 float
+fp16PackPanel(int const kc, const float * const b, int const nr, uint32_t *pairs) {
+    __mmask16 mask[3];
+    columnMasks(nr, mask);
+    __m512 largest = _mm512_setzero_ps();
+    for (int j = 0; j < kc; ++j)
+        for (int v = 0; v < 3 && mask[v]; ++v)
+            largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask[v], b + j * nr + 16 * v)));
+    float const scale = powerOfTwoScale(_mm512_reduce_max_ps(largest), FP16_B_EXPONENT);
+    __m512 const scales = _mm512_set1_ps(scale);
+    for (int j = 0; j < kc; j += 2) {
+        for (int v = 0; v < 3 && mask[v]; ++v) {
+            __m512 const low = _mm512_maskz_loadu_ps(mask[v], b + j * nr + 16 * v);
+            __m512 const high = _mm512_maskz_loadu_ps(mask[v], b + (j + 1) * nr + 16 * v);
+            _mm512_mask_storeu_epi32(pairs + 16 * v, mask[v], fp16Pairs512(low, high, scales));
+        }
+        pairs += nr;
+    }
+    return 1 / scale;
+}
+
+/* The 8 × columns block of C (columns ≤ 48) from an 8-row block of A and a B panel over all of k, both in
+ * half-precision pairs: each FP16_CHAIN pair steps summed in half precision (the lanes of a vector are 16 columns,
+ * each with the sum of its even and of its odd values of k), then those sums times the inverse scale of their slice
+ * of B (inverses[j / (KC / 2)] for pair step j) added to float32 sums; at the end each column's two float32 sums are
+ * added and alpha times that is stored into C. Registers: 24 sums, three vectors of B, a broadcast pair of A. Each
+ * step also asks for the line of A `prefetch` words ahead. */
+INLINE FP16 void
+fp16BlockIn(int const vectors, int const k, const uint32_t *a, const uint32_t *b, int const nr,
+            const float * const inverses, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
+            float const alpha, int const prefetch) {
+    __mmask16 mask[3];
+    columnMasks(columns, mask);
+    /* sums[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd sums side by side. */
+    _Alignas(64) float sums[MR][3][2][16];
+    for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < vectors; ++v)
+            for (int h = 0; h < 2; ++h)
+                _mm512_store_ps(sums[i][v][h], _mm512_setzero_ps());
+    for (int j0 = 0; j0 < k / 2; j0 += FP16_CHAIN) {
+        int const end = minimum(k / 2, j0 + FP16_CHAIN);
+        __m512h acc[MR][3];
+        for (int i = 0; i < MR; ++i)
+            for (int v = 0; v < vectors; ++v)
+                acc[i][v] = _mm512_setzero_ph();
+        for (int j = j0; j < end; ++j) {
+            __m512h const b0 = (__m512h)_mm512_maskz_loadu_epi32(mask[0], b);
+            __m512h const b1 = vectors > 1 ? (__m512h)_mm512_maskz_loadu_epi32(mask[1], b + 16) : b0;
+            __m512h const b2 = vectors > 2 ? (__m512h)_mm512_maskz_loadu_epi32(mask[2], b + 32) : b0;
+            b += nr;
+            _mm_prefetch((const char *)(a + prefetch), _MM_HINT_T0);
+            for (int i = 0; i < MR; ++i) {
+                __m512h const ai = (__m512h)_mm512_set1_epi32((int)a[i]);
+                acc[i][0] = _mm512_fmadd_ph(ai, b0, acc[i][0]);
+                if (vectors > 1)
+                    acc[i][1] = _mm512_fmadd_ph(ai, b1, acc[i][1]);
+                if (vectors > 2)
+                    acc[i][2] = _mm512_fmadd_ph(ai, b2, acc[i][2]);
+            }
+            a += MR;
+        }
+        __m512 const inverse = _mm512_set1_ps(inverses[j0 / (KC / 2)]);
+        for (int i = 0; i < MR; ++i)
+            for (int v = 0; v < vectors; ++v) {
+                __m256h const low = _mm512_castph512_ph256(acc[i][v]);
+                __m256h const high = (__m256h)_mm512_extracti64x4_epi64((__m512i)acc[i][v], 1);
+                _mm512_store_ps(sums[i][v][0], _mm512_fmadd_ps(_mm512_cvtxph_ps(low), inverse,
+                                                               _mm512_load_ps(sums[i][v][0])));
+                _mm512_store_ps(sums[i][v][1], _mm512_fmadd_ps(_mm512_cvtxph_ps(high), inverse,
+                                                               _mm512_load_ps(sums[i][v][1])));
+            }
+    }
+    __m512i const evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512i const odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    __m512 total[MR][3];
+    for (int i = 0; i < MR; ++i)
+        for (int v = 0; v < vectors; ++v) {
+            __m512 const first = _mm512_load_ps(sums[i][v][0]), second = _mm512_load_ps(sums[i][v][1]);
+            total[i][v] = _mm512_add_ps(_mm512_permutex2var_ps(first, evens, second),
+                                        _mm512_permutex2var_ps(first, odds, second));
+        }
+    storeBlock512(vectors, total, mask, c, ldc, rows, alpha, 0);
+}
+
+/* fp16BlockIn per vector count (fp16Block48, 32 and 16), as the AVX-512 block is. */
+#define FP16_BLOCK_FUNCTION(width)                                                                                     \
+    static FP16 __attribute__((noinline)) void fp16Block##width(                                                       \
+        int const k, const uint32_t * const a, const uint32_t * const b, int const nr, const float * const inverses,  \
+        float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,                    \
+        int const prefetch) {                                                                                          \
+        fp16BlockIn(width / 16, k, a, b, nr, inverses, c, ldc, rows, columns, alpha, prefetch);                        \
+    }
+FP16_BLOCK_FUNCTION(48)
+FP16_BLOCK_FUNCTION(32)
+FP16_BLOCK_FUNCTION(16)
+#undef FP16_BLOCK_FUNCTION
+
+/* B's pairs and their slices' inverse scales, grown as a thread's products need: kept for the thread's life. */
+static _Thread_local uint32_t *fp16Words;
+static _Thread_local size_t fp16WordCount;
+
+/* cgemm_panels_fp16 on this processor: B converted first, each slice of KC values of k of each panel with its own
+ * scale, then each 8-row block of A over every panel, the slices of k innermost, as bf16PairsProduct goes. Returns 0
+ * (and computes nothing) when the buffer for B's pairs cannot be had. */
+static FP16 int
+fp16Product(int const m, int const n, int const k, float const alpha, const uint32_t * const a, const float * const b,
+            float * const c, ptrdiff_t const ldc) {
+    int const panels = (n + NR - 1) / NR, slices = (k + KC - 1) / KC;
+    size_t const pairCount = (size_t)(k / 2) * (size_t)n, needed = pairCount + (size_t)panels * (size_t)slices;
+    if (needed > fp16WordCount) {
+        void *grown = NULL;
+        if (posix_memalign(&grown, 64, needed * sizeof(uint32_t)) != 0)
+            return 0;
+        free(fp16Words);
+        fp16Words = grown;
+        fp16WordCount = needed;
+    }
+    uint32_t * const pairs = fp16Words;
+    float * const inverses = (float *)(fp16Words + pairCount);
+    for (int l0 = 0; l0 < n; l0 += NR) {
+        int const nr = minimum(NR, n - l0);
+        for (int j0 = 0; j0 < k; j0 += KC)
+            inverses[(l0 / NR) * slices + j0 / KC] =
+                fp16PackPanel(minimum(KC, k - j0), b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr,
+                              pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
+    }
+    for (int i0 = 0; i0 < m; i0 += MR)
+        for (int l0 = 0; l0 < n; l0 += NR) {
+            int const nr = minimum(NR, n - l0);
+            (nr > 32 ? fp16Block48 : nr > 16 ? fp16Block32 : fp16Block16)(
+                k, a + (ptrdiff_t)i0 * (k / 2), pairs + (ptrdiff_t)l0 * (k / 2), nr, inverses + (l0 / NR) * slices,
+                c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, PAIRS_PREFETCH);
+        }
+    return 1;
+}
+
+/* cgemm_fp16_kernel_block on this processor. */
+static FP16 void
+fp16KernelBlock512(int const m, int const k, int const o0, const float * const block, float const scale,
+                   uint32_t * const forward, uint32_t * const backward) {
+    __m512 const scales = _mm512_set1_ps(scale);
+    /* Forward: block[8j + i] is A[o0 + i][j]; rows 2j and 2j + 1 of the block's 8 × k are 16 consecutive floats, whose
+     * pairs are (value i, value 8 + i). */
+    uint32_t * const rows = forward + (ptrdiff_t)o0 * (k / 2);
+    for (int j = 0; j < k; j += 2) {
+        __m256i const halves = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(block + 8 * j), scales), NEAREST);
+        __m128i const even = _mm256_castsi256_si128(halves), odd = _mm256_extracti128_si256(halves, 1);
+        _mm_storeu_si128((__m128i *)(rows + 4 * j), _mm_unpacklo_epi16(even, odd));
+        _mm_storeu_si128((__m128i *)(rows + 4 * j + 4), _mm_unpackhi_epi16(even, odd));
+    }
+    /* Backward: column j's eight values (rows 0 … 7) are consecutive, so their halves are the pairs of rows 2q and
+     * 2q + 1 already; pair q of column j goes to backward + (j / 8)·4m + (o0 / 2 + q)·8 + j % 8. */
+    for (int j0 = 0; j0 < k; j0 += MR) {
+        uint32_t words[4 * MR];  // words[4j + q]: the pair of rows 2q and 2q + 1 in column j0 + j
+        for (int h = 0; h < 4; ++h) {
+            __m512 const values = _mm512_mul_ps(_mm512_loadu_ps(block + (ptrdiff_t)j0 * MR + 16 * h), scales);
+            _mm256_storeu_si256((__m256i *)(words + 8 * h), _mm512_cvtps_ph(values, NEAREST));
+        }
+        uint32_t * const target = backward + (ptrdiff_t)j0 * (m / 2) + (ptrdiff_t)(o0 / 2) * MR;
+        for (int q = 0; q < MR / 2; ++q)
+            for (int j = 0; j < MR; ++j)
+                target[q * MR + j] = words[4 * j + q];
+    }
+}
+
 #endif
 
 /* MARK: - Dispatch */
@@ -1136,6 +1375,83 @@ cgemm_bf16_kernel_block(int const m, int const k, int const o0, const float * co
         cgemm_bf16_pairs(MR / 2, low, high, pairs);
         for (int q = 0; q < MR / 2; ++q)
             backward[(ptrdiff_t)(j / MR) * MR * (m / 2) + (o0 / 2 + q) * MR + j % MR] = pairs[q];
+    }
+}
+
+int
+cgemm_supports_fp16(void) {
+#if CGEMM_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512fp16");
+#else
+    return 0;
+#endif
+}
+
+float
+cgemm_fp16_kernel_scale(float const largest) {
+    return powerOfTwoScale(largest, FP16_A_EXPONENT);
+}
+
+/* The word of two half-precision values, scale·low in the low half and scale·high in the high half. */
+static uint32_t
+halfPair(float const low, float const high, float const scale) {
+    return (uint32_t)halfBits(low * scale) | (uint32_t)halfBits(high * scale) << 16;
+}
+
+void
+cgemm_fp16_kernel_block(int const m, int const k, int const o0, const float * const block, float const scale,
+                        uint32_t * const forward, uint32_t * const backward) {
+#if CGEMM_X86
+    if (cgemm_supports_fp16()) {
+        fp16KernelBlock512(m, k, o0, block, scale, forward, backward);
+        return;
+    }
+#endif
+    for (int j = 0; j < k; j += 2)
+        for (int i = 0; i < MR; ++i)
+            forward[(ptrdiff_t)o0 * (k / 2) + (ptrdiff_t)(j / 2) * MR + i] =
+                halfPair(block[(ptrdiff_t)j * MR + i], block[(ptrdiff_t)(j + 1) * MR + i], scale);
+    for (int j = 0; j < k; ++j)
+        for (int q = 0; q < MR / 2; ++q)
+            backward[(ptrdiff_t)(j / MR) * MR * (m / 2) + (o0 / 2 + q) * MR + j % MR] =
+                halfPair(block[(ptrdiff_t)j * MR + 2 * q], block[(ptrdiff_t)j * MR + 2 * q + 1], scale);
+}
+
+void
+cgemm_panels_fp16(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
+                  const float * const b, float * const c, ptrdiff_t const ldc) {
+#if CGEMM_X86
+    if (cgemm_supports_fp16() && fp16Product(m, n, k, alpha, a, b, c, ldc))
+        return;
+#endif
+    /* Where the processor lacks AVX512_FP16 (never called there) or the buffer for B's pairs cannot be had: each slice
+     * of each panel of B scaled and rounded as fp16Product does, the products of the half-precision values summed in
+     * float, a slice at a time. */
+    int const slices = (k + KC - 1) / KC;
+    for (int l0 = 0; l0 < n; l0 += NR) {
+        int const nr = minimum(NR, n - l0);
+        const float * const panel = b + (ptrdiff_t)l0 * k;
+        for (int s = 0; s < slices; ++s) {
+            int const j0 = s * KC, kc = minimum(KC, k - j0);
+            float largest = 0;
+            for (int j = j0; j < j0 + kc; ++j)
+                for (int l = 0; l < nr; ++l)
+                    largest = __builtin_fmaxf(largest, __builtin_fabsf(panel[(ptrdiff_t)j * nr + l]));
+            float const scale = powerOfTwoScale(largest, FP16_B_EXPONENT);
+            for (int i = 0; i < m; ++i)
+                for (int l = 0; l < nr; ++l) {
+                    float sum = 0;
+                    for (int j = j0; j < j0 + kc; ++j) {
+                        uint32_t const pair = a[(ptrdiff_t)(i / MR) * MR * k + (j / 2) * MR + i % MR];
+                        sum += halfValue((uint16_t)(j % 2 ? pair >> 16 : pair & 0xFFFFu))
+                               * halfValue(halfBits(panel[(ptrdiff_t)j * nr + l] * scale));
+                    }
+                    float * const target = c + (ptrdiff_t)i * ldc + l0 + l;
+                    *target = (s > 0 ? *target : 0) + alpha / scale * sum;
+                }
+        }
     }
 }
 

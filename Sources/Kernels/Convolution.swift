@@ -103,6 +103,16 @@ package final class Convolution {
     }
     /// Whether the products run on bfloat16 pairs.
     private var pairs: Bool { usesBF16 && usesBF16Pairs }
+    /// Whether its Winograd products run in half precision (`cgemm_panels_fp16`): asked for with
+    /// `ProductPrecision.half`, on the panel GEMM of the `avx512` kernel path, on a processor with AVX512_FP16; decided
+    /// when the convolution is made. The transformed kernel is then held as half-precision pairs for both directions
+    /// (`cgemm_fp16_kernel_block`), each position scaled by `halfKernelScales`.
+    package let usesHalf: Bool
+    /// With `usesHalf`, the power of two each position of the transformed kernel was scaled by before its rounding to
+    /// half precision (`cgemm_fp16_kernel_scale`), set whenever the kernel is made.
+    private var halfKernelScales: [Float] = []
+    /// The precision its Winograd products run in.
+    package var productPrecision: ProductPrecision { usesHalf ? .half : usesBF16 ? .bf16 : .single }
     /// The output channels per panel of the transformed kernel: `CGEMM_PANEL_ROWS` for `cgemm_panels`, one (the plain
     /// (outChannels, inChannels) order) for OpenBLAS.
     private var kernelPanelRows: Int { usesPanelGEMM ? Int(CGEMM_PANEL_ROWS) : 1 }
@@ -132,6 +142,7 @@ package final class Convolution {
             && inChannels % rows == 0 && outChannels % rows == 0
         usesOwnIm2col = !usesWinograd && KernelPath.current != .openblas
         usesBF16 = usesPanelGEMM && precision == .bf16 && precision.isSupported && KernelPath.current == .avx512
+        usesHalf = usesPanelGEMM && precision == .half && precision.isSupported && KernelPath.current == .avx512
         self.kernelSlot = usesWinograd ? kernelSlot : nil
         precondition(self.kernelSlot.map { $0.capacity >= tile.positions * inChannels * outChannels } ?? true,
                      "transformed kernel slot too small")
@@ -196,7 +207,9 @@ package final class Convolution {
     /// Writes the Winograd transform of the kernel into `transformed`, (α², outChannels, inChannels) in panels of
     /// `kernelPanelRows` output channels; or, for products on bfloat16 pairs, each position's (outChannels, inChannels)
     /// floats as the pairs of the forward products' A and then of the backward ones' (`cgemm_bf16_kernel_block`), made
-    /// eight output channels at a time through a float transform of theirs.
+    /// eight output channels at a time through a float transform of theirs; or, for half-precision products, the float
+    /// transform first, then each position, scaled so that its largest magnitude lies in [2³, 2⁴), as the half-precision
+    /// pairs of both directions in its own floats (`cgemm_fp16_kernel_block`).
     private func transformKernel(into transformed: Tensor) {
         let (outChannels, inChannels, panelRows, tile) = (outChannels, inChannels, kernelPanelRows, tile)
         let target = UncheckedSendable(value: transformed.storage)
@@ -208,6 +221,9 @@ package final class Convolution {
                     winogradTransformKernel(source.value, tile: tile, outChannels: outChannels, inChannels: inChannels,
                                             outputs: outputs, panelRows: panelRows, into: target.value)
                 }
+                if usesHalf { halfKernelScales = Self.roundToHalfPairs(transformed, positions: tile.positions,
+                                                                      outChannels: outChannels, inChannels: inChannels,
+                                                                      threads: threads) }
                 return
             }
             let words = UncheckedSendable(value: UnsafeMutablePointer<UInt32>(OpaquePointer(transformed.storage)))
@@ -228,6 +244,35 @@ package final class Convolution {
                 }
             }
         }
+    }
+
+    /// Turns each position of a float transformed kernel (α², outChannels, inChannels) in panels of 8 output channels
+    /// into the half-precision pairs of the forward products' A and then of the backward ones', in the position's own
+    /// floats, scaled by `cgemm_fp16_kernel_scale` of its largest magnitude; returns those scales.
+    private static func roundToHalfPairs(_ transformed: Tensor, positions: Int, outChannels: Int, inChannels: Int,
+                                         threads: Int) -> [Float] {
+        let plane = outChannels * inChannels, block = Int(CGEMM_PANEL_ROWS)
+        let storage = UncheckedSendable(value: transformed.storage)
+        let scales = UncheckedSendable(value: UnsafeMutablePointer<Float>.allocate(capacity: positions))
+        defer { scales.value.deallocate() }
+        parallelFor(positions, cost: plane * 4, threads: threads) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: plane) { copy in
+                for position in range {
+                    let floats = storage.value + position * plane
+                    copy.baseAddress!.update(from: floats, count: plane)
+                    let largest = copy.reduce(Float(0)) { max($0, abs($1)) }
+                    let scale = cgemm_fp16_kernel_scale(largest)
+                    scales.value[position] = scale
+                    let forward = UnsafeMutablePointer<UInt32>(OpaquePointer(floats))
+                    for first in stride(from: 0, to: outChannels, by: block) {
+                        cgemm_fp16_kernel_block(Int32(outChannels), Int32(inChannels), Int32(first),
+                                                copy.baseAddress! + first * inChannels, scale, forward,
+                                                forward + plane / 2)
+                    }
+                }
+            }
+        }
+        return Array(UnsafeBufferPointer(start: scales.value, count: positions))
     }
 
     /// The forward kernel packed for `cgemm_multiply`, made on first use.
@@ -638,7 +683,8 @@ package final class Convolution {
         let positions = tile.positions, side = tile.input
         let plane = inChannels * outChannels
         let (turned, turnedScale) = (tile.turned, tile.turnedScale)
-        let panelGEMM = usesPanelGEMM, bf16 = usesBF16, pairs = self.pairs
+        let panelGEMM = usesPanelGEMM, bf16 = usesBF16, pairs = self.pairs, half = usesHalf
+        let halfScales = halfKernelScales
         let kernelWords = UnsafeMutablePointer<UInt32>(OpaquePointer(kernel))
         // The three steps of one band, its buffers from `buffers`, each step over `workers` workers:
         // (α², sources, tileStride) in `panels`, (α², targets, tileStride), positions `winogradPositionStride` apart,
@@ -677,7 +723,10 @@ package final class Convolution {
                 let (i, k) = (position / side, position % side)
                 let source = transposed ? turned[i] * side + turned[k] : position
                 let alpha = transposed ? turnedScale[i] * turnedScale[k] : 1
-                if pairs {
+                if half {
+                    cgemm_panels_fp16(Int32(targets), Int32(n), Int32(sources), alpha / halfScales[source],
+                                      kernelWords + source * plane + (transposed ? plane / 2 : 0), b, c, tileStride)
+                } else if pairs {
                     cgemm_panels_bf16_pairs(Int32(targets), Int32(n), Int32(sources), alpha,
                                             kernelWords + source * plane + (transposed ? plane / 2 : 0),
                                             words + position * winogradPositionStride(channels: sources / 2,

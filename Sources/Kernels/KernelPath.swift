@@ -87,9 +87,9 @@ public enum KernelPathError: Error, LocalizedError, Equatable {
     }
 }
 
-/// The precision of the Winograd convolutions' products (the bulk of the arithmetic) and of the Gram style loss's
-/// products (`StyleLoss.precision`); the transforms, the im2col products and the rest of the losses stay in single
-/// precision whatever it is.
+/// The precision of the Winograd convolutions' products (the bulk of the arithmetic) and, with bf16, of the Gram style
+/// loss's products (`StyleLoss.precision`); the transforms, the im2col products and the rest of the losses stay in
+/// single precision whatever it is.
 public enum ProductPrecision: String, Sendable, CaseIterable {
     /// float32 operands and sums.
     case single
@@ -97,32 +97,49 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// products, which do twice the multiply-adds of an FMA per instruction. Runs only on the `avx512` kernel path of
     /// a processor with AVX512_BF16; the products of convolutions made on another path stay in single precision.
     case bf16
+    /// Operands scaled by powers of two and rounded to half precision (11 significant bits, relative error up to
+    /// 2⁻¹¹), each lane summing 32 products in half precision before adding them to float32 sums: AVX512_FP16's
+    /// multiply-adds, twice an FMA's per instruction (`cgemm_panels_fp16`). Runs only on the `avx512` kernel path of a
+    /// processor with AVX512_FP16, for the Winograd products alone (the Gram products stay in single precision).
+    case half
 
     /// Whether this processor runs the products in this precision.
-    public var isSupported: Bool { self == .single || cgemm_supports_bf16() != 0 }
+    public var isSupported: Bool {
+        switch self {
+        case .single: true
+        case .bf16: cgemm_supports_bf16() != 0
+        case .half: cgemm_supports_fp16() != 0
+        }
+    }
 
-    /// `bf16` where the processor has it and its products, timed here, run at least `bf16Speedup` times as fast as in
-    /// single precision; `single` otherwise (on processors whose BF16 dot products are no faster than their FMAs). Timed
-    /// once, the first time this is read: about a millisecond of products the size of a small Winograd band.
+    /// The precision whose products, timed here, run the fastest on the avx512 path, if at least `speedup` times as
+    /// fast as in single precision; `single` otherwise (on processors whose BF16 dot products are no faster than their
+    /// FMAs, and without AVX512_FP16). Timed once, the first time this is read: a few milliseconds of products the size
+    /// of a Winograd band.
     public static let fastest: ProductPrecision = {
-        guard ProductPrecision.bf16.isSupported && KernelPath.detected == .avx512 else { return .single }
-        return measuredBF16Speedup() >= bf16Speedup ? .bf16 : .single
+        guard KernelPath.detected == .avx512 else { return .single }
+        let speedups = [ProductPrecision.bf16, .half].filter(\.isSupported).map { ($0, measuredSpeedup(of: $0)) }
+        guard let best = speedups.max(by: { $0.1 < $1.1 }), best.1 >= speedup else { return .single }
+        return best.0
     }()
 
-    /// How much faster the BF16 products must be to be chosen: a margin wide enough that the noise of a shared
-    /// machine never flips the choice between runs on the same processor (about 2 on an AMD Zen 4; Intel's
-    /// AVX512_BF16 issues as many multiply-adds a cycle as its FMAs, and would measure about 1).
-    public static let bf16Speedup = 1.4
+    /// How much faster the products in bf16 or half precision must be to be chosen: a margin wide enough that the noise
+    /// of a shared machine never flips the choice between runs on the same processor (bf16 measures about 2 on an AMD
+    /// Zen 4, and about 1 on an Intel Xeon whose AVX512_BF16 issues as many multiply-adds a cycle as its FMAs; half
+    /// precision about 1.5 there).
+    public static let speedup = 1.25
 
-    /// Single-precision time over BF16 time for a 64 × 64 by 64 × 240 product, the fastest of seven timings of each
-    /// on this thread; the BF16 one on operands already in bfloat16 pairs (`cgemm_panels_bf16_pairs`), as the
-    /// convolutions hold them.
-    public static func measuredBF16Speedup() -> Double {
-        guard ProductPrecision.bf16.isSupported else { return 0 }
-        let m = 64, n = 240, calls = 5
+    /// Single-precision time over this precision's for a product of Winograd's shapes (bf16: 64 × 64 by 64 × 240, on
+    /// operands already in bfloat16 pairs, `cgemm_panels_bf16_pairs`, as the convolutions hold them; half: 256 × 256
+    /// by 256 × 192, `cgemm_panels_fp16`, on the kernel in pairs as the convolutions hold it), the fastest of seven
+    /// timings of each on this thread; 0 where the processor does not run it, 1 for single.
+    public static func measuredSpeedup(of precision: ProductPrecision) -> Double {
+        guard precision.isSupported else { return 0 }
+        guard precision != .single else { return 1 }
+        let (m, n, calls) = precision == .bf16 ? (64, 240, 5) : (256, 192, 3)
         let a = [Float](repeating: 0.25, count: m * m), b = [Float](repeating: 0.5, count: m * n)
-        // 0.25 and 0.5 in bfloat16 (0x3E80, 0x3F00), two to a word.
-        let aPairs = [UInt32](repeating: 0x3E80_3E80, count: m * m / 2)
+        // 0.25 and 0.5 in bfloat16 (0x3E80, 0x3F00), two to a word; 8 and 0.5 in half precision (0x4800, 0x3800).
+        let aPairs = [UInt32](repeating: precision == .bf16 ? 0x3E80_3E80 : 0x4800_4800, count: m * m / 2)
         let bPairs = [UInt32](repeating: 0x3F00_3F00, count: m * n / 2)
         var c = [Float](repeating: 0, count: m * n)
         func seconds() -> Double {
@@ -130,7 +147,7 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
             return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
         }
-        var single = Double.infinity, half = Double.infinity
+        var single = Double.infinity, reduced = Double.infinity
         c.withUnsafeMutableBufferPointer { c in
             for _ in 0 ..< 7 {
                 var start = seconds()
@@ -138,11 +155,15 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
                 single = min(single, seconds() - start)
                 start = seconds()
                 for _ in 0 ..< calls {
-                    cgemm_panels_bf16_pairs(Int32(m), Int32(n), Int32(m), 1, aPairs, bPairs, c.baseAddress!, n)
+                    if precision == .bf16 {
+                        cgemm_panels_bf16_pairs(Int32(m), Int32(n), Int32(m), 1, aPairs, bPairs, c.baseAddress!, n)
+                    } else {
+                        cgemm_panels_fp16(Int32(m), Int32(n), Int32(m), 1.0 / 32, aPairs, b, c.baseAddress!, n)
+                    }
                 }
-                half = min(half, seconds() - start)
+                reduced = min(reduced, seconds() - start)
             }
         }
-        return half > 0 ? single / half : 0
+        return reduced > 0 ? single / reduced : 0
     }
 }

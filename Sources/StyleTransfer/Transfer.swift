@@ -111,10 +111,11 @@ public final class Stylizer {
     public var tile: WinogradTile { network.tile }
 
     /// One line naming the kernels the products run in, for `-verbose`: `KernelPath.summary`, and the Winograd
-    /// products' precision when it is bf16.
+    /// products' precision when it is bf16 or half.
     public var kernelSummary: String {
         KernelPath.summary + ", Winograd F(\(network.tile.output)×\(network.tile.output), 3×3)"
-            + (network.precision == .bf16 ? " with products in bf16" : "")
+            + (network.precision == .bf16 ? " with products in bf16"
+                : network.precision == .half ? " with products in half precision" : "")
     }
 
     /// Stylizes one image and returns the result at the content's dimensions.

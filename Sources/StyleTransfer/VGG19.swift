@@ -182,7 +182,7 @@ public final class VGG19 {
                         precision: precision, padding: k == 0 ? padding : .zero, tile: tile)
         }
         self.convolutions = convolutions
-        self.precision = convolutions.contains(where: \.usesBF16) ? .bf16 : .single
+        self.precision = convolutions.first { $0.productPrecision != .single }?.productPrecision ?? .single
         scratchLimit = max(1, scratchBytes / MemoryLayout<Float>.stride)
         // The kept transforms and the shared buffer, and the rotated kernels some layers' backward passes make.
         kernelCopyCapacity = convolutions.indices.reduce((slot?.capacity ?? 0) * MemoryLayout<Float>.stride) { total, k in

@@ -127,10 +127,12 @@ extension Command {
         if let threads { options.threads = try count(threads, "-threads", from: 1, to: 256) }
         if precision != "auto" {
             guard let chosen = ProductPrecision(rawValue: precision) else {
-                throw UsageError("-precision must be auto, single or bf16; you specified '\(precision)'")
+                throw UsageError("-precision must be auto, single, bf16 or half; you specified '\(precision)'")
             }
             guard chosen.isSupported else {
-                throw UsageError("-precision bf16 needs AVX-512 with BF16 (AVX512_BF16), which this processor lacks")
+                throw UsageError(chosen == .bf16
+                    ? "-precision bf16 needs AVX-512 with BF16 (AVX512_BF16), which this processor lacks"
+                    : "-precision half needs AVX-512 with FP16 (AVX512_FP16), which this processor lacks")
             }
             options.precision = chosen
         }

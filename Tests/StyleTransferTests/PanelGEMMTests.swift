@@ -151,6 +151,98 @@ final class PanelGEMMTests: XCTestCase {
         }
     }
 
+    /// cgemm_fp16_kernel_block writes A's values times its scale rounded to half precision (to nearest, ties to even,
+    /// as Swift's Float16 rounds) in the bf16 pairs' layouts of both directions; cgemm_panels_fp16 on those pairs
+    /// computes alpha times the float64 product of the rounded operands, B scaled slice by slice (128 values of k of a
+    /// panel) so that its largest magnitude lies in [2⁵, 2⁶) and the product divided by that scale again: within the
+    /// error of summing 32 products in half precision (2⁻¹¹ of each partial sum, bounded by the sum of the products'
+    /// magnitudes), in both orders of A, for several slices, partial and narrow panels, slices of zeros and of values
+    /// far below and far above one, and values the rounding takes to even.
+    func testHalfProducts() throws {
+        try XCTSkipUnless(ProductPrecision.half.isSupported, "the processor has no AVX512_FP16")
+        let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS), slice = 128
+        var rng = SplitMix64(seed: 19)
+        /// The half-precision bits of x, and the value they stand for.
+        func half(_ x: Float) -> UInt32 { UInt32(Float16(x).bitPattern) }
+        func value(_ x: Float) -> Double { Double(Float16(x)) }
+        XCTAssertEqual(value(1 + 1.0 / 2048), 1)  // a tie: to the even 1
+        XCTAssertEqual(value(1 + 3.0 / 2048), 1 + 2.0 / 1024)
+        for (m, n, k) in [(8, 48, 8), (16, 100, 136), (24, 387, 264), (8, 13, 16), (40, 58, 400)] {
+            var a = randomValues(m * k, scale: 0.05, using: &rng), b = randomValues(n * k, using: &rng)
+            a[3] = 0.05 * (1 + 1.0 / 2048)
+            // B's first slice of its first panel far below one, its last panel's last slice zeros, a value far above
+            // one in the middle.
+            let firstWidth = min(columns, n), lastPanel = (n - 1) / columns * columns, lastWidth = n - lastPanel
+            for j in 0 ..< min(slice, k) { for l in 0 ..< firstWidth { b[j * firstWidth + l] *= 1e-12 } }
+            if (k - 1) / slice > 0 || lastPanel > 0 {
+                for j in (k - 1) / slice * slice ..< k {
+                    for l in 0 ..< lastWidth { b[lastPanel * k + j * lastWidth + l] = 0 }
+                }
+            }
+            b[n * k / 2] = 3e4
+            for transposed in [false, true] {
+                // A (m × k) from the kernel block of an m × k matrix, or of the k × m matrix whose backward pairs are
+                // its transpose.
+                let (height, width) = transposed ? (k, m) : (m, k)
+                let blocks = randomValues(height * width, scale: 0.05, using: &rng)
+                let source = transposed ? blocks : a
+                let largest = source.reduce(Float(0)) { max($0, abs($1)) }
+                let scale = cgemm_fp16_kernel_scale(largest)
+                XCTAssertTrue(largest * scale >= 8 && largest * scale < 16, "\(largest) scaled by \(scale)")
+                var forward = [UInt32](repeating: 0, count: m * k / 2), backward = forward
+                for first in stride(from: 0, to: height, by: rows) {
+                    cgemm_fp16_kernel_block(Int32(height), Int32(width), Int32(first), Array(source[(first * width)...]),
+                                            scale, &forward, &backward)
+                }
+                /// A[i][j] of the product, scaled and rounded, and its float.
+                func aFloat(_ i: Int, _ j: Int) -> Float {
+                    transposed ? blocks[(j / rows) * rows * m + i * rows + j % rows]
+                        : a[(i / rows) * rows * k + j * rows + i % rows]
+                }
+                let pairs = transposed ? backward : forward
+                for i in 0 ..< m {
+                    for j in Swift.stride(from: 0, to: k, by: 2) {
+                        let word = pairs[(i / rows) * rows * k / 2 + (j / 2) * rows + i % rows]
+                        let expected = half(aFloat(i, j) * scale) | half(aFloat(i, j + 1) * scale) << 16
+                        XCTAssertEqual(word, expected, "A's pair \(i), \(j) (\(transposed))")
+                    }
+                }
+                let alpha: Float = 0.5
+                var c = [Float](repeating: 7, count: m * n)
+                cgemm_panels_fp16(Int32(m), Int32(n), Int32(k), alpha / scale, pairs, b, &c, n)
+                for first in stride(from: 0, to: n, by: columns) {
+                    let w = min(columns, n - first)
+                    for i in 0 ..< m {
+                        for l in 0 ..< w {
+                            var expected = 0.0, bound = 0.0
+                            for j0 in stride(from: 0, to: k, by: slice) {
+                                var peak: Float = 0
+                                for j in j0 ..< min(k, j0 + slice) {
+                                    for x in 0 ..< w { peak = max(peak, abs(b[first * k + j * w + x])) }
+                                }
+                                let bScale = peak == 0 ? 1 : Float(sign: .plus, exponent: 5 - peak.exponent,
+                                                                   significand: 1)
+                                XCTAssertTrue(peak == 0 || (peak * bScale >= 32 && peak * bScale < 64))
+                                var sum = 0.0, magnitude = 0.0
+                                for j in j0 ..< min(k, j0 + slice) {
+                                    let product = value(aFloat(i, j) * scale) * value(b[first * k + j * w + l] * bScale)
+                                    sum += product
+                                    magnitude += abs(product)
+                                }
+                                expected += sum / Double(bScale)
+                                bound += 32 * 0x1p-11 * magnitude / Double(bScale)
+                            }
+                            let actual = Double(c[i * n + first + l])
+                            XCTAssertLessThanOrEqual(abs(actual - Double(alpha) * expected / Double(scale)),
+                                                     Double(alpha) * (bound / Double(scale)) + 1e-30,
+                                                     "\(m)x\(n)x\(k) \(transposed) at \(i), \(first + l)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private func checkKernels(on path: KernelPath, file: StaticString = #filePath, line: UInt = #line) throws {
         try XCTSkipUnless(path.isSupported, "the processor cannot run the \(path.rawValue) kernels")
         try withKernelPath(path) {

@@ -599,8 +599,8 @@ struct CaseBuilder {
         OptionRow("pooling", 0.2, word(["max", "avg", "average"], wrong: ["min", "MAX", "", "mean"])),
         OptionRow("weights", 0.05, weightsFile),
         OptionRow("threads", 0.3, integer(1 ... 256, typical: 1 ... 2, sometimes: 3 ... 8)),
-        // bf16 is left out: whether it is accepted depends on the processor (ErrorTests checks both).
-        OptionRow("precision", 0.15, word(["auto", "single"], wrong: ["half", "", "BF16", "double", "auto,single"])),
+        // bf16 and half are left out: whether they are accepted depends on the processor (ErrorTests checks both).
+        OptionRow("precision", 0.15, word(["auto", "single"], wrong: ["quarter", "", "BF16", "double", "auto,single"])),
         OptionRow("memory", 0.2, integer(64 ... 1 << 20, typical: 64 ... 4096)),  // see `residentMiB`
         // Streams, limits and messages
         OptionRow("temporal", 0.2, nil),

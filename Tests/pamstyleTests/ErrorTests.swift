@@ -159,6 +159,26 @@ final class ErrorTests: XCTestCase {
         XCTAssertNotEqual(bf16.stdout, single.stdout)
     }
 
+    /// -precision half runs where the processor has AVX512_FP16, and -verbose says so; elsewhere it is refused in one
+    /// line.
+    func testPrecisionHalfRunsOnlyWhereTheProcessorHasIt() throws {
+        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+        let input = patternPPM(width: 48, height: 36)
+        let verbose = ["-size", "48", "-scales", "1", "-iterations", "1", "-verbose"]
+        guard flags.contains("avx512_fp16") && flags.contains("avx512f") else {
+            try expectFailure(["-precision", "half", style], input: input, saying: ["-precision half", "AVX512_FP16"])
+            return
+        }
+        let half = try pamstyle(verbose + ["-precision", "half", style], input: input, timeout: 120)
+        XCTAssertEqual(half.status, 0, half.stderr)
+        XCTAssertTrue(half.stderr.contains("Winograd F(6×6, 3×3) with products in half precision"), half.stderr)
+        let single = try pamstyle(verbose + ["-precision", "single", style], input: input, timeout: 120)
+        XCTAssertEqual(single.status, 0, single.stderr)
+        XCTAssertFalse(single.stderr.contains("half precision"), single.stderr)
+        XCTAssertNotEqual(half.stdout, single.stdout)
+    }
+
     func testUsageErrorsNameTheOptionAndValue() throws {
         let input = patternPPM(width: 48, height: 36)
         let cases: [(arguments: [String], says: [String])] = [
@@ -185,7 +205,7 @@ final class ErrorTests: XCTestCase {
             ([style, ""], ["style image", "empty"]),
             (["-bogus", style], ["-bogus"]),
             (["-nosuchoption", style], ["-nosuchoption"]),
-            (["-precision", "half", style], ["-precision", "half"]),
+            (["-precision", "quarter", style], ["-precision", "quarter"]),
             (["-style-loss", "sliced", style], ["-style-loss", "sliced"]),
             (["-colors", "content", style], ["-colors", "content"]),
             (["-padding", "replicate", style], ["-padding", "replicate"]),

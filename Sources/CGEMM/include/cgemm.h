@@ -88,6 +88,30 @@ void cgemm_panels_bf16_pairs(int m, int n, int k, float alpha, const uint32_t *a
  * m, k and o0 multiples of 8. */
 void cgemm_bf16_kernel_block(int m, int k, int o0, const float *block, uint32_t *forward, uint32_t *backward);
 
+/* 1 when this processor runs cgemm_panels_fp16 (AVX-512 with AVX512_FP16, and the system saves their registers),
+ * else 0. */
+int cgemm_supports_fp16(void);
+
+/* The power of two that scales a transformed kernel position whose largest magnitude is `largest` into [2^3, 2^4),
+ * for cgemm_fp16_kernel_block (1 for a zero or non-finite largest). */
+float cgemm_fp16_kernel_scale(float largest);
+
+/* cgemm_bf16_kernel_block's pairs, in its layouts, of scale times the block's values rounded to half precision (to
+ * nearest, ties to even), for cgemm_panels_fp16. */
+void cgemm_fp16_kernel_block(int m, int k, int o0, const float *block, float scale, uint32_t *forward,
+                             uint32_t *backward);
+
+/* C = alpha · A · B on one thread in half precision, with A in half-precision pairs from cgemm_fp16_kernel_block
+ * (cgemm_panels_bf16_pairs's layout of A, its values times a scale the caller divides alpha by) and B in floats in
+ * cgemm_panels' panels. Each slice of 128 values of k of each panel of B is scaled by the power of two that brings its
+ * largest magnitude into [2^5, 2^6) and rounded to half precision in pairs; the products then run on AVX512_FP16's
+ * multiply-adds, 32 lanes an instruction (twice float32's), each lane summing 32 pair steps in half precision (below
+ * 2^15 with A's largest magnitude below 2^4: half precision's largest value is 65504) before that sum, times the
+ * inverse of its slice's scale, is added to float32 sums; C is alpha times those. m and k multiples of 8. Only where
+ * cgemm_supports_fp16() (elsewhere the same roundings with the products summed in float); on one thread, with a
+ * buffer of its own for B's pairs that grows to the largest B it has seen. */
+void cgemm_panels_fp16(int m, int n, int k, float alpha, const uint32_t *a, const float *b, float *c, ptrdiff_t ldc);
+
 /* The floats of a work area for cgemm_gram_upper or cgemm_gram_upper_bf16 with this many channels. */
 size_t cgemm_gram_work_count(int channels);
 

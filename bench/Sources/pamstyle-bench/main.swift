@@ -210,7 +210,8 @@ func parseOptions(_ arguments: [String]) throws -> BenchOptions {
         case "--precision":
             let text = try value(argument)
             guard let precision = ProductPrecision(rawValue: text), precision.isSupported else {
-                throw BenchError.usage("--precision must be single or bf16 (where the processor has AVX512_BF16); "
+                throw BenchError.usage("--precision must be single, bf16 (where the processor has AVX512_BF16) or half "
+                                       + "(where it has AVX512_FP16); "
                                        + "you specified \(text)")
             }
             options.precision = precision
