@@ -1120,15 +1120,15 @@ fp16PackPanel(int const kc, const float * const b, int const nr, uint32_t *pairs
  * each with the sum of its even and of its odd values of k), then those sums times the inverse scale of their slice
  * of B (inverses[j / (KC / 2)] for pair step j) added to float32 sums; at the end each column's two float32 sums are
  * added and alpha times that is stored into C. Registers: 24 sums, three vectors of B, a broadcast pair of A. Each
- * step also asks for the line of A `prefetch` words ahead. */
+ * step also asks for the line of A `prefetch` words ahead. The float32 sums are the caller's memory, 64-byte aligned:
+ * on a local array the compiler kept them in registers and moved them through the stack at every flush.
+ * sums[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd sums side by side. */
 INLINE FP16 void
 fp16BlockIn(int const vectors, int const k, const uint32_t *a, const uint32_t *b, int const nr,
             const float * const inverses, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
-            float const alpha, int const prefetch) {
+            float const alpha, int const prefetch, float (* const sums)[3][2][16]) {
     __mmask16 mask[3];
     columnMasks(columns, mask);
-    /* sums[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd sums side by side. */
-    _Alignas(64) float sums[MR][3][2][16];
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < vectors; ++v)
             for (int h = 0; h < 2; ++h)
@@ -1183,8 +1183,8 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, const uint32_t *b
     static FP16 __attribute__((noinline)) void fp16Block##width(                                                       \
         int const k, const uint32_t * const a, const uint32_t * const b, int const nr, const float * const inverses,  \
         float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,                    \
-        int const prefetch) {                                                                                          \
-        fp16BlockIn(width / 16, k, a, b, nr, inverses, c, ldc, rows, columns, alpha, prefetch);                        \
+        int const prefetch, float (* const sums)[3][2][16]) {                                                          \
+        fp16BlockIn(width / 16, k, a, b, nr, inverses, c, ldc, rows, columns, alpha, prefetch, sums);                  \
     }
 FP16_BLOCK_FUNCTION(48)
 FP16_BLOCK_FUNCTION(32)
@@ -1220,12 +1220,13 @@ fp16Product(int const m, int const n, int const k, float const alpha, const uint
                 fp16PackPanel(minimum(KC, k - j0), b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr,
                               pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
     }
+    _Alignas(64) float sums[MR][3][2][16];
     for (int i0 = 0; i0 < m; i0 += MR)
         for (int l0 = 0; l0 < n; l0 += NR) {
             int const nr = minimum(NR, n - l0);
             (nr > 32 ? fp16Block48 : nr > 16 ? fp16Block32 : fp16Block16)(
                 k, a + (ptrdiff_t)i0 * (k / 2), pairs + (ptrdiff_t)l0 * (k / 2), nr, inverses + (l0 / NR) * slices,
-                c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, PAIRS_PREFETCH);
+                c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, PAIRS_PREFETCH, sums);
         }
     return 1;
 }

@@ -126,17 +126,17 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// How much faster the products in bf16 or half precision must be to be chosen: a margin wide enough that the noise
     /// of a shared machine never flips the choice between runs on the same processor (bf16 measures about 2 on an AMD
     /// Zen 4, and about 1 on an Intel Xeon whose AVX512_BF16 issues as many multiply-adds a cycle as its FMAs; half
-    /// precision about 1.5 there).
-    public static let speedup = 1.25
+    /// precision about 1.45 there, its products at conv4_x's size).
+    public static let speedup = 1.2
 
     /// Single-precision time over this precision's for a product of Winograd's shapes (bf16: 64 × 64 by 64 × 240, on
-    /// operands already in bfloat16 pairs, `cgemm_panels_bf16_pairs`, as the convolutions hold them; half: 256 × 256
-    /// by 256 × 192, `cgemm_panels_fp16`, on the kernel in pairs as the convolutions hold it), the fastest of seven
-    /// timings of each on this thread; 0 where the processor does not run it, 1 for single.
+    /// operands already in bfloat16 pairs, `cgemm_panels_bf16_pairs`, as the convolutions hold them; half: 512 × 512
+    /// by 512 × 96, a deep layer's, `cgemm_panels_fp16`, on the kernel in pairs as the convolutions hold it), the
+    /// fastest of seven timings of each on this thread; 0 where the processor does not run it, 1 for single.
     public static func measuredSpeedup(of precision: ProductPrecision) -> Double {
         guard precision.isSupported else { return 0 }
         guard precision != .single else { return 1 }
-        let (m, n, calls) = precision == .bf16 ? (64, 240, 5) : (256, 192, 3)
+        let (m, n, calls) = precision == .bf16 ? (64, 240, 5) : (512, 96, 2)
         let a = [Float](repeating: 0.25, count: m * m), b = [Float](repeating: 0.5, count: m * n)
         // 0.25 and 0.5 in bfloat16 (0x3E80, 0x3F00), two to a word; 8 and 0.5 in half precision (0x4800, 0x3800).
         let aPairs = [UInt32](repeating: precision == .bf16 ? 0x3E80_3E80 : 0x4800_4800, count: m * m / 2)

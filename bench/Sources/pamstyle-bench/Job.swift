@@ -67,6 +67,10 @@ struct Peak {
                                        ("fma_peak_bits", fmaBits)]
         if let bf16Gigaflops { fields.append(("bf16_peak_gflops", bf16Gigaflops)) }
         if let fp16Gigaflops { fields.append(("fp16_peak_gflops", fp16Gigaflops)) }
+        // What `-precision auto` weighs (ProductPrecision.fastest), timed anew.
+        for precision in [ProductPrecision.bf16, .half] where precision.isSupported {
+            fields.append(("\(precision.rawValue)_product_speedup", ProductPrecision.measuredSpeedup(of: precision)))
+        }
         return fields
     }
 }
