@@ -141,42 +141,39 @@ final class ErrorTests: XCTestCase {
     /// -precision bf16 runs where the processor has AVX512_BF16, and -verbose says so; elsewhere it is refused in one
     /// line. -precision single never runs bf16.
     func testPrecisionBF16RunsOnlyWhereTheProcessorHasIt() throws {
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
-        let input = patternPPM(width: 48, height: 36)
-        let verbose = ["-size", "48", "-scales", "1", "-iterations", "1", "-verbose"]
-        guard flags.contains("avx512_bf16") && flags.contains("avx512f") else {
-            try expectFailure(["-precision", "bf16", style], input: input, saying: ["-precision bf16", "AVX512_BF16"])
-            return
-        }
-        let bf16 = try pamstyle(verbose + ["-precision", "bf16", style], input: input, timeout: 120)
-        XCTAssertEqual(bf16.status, 0, bf16.stderr)
-        XCTAssertTrue(bf16.stderr.contains("Winograd F(4×4, 3×3) with products in bf16"), bf16.stderr)
-        let single = try pamstyle(verbose + ["-precision", "single", style], input: input, timeout: 120)
-        XCTAssertEqual(single.status, 0, single.stderr)
-        XCTAssertFalse(single.stderr.contains("bf16"), single.stderr)
-        XCTAssertTrue(single.stderr.contains("Winograd F(6×6, 3×3)"), single.stderr)
-        XCTAssertNotEqual(bf16.stdout, single.stdout)
+        try checkPrecision("bf16", flag: "avx512_bf16", feature: "AVX512_BF16",
+                           says: "Winograd F(4×4, 3×3) with products in bf16")
     }
 
     /// -precision half runs where the processor has AVX512_FP16, and -verbose says so; elsewhere it is refused in one
-    /// line.
+    /// line. -precision single never runs half precision.
     func testPrecisionHalfRunsOnlyWhereTheProcessorHasIt() throws {
+        try checkPrecision("half", flag: "avx512_fp16", feature: "AVX512_FP16",
+                           says: "Winograd F(6×6, 3×3) with products in half precision")
+    }
+
+    /// -precision `name` runs where /proc/cpuinfo lists `flag` (and avx512f), its -verbose line `says`, and writes
+    /// another picture than -precision single, whose -verbose line names neither; elsewhere it is refused in one line
+    /// naming `feature`.
+    private func checkPrecision(_ name: String, flag: String, feature: String, says: String,
+                                file: StaticString = #filePath, line: UInt = #line) throws {
         let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
         let flags = cpuinfo.split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
         let input = patternPPM(width: 48, height: 36)
         let verbose = ["-size", "48", "-scales", "1", "-iterations", "1", "-verbose"]
-        guard flags.contains("avx512_fp16") && flags.contains("avx512f") else {
-            try expectFailure(["-precision", "half", style], input: input, saying: ["-precision half", "AVX512_FP16"])
+        guard flags.contains(Substring(flag)) && flags.contains("avx512f") else {
+            try expectFailure(["-precision", name, style], input: input, saying: ["-precision \(name)", feature],
+                              file: file, line: line)
             return
         }
-        let half = try pamstyle(verbose + ["-precision", "half", style], input: input, timeout: 120)
-        XCTAssertEqual(half.status, 0, half.stderr)
-        XCTAssertTrue(half.stderr.contains("Winograd F(6×6, 3×3) with products in half precision"), half.stderr)
+        let reduced = try pamstyle(verbose + ["-precision", name, style], input: input, timeout: 120)
+        XCTAssertEqual(reduced.status, 0, reduced.stderr, file: file, line: line)
+        XCTAssertTrue(reduced.stderr.contains(says), reduced.stderr, file: file, line: line)
         let single = try pamstyle(verbose + ["-precision", "single", style], input: input, timeout: 120)
-        XCTAssertEqual(single.status, 0, single.stderr)
-        XCTAssertFalse(single.stderr.contains("half precision"), single.stderr)
-        XCTAssertNotEqual(half.stdout, single.stdout)
+        XCTAssertEqual(single.status, 0, single.stderr, file: file, line: line)
+        XCTAssertFalse(single.stderr.contains("with products in"), single.stderr, file: file, line: line)
+        XCTAssertTrue(single.stderr.contains("Winograd F(6×6, 3×3)"), single.stderr, file: file, line: line)
+        XCTAssertNotEqual(reduced.stdout, single.stdout, file: file, line: line)
     }
 
     func testUsageErrorsNameTheOptionAndValue() throws {
