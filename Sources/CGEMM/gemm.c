@@ -711,6 +711,17 @@ turnPanel(int const k, const float * const panel, int const nr) {
         memset(turnedPanel + (ptrdiff_t)eights * k, 0, sizeof(float) * (size_t)(padded - eights) * (size_t)k);
 }
 
+/* The backward pairs of a kernel block's columns j0 … j0 + 7 (cgemm_bf16_kernel_block's layout, for both precisions'
+ * kernel blocks): words[4j + q], the pair of rows 2q and 2q + 1 in column j0 + j, to
+ * backward + (j0 / 8)·4m + (o0 / 2 + q)·8 + j. */
+INLINE void
+storeBackwardPairs(int const m, int const o0, int const j0, const uint32_t words[4 * MR], uint32_t * const backward) {
+    uint32_t * const target = backward + (ptrdiff_t)j0 * (m / 2) + (ptrdiff_t)(o0 / 2) * MR;
+    for (int q = 0; q < MR / 2; ++q)
+        for (int j = 0; j < MR; ++j)
+            target[q * MR + j] = words[4 * j + q];
+}
+
 /* MARK: - AVX-512 with BF16 dot products */
 
 #define BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -1061,10 +1072,7 @@ bf16KernelBlock512(int const m, int const k, int const o0, const float * const b
         _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(values + 16), _mm512_loadu_ps(values)));
         _mm512_storeu_si512(words + 16,
                             (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(values + 48), _mm512_loadu_ps(values + 32)));
-        uint32_t * const target = backward + (ptrdiff_t)j0 * (m / 2) + (ptrdiff_t)(o0 / 2) * MR;
-        for (int q = 0; q < MR / 2; ++q)
-            for (int j = 0; j < MR; ++j)
-                target[q * MR + j] = words[4 * j + q];
+        storeBackwardPairs(m, o0, j0, words, backward);
     }
 }
 
@@ -1253,10 +1261,7 @@ fp16KernelBlock512(int const m, int const k, int const o0, const float * const b
             __m512 const values = _mm512_mul_ps(_mm512_loadu_ps(block + (ptrdiff_t)j0 * MR + 16 * h), scales);
             _mm256_storeu_si256((__m256i *)(words + 8 * h), _mm512_cvtps_ph(values, NEAREST));
         }
-        uint32_t * const target = backward + (ptrdiff_t)j0 * (m / 2) + (ptrdiff_t)(o0 / 2) * MR;
-        for (int q = 0; q < MR / 2; ++q)
-            for (int j = 0; j < MR; ++j)
-                target[q * MR + j] = words[4 * j + q];
+        storeBackwardPairs(m, o0, j0, words, backward);
     }
 }
 
