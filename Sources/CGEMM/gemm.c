@@ -71,6 +71,9 @@ partOf(int const total, int const calls, int const q) {
  * and a slice of B's in [2^5, 2^6) (see cgemm.h). */
 #define FP16_A_EXPONENT 4
 #define FP16_B_EXPONENT 6
+/* The exponent of the largest magnitude of each panel of pixels in a half-precision Gram product, where a panel is
+ * both A and B: [2^4, 2^5), so that products stay below 2^10 as above. */
+#define FP16_GRAM_EXPONENT 5
 
 /* 2^(exponent − e), where largest lies in [2^(e − 1), 2^e): the power of two that scales `largest` into
  * [2^(exponent − 1), 2^exponent); 1 for zero, a non-finite value, or a scale float32 cannot hold. */
@@ -1100,22 +1103,26 @@ fp16Pairs512(__m512 const low, __m512 const high, __m512 const scale) {
     return _mm512_permutexvar_epi16(_mm512_loadu_si512(order), both);
 }
 
-/* Rows j0 … j0 + kc of a B panel (nr columns, rows nr floats apart) into half-precision pairs, scaled so that the
- * slice's largest magnitude lies in [2^5, 2^6); returns the inverse of that scale. */
+/* Rows j0 … j0 + kc of a B panel (nr columns, rows ldb floats apart; rows from `rows` on read as zeros) into
+ * half-precision pairs (kc / 2, nr), scaled so that the slice's largest magnitude lies in [2^(exponent − 1),
+ * 2^exponent); returns the inverse of that scale. */
 INLINE FP16 float
-fp16PackPanel(int const kc, const float * const b, int const nr, uint32_t *pairs) {
+fp16PackRows(int const kc, int const rows, const float * const b, ptrdiff_t const ldb, int const nr, int const exponent,
+             uint32_t *pairs) {
     __mmask16 mask[3];
     columnMasks(nr, mask);
+    int const filled = minimum(kc, rows);
     __m512 largest = _mm512_setzero_ps();
-    for (int j = 0; j < kc; ++j)
+    for (int j = 0; j < filled; ++j)
         for (int v = 0; v < 3 && mask[v]; ++v)
-            largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask[v], b + j * nr + 16 * v)));
-    float const scale = powerOfTwoScale(_mm512_reduce_max_ps(largest), FP16_B_EXPONENT);
+            largest = _mm512_max_ps(largest, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask[v], b + j * ldb + 16 * v)));
+    float const scale = powerOfTwoScale(_mm512_reduce_max_ps(largest), exponent);
     __m512 const scales = _mm512_set1_ps(scale);
     for (int j = 0; j < kc; j += 2) {
         for (int v = 0; v < 3 && mask[v]; ++v) {
-            __m512 const low = _mm512_maskz_loadu_ps(mask[v], b + j * nr + 16 * v);
-            __m512 const high = _mm512_maskz_loadu_ps(mask[v], b + (j + 1) * nr + 16 * v);
+            __m512 const low = j < rows ? _mm512_maskz_loadu_ps(mask[v], b + j * ldb + 16 * v) : _mm512_setzero_ps();
+            __m512 const high = j + 1 < rows ? _mm512_maskz_loadu_ps(mask[v], b + (j + 1) * ldb + 16 * v)
+                                             : _mm512_setzero_ps();
             _mm512_mask_storeu_epi32(pairs + 16 * v, mask[v], fp16Pairs512(low, high, scales));
         }
         pairs += nr;
@@ -1123,18 +1130,32 @@ fp16PackPanel(int const kc, const float * const b, int const nr, uint32_t *pairs
     return 1 / scale;
 }
 
-/* The 8 × columns block of C (columns ≤ 48) from an 8-row block of A and a B panel over all of k, both in
- * half-precision pairs: each FP16_CHAIN pair steps summed in half precision (the lanes of a vector are 16 columns,
- * each with the sum of its even and of its odd values of k), then those sums times the inverse scale of their slice
- * of B (inverses[j / (KC / 2)] for pair step j) added to float32 sums; at the end each column's two float32 sums are
- * added and alpha times that is stored into C. Registers: 24 sums, three vectors of B, a broadcast pair of A. Each
- * step also asks for the line of A `prefetch` words ahead. The float32 sums are the caller's memory, 64-byte aligned:
+/* An 8-row block of A laid out as cgemm_pack lays it (A[i][j] at block[8j + i], kc values of k) into the pairs
+ * fp16BlockIn reads (pair step j's eight words at pairs + 8j), each value times `scales` rounded to half precision:
+ * columns 2j and 2j + 1 are 16 consecutive floats, whose pairs are (value i, value 8 + i). */
+INLINE FP16 void
+fp16PackBlock(int const kc, const float * const block, __m512 const scales, uint32_t * const pairs) {
+    for (int j = 0; j < kc; j += 2) {
+        __m256i const halves = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(block + 8 * j), scales), NEAREST);
+        __m128i const even = _mm256_castsi256_si128(halves), odd = _mm256_extracti128_si256(halves, 1);
+        _mm_storeu_si128((__m128i *)(pairs + 4 * j), _mm_unpacklo_epi16(even, odd));
+        _mm_storeu_si128((__m128i *)(pairs + 4 * j + 4), _mm_unpackhi_epi16(even, odd));
+    }
+}
+
+/* The 8 × columns block of C (columns ≤ 48) from an 8-row block of A (pair step j's eight words at a + j·lda) and a
+ * B panel (pair step j's at b + j·nr) over all of k, both in half-precision pairs: each FP16_CHAIN pair steps summed
+ * in half precision (the lanes of a vector are 16 columns, each with the sum of its even and of its odd values of k),
+ * then those sums times the inverse scale of their slice of B (inverses[j / (KC / 2)] for pair step j) added to
+ * float32 sums; at the end each column's two float32 sums are added and alpha times that is stored into C (added to
+ * it when `accumulate`). Registers: 24 sums, three vectors of B, a broadcast pair of A. Each step also asks for the
+ * line of A `prefetch` words ahead. The float32 sums are the caller's memory, 64-byte aligned:
  * on a local array the compiler kept them in registers and moved them through the stack at every flush.
  * sums[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd sums side by side. */
 INLINE FP16 void
-fp16BlockIn(int const vectors, int const k, const uint32_t *a, const uint32_t *b, int const nr,
+fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const lda, const uint32_t *b, int const nr,
             const float * const inverses, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
-            float const alpha, int const prefetch, float (* const sums)[3][2][16]) {
+            float const alpha, int const prefetch, float (* const sums)[3][2][16], int const accumulate) {
     __mmask16 mask[3];
     columnMasks(columns, mask);
     for (int i = 0; i < MR; ++i)
@@ -1161,7 +1182,7 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, const uint32_t *b
                 if (vectors > 2)
                     acc[i][2] = _mm512_fmadd_ph(ai, b2, acc[i][2]);
             }
-            a += MR;
+            a += lda;
         }
         __m512 const inverse = _mm512_set1_ps(inverses[j0 / (KC / 2)]);
         for (int i = 0; i < MR; ++i)
@@ -1183,21 +1204,32 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, const uint32_t *b
             total[i][v] = _mm512_add_ps(_mm512_permutex2var_ps(first, evens, second),
                                         _mm512_permutex2var_ps(first, odds, second));
         }
-    storeBlock512(vectors, total, mask, c, ldc, rows, alpha, 0);
+    storeBlock512(vectors, total, mask, c, ldc, rows, alpha, accumulate);
 }
 
 /* fp16BlockIn per vector count (fp16Block48, 32 and 16), as the AVX-512 block is. */
 #define FP16_BLOCK_FUNCTION(width)                                                                                     \
     static FP16 __attribute__((noinline)) void fp16Block##width(                                                       \
-        int const k, const uint32_t * const a, const uint32_t * const b, int const nr, const float * const inverses,  \
-        float * const c, ptrdiff_t const ldc, int const rows, int const columns, float const alpha,                    \
-        int const prefetch, float (* const sums)[3][2][16]) {                                                          \
-        fp16BlockIn(width / 16, k, a, b, nr, inverses, c, ldc, rows, columns, alpha, prefetch, sums);                  \
+        int const k, const uint32_t * const a, ptrdiff_t const lda, const uint32_t * const b, int const nr,            \
+        const float * const inverses, float * const c, ptrdiff_t const ldc, int const rows, int const columns,         \
+        float const alpha, int const prefetch, float (* const sums)[3][2][16], int const accumulate) {                 \
+        fp16BlockIn(width / 16, k, a, lda, b, nr, inverses, c, ldc, rows, columns, alpha, prefetch, sums,              \
+                    accumulate);                                                                                       \
     }
 FP16_BLOCK_FUNCTION(48)
 FP16_BLOCK_FUNCTION(32)
 FP16_BLOCK_FUNCTION(16)
 #undef FP16_BLOCK_FUNCTION
+
+typedef void FP16Block(int k, const uint32_t *a, ptrdiff_t lda, const uint32_t *b, int nr, const float *inverses,
+                       float *c, ptrdiff_t ldc, int rows, int columns, float alpha, int prefetch,
+                       float (*sums)[3][2][16], int accumulate);
+
+/* The half-precision block for this many columns. */
+static FP16Block *
+fp16Block(int const columns) {
+    return columns > 32 ? fp16Block48 : columns > 16 ? fp16Block32 : fp16Block16;
+}
 
 /* B's pairs and their slices' inverse scales, grown as a thread's products need: kept for the thread's life. */
 static _Thread_local uint32_t *fp16Words;
@@ -1225,17 +1257,95 @@ fp16Product(int const m, int const n, int const k, float const alpha, const uint
         int const nr = minimum(NR, n - l0);
         for (int j0 = 0; j0 < k; j0 += KC)
             inverses[(l0 / NR) * slices + j0 / KC] =
-                fp16PackPanel(minimum(KC, k - j0), b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr,
-                              pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
+                fp16PackRows(minimum(KC, k - j0), KC, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr, nr,
+                             FP16_B_EXPONENT, pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
     }
     _Alignas(64) float sums[MR][3][2][16];
     for (int i0 = 0; i0 < m; i0 += MR)
         for (int l0 = 0; l0 < n; l0 += NR) {
             int const nr = minimum(NR, n - l0);
-            (nr > 32 ? fp16Block48 : nr > 16 ? fp16Block32 : fp16Block16)(
-                k, a + (ptrdiff_t)i0 * (k / 2), pairs + (ptrdiff_t)l0 * (k / 2), nr, inverses + (l0 / NR) * slices,
-                c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha, PAIRS_PREFETCH, sums);
+            fp16Block(nr)(k, a + (ptrdiff_t)i0 * (k / 2), MR, pairs + (ptrdiff_t)l0 * (k / 2), nr,
+                          inverses + (l0 / NR) * slices, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha,
+                          PAIRS_PREFETCH, sums, 0);
         }
+    return 1;
+}
+
+/* cgemm_gram_upper_columns in half precision: each slice of pixels packed by `pack` into floats, each of its panels
+ * then turned into half-precision pairs with a scale of its own (largest magnitude in [2^4, 2^5)) after them in the
+ * work area, and the blocks over them as cgemm_gram_upper takes its blocks, each block's sums times the inverses of
+ * its two panels' scales. */
+static FP16 void
+fp16GramUpper(PackPixels * const pack, int const channels, int const pixels, const float * const f,
+              ptrdiff_t const ldf, float * const g, ptrdiff_t const ldg, float * const work, int const first,
+              int const end) {
+    int const cp = roundUp8(channels), packed = roundUp8(end);
+    uint32_t * const words = (uint32_t *)(work + (ptrdiff_t)cp * KC);
+    float * const inverses = work + (ptrdiff_t)cp * KC * 3 / 2;  // per panel of 48 channels
+    _Alignas(64) float sums[MR][3][2][16];
+    for (int p0 = 0; p0 < pixels; p0 += KC) {
+        int const kc = minimum(KC, pixels - p0), kp = roundUp8(kc);
+        pack(end, kc, f + p0, ldf, work);
+        for (int q0 = 0; q0 < packed; q0 += NR) {
+            int const w = minimum(NR, packed - q0);
+            inverses[q0 / NR] = fp16PackRows(kp, kp, work + (ptrdiff_t)q0 * kp, w, w, FP16_GRAM_EXPONENT,
+                                             words + (ptrdiff_t)q0 * (kp / 2));
+        }
+        for (int l0 = first; l0 < end; l0 += NR) {
+            int const w = minimum(NR, cp - l0), columns = minimum(w, channels - l0);
+            const uint32_t * const panel = words + (ptrdiff_t)l0 * (kp / 2);
+            for (int i0 = 0; i0 < l0 + columns; i0 += MR) {
+                int const q0 = i0 / NR * NR, wq = minimum(NR, cp - q0);
+                int const skip = i0 > l0 ? i0 - l0 : 0;
+                float const inverse = inverses[q0 / NR] * inverses[l0 / NR];
+                fp16Block(columns - skip)(kp, words + (ptrdiff_t)q0 * (kp / 2) + (i0 - q0), wq, panel + skip, w,
+                                          &inverse, g + (ptrdiff_t)i0 * ldg + l0 + skip, ldg,
+                                          minimum(MR, channels - i0), columns - skip, 1, 0, sums, p0 > 0);
+            }
+        }
+    }
+}
+
+/* cgemm_multiply in half precision, as bf16Multiply goes: per slice of k, A's slice scaled as a whole (largest
+ * magnitude in [2^3, 2^4)) and turned into pairs once, then each panel of B turned into pairs with a scale of its own
+ * (largest magnitude in [2^5, 2^6)) and the 8-row blocks of A over it. Returns 0 (and computes nothing) when the
+ * buffer for A's pairs cannot be had. */
+static FP16 int
+fp16Multiply(int const m, int const n, int const k, float const alpha, const float * const packedA,
+             const float * const b, ptrdiff_t const ldb, int const accumulate, float * const c, ptrdiff_t const ldc) {
+    int const kp = roundUp8(k), mp = roundUp8(m);
+    uint32_t * const slice = malloc(sizeof(uint32_t) * (size_t)mp * (KC / 2));
+    if (slice == NULL)
+        return 0;
+    _Alignas(64) uint32_t panel[KC / 2 * NR];
+    _Alignas(64) float sums[MR][3][2][16];
+    for (int j0 = 0; j0 < kp; j0 += KC) {
+        int const kc = minimum(KC, kp - j0);
+        __m512 largest = _mm512_setzero_ps();
+        for (int i0 = 0; i0 < mp; i0 += MR)
+            for (int j = 0; j < kc; j += 2)
+                largest = _mm512_max_ps(
+                    largest, _mm512_abs_ps(_mm512_loadu_ps(packedA + (ptrdiff_t)i0 * kp + (ptrdiff_t)(j0 + j) * MR)));
+        float const scale = powerOfTwoScale(_mm512_reduce_max_ps(largest), FP16_A_EXPONENT);
+        for (int i0 = 0; i0 < mp; i0 += MR)
+            fp16PackBlock(kc, packedA + (ptrdiff_t)i0 * kp + (ptrdiff_t)j0 * MR, _mm512_set1_ps(scale),
+                          slice + (ptrdiff_t)i0 * (kc / 2));
+        for (int l0 = 0; l0 < n; l0 += NR) {
+            int const nr = minimum(NR, n - l0);
+            if (l0 + MULTIPLY_AHEAD * NR < n) {
+                askForPanel(b + (ptrdiff_t)j0 * ldb + l0 + MULTIPLY_AHEAD * NR, minimum(kc, k - j0), ldb);
+                if (accumulate || j0 > 0)
+                    askForPanel(c + l0 + MULTIPLY_AHEAD * NR, m, ldc);
+            }
+            float const inverse = fp16PackRows(kc, k - j0, b + (ptrdiff_t)j0 * ldb + l0, ldb, nr, FP16_B_EXPONENT,
+                                               panel) / scale;
+            for (int i0 = 0; i0 < m; i0 += MR)
+                fp16Block(nr)(kc, slice + (ptrdiff_t)i0 * (kc / 2), MR, panel, nr, &inverse,
+                              c + (ptrdiff_t)i0 * ldc + l0, ldc, minimum(MR, m - i0), nr, alpha, 0, sums,
+                              accumulate || j0 > 0);
+        }
+    }
+    free(slice);
     return 1;
 }
 
@@ -1244,15 +1354,8 @@ static FP16 void
 fp16KernelBlock512(int const m, int const k, int const o0, const float * const block, float const scale,
                    uint32_t * const forward, uint32_t * const backward) {
     __m512 const scales = _mm512_set1_ps(scale);
-    /* Forward: block[8j + i] is A[o0 + i][j]; rows 2j and 2j + 1 of the block's 8 × k are 16 consecutive floats, whose
-     * pairs are (value i, value 8 + i). */
-    uint32_t * const rows = forward + (ptrdiff_t)o0 * (k / 2);
-    for (int j = 0; j < k; j += 2) {
-        __m256i const halves = _mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(block + 8 * j), scales), NEAREST);
-        __m128i const even = _mm256_castsi256_si128(halves), odd = _mm256_extracti128_si256(halves, 1);
-        _mm_storeu_si128((__m128i *)(rows + 4 * j), _mm_unpacklo_epi16(even, odd));
-        _mm_storeu_si128((__m128i *)(rows + 4 * j + 4), _mm_unpackhi_epi16(even, odd));
-    }
+    /* Forward: block[8j + i] is A[o0 + i][j], as cgemm_pack lays out a block. */
+    fp16PackBlock(k, block, scales, forward + (ptrdiff_t)o0 * (k / 2));
     /* Backward: column j's eight values (rows 0 … 7) are consecutive, so their halves are the pairs of rows 2q and
      * 2q + 1 already; pair q of column j goes to backward + (j / 8)·4m + (o0 / 2 + q)·8 + j % 8. */
     for (int j0 = 0; j0 < k; j0 += MR) {
@@ -1553,8 +1656,9 @@ cgemm_panels(int const m, int const n, int const k, float const alpha, const flo
 
 size_t
 cgemm_gram_work_count(int const channels) {
-    /* The floats of a slice, and for cgemm_gram_upper_bf16 their pairs. */
-    return (size_t)roundUp8(channels) * KC * 3 / 2;
+    /* The floats of a slice, for cgemm_gram_upper_bf16 and cgemm_gram_upper_fp16 their pairs, and for the latter the
+     * inverse scale of each panel. */
+    return (size_t)roundUp8(channels) * KC * 3 / 2 + (size_t)((channels + NR - 1) / NR);
 }
 
 /* The first column of share `share` of `shares` in cgemm_gram_share_columns: the start of the first panel before which
@@ -1698,4 +1802,33 @@ cgemm_multiply(int const m, int const n, int const k, float const alpha, const f
                       c + (ptrdiff_t)i0 * ldc + l0, ldc, minimum(MR, m - i0), nr, alpha, accumulate || j0 > 0);
         }
     }
+}
+
+void
+cgemm_gram_upper_fp16_columns(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf,
+                              float * const g, ptrdiff_t const ldg, float * const work, int const first, int const end) {
+#if CGEMM_X86
+    if (pixels > 0 && first < end && cgemm_supports_fp16()) {
+        fp16GramUpper(kernels()->packPixels, channels, pixels, f, ldf, g, ldg, work, first, end);
+        return;
+    }
+#endif
+    cgemm_gram_upper_columns(channels, pixels, f, ldf, g, ldg, work, first, end);
+}
+
+void
+cgemm_gram_upper_fp16(int const channels, int const pixels, const float * const f, ptrdiff_t const ldf, float * const g,
+                      ptrdiff_t const ldg, float * const work) {
+    cgemm_gram_upper_fp16_columns(channels, pixels, f, ldf, g, ldg, work, 0, channels);
+}
+
+void
+cgemm_multiply_fp16(int const m, int const n, int const k, float const alpha, const float * const packedA,
+                    const float * const b, ptrdiff_t const ldb, int const accumulate, float * const c,
+                    ptrdiff_t const ldc) {
+#if CGEMM_X86
+    if (cgemm_supports_fp16() && fp16Multiply(m, n, k, alpha, packedA, b, ldb, accumulate, c, ldc))
+        return;
+#endif
+    cgemm_multiply(m, n, k, alpha, packedA, b, ldb, accumulate, c, ldc);
 }

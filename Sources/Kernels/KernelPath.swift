@@ -100,7 +100,8 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// Operands scaled by powers of two and rounded to half precision (11 significant bits, relative error up to
     /// 2⁻¹¹), each lane summing 32 products in half precision before adding them to float32 sums: AVX512_FP16's
     /// multiply-adds, twice an FMA's per instruction (`cgemm_panels_fp16`). Runs only on the `avx512` kernel path of a
-    /// processor with AVX512_FP16, for the Winograd products alone (the Gram products stay in single precision).
+    /// processor with AVX512_FP16, for the Winograd products and the Gram losses' products (`cgemm_gram_upper_fp16`,
+    /// `cgemm_multiply_fp16`).
     case half
 
     /// Whether this processor runs the products in this precision.

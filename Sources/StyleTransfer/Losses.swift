@@ -59,8 +59,10 @@ public struct GramAccumulator: Sendable {
     public let tracksMeans: Bool
 
     /// The precision of the unweighted adds' products: with bf16, `cgemm_gram_upper_bf16` (features rounded to
-    /// bfloat16, sums in float32 over a chunk, float64 across chunks) where the processor has AVX512_BF16. Weighted
-    /// adds, and adds on OpenBLAS's path, stay in single precision.
+    /// bfloat16, sums in float32 over a chunk, float64 across chunks) where the processor has AVX512_BF16; with half,
+    /// `cgemm_gram_upper_fp16` (features scaled by powers of two and rounded to half precision, 32 products a lane
+    /// summed in half precision, then float32 over a chunk, float64 across chunks) where it has
+    /// AVX512_FP16. Weighted adds, and adds on OpenBLAS's path, stay in single precision.
     public var precision = ProductPrecision.single
 
     private var sum: [Double]  // (shares, channels, channels), upper triangles (column ≥ row) valid: Σ f fᵀ
@@ -132,7 +134,7 @@ public struct GramAccumulator: Sendable {
         precondition(pixels >= 0 && stride >= pixels && stride <= Int(Int32.max))
         guard pixels > 0 else { return }
         precondition(features.count >= (c - 1) * stride + pixels, "feature buffer smaller than its shape")
-        accumulate(pixels: pixels, chunkPixels: Self.chunkPixels, scratchCount: 0, bf16: precision == .bf16) {
+        accumulate(pixels: pixels, chunkPixels: Self.chunkPixels, scratchCount: 0, precision: precision) {
             chunkStart, _, _, body in
             body(features.baseAddress! + chunkStart, stride, nil)
         }
@@ -146,15 +148,16 @@ public struct GramAccumulator: Sendable {
     /// Adds `pixels` pixels, `chunkPixels` at a time, the chunks shared among the cores in fixed shares, each core
     /// summing into its own buffers: `chunk(start, n, scratch, body)` hands `body` the n features from pixel `start`
     /// (already scaled by √w for a weighted add, and then with the roots, whose products Σ √w · (√w f) make the mean's
-    /// sums), with `scratchCount` floats of the core's own to make them in; with `bf16`, the products on bfloat16
-    /// pairs. Counts the pixels, not their weights.
+    /// sums), with `scratchCount` floats of the core's own to make them in; the products in `precision` (see
+    /// `precision` above). Counts the pixels, not their weights.
     ///
     /// With fewer than `columnSplitChunks` chunks per core (the deep layers' small maps, often a single chunk), the
     /// cores share the columns of each chunk's product instead (`cgemm_gram_share_columns`), every core taking every
     /// chunk; each chunk's partial product still goes into the sums of the share that would have taken it, so the
     /// bits are those of the chunks shared out, only the waiting is gone. (Not on OpenBLAS's path, whose `ssyrk`
     /// takes whole triangles.)
-    private mutating func accumulate(pixels: Int, chunkPixels: Int, scratchCount: Int, bf16: Bool = false,
+    private mutating func accumulate(pixels: Int, chunkPixels: Int, scratchCount: Int,
+                                     precision: ProductPrecision = .single,
                                      _ chunk: (_ start: Int, _ n: Int, _ scratch: UnsafeMutablePointer<Float>,
                                                _ body: ChunkFeatures) -> Void) {
         let c = channels, plane = channels * channels
@@ -164,6 +167,11 @@ public struct GramAccumulator: Sendable {
         let splitsColumns = !openBLAS && self.shares > 1 && chunks < Self.columnSplitChunks * self.shares
         let workers = splitsColumns ? self.shares : shares
         let tracksMeans = self.tracksMeans
+        let product = switch precision {
+        case .bf16: cgemm_gram_upper_bf16_columns
+        case .half: cgemm_gram_upper_fp16_columns
+        case .single: cgemm_gram_upper_columns
+        }
         withoutActuallyEscaping(chunk) { chunk in
             let chunk = UncheckedSendable(value: chunk)
             sum.withUnsafeMutableBufferPointer { sum in
@@ -214,8 +222,7 @@ public struct GramAccumulator: Sendable {
                                             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, Int32(c), Int32(n),
                                                         1, features, Int32(stride), 0, partial, Int32(c))
                                         } else {
-                                            (bf16 ? cgemm_gram_upper_bf16_columns : cgemm_gram_upper_columns)(
-                                                Int32(c), Int32(n), features, stride, partial, c, work,
+                                            product(Int32(c), Int32(n), features, stride, partial, c, work,
                                                 Int32(columns.lowerBound), Int32(columns.upperBound))
                                         }
                                         for i in 0 ..< columns.upperBound {
@@ -364,8 +371,10 @@ public struct StyleLoss: Sendable {
 
     /// The precision of the Gram products and of the gradient's product for unweighted pixels: with bf16, on bfloat16
     /// operands summed in float32 (`cgemm_gram_upper_bf16`, `cgemm_multiply_bf16`) where the processor has
-    /// AVX512_BF16. Pixels with weights, and the products on OpenBLAS's path, stay in single precision, and so does
-    /// the W2 loss whatever is set (bf16 was admitted on the Gram loss's convergence alone).
+    /// AVX512_BF16; with half, on half-precision operands in `cgemm_panels_fp16`'s arithmetic (`cgemm_gram_upper_fp16`,
+    /// `cgemm_multiply_fp16`) where it has AVX512_FP16. Pixels with weights, and the products on OpenBLAS's path, stay
+    /// in single precision, and so does the W2 loss whatever is set (the reduced precisions were admitted on the Gram
+    /// loss's convergence alone).
     public var precision: ProductPrecision {
         get { accumulator.precision }
         set { accumulator.precision = statistic == .gram ? newValue : .single }
@@ -440,8 +449,9 @@ public struct StyleLoss: Sendable {
     /// Adds `weight · ∂E/∂F = weight · 4 / (C² N) · (G − T) F` (or W2's `weight · (2 D F + b) / N`) for one stripe of
     /// the pixels that went into the last `finish()`: `features[c · featureStride + p]` and
     /// `gradient[c · gradientStride + p]` for p < `pixels`. One single-threaded product per core, over its share of
-    /// the pixels, added to the gradient: `cgemm_multiply` (or `cgemm_multiply_bf16`, see `precision`) on the residual
-    /// packed by `finish`, or `cblas_sgemm` with β = 1 when `KernelPath.current` is OpenBLAS.
+    /// the pixels, added to the gradient: `cgemm_multiply` (or `cgemm_multiply_bf16` or `cgemm_multiply_fp16`, see
+    /// `precision`) on the residual packed by `finish`, or `cblas_sgemm` with β = 1 when `KernelPath.current` is
+    /// OpenBLAS.
     public func addGradient(features: UnsafeBufferPointer<Float>, pixels: Int, featureStride: Int,
                             weight: Float, into gradient: UnsafeMutableBufferPointer<Float>, gradientStride: Int) {
         let c = channels
@@ -463,7 +473,12 @@ public struct StyleLoss: Sendable {
         }
         // The pixels in one column band per core, each a single-threaded product.
         let bands = max(1, min(coreCount, pixels / 256))
-        let openBLAS = KernelPath.current == .openblas, multiply = precision == .bf16 ? cgemm_multiply_bf16 : cgemm_multiply
+        let openBLAS = KernelPath.current == .openblas
+        let multiply = switch precision {
+        case .bf16: cgemm_multiply_bf16
+        case .half: cgemm_multiply_fp16
+        case .single: cgemm_multiply
+        }
         residual.withUnsafeBufferPointer { residual in
             packedResidual.withUnsafeBufferPointer { packed in
                 let gradient = UncheckedSendable(value: gradient)

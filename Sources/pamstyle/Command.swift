@@ -141,7 +141,7 @@ struct Command: ParsableCommand {
     @Option(name: netpbm("threads"), help: "Threads for the network (default: all cores).")
     var threads: Int?
     @Option(name: netpbm("precision"), help: ArgumentHelp(
-        "Precision of the convolutions' products (and with bf16 the Gram losses'): single, bf16 (AVX512_BF16 only), half (AVX512_FP16 only), or auto: the fastest of them here.",
+        "Precision of the convolutions' products (and with bf16 or half the Gram losses'): single, bf16 (AVX512_BF16 only), half (AVX512_FP16 only), or auto: the fastest of them here.",
         valueName: "auto|single|bf16|half"))
     var precision: String = "auto"
     @Flag(name: netpbm("quiet"), help: "No progress and no messages but errors.")

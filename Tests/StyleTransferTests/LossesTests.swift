@@ -48,6 +48,7 @@ final class LossesTests: XCTestCase {
         let channels = 60, chunkPixels = GramAccumulator.chunkPixels
         var precisions: [ProductPrecision] = [.single]
         if ProductPrecision.bf16.isSupported { precisions.append(.bf16) }
+        if ProductPrecision.half.isSupported { precisions.append(.half) }
         for pixels in [1000, 3 * chunkPixels - 100, 5 * chunkPixels + 7] {
             let features = random.array(channels * pixels, -1, 2)
             for precision in precisions {
@@ -63,8 +64,12 @@ final class LossesTests: XCTestCase {
                     for index in chunks * share / shares ..< chunks * (share + 1) / shares {
                         let start = index * chunkPixels, n = min(chunkPixels, pixels - start)
                         features.withUnsafeBufferPointer {
-                            (precision == .bf16 ? cgemm_gram_upper_bf16 : cgemm_gram_upper)(
-                                Int32(channels), Int32(n), $0.baseAddress! + start, pixels, &partial, channels, &work)
+                            let product = switch precision {
+                            case .bf16: cgemm_gram_upper_bf16
+                            case .half: cgemm_gram_upper_fp16
+                            case .single: cgemm_gram_upper
+                            }
+                            product(Int32(channels), Int32(n), $0.baseAddress! + start, pixels, &partial, channels, &work)
                         }
                         for i in 0 ..< channels {
                             for j in i ..< channels { sums[share][i * channels + j] += Double(partial[i * channels + j]) }
@@ -145,6 +150,18 @@ final class LossesTests: XCTestCase {
     func testBF16StyleLossIsCloseToSingle() throws {
         try XCTSkipUnless(ProductPrecision.bf16.isSupported && KernelPath.current == .avx512,
                           "the processor has no AVX512_BF16")
+        checkReducedPrecisionStyleLoss(.bf16, valueError: 2e-3, gradientError: 1e-2)
+    }
+
+    /// With half-precision products the same, within half precision's rounding (a quarter of bfloat16's bound).
+    func testHalfStyleLossIsCloseToSingle() throws {
+        try XCTSkipUnless(ProductPrecision.half.isSupported && KernelPath.current == .avx512,
+                          "the processor has no AVX512_FP16")
+        checkReducedPrecisionStyleLoss(.half, valueError: 5e-4, gradientError: 2.5e-3)
+    }
+
+    private func checkReducedPrecisionStyleLoss(_ precision: ProductPrecision, valueError: Double, gradientError: Double,
+                                                file: StaticString = #filePath, line: UInt = #line) {
         var random = TestRandom(state: 41)
         let channels = 64, pixels = GramAccumulator.chunkPixels + 904
         let features = random.array(channels * pixels, 0, 2)
@@ -169,18 +186,19 @@ final class LossesTests: XCTestCase {
             }
             return (value, gradient)
         }
-        let single = evaluate(.single), bf16 = evaluate(.bf16)
-        XCTAssertEqual(bf16.value, single.value, accuracy: 2e-3 * single.value)
-        assertClose(bf16.gradient, single.gradient.map(Double.init), relative: 1e-2, "gradient")
-        XCTAssertNotEqual(bf16.gradient, single.gradient)
-        let weighted = evaluate(.bf16, weighted: true), weightedSingle = evaluate(.single, weighted: true)
-        XCTAssertEqual(weighted.value, weightedSingle.value)
-        XCTAssertEqual(weighted.gradient, weightedSingle.gradient)
+        let single = evaluate(.single), reduced = evaluate(precision)
+        XCTAssertEqual(reduced.value, single.value, accuracy: valueError * single.value, file: file, line: line)
+        assertClose(reduced.gradient, single.gradient.map(Double.init), relative: gradientError, "gradient",
+                    file: file, line: line)
+        XCTAssertNotEqual(reduced.gradient, single.gradient, file: file, line: line)
+        let weighted = evaluate(precision, weighted: true), weightedSingle = evaluate(.single, weighted: true)
+        XCTAssertEqual(weighted.value, weightedSingle.value, file: file, line: line)
+        XCTAssertEqual(weighted.gradient, weightedSingle.gradient, file: file, line: line)
         // The W2 loss keeps single precision whatever is asked.
         var w2 = StyleLoss(target: StyleTarget(gram: target, mean: [Float](repeating: 1, count: channels)),
                            channels: channels, statistic: .w2)
-        w2.precision = .bf16
-        XCTAssertEqual(w2.precision, .single)
+        w2.precision = precision
+        XCTAssertEqual(w2.precision, .single, file: file, line: line)
     }
 
     /// The Wasserstein-2 loss's gradient against finite differences, with a mean and a covariance unlike the target's,

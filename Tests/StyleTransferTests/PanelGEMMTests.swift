@@ -9,6 +9,30 @@ private func bf16(_ x: Float) -> Double {
     return Double(Float(bitPattern: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) & 0xFFFF_0000))
 }
 
+/// x rounded to the nearest half-precision value, ties to even (as the products round their scaled operands: a power
+/// of two does not change the rounding of a value that stays normal).
+private func half(_ x: Float) -> Double {
+    Double(Float16(x))
+}
+
+/// A bound on the error of summing `terms` (in the order of k) as the half-precision blocks sum them: each lane takes
+/// the even or the odd values of k of 32 pair steps (64 values of k from a multiple of 64), each step's multiply-add
+/// rounded once to half precision (2⁻¹¹ of the partial sum), then those sums are added in float32.
+private func halfSumBound(_ terms: [Double]) -> Double {
+    var bound = 0.0, size = 0.0
+    for start in stride(from: 0, to: terms.count, by: 64) {
+        for parity in 0 ..< 2 {
+            var partial = 0.0
+            for t in stride(from: start + parity, to: min(terms.count, start + 64), by: 2) {
+                partial += terms[t]
+                bound += abs(partial)
+                size += abs(terms[t])
+            }
+        }
+    }
+    return 1.01 * 0x1p-11 * bound + 1e-6 * size
+}
+
 /// The CGEMM kernels on each instruction set this processor runs, against float64 products written out from the
 /// layouts and contracts in cgemm.h.
 final class PanelGEMMTests: XCTestCase {
@@ -48,8 +72,40 @@ final class PanelGEMMTests: XCTestCase {
         }
     }
 
+    /// cgemm_gram_upper_fp16 and cgemm_multiply_fp16 compute the products of their operands rounded to half precision,
+    /// 32 a lane summed in half precision, then in float32, with each pixel packing of the own paths: the shapes,
+    /// paddings and guards of the single-precision checks, against the float64 products of the rounded operands, within
+    /// the rounding of each of those half-precision partial sums; and a Gram matrix of features far above and far below
+    /// one, which the scale of each panel of 48 channels keeps within half precision's range.
+    func testHalfGramAndMultiply() throws {
+        try XCTSkipUnless(ProductPrecision.half.isSupported, "the processor has no AVX512_FP16")
+        for path in supportedKernelPaths where path != .openblas {
+            try withKernelPath(path) {
+                checkGramUpperTriangle(path, product: cgemm_gram_upper_fp16, operand: half, bound: halfSumBound)
+                checkMultiply(path, product: cgemm_multiply_fp16, operand: half, bound: halfSumBound)
+            }
+        }
+        var rng = SplitMix64(seed: 34)
+        let channels = 100, pixels = 300
+        var f = randomValues(channels * pixels, using: &rng)
+        for p in 0 ..< pixels {
+            for c in 0 ..< 48 { f[c * pixels + p] *= 1e4 }
+            for c in 48 ..< 96 { f[c * pixels + p] *= 1e-4 }
+        }
+        var g = [Float](repeating: 0, count: channels * channels)
+        var work = [Float](repeating: 0, count: cgemm_gram_work_count(Int32(channels)))
+        cgemm_gram_upper_fp16(Int32(channels), Int32(pixels), f, pixels, &g, channels, &work)
+        for i in 0 ..< channels {
+            for j in i ..< channels {
+                let terms = (0 ..< pixels).map { half(f[i * pixels + $0]) * half(f[j * pixels + $0]) }
+                XCTAssertEqual(Double(g[i * channels + j]), terms.reduce(0, +), accuracy: halfSumBound(terms),
+                               "far from one, at \(i), \(j)")
+            }
+        }
+    }
+
     /// cgemm_gram_share_columns cuts the columns into whole panels of 48 that follow each other, and the shares of
-    /// cgemm_gram_upper_columns (and its bf16 form) give cgemm_gram_upper's bits in their columns, writing nothing in
+    /// cgemm_gram_upper_columns (and its bf16 and half-precision forms) give cgemm_gram_upper's bits in their columns, writing nothing in
     /// any other column or below the rows of their last one: one to five shares, channel counts of one to eleven
     /// panels, one slice of pixels or several.
     func testGramColumnSharesGiveTheWholeGramsBits() throws {
@@ -62,6 +118,9 @@ final class PanelGEMMTests: XCTestCase {
             [("single", cgemm_gram_upper, cgemm_gram_upper_columns)]
         if ProductPrecision.bf16.isSupported {
             products.append(("bf16", cgemm_gram_upper_bf16, cgemm_gram_upper_bf16_columns))
+        }
+        if ProductPrecision.half.isSupported {
+            products.append(("half", cgemm_gram_upper_fp16, cgemm_gram_upper_fp16_columns))
         }
         for path in supportedKernelPaths where path != .openblas {
             try withKernelPath(path) {
@@ -316,7 +375,8 @@ final class PanelGEMMTests: XCTestCase {
         _ path: KernelPath,
         product: (Int32, Int32, UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int,
                   UnsafeMutablePointer<Float>?) -> Void = cgemm_gram_upper,
-        operand: (Float) -> Double = { Double($0) }
+        operand: (Float) -> Double = { Double($0) },
+        bound: ([Double]) -> Double = { terms in 2e-6 * max(1, terms.reduce(0) { $0 + abs($1) }) }
     ) {
         var rng = SplitMix64(seed: 32)
         let guardValue: Float = -3.25
@@ -341,13 +401,8 @@ final class PanelGEMMTests: XCTestCase {
                     XCTAssertEqual(g[i * ldg + j], guardValue, "\(path) \(channels)x\(pixels): padding \(i), \(j) written")
                 }
                 for j in i ..< channels {
-                    var expected = 0.0, size = 0.0
-                    for p in 0 ..< pixels {
-                        let term = operand(f[i * ldf + p]) * operand(f[j * ldf + p])
-                        expected += term
-                        size += abs(term)
-                    }
-                    XCTAssertEqual(Double(g[i * ldg + j]), expected, accuracy: 2e-6 * max(1, size),
+                    let terms = (0 ..< pixels).map { operand(f[i * ldf + $0]) * operand(f[j * ldf + $0]) }
+                    XCTAssertEqual(Double(g[i * ldg + j]), terms.reduce(0, +), accuracy: bound(terms),
                                    "\(path) \(channels)x\(pixels) at \(i), \(j)")
                 }
             }
@@ -361,7 +416,8 @@ final class PanelGEMMTests: XCTestCase {
         _ path: KernelPath,
         product: (Int32, Int32, Int32, Float, UnsafePointer<Float>?, UnsafePointer<Float>?, Int, Int32,
                   UnsafeMutablePointer<Float>?, Int) -> Void = cgemm_multiply,
-        operand: (Float) -> Double = { Double($0) }
+        operand: (Float) -> Double = { Double($0) },
+        bound: ([Double]) -> Double = { terms in 1e-6 * max(1, terms.reduce(0) { $0 + abs($1) }) }
     ) {
         var rng = SplitMix64(seed: 33)
         let guardValue: Float = 5.5
@@ -397,17 +453,12 @@ final class PanelGEMMTests: XCTestCase {
                             XCTAssertEqual(c[i * ldc + l], guardValue, "\(shape): padding \(i), \(l) written")
                         }
                         for l in 0 ..< n {
-                            var expected = 0.0, size = 0.0
-                            for j in 0 ..< k {
-                                let aValue = transposed ? a[j * lda + i] : a[i * lda + j]
-                                let term = operand(aValue) * operand(b[j * ldb + l])
-                                expected += term
-                                size += abs(term)
+                            let terms = (0 ..< k).map { j in
+                                operand(transposed ? a[j * lda + i] : a[i * lda + j]) * operand(b[j * ldb + l])
                             }
-                            expected *= Double(alpha)
                             let start = accumulate ? Double(before[i * ldc + l]) : 0
-                            XCTAssertEqual(Double(c[i * ldc + l]), start + expected,
-                                           accuracy: 1e-6 * max(1, size + abs(start)), "\(shape) at \(i), \(l)")
+                            XCTAssertEqual(Double(c[i * ldc + l]), start + Double(alpha) * terms.reduce(0, +),
+                                           accuracy: bound(terms) + 1e-6 * abs(start), "\(shape) at \(i), \(l)")
                         }
                     }
                 }

@@ -112,7 +112,8 @@ void cgemm_fp16_kernel_block(int m, int k, int o0, const float *block, float sca
  * buffer of its own for B's pairs that grows to the largest B it has seen. */
 void cgemm_panels_fp16(int m, int n, int k, float alpha, const uint32_t *a, const float *b, float *c, ptrdiff_t ldc);
 
-/* The floats of a work area for cgemm_gram_upper or cgemm_gram_upper_bf16 with this many channels. */
+/* The floats of a work area for cgemm_gram_upper, cgemm_gram_upper_bf16 or cgemm_gram_upper_fp16 with this many
+ * channels. */
 size_t cgemm_gram_work_count(int channels);
 
 /* G = F·Fᵀ on one thread, upper triangle: g[i·ldg + j] = Σ_p f[i·ldf + p] · f[j·ldf + p] for i ≤ j < channels, the sum
@@ -144,6 +145,18 @@ void cgemm_gram_upper_bf16(int channels, int pixels, const float *f, ptrdiff_t l
 void cgemm_gram_upper_bf16_columns(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
                                    float *work, int first, int end);
 
+/* cgemm_gram_upper in half precision: each slice of 128 pixels of each panel of 48 channels scaled by the power of two
+ * that brings its largest magnitude into [2^4, 2^5) and rounded to half precision (to nearest, ties to even), the
+ * products summed as cgemm_panels_fp16 sums them (32 products a lane in half precision, below 2^15, then times the
+ * inverses of both panels' scales into float32 sums). Only where cgemm_supports_fp16(); elsewhere it is
+ * cgemm_gram_upper. */
+void cgemm_gram_upper_fp16(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
+                           float *work);
+
+/* cgemm_gram_upper_columns in cgemm_gram_upper_fp16's arithmetic. */
+void cgemm_gram_upper_fp16_columns(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
+                                   float *work, int first, int end);
+
 /* The floats cgemm_pack writes for an m × k matrix: m and k each rounded up to a multiple of 8. */
 size_t cgemm_packed_count(int m, int k);
 
@@ -161,6 +174,14 @@ void cgemm_multiply(int m, int n, int k, float alpha, const float *packedA, cons
  * AVX512_BF16's dot products, whatever cgemm_selected() says; allocates m·64 words for A's pairs. Only where
  * cgemm_supports_bf16(); elsewhere it is cgemm_multiply. */
 void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
+                         int accumulate, float *c, ptrdiff_t ldc);
+
+/* cgemm_multiply in half precision: each slice of 128 values of k of A scaled by the power of two that brings its
+ * largest magnitude into [2^3, 2^4), each slice of each panel of 48 columns of B by the one that brings its largest
+ * into [2^5, 2^6), both rounded to half precision (to nearest, ties to even) and their products summed as
+ * cgemm_panels_fp16 sums them; allocates m·64 words for A's pairs. Only where cgemm_supports_fp16(); elsewhere (or
+ * when that allocation fails) it is cgemm_multiply. */
+void cgemm_multiply_fp16(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
                          int accumulate, float *c, ptrdiff_t ldc);
 
 /* The tile transforms of Winograd's F(4×4, 3×3) (tile 4) and F(6×6, 3×3) (tile 6) for one channel's tile row
