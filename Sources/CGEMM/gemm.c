@@ -68,12 +68,13 @@ partOf(int const total, int const calls, int const q) {
 }
 
 /* The exponents of the largest magnitudes the operands are scaled to: A's (a position's kernel) lies in [2^3, 2^4)
- * and a slice of B's in [2^5, 2^6) (see cgemm.h). */
+ * and a slice of B's in [2^4, 2^5) (see cgemm.h), so that a product stays below 2^9 and a lane's sum of a slice's 64
+ * products below 2^15. */
 #define FP16_A_EXPONENT 4
-#define FP16_B_EXPONENT 6
+#define FP16_B_EXPONENT 5
 /* The exponent of the largest magnitude of each panel of pixels in a half-precision Gram product, where a panel is
- * both A and B: [2^4, 2^5), so that products stay below 2^10 as above. */
-#define FP16_GRAM_EXPONENT 5
+ * both A and B: [2^3, 2^4), so that products stay below 2^8. */
+#define FP16_GRAM_EXPONENT 4
 
 /* 2^(exponent − e), where largest lies in [2^(e − 1), 2^e): the power of two that scales `largest` into
  * [2^(exponent − 1), 2^exponent); 1 for zero, a non-finite value, or a scale float32 cannot hold. */
@@ -1143,27 +1144,39 @@ fp16PackBlock(int const kc, const float * const block, __m512 const scales, uint
     }
 }
 
+/* Where a half-precision block keeps its sums between chains: the caller's memory, 64-byte aligned (on a local array
+ * the compiler kept them in registers and moved them through the stack at every flush). */
+struct fp16Sums {
+    /* single[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd float32 sums side by side. */
+    float single[MR][3][2][16];
+    /* half[i][v]: the first chain's sums of a slice of B, in half precision, as the accumulators hold them. */
+    uint16_t half[MR][3][32];
+};
+
 /* The 8 × columns block of C (columns ≤ 48) from an 8-row block of A (pair step j's eight words at a + j·lda) and a
- * B panel (pair step j's at b + j·nr) over all of k, both in half-precision pairs: each FP16_CHAIN pair steps summed
- * in half precision (the lanes of a vector are 16 columns, each with the sum of its even and of its odd values of k),
- * then those sums times the inverse scale of their slice of B (inverses[j / (KC / 2)] for pair step j) added to
- * float32 sums; at the end each column's two float32 sums are added and alpha times that is stored into C (added to
- * it when `accumulate`). Registers: 24 sums, three vectors of B, a broadcast pair of A. Each step also asks for the
- * line of A `prefetch` words ahead. The float32 sums are the caller's memory, 64-byte aligned:
- * on a local array the compiler kept them in registers and moved them through the stack at every flush.
- * sums[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd sums side by side. */
+ * B panel (pair step j's at b + j·nr) over all of k, both in half-precision pairs. Each FP16_CHAIN pair steps are
+ * summed in half precision (the lanes of a vector are 16 columns, each with the sum of its even and of its odd values
+ * of k); a slice of B's KC values of k takes two such chains, the second started from zero and the first's sums added
+ * to it at its end, in half precision; that slice's sums, times the inverse scale of the slice (inverses[j / (KC / 2)]
+ * for pair step j), are added to float32 sums. Two chains of 32 and one addition round about as little as chains of 32
+ * added in float32 (the second chain's partial sums start from zero), with half the conversions. At the end each
+ * column's two float32 sums are added and alpha times that is stored into C (added to it when `accumulate`).
+ * Registers: 24 sums, three vectors of B, a broadcast pair of A. Each step also asks for the line of A `prefetch` words
+ * ahead. */
 INLINE FP16 void
 fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const lda, const uint32_t *b, int const nr,
             const float * const inverses, float * const c, ptrdiff_t const ldc, int const rows, int const columns,
-            float const alpha, int const prefetch, float (* const sums)[3][2][16], int const accumulate) {
+            float const alpha, int const prefetch, struct fp16Sums * const sums, int const accumulate) {
     __mmask16 mask[3];
     columnMasks(columns, mask);
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < vectors; ++v)
             for (int h = 0; h < 2; ++h)
-                _mm512_store_ps(sums[i][v][h], _mm512_setzero_ps());
+                _mm512_store_ps(sums->single[i][v][h], _mm512_setzero_ps());
     for (int j0 = 0; j0 < k / 2; j0 += FP16_CHAIN) {
         int const end = minimum(k / 2, j0 + FP16_CHAIN);
+        /* Whether this chain starts its slice of B, and whether it ends it. */
+        int const starts = j0 % (KC / 2) == 0, ends = end % (KC / 2) == 0 || end == k / 2;
         __m512h acc[MR][3];
         for (int i = 0; i < MR; ++i)
             for (int v = 0; v < vectors; ++v)
@@ -1184,15 +1197,22 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
             }
             a += lda;
         }
+        if (!ends) {
+            /* A slice's first chain: kept in half precision for the second. */
+            for (int i = 0; i < MR; ++i)
+                for (int v = 0; v < vectors; ++v)
+                    _mm512_store_ph(sums->half[i][v], acc[i][v]);
+            continue;
+        }
         __m512 const inverse = _mm512_set1_ps(inverses[j0 / (KC / 2)]);
         for (int i = 0; i < MR; ++i)
             for (int v = 0; v < vectors; ++v) {
-                __m256h const low = _mm512_castph512_ph256(acc[i][v]);
-                __m256h const high = (__m256h)_mm512_extracti64x4_epi64((__m512i)acc[i][v], 1);
-                _mm512_store_ps(sums[i][v][0], _mm512_fmadd_ps(_mm512_cvtxph_ps(low), inverse,
-                                                               _mm512_load_ps(sums[i][v][0])));
-                _mm512_store_ps(sums[i][v][1], _mm512_fmadd_ps(_mm512_cvtxph_ps(high), inverse,
-                                                               _mm512_load_ps(sums[i][v][1])));
+                __m512h const slice = starts ? acc[i][v] : _mm512_add_ph(acc[i][v], _mm512_load_ph(sums->half[i][v]));
+                __m256h const low = _mm512_castph512_ph256(slice);
+                __m256h const high = (__m256h)_mm512_extracti64x4_epi64((__m512i)slice, 1);
+                float * const even = sums->single[i][v][0], * const odd = sums->single[i][v][1];
+                _mm512_store_ps(even, _mm512_fmadd_ps(_mm512_cvtxph_ps(low), inverse, _mm512_load_ps(even)));
+                _mm512_store_ps(odd, _mm512_fmadd_ps(_mm512_cvtxph_ps(high), inverse, _mm512_load_ps(odd)));
             }
     }
     __m512i const evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -1200,7 +1220,7 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
     __m512 total[MR][3];
     for (int i = 0; i < MR; ++i)
         for (int v = 0; v < vectors; ++v) {
-            __m512 const first = _mm512_load_ps(sums[i][v][0]), second = _mm512_load_ps(sums[i][v][1]);
+            __m512 const first = _mm512_load_ps(sums->single[i][v][0]), second = _mm512_load_ps(sums->single[i][v][1]);
             total[i][v] = _mm512_add_ps(_mm512_permutex2var_ps(first, evens, second),
                                         _mm512_permutex2var_ps(first, odds, second));
         }
@@ -1212,7 +1232,7 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
     static FP16 __attribute__((noinline)) void fp16Block##width(                                                       \
         int const k, const uint32_t * const a, ptrdiff_t const lda, const uint32_t * const b, int const nr,            \
         const float * const inverses, float * const c, ptrdiff_t const ldc, int const rows, int const columns,         \
-        float const alpha, int const prefetch, float (* const sums)[3][2][16], int const accumulate) {                 \
+        float const alpha, int const prefetch, struct fp16Sums * const sums, int const accumulate) {                   \
         fp16BlockIn(width / 16, k, a, lda, b, nr, inverses, c, ldc, rows, columns, alpha, prefetch, sums,              \
                     accumulate);                                                                                       \
     }
@@ -1223,7 +1243,7 @@ FP16_BLOCK_FUNCTION(16)
 
 typedef void FP16Block(int k, const uint32_t *a, ptrdiff_t lda, const uint32_t *b, int nr, const float *inverses,
                        float *c, ptrdiff_t ldc, int rows, int columns, float alpha, int prefetch,
-                       float (*sums)[3][2][16], int accumulate);
+                       struct fp16Sums *sums, int accumulate);
 
 /* The half-precision block for this many columns. */
 static FP16Block *
@@ -1260,19 +1280,19 @@ fp16Product(int const m, int const n, int const k, float const alpha, const uint
                 fp16PackRows(minimum(KC, k - j0), KC, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr, nr,
                              FP16_B_EXPONENT, pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
     }
-    _Alignas(64) float sums[MR][3][2][16];
+    _Alignas(64) struct fp16Sums sums;
     for (int i0 = 0; i0 < m; i0 += MR)
         for (int l0 = 0; l0 < n; l0 += NR) {
             int const nr = minimum(NR, n - l0);
             fp16Block(nr)(k, a + (ptrdiff_t)i0 * (k / 2), MR, pairs + (ptrdiff_t)l0 * (k / 2), nr,
                           inverses + (l0 / NR) * slices, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha,
-                          PAIRS_PREFETCH, sums, 0);
+                          PAIRS_PREFETCH, &sums, 0);
         }
     return 1;
 }
 
 /* cgemm_gram_upper_columns in half precision: each slice of pixels packed by `pack` into floats, each of its panels
- * then turned into half-precision pairs with a scale of its own (largest magnitude in [2^4, 2^5)) after them in the
+ * then turned into half-precision pairs with a scale of its own (largest magnitude in [2^3, 2^4)) after them in the
  * work area, and the blocks over them as cgemm_gram_upper takes its blocks, each block's sums times the inverses of
  * its two panels' scales. */
 static FP16 void
@@ -1282,7 +1302,7 @@ fp16GramUpper(PackPixels * const pack, int const channels, int const pixels, con
     int const cp = roundUp8(channels), packed = roundUp8(end);
     uint32_t * const words = (uint32_t *)(work + (ptrdiff_t)cp * KC);
     float * const inverses = work + (ptrdiff_t)cp * KC * 3 / 2;  // per panel of 48 channels
-    _Alignas(64) float sums[MR][3][2][16];
+    _Alignas(64) struct fp16Sums sums;
     for (int p0 = 0; p0 < pixels; p0 += KC) {
         int const kc = minimum(KC, pixels - p0), kp = roundUp8(kc);
         pack(end, kc, f + p0, ldf, work);
@@ -1300,7 +1320,7 @@ fp16GramUpper(PackPixels * const pack, int const channels, int const pixels, con
                 float const inverse = inverses[q0 / NR] * inverses[l0 / NR];
                 fp16Block(columns - skip)(kp, words + (ptrdiff_t)q0 * (kp / 2) + (i0 - q0), wq, panel + skip, w,
                                           &inverse, g + (ptrdiff_t)i0 * ldg + l0 + skip, ldg,
-                                          minimum(MR, channels - i0), columns - skip, 1, 0, sums, p0 > 0);
+                                          minimum(MR, channels - i0), columns - skip, 1, 0, &sums, p0 > 0);
             }
         }
     }
@@ -1308,7 +1328,7 @@ fp16GramUpper(PackPixels * const pack, int const channels, int const pixels, con
 
 /* cgemm_multiply in half precision, as bf16Multiply goes: per slice of k, A's slice scaled as a whole (largest
  * magnitude in [2^3, 2^4)) and turned into pairs once, then each panel of B turned into pairs with a scale of its own
- * (largest magnitude in [2^5, 2^6)) and the 8-row blocks of A over it. Returns 0 (and computes nothing) when the
+ * (largest magnitude in [2^4, 2^5)) and the 8-row blocks of A over it. Returns 0 (and computes nothing) when the
  * buffer for A's pairs cannot be had. */
 static FP16 int
 fp16Multiply(int const m, int const n, int const k, float const alpha, const float * const packedA,
@@ -1318,7 +1338,7 @@ fp16Multiply(int const m, int const n, int const k, float const alpha, const flo
     if (slice == NULL)
         return 0;
     _Alignas(64) uint32_t panel[KC / 2 * NR];
-    _Alignas(64) float sums[MR][3][2][16];
+    _Alignas(64) struct fp16Sums sums;
     for (int j0 = 0; j0 < kp; j0 += KC) {
         int const kc = minimum(KC, kp - j0);
         __m512 largest = _mm512_setzero_ps();
@@ -1341,7 +1361,7 @@ fp16Multiply(int const m, int const n, int const k, float const alpha, const flo
                                                panel) / scale;
             for (int i0 = 0; i0 < m; i0 += MR)
                 fp16Block(nr)(kc, slice + (ptrdiff_t)i0 * (kc / 2), MR, panel, nr, &inverse,
-                              c + (ptrdiff_t)i0 * ldc + l0, ldc, minimum(MR, m - i0), nr, alpha, 0, sums,
+                              c + (ptrdiff_t)i0 * ldc + l0, ldc, minimum(MR, m - i0), nr, alpha, 0, &sums,
                               accumulate || j0 > 0);
         }
     }

@@ -60,8 +60,8 @@ public struct GramAccumulator: Sendable {
 
     /// The precision of the unweighted adds' products: with bf16, `cgemm_gram_upper_bf16` (features rounded to
     /// bfloat16, sums in float32 over a chunk, float64 across chunks) where the processor has AVX512_BF16; with half,
-    /// `cgemm_gram_upper_fp16` (features scaled by powers of two and rounded to half precision, 32 products a lane
-    /// summed in half precision, then float32 over a chunk, float64 across chunks) where it has
+    /// `cgemm_gram_upper_fp16` (features scaled by powers of two and rounded to half precision, each lane's products
+    /// over 128 pixels summed in half precision, then float32 over a chunk, float64 across chunks) where it has
     /// AVX512_FP16. Weighted adds, and adds on OpenBLAS's path, stay in single precision.
     public var precision = ProductPrecision.single
 
