@@ -67,11 +67,15 @@ partOf(int const total, int const calls, int const q) {
     return (struct part){q * size, maximum(0, minimum(size, total - q * size))};
 }
 
+/* The values of k of a slice of B in cgemm_panels_fp16: each slice has a scale of its own, and each lane of a block
+ * sums its FP16_SLICE / 2 products of a slice in half precision before they are converted to float32. */
+#define FP16_SLICE 256
+
 /* The exponents of the largest magnitudes the operands are scaled to: A's (a position's kernel) lies in [2^3, 2^4)
- * and a slice of B's in [2^4, 2^5) (see cgemm.h), so that a product stays below 2^9 and a lane's sum of a slice's 64
+ * and a slice of B's in [2^3, 2^4) (see cgemm.h), so that a product stays below 2^8 and a lane's sum of a slice's 128
  * products below 2^15. */
 #define FP16_A_EXPONENT 4
-#define FP16_B_EXPONENT 5
+#define FP16_B_EXPONENT 4
 /* The exponent of the largest magnitude of each panel of pixels in a half-precision Gram product, where a panel is
  * both A and B: [2^3, 2^4), so that products stay below 2^8. */
 #define FP16_GRAM_EXPONENT 4
@@ -1149,18 +1153,19 @@ fp16PackBlock(int const kc, const float * const block, __m512 const scales, uint
 struct fp16Sums {
     /* single[i][v][h]: row i, columns 16v + 8h … 16v + 8h + 7, each as its even and odd float32 sums side by side. */
     float single[MR][3][2][16];
-    /* half[i][v]: the first chain's sums of a slice of B, in half precision, as the accumulators hold them. */
+    /* half[i][v]: the sums of a slice of B's chains so far, in half precision, as the accumulators hold them. */
     uint16_t half[MR][3][32];
 };
 
 /* The 8 × columns block of C (columns ≤ 48) from an 8-row block of A (pair step j's eight words at a + j·lda) and a
  * B panel (pair step j's at b + j·nr) over all of k, both in half-precision pairs. Each FP16_CHAIN pair steps are
  * summed in half precision (the lanes of a vector are 16 columns, each with the sum of its even and of its odd values
- * of k); a slice of B's KC values of k takes two such chains, the second started from zero and the first's sums added
- * to it at its end, in half precision; that slice's sums, times the inverse scale of the slice (inverses[j / (KC / 2)]
- * for pair step j), are added to float32 sums. Two chains of 32 and one addition round about as little as chains of 32
- * added in float32 (the second chain's partial sums start from zero), with half the conversions. At the end each
- * column's two float32 sums are added and alpha times that is stored into C (added to it when `accumulate`).
+ * of k); a slice of B's FP16_SLICE values of k takes up to four such chains, each started from zero and added at its
+ * end, in half precision, to the sums of the slice's chains before it; that slice's sums, times the inverse scale of
+ * the slice (inverses[j / (FP16_SLICE / 2)] for pair step j), are added to float32 sums. Chains of 32 from zero added
+ * in half precision round about as little as chains of 32 added in float32 (each chain's partial sums start from
+ * zero), with a quarter of the conversions. At the end each column's two float32 sums are added and alpha times that
+ * is stored into C (added to it when `accumulate`).
  * Registers: 24 sums, three vectors of B, a broadcast pair of A. Each step also asks for the line of A `prefetch` words
  * ahead. */
 INLINE FP16 void
@@ -1176,7 +1181,7 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
     for (int j0 = 0; j0 < k / 2; j0 += FP16_CHAIN) {
         int const end = minimum(k / 2, j0 + FP16_CHAIN);
         /* Whether this chain starts its slice of B, and whether it ends it. */
-        int const starts = j0 % (KC / 2) == 0, ends = end % (KC / 2) == 0 || end == k / 2;
+        int const starts = j0 % (FP16_SLICE / 2) == 0, ends = end % (FP16_SLICE / 2) == 0 || end == k / 2;
         __m512h acc[MR][3];
         for (int i = 0; i < MR; ++i)
             for (int v = 0; v < vectors; ++v)
@@ -1198,13 +1203,14 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
             a += lda;
         }
         if (!ends) {
-            /* A slice's first chain: kept in half precision for the second. */
+            /* The slice's sums so far, kept in half precision for its next chain. */
             for (int i = 0; i < MR; ++i)
                 for (int v = 0; v < vectors; ++v)
-                    _mm512_store_ph(sums->half[i][v], acc[i][v]);
+                    _mm512_store_ph(sums->half[i][v],
+                                    starts ? acc[i][v] : _mm512_add_ph(acc[i][v], _mm512_load_ph(sums->half[i][v])));
             continue;
         }
-        __m512 const inverse = _mm512_set1_ps(inverses[j0 / (KC / 2)]);
+        __m512 const inverse = _mm512_set1_ps(inverses[j0 / (FP16_SLICE / 2)]);
         for (int i = 0; i < MR; ++i)
             for (int v = 0; v < vectors; ++v) {
                 __m512h const slice = starts ? acc[i][v] : _mm512_add_ph(acc[i][v], _mm512_load_ph(sums->half[i][v]));
@@ -1255,13 +1261,13 @@ fp16Block(int const columns) {
 static _Thread_local uint32_t *fp16Words;
 static _Thread_local size_t fp16WordCount;
 
-/* cgemm_panels_fp16 on this processor: B converted first, each slice of KC values of k of each panel with its own
- * scale, then each 8-row block of A over every panel, the slices of k innermost, as bf16PairsProduct goes. Returns 0
+/* cgemm_panels_fp16 on this processor: B converted first, each slice of FP16_SLICE values of k of each panel with its
+ * own scale, then each 8-row block of A over every panel, the slices of k innermost, as bf16PairsProduct goes. Returns 0
  * (and computes nothing) when the buffer for B's pairs cannot be had. */
 static FP16 int
 fp16Product(int const m, int const n, int const k, float const alpha, const uint32_t * const a, const float * const b,
             float * const c, ptrdiff_t const ldc) {
-    int const panels = (n + NR - 1) / NR, slices = (k + KC - 1) / KC;
+    int const panels = (n + NR - 1) / NR, slices = (k + FP16_SLICE - 1) / FP16_SLICE;
     size_t const pairCount = (size_t)(k / 2) * (size_t)n, needed = pairCount + (size_t)panels * (size_t)slices;
     if (needed > fp16WordCount) {
         void *grown = NULL;
@@ -1275,10 +1281,10 @@ fp16Product(int const m, int const n, int const k, float const alpha, const uint
     float * const inverses = (float *)(fp16Words + pairCount);
     for (int l0 = 0; l0 < n; l0 += NR) {
         int const nr = minimum(NR, n - l0);
-        for (int j0 = 0; j0 < k; j0 += KC)
-            inverses[(l0 / NR) * slices + j0 / KC] =
-                fp16PackRows(minimum(KC, k - j0), KC, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr, nr,
-                             FP16_B_EXPONENT, pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
+        for (int j0 = 0; j0 < k; j0 += FP16_SLICE)
+            inverses[(l0 / NR) * slices + j0 / FP16_SLICE] =
+                fp16PackRows(minimum(FP16_SLICE, k - j0), FP16_SLICE, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr,
+                             nr, FP16_B_EXPONENT, pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
     }
     _Alignas(64) struct fp16Sums sums;
     for (int i0 = 0; i0 < m; i0 += MR)
@@ -1328,7 +1334,7 @@ fp16GramUpper(PackPixels * const pack, int const channels, int const pixels, con
 
 /* cgemm_multiply in half precision, as bf16Multiply goes: per slice of k, A's slice scaled as a whole (largest
  * magnitude in [2^3, 2^4)) and turned into pairs once, then each panel of B turned into pairs with a scale of its own
- * (largest magnitude in [2^4, 2^5)) and the 8-row blocks of A over it. Returns 0 (and computes nothing) when the
+ * (largest magnitude in [2^3, 2^4)) and the 8-row blocks of A over it. Returns 0 (and computes nothing) when the
  * buffer for A's pairs cannot be had. */
 static FP16 int
 fp16Multiply(int const m, int const n, int const k, float const alpha, const float * const packedA,
@@ -1558,12 +1564,12 @@ cgemm_panels_fp16(int const m, int const n, int const k, float const alpha, cons
     /* Where the processor lacks AVX512_FP16 (never called there) or the buffer for B's pairs cannot be had: each slice
      * of each panel of B scaled and rounded as fp16Product does, the products of the half-precision values summed in
      * float, a slice at a time. */
-    int const slices = (k + KC - 1) / KC;
+    int const slices = (k + FP16_SLICE - 1) / FP16_SLICE;
     for (int l0 = 0; l0 < n; l0 += NR) {
         int const nr = minimum(NR, n - l0);
         const float * const panel = b + (ptrdiff_t)l0 * k;
         for (int s = 0; s < slices; ++s) {
-            int const j0 = s * KC, kc = minimum(KC, k - j0);
+            int const j0 = s * FP16_SLICE, kc = minimum(FP16_SLICE, k - j0);
             float largest = 0;
             for (int j = j0; j < j0 + kc; ++j)
                 for (int l = 0; l < nr; ++l)

@@ -98,10 +98,10 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// a processor with AVX512_BF16; the products of convolutions made on another path stay in single precision.
     case bf16
     /// Operands scaled by powers of two and rounded to half precision (11 significant bits, relative error up to
-    /// 2⁻¹¹), each lane summing 64 products in half precision (two chains of 32, then their sum) before adding them
-    /// to float32 sums: AVX512_FP16's multiply-adds, twice an FMA's per instruction (`cgemm_panels_fp16`). Runs only
-    /// on the `avx512` kernel path of a processor with AVX512_FP16, for the Winograd products and the Gram losses'
-    /// products (`cgemm_gram_upper_fp16`, `cgemm_multiply_fp16`).
+    /// 2⁻¹¹), each lane summing up to 128 products in half precision (chains of 32, each added to the sum of those
+    /// before it) before adding them to float32 sums: AVX512_FP16's multiply-adds, twice an FMA's per instruction
+    /// (`cgemm_panels_fp16`). Runs only on the `avx512` kernel path of a processor with AVX512_FP16, for the Winograd
+    /// products and the Gram losses' products (`cgemm_gram_upper_fp16`, `cgemm_multiply_fp16`).
     case half
 
     /// Whether this processor runs the products in this precision.

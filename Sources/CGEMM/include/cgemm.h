@@ -103,14 +103,14 @@ void cgemm_fp16_kernel_block(int m, int k, int o0, const float *block, float sca
 
 /* C = alpha · A · B on one thread in half precision, with A in half-precision pairs from cgemm_fp16_kernel_block
  * (cgemm_panels_bf16_pairs's layout of A, its values times a scale the caller divides alpha by) and B in floats in
- * cgemm_panels' panels. Each slice of 128 values of k of each panel of B is scaled by the power of two that brings its
- * largest magnitude into [2^4, 2^5) and rounded to half precision in pairs; the products then run on AVX512_FP16's
- * multiply-adds, 32 lanes an instruction (twice float32's), each lane summing its 64 products of a slice in half
- * precision, as two chains of 32 from zero and then their sum (below 2^15 with A's largest magnitude below 2^4: half
- * precision's largest value is 65504), before that sum, times the inverse of its slice's scale, is added to float32
- * sums; C is alpha times those. m and k multiples of 8. Only where
- * cgemm_supports_fp16() (elsewhere the same roundings with the products summed in float); on one thread, with a
- * buffer of its own for B's pairs that grows to the largest B it has seen. */
+ * cgemm_panels' panels. Each slice of 256 values of k of each panel of B is scaled by the power of two that brings its
+ * largest magnitude into [2^3, 2^4) and rounded to half precision in pairs; the products then run on AVX512_FP16's
+ * multiply-adds, 32 lanes an instruction (twice float32's), each lane summing its 128 products of a slice in half
+ * precision, as chains of 32 from zero each added to the sum of those before it (below 2^15 with A's largest
+ * magnitude below 2^4: half precision's largest value is 65504), before that sum, times the inverse of its slice's
+ * scale, is added to float32 sums; C is alpha times those. m and k multiples of 8. Only where cgemm_supports_fp16()
+ * (elsewhere the same roundings with the products summed in float); on one thread, with a buffer of its own for B's
+ * pairs that grows to the largest B it has seen. */
 void cgemm_panels_fp16(int m, int n, int k, float alpha, const uint32_t *a, const float *b, float *c, ptrdiff_t ldc);
 
 /* The floats of a work area for cgemm_gram_upper, cgemm_gram_upper_bf16 or cgemm_gram_upper_fp16 with this many
@@ -179,7 +179,7 @@ void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA,
 
 /* cgemm_multiply in half precision: each slice of 128 values of k of A scaled by the power of two that brings its
  * largest magnitude into [2^3, 2^4), each slice of each panel of 48 columns of B by the one that brings its largest
- * into [2^4, 2^5), both rounded to half precision (to nearest, ties to even) and their products summed as
+ * into [2^3, 2^4), both rounded to half precision (to nearest, ties to even) and their products summed as
  * cgemm_panels_fp16 sums them; allocates m·64 words for A's pairs. Only where cgemm_supports_fp16(); elsewhere (or
  * when that allocation fails) it is cgemm_multiply. */
 void cgemm_multiply_fp16(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
