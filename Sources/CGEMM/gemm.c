@@ -1089,8 +1089,9 @@ bf16KernelBlock512(int const m, int const k, int const o0, const float * const b
 
 #define FP16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512fp16")))
 
-/* The pair steps (two values of k each) a half-precision block sums in registers before it adds those sums to float32
- * ones: each lane's sum takes FP16_CHAIN products at most, each rounded to half precision as it is added. */
+/* The pair steps (two values of k each) of a chain: a half-precision block sums them in registers from zero, each lane
+ * taking FP16_CHAIN products, each rounded to half precision as it is added, before it adds those sums to its slice's
+ * (see fp16BlockIn). */
 #define FP16_CHAIN 32
 
 /* Rounding to the nearest half-precision value, ties to even. */

@@ -87,9 +87,9 @@ public enum KernelPathError: Error, LocalizedError, Equatable {
     }
 }
 
-/// The precision of the Winograd convolutions' products (the bulk of the arithmetic) and, with bf16, of the Gram style
-/// loss's products (`StyleLoss.precision`); the transforms, the im2col products and the rest of the losses stay in
-/// single precision whatever it is.
+/// The precision of the Winograd convolutions' products (the bulk of the arithmetic) and, with bf16 or half, of the
+/// Gram style loss's products (`StyleLoss.precision`); the transforms, the im2col products and the rest of the losses
+/// stay in single precision whatever it is.
 public enum ProductPrecision: String, Sendable, CaseIterable {
     /// float32 operands and sums.
     case single
@@ -127,7 +127,7 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// How much faster the products in bf16 or half precision must be to be chosen: a margin wide enough that the noise
     /// of a shared machine never flips the choice between runs on the same processor (bf16 measures about 2 on an AMD
     /// Zen 4, and about 1 on an Intel Xeon whose AVX512_BF16 issues as many multiply-adds a cycle as its FMAs; half
-    /// precision about 1.45 there, its products at conv4_x's size).
+    /// precision about 1.7 there, its products at conv4_x's size).
     public static let speedup = 1.2
 
     /// Single-precision time over this precision's for a product of Winograd's shapes (bf16: 64 × 64 by 64 × 240, on
