@@ -22,6 +22,7 @@
  * stays in the first-level cache while the 8-row blocks of A go over it; slices after the first add to C.
  */
 #include "cgemm.h"
+#include "half.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -69,7 +70,7 @@ partOf(int const total, int const calls, int const q) {
 
 /* The values of k of a slice of B in cgemm_panels_fp16: each slice has a scale of its own, and each lane of a block
  * sums its FP16_SLICE / 2 products of a slice in half precision before they are converted to float32. */
-#define FP16_SLICE 256
+#define FP16_SLICE CGEMM_FP16_SLICE
 
 /* The exponents of the largest magnitudes the operands are scaled to: A's (a position's kernel) lies in [2^3, 2^4)
  * and a slice of B's in [2^3, 2^4) (see cgemm.h), so that a product stays below 2^8 and a lane's sum of a slice's 128
@@ -90,37 +91,6 @@ powerOfTwoScale(float const largest, int const exponent) {
     (void)__builtin_frexpf(largest, &e);
     int const shift = exponent - e;
     return shift > 126 || shift < -126 ? 1 : __builtin_ldexpf(1, shift);
-}
-
-/* The half-precision value nearest x (ties to even), as its bits; values past the largest finite one become infinities,
- * NaNs stay NaNs. */
-static uint16_t
-halfBits(float const x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    uint32_t const sign = (bits >> 16) & 0x8000u, magnitude = bits & 0x7FFFFFFFu;
-    if (magnitude >= 0x7F800000u)
-        return (uint16_t)(sign | 0x7C00u | (magnitude > 0x7F800000u ? 0x200u : 0));
-    if (magnitude >= 0x477FF000u)  // at least 65520: rounds past 65504
-        return (uint16_t)(sign | 0x7C00u);
-    if (magnitude < 0x38800000u) {  // below 2^-14: a subnormal half, in units of 2^-24
-        float absolute;
-        memcpy(&absolute, &magnitude, sizeof absolute);
-        return (uint16_t)(sign | (uint32_t)__builtin_rintf(absolute * 0x1p24f));
-    }
-    uint32_t const rest = magnitude & 0x1FFFu, kept = (magnitude - 0x38000000u) >> 13;
-    uint32_t const up = rest > 0x1000u || (rest == 0x1000u && (kept & 1));
-    return (uint16_t)(sign | (kept + up));
-}
-
-/* The float a half-precision value's bits stand for. */
-static float
-halfValue(uint16_t const h) {
-    uint32_t const exponent = (h >> 10) & 0x1Fu, fraction = h & 0x3FFu;
-    float const magnitude = exponent == 0 ? (float)fraction * 0x1p-24f
-        : exponent == 31 ? (fraction ? __builtin_nanf("") : __builtin_inff())
-        : __builtin_ldexpf(1 + (float)fraction * 0x1p-10f, (int)exponent - 15);
-    return h & 0x8000u ? -magnitude : magnitude;
 }
 
 /* How a block's A is addressed (see above): rowStep and columnStep (1, 8), (8, 1) or (1, stride). */
@@ -1258,6 +1228,23 @@ fp16Block(int const columns) {
     return columns > 32 ? fp16Block48 : columns > 16 ? fp16Block32 : fp16Block16;
 }
 
+/* The products of cgemm_panels_fp16 with B in half-precision pairs (its panels' layout, as cgemm_panels_bf16_pairs
+ * reads B): each 8-row block of A over every panel, the slices of k innermost; panel p's slice s has the inverse scale
+ * inverses[p·inverseStride + s]. */
+static FP16 void
+fp16PairsProduct(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
+                 const uint32_t * const pairs, const float * const inverses, int const inverseStride, float * const c,
+                 ptrdiff_t const ldc) {
+    _Alignas(64) struct fp16Sums sums;
+    for (int i0 = 0; i0 < m; i0 += MR)
+        for (int l0 = 0; l0 < n; l0 += NR) {
+            int const nr = minimum(NR, n - l0);
+            fp16Block(nr)(k, a + (ptrdiff_t)i0 * (k / 2), MR, pairs + (ptrdiff_t)l0 * (k / 2), nr,
+                          inverses + (l0 / NR) * inverseStride, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha,
+                          PAIRS_PREFETCH, &sums, 0);
+        }
+}
+
 /* B's pairs and their slices' inverse scales, grown as a thread's products need: kept for the thread's life. */
 static _Thread_local uint32_t *fp16Words;
 static _Thread_local size_t fp16WordCount;
@@ -1287,14 +1274,7 @@ fp16Product(int const m, int const n, int const k, float const alpha, const uint
                 fp16PackRows(minimum(FP16_SLICE, k - j0), FP16_SLICE, b + (ptrdiff_t)l0 * k + (ptrdiff_t)j0 * nr, nr,
                              nr, FP16_B_EXPONENT, pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr);
     }
-    _Alignas(64) struct fp16Sums sums;
-    for (int i0 = 0; i0 < m; i0 += MR)
-        for (int l0 = 0; l0 < n; l0 += NR) {
-            int const nr = minimum(NR, n - l0);
-            fp16Block(nr)(k, a + (ptrdiff_t)i0 * (k / 2), MR, pairs + (ptrdiff_t)l0 * (k / 2), nr,
-                          inverses + (l0 / NR) * slices, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha,
-                          PAIRS_PREFETCH, &sums, 0);
-        }
+    fp16PairsProduct(m, n, k, alpha, a, pairs, inverses, slices, c, ldc);
     return 1;
 }
 
@@ -1530,6 +1510,11 @@ cgemm_fp16_kernel_scale(float const largest) {
     return powerOfTwoScale(largest, FP16_A_EXPONENT);
 }
 
+float
+cgemm_fp16_tiles_scale(float const largest) {
+    return powerOfTwoScale(largest, FP16_B_EXPONENT);
+}
+
 /* The word of two half-precision values, scale·low in the low half and scale·high in the high half. */
 static uint32_t
 halfPair(float const low, float const high, float const scale) {
@@ -1588,6 +1573,38 @@ cgemm_panels_fp16(int const m, int const n, int const k, float const alpha, cons
                     *target = (s > 0 ? *target : 0) + alpha / scale * sum;
                 }
         }
+    }
+}
+
+void
+cgemm_panels_fp16_pairs(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
+                        const uint32_t * const pairs, const float * const inverses, float * const c,
+                        ptrdiff_t const ldc) {
+#if CGEMM_X86
+    if (cgemm_supports_fp16()) {
+        fp16PairsProduct(m, n, k, alpha, a, pairs, inverses, 0, c, ldc);
+        return;
+    }
+#endif
+    /* Where the processor lacks AVX512_FP16 (never called there): the products of the half-precision values summed in
+     * float, a slice at a time, as cgemm_panels_fp16 does there. */
+    int const slices = (k + FP16_SLICE - 1) / FP16_SLICE;
+    for (int l0 = 0; l0 < n; l0 += NR) {
+        int const nr = minimum(NR, n - l0);
+        const uint32_t * const panel = pairs + (ptrdiff_t)l0 * (k / 2);
+        for (int s = 0; s < slices; ++s)
+            for (int i = 0; i < m; ++i)
+                for (int l = 0; l < nr; ++l) {
+                    float sum = 0;
+                    for (int j = s * FP16_SLICE; j < minimum(k, (s + 1) * FP16_SLICE); ++j) {
+                        uint32_t const left = a[(ptrdiff_t)(i / MR) * MR * k + (j / 2) * MR + i % MR];
+                        uint32_t const right = panel[(ptrdiff_t)(j / 2) * nr + l];
+                        sum += halfValue((uint16_t)(j % 2 ? left >> 16 : left & 0xFFFFu))
+                               * halfValue((uint16_t)(j % 2 ? right >> 16 : right & 0xFFFFu));
+                    }
+                    float * const target = c + (ptrdiff_t)i * ldc + l0 + l;
+                    *target = (s > 0 ? *target : 0) + alpha * inverses[s] * sum;
+                }
     }
 }
 

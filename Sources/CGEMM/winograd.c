@@ -8,6 +8,7 @@
  * all give the same bits.
  */
 #include "cgemm.h"
+#include "half.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -95,13 +96,28 @@ bf16Pairs(v8 const low, v8 const high) {
     return (bf16Rounded(high) & 0xFFFF0000u) | (bf16Rounded(low) >> 16);
 }
 
-/* How a path makes the bfloat16 pairs of two channels' eight values side by side, the low channel's in lanes 0 … 7
- * (bf16PairsOfHalves or bf16PairsHardware): a constant wherever the transforms are inlined. */
-typedef w8 PairsOf(v16);
+/* How a path makes the pairs of two channels' eight values side by side, the low channel's in lanes 0 … 7: bfloat16
+ * pairs (bf16PairsOfHalves or bf16PairsHardware), which keep float's range and take the values as they are, or
+ * half-precision pairs of the values times `scale` (halfPairsOfHalves or halfPairsHardware). A constant wherever the
+ * transforms are inlined. */
+typedef w8 PairsOf(v16 values, v16 scale);
 
 INLINE w8
-bf16PairsOfHalves(v16 const both) {
+bf16PairsOfHalves(v16 const both, v16 const scale) {
+    (void)scale;
     return bf16Pairs(lowHalf(both), highHalf(both));
+}
+
+/* The half-precision pairs of scale times two channels' eight values, rounded as halfBits rounds. */
+INLINE w8
+halfPairsOfHalves(v16 const both, v16 const scale) {
+    v16 const scaled = both * scale;
+    uint32_t words[8];
+    for (int lane = 0; lane < 8; ++lane)
+        words[lane] = (uint32_t)halfBits(scaled[lane]) | (uint32_t)halfBits(scaled[lane + 8]) << 16;
+    w8 pairs;
+    memcpy(&pairs, words, sizeof pairs);
+    return pairs;
 }
 
 #if WINOGRAD_X86
@@ -110,8 +126,20 @@ bf16PairsOfHalves(v16 const both) {
 /* bf16PairsOfHalves in AVX512_BF16's instructions: the sixteen values rounded by vcvtneps2bf16 (the rounding
  * bf16Rounded copies), then each high value put next to its low one. */
 INLINE BF16_TARGET w8
-bf16PairsHardware(v16 const both) {
+bf16PairsHardware(v16 const both, v16 const scale) {
+    (void)scale;
     __m256i const rounded = (__m256i)_mm512_cvtneps_pbh((__m512)both);  // low's 8 values, then high's
+    __m256i const order = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    return (w8)_mm256_permutexvar_epi16(order, rounded);
+}
+
+#define HALF_TARGET __attribute__((target("avx2,avx512f,avx512vl,avx512bw,f16c")))
+
+/* halfPairsOfHalves in AVX-512's conversion to half precision (vcvtps2ph, to nearest, ties to even), then each high
+ * value put next to its low one. */
+INLINE HALF_TARGET w8
+halfPairsHardware(v16 const both, v16 const scale) {
+    __m256i const rounded = _mm512_cvtps_ph((__m512)(both * scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256i const order = _mm256_setr_epi16(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
     return (w8)_mm256_permutexvar_epi16(order, rounded);
 }
@@ -522,8 +550,10 @@ inputRowPairs(int const tile, PairsOf * const pairsOf, StoreWords * const storeW
               const float * const high[],
               int const width, int const tilesX, int const qs, float * const work, uint32_t * const pairs,
               ptrdiff_t const positionStride, int const panelWidth, int const panelCount, int const pair,
-              int const pairCount, int const firstTile, ptrdiff_t const ahead) {
+              int const pairCount, int const firstTile, ptrdiff_t const ahead, float const scale) {
     int const alpha = tile + 2;
+    v16 const scales = {scale, scale, scale, scale, scale, scale, scale, scale,
+                        scale, scale, scale, scale, scale, scale, scale, scale};
     float * const workHigh = work + splitCount(tile, qs), * const tmp = workHigh + splitCount(tile, qs);
     askForPlaces(pairs, alpha * alpha, positionStride, firstTile, tilesX, pair + 1, pairCount, panelWidth, panelCount);
     splitTileRows(tile, low, width, qs, ahead, work);
@@ -536,7 +566,7 @@ inputRowPairs(int const tile, PairsOf * const pairsOf, StoreWords * const storeW
             v16 v[8];
             columnStage16(tile, tmp, k, v);
             for (int i = 0; i < alpha; ++i)
-                storeWords(pairsOf(v[i]), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
+                storeWords(pairsOf(v[i], scales), places, lanes, pairs, (ptrdiff_t)(k + alpha * i) * positionStride);
         }
     }
 }
@@ -638,19 +668,18 @@ outputAVX512(int const tile, const float * const transformed, ptrdiff_t const po
 #endif
 
 /* The input transform in pairs of one instruction set, with its ways of making pairs and storing them. */
-#define PAIRS_FUNCTION(suffix, attributes, pairsOf, storeWords)                                                        \
-    static attributes void inputPairs##suffix(int const tile, const float * const low[], const float * const high[],   \
-                                              int const width, int const tilesX, int const qs, float * const work,     \
-                                              uint32_t * const pairs, ptrdiff_t const positionStride,                  \
-                                              int const panelWidth, int const panelCount, int const pair,              \
-                                              int const pairCount, int const firstTile,                                \
-                                              ptrdiff_t const ahead) {                                                 \
+#define PAIRS_FUNCTION(name, attributes, pairsOf, storeWords)                                                          \
+    static attributes void name(int const tile, const float * const low[], const float * const high[],                \
+                                int const width, int const tilesX, int const qs, float * const work,                   \
+                                uint32_t * const pairs, ptrdiff_t const positionStride, int const panelWidth,          \
+                                int const panelCount, int const pair, int const pairCount, int const firstTile,        \
+                                ptrdiff_t const ahead, float const scale) {                                            \
         if (tile == 6)                                                                                                 \
             inputRowPairs(6, pairsOf, storeWords, low, high, width, tilesX, qs, work, pairs, positionStride,           \
-                          panelWidth, panelCount, pair, pairCount, firstTile, ahead);                                  \
+                          panelWidth, panelCount, pair, pairCount, firstTile, ahead, scale);                           \
         else                                                                                                           \
             inputRowPairs(4, pairsOf, storeWords, low, high, width, tilesX, qs, work, pairs, positionStride,           \
-                          panelWidth, panelCount, pair, pairCount, firstTile, ahead);                                  \
+                          panelWidth, panelCount, pair, pairCount, firstTile, ahead, scale);                           \
     }
 
 /* The body of an input function: inputRow for either tile, storing with storeWords. */
@@ -674,7 +703,8 @@ outputAVX512(int const tile, const float * const transformed, ptrdiff_t const po
     static attributes void input##suffix(INPUT_PARAMETERS) {                                                         \
         INPUT_ROWS(storeTileWords)                                                                                     \
     }                                                                                                                  \
-    PAIRS_FUNCTION(suffix, attributes, bf16PairsOfHalves, storeTileWords)                                             \
+    PAIRS_FUNCTION(inputPairs##suffix, attributes, bf16PairsOfHalves, storeTileWords)                                 \
+    PAIRS_FUNCTION(inputHalfPairs##suffix, attributes, halfPairsOfHalves, storeTileWords)                             \
     static attributes void output##suffix(int const tile, const float * const transformed,                           \
                                           ptrdiff_t const positionStride, int const tilesX, int const width,           \
                                           int const rows, float * const output, ptrdiff_t const rowStride,             \
@@ -692,7 +722,10 @@ ROW_FUNCTIONS(Portable, )
 ROW_FUNCTIONS(AVX2, __attribute__((target("avx2"))))
 /* Where AVX512_BF16 is, the pairs' rounding in its instruction; the transforms as on the AVX2 path (FP_CONTRACT is off
  * above, so the FMA this target has fuses nothing). */
-PAIRS_FUNCTION(AVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
+PAIRS_FUNCTION(inputPairsAVX512BF16, BF16_TARGET, bf16PairsHardware, storeTileWordsMasked)
+/* Where AVX512_FP16 is (the only processors whose products read these pairs), the half-precision rounding in AVX-512's
+ * conversion. */
+PAIRS_FUNCTION(inputHalfPairsAVX512, HALF_TARGET, halfPairsHardware, storeTileWordsMasked)
 /* The input transform on AVX-512: inputRowWide for either tile, with the masked stores for the groups of tiles a
  * panel's end splits, where the other paths call memcpy twice, and PREFETCHW (see AVX512_TARGET): the same bits. */
 static AVX512_TARGET void
@@ -705,6 +738,25 @@ inputAVX512(INPUT_PARAMETERS) {
                      channels, firstTile, ahead);
 }
 
+#endif
+
+#if WINOGRAD_X86
+/* cgemm_largest_magnitude in AVX-512 vectors; vmaxps gives its second operand where either is a NaN, so NaNs are
+ * passed over as the portable comparison passes them over. */
+static __attribute__((target("avx512f"))) float
+largestMagnitudeAVX512(const float * const x, ptrdiff_t const count, int const blocks, ptrdiff_t const stride) {
+    __m512 largest = _mm512_setzero_ps();
+    for (int b = 0; b < blocks; ++b) {
+        const float * const p = x + b * stride;
+        ptrdiff_t i = 0;
+        for (; i + 16 <= count; i += 16)
+            largest = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(p + i)), largest);
+        if (i < count)
+            largest = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (count - i)) - 1), p + i)),
+                                    largest);
+    }
+    return _mm512_reduce_max_ps(largest);
+}
 #endif
 
 size_t
@@ -742,17 +794,62 @@ cgemm_winograd_input_pairs(int const tile, const float * const low[], const floa
 #if WINOGRAD_X86
     if (cgemm_selected() != CGEMM_PORTABLE && cgemm_supports_bf16()) {
         inputPairsAVX512BF16(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth,
-                             panelCount, pair, pairCount, firstTile, ahead);
+                             panelCount, pair, pairCount, firstTile, ahead, 1);
         return;
     }
     if (cgemm_selected() != CGEMM_PORTABLE) {
         inputPairsAVX2(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
-                       pair, pairCount, firstTile, ahead);
+                       pair, pairCount, firstTile, ahead, 1);
         return;
     }
 #endif
     inputPairsPortable(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth, panelCount,
-                       pair, pairCount, firstTile, ahead);
+                       pair, pairCount, firstTile, ahead, 1);
+}
+
+void
+cgemm_winograd_input_half_pairs(int const tile, const float * const low[], const float * const high[],
+                                int const width, int const tilesX, int const phaseStride, float * const work,
+                                uint32_t * const pairs, ptrdiff_t const positionStride, int const panelWidth,
+                                int const panelCount, int const pair, int const pairCount, int const firstTile,
+                                ptrdiff_t const ahead, float const scale) {
+#if WINOGRAD_X86
+    if (cgemm_selected() != CGEMM_PORTABLE && cgemm_supports_fp16()) {
+        inputHalfPairsAVX512(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth,
+                             panelCount, pair, pairCount, firstTile, ahead, scale);
+        return;
+    }
+    if (cgemm_selected() != CGEMM_PORTABLE) {
+        inputHalfPairsAVX2(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth,
+                           panelCount, pair, pairCount, firstTile, ahead, scale);
+        return;
+    }
+#endif
+    inputHalfPairsPortable(tile, low, high, width, tilesX, phaseStride, work, pairs, positionStride, panelWidth,
+                           panelCount, pair, pairCount, firstTile, ahead, scale);
+}
+
+float
+cgemm_winograd_input_gain(int const tile) {
+    /* The largest sum of magnitudes of a row of Bᵀ (tile_transforms.h): 2·2 + 7·2 in F(4×4)'s out[1], 4·4 + 17·2
+     * in F(6×6)'s out[1] (and 4·2 + 21·2 in its out[0] and out[7]); Bᵀ d B takes it once along each axis. */
+    float const row = tile == 6 ? 50 : 18;
+    return row * row;
+}
+
+float
+cgemm_largest_magnitude(const float * const x, ptrdiff_t const count, int const blocks, ptrdiff_t const stride) {
+#if WINOGRAD_X86
+    if (cgemm_supports(CGEMM_AVX512))
+        return largestMagnitudeAVX512(x, count, blocks, stride);
+#endif
+    float largest = 0;
+    for (int b = 0; b < blocks; ++b)
+        for (ptrdiff_t i = 0; i < count; ++i) {
+            float const magnitude = __builtin_fabsf(x[b * stride + i]);
+            largest = magnitude > largest ? magnitude : largest;
+        }
+    return largest;
 }
 
 void

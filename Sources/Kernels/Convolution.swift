@@ -96,13 +96,20 @@ package final class Convolution {
     /// With `usesBF16`, whether the products read both operands in bfloat16 pairs (`cgemm_panels_bf16_pairs`): the
     /// transformed kernel made so once (`cgemm_bf16_kernel_block`, for both directions in the floats of the float
     /// kernel) and the input tiles written so by their transform (`cgemm_winograd_input_pairs`), rather than both in
-    /// floats that every product rounds again: the same bits, with half the bytes to write and read. Off only to
-    /// compare the two; changing it drops the kept kernel (set it before a convolution sharing a slot first runs).
-    package var usesBF16Pairs = true {
-        didSet { if usesBF16Pairs != oldValue { transformedKernel = nil } }
+    /// floats that every product rounds again: the same bits, with half the bytes to write and read. With `usesHalf`,
+    /// whether the input tiles are written in half-precision pairs by their transform (`cgemm_winograd_input_half_pairs`,
+    /// read by `cgemm_panels_fp16_pairs`), each band's slices of 256 channels scaled by a power of two from the largest
+    /// magnitude of their input rows (`winogradHalfTileScales`), rather than in floats that each product scales and
+    /// rounds: the same bits wherever the scaled values stay above half precision's smallest normal value, with half
+    /// the bytes to write and read and no pass of their own to round them. Off only to compare the two; changing it
+    /// drops the kept kernel (set it before a convolution sharing a slot first runs).
+    package var usesPairs = true {
+        didSet { if usesPairs != oldValue { transformedKernel = nil } }
     }
     /// Whether the products run on bfloat16 pairs.
-    private var pairs: Bool { usesBF16 && usesBF16Pairs }
+    private var pairs: Bool { usesBF16 && usesPairs }
+    /// Whether the half-precision products read the input tiles in pairs.
+    private var halfPairs: Bool { usesHalf && usesPairs }
     /// Whether its Winograd products run in half precision (`cgemm_panels_fp16`): asked for with
     /// `ProductPrecision.half`, on the panel GEMM of the `avx512` kernel path, on a processor with AVX512_FP16; decided
     /// when the convolution is made. The transformed kernel is then held as half-precision pairs for both directions
@@ -683,8 +690,9 @@ package final class Convolution {
         let positions = tile.positions, side = tile.input
         let plane = inChannels * outChannels
         let (turned, turnedScale) = (tile.turned, tile.turnedScale)
-        let panelGEMM = usesPanelGEMM, bf16 = usesBF16, pairs = self.pairs, half = usesHalf
+        let panelGEMM = usesPanelGEMM, bf16 = usesBF16, pairs = self.pairs, half = usesHalf, halfPairs = self.halfPairs
         let halfScales = halfKernelScales
+        let slices = (sources + Int(CGEMM_FP16_SLICE) - 1) / Int(CGEMM_FP16_SLICE)
         let kernelWords = UnsafeMutablePointer<UInt32>(OpaquePointer(kernel))
         // The three steps of one band, its buffers from `buffers`, each step over `workers` workers:
         // (α², sources, tileStride) in `panels`, (α², targets, tileStride), positions `winogradPositionStride` apart,
@@ -693,23 +701,34 @@ package final class Convolution {
             let tiles = buffers
             let products = tiles + positions * winogradPositionStride(channels: sources, count: bands.tileStride)
             let work = products + positions * winogradPositionStride(channels: targets, count: bands.tileStride)
-            // In bfloat16 pairs, the transformed tiles take (α², sources / 2, tileStride) words, within the floats
-            // above, and each position's kernel the pairs of one direction after the other. Only C reads and writes
-            // them, through pointers to 32-bit words.
+            // In bfloat16 or half-precision pairs, the transformed tiles take (α², sources / 2, tileStride) words,
+            // within the floats above, and each position's kernel the pairs of one direction after the other. Only C
+            // reads and writes them, through pointers to 32-bit words.
             let words = UnsafeMutablePointer<UInt32>(OpaquePointer(tiles))
             let n = tileRows.count * grid.tilesX
             // The last band may be shorter: its panels are its own.
             let panels = self.panels(tiles: n), tileStride = panels.count
+            // In half-precision pairs, each slice of channels' scale, then their inverses, after the pairs (in the
+            // floats the tiles would take, at least α²·sources / 2 more).
+            let tileScales = UnsafeMutablePointer<Float>(
+                OpaquePointer(words + positions * winogradPositionStride(channels: sources / 2, count: tileStride)))
+            let tileInverses = tileScales + slices
+            if halfPairs {
+                winogradHalfTileScales(input, span: inputSpan, grid: grid, channelCount: sources, tileRows: tileRows,
+                                       workers: workers, into: tileScales)
+                for s in 0 ..< slices { tileInverses[s] = 1 / tileScales[s] }
+            }
             // Channels (or pairs) a few at a time: the transform of each asks for the places of the next, which had
             // better be its own worker's.
-            let units = pairs ? sources / 2 : sources, chunk = Self.winogradTransformChunk
+            let units = pairs || halfPairs ? sources / 2 : sources, chunk = Self.winogradTransformChunk
             let chunks = (units + chunk - 1) / chunk
             parallelBands(chunks, workers: min(workers, chunks), blasThreads: 1) { index, worker in
                 let range = index * chunk ..< min(units, index * chunk + chunk)
-                if pairs {
+                if pairs || halfPairs {
                     winogradInputTransformPairs(input, span: inputSpan, grid: grid, pairs: range,
                                                 channelCount: sources, tileRows: tileRows, panels: panels,
-                                                into: words, work: work + worker * grid.workCount)
+                                                into: words, work: work + worker * grid.workCount,
+                                                halfScales: halfPairs ? UnsafePointer(tileScales) : nil)
                 } else {
                     winogradInputTransform(input, span: inputSpan, grid: grid, channels: range,
                                            channelCount: sources, tileRows: tileRows, panels: panels, into: tiles,
@@ -723,7 +742,13 @@ package final class Convolution {
                 let (i, k) = (position / side, position % side)
                 let source = transposed ? turned[i] * side + turned[k] : position
                 let alpha = transposed ? turnedScale[i] * turnedScale[k] : 1
-                if half {
+                if halfPairs {
+                    cgemm_panels_fp16_pairs(Int32(targets), Int32(n), Int32(sources), alpha / halfScales[source],
+                                            kernelWords + source * plane + (transposed ? plane / 2 : 0),
+                                            words + position * winogradPositionStride(channels: sources / 2,
+                                                                                      count: tileStride),
+                                            tileInverses, c, tileStride)
+                } else if half {
                     cgemm_panels_fp16(Int32(targets), Int32(n), Int32(sources), alpha / halfScales[source],
                                       kernelWords + source * plane + (transposed ? plane / 2 : 0), b, c, tileStride)
                 } else if pairs {

@@ -100,8 +100,9 @@ public enum ProductPrecision: String, Sendable, CaseIterable {
     /// Operands scaled by powers of two and rounded to half precision (11 significant bits, relative error up to
     /// 2⁻¹¹), each lane summing up to 128 products in half precision (chains of 32, each added to the sum of those
     /// before it) before adding them to float32 sums: AVX512_FP16's multiply-adds, twice an FMA's per instruction
-    /// (`cgemm_panels_fp16`). Runs only on the `avx512` kernel path of a processor with AVX512_FP16, for the Winograd
-    /// products and the Gram losses' products (`cgemm_gram_upper_fp16`, `cgemm_multiply_fp16`).
+    /// (`cgemm_panels_fp16_pairs`, on tiles the input transform writes in half precision). Runs only on the `avx512`
+    /// kernel path of a processor with AVX512_FP16, for the Winograd products and the Gram losses' products
+    /// (`cgemm_gram_upper_fp16`, `cgemm_multiply_fp16`).
     case half
 
     /// Whether this processor runs the products in this precision.

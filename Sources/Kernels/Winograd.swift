@@ -254,20 +254,61 @@ package func winogradInputTransform(_ input: UnsafePointer<Float>, span: RowSpan
 /// `winogradInputTransform` of the channel pairs `pairs` (pair p: channels 2p and 2p + 1) in bfloat16 pairs for
 /// `cgemm_panels_bf16_pairs`, as `cgemm_winograd_input_pairs` writes them: (α², channelCount / 2, panels.count) 32-bit
 /// words stored in `panels`, positions `winogradPositionStride(channels: channelCount / 2, count: panels.count)` apart.
+/// With `halfScales`, in half-precision pairs for `cgemm_panels_fp16_pairs` instead (`cgemm_winograd_input_half_pairs`),
+/// each channel's values times halfScales[channel / CGEMM_FP16_SLICE].
 package func winogradInputTransformPairs(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid,
                                          pairs: Range<Int>, channelCount: Int, tileRows: Range<Int>,
                                          panels: WinogradPanels, into transformed: UnsafeMutablePointer<UInt32>,
-                                         work: UnsafeMutablePointer<Float>) {
-    precondition(channelCount % 2 == 0, "bfloat16 pairs need an even number of channels")
+                                         work: UnsafeMutablePointer<Float>, halfScales: UnsafePointer<Float>? = nil) {
+    precondition(channelCount % 2 == 0, "pairs need an even number of channels")
     let positionStride = winogradPositionStride(channels: channelCount / 2, count: panels.count)
     let m = grid.tile.output
     let ahead = aheadOfTileRow(span: span, grid: grid, tileRows: tileRows, channelStep: 2)
     withTileRowInputs(input, span: span, grid: grid, channels: pairs.lowerBound * 2 ..< pairs.upperBound * 2,
                       tileRows: tileRows, pairs: true) { c, r, low, high in
-        cgemm_winograd_input_pairs(Int32(m), low, high!, Int32(grid.width), Int32(grid.tilesX),
-                                   Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
-                                   Int32(panels.count), Int32(c / 2), Int32(channelCount / 2),
-                                   Int32((r &- tileRows.lowerBound) &* grid.tilesX), ahead)
+        let firstTile = Int32((r &- tileRows.lowerBound) &* grid.tilesX)
+        if let halfScales {
+            cgemm_winograd_input_half_pairs(Int32(m), low, high!, Int32(grid.width), Int32(grid.tilesX),
+                                            Int32(grid.phaseStride), work, transformed, positionStride,
+                                            Int32(panels.width), Int32(panels.count), Int32(c / 2),
+                                            Int32(channelCount / 2), firstTile, ahead,
+                                            halfScales[c / Int(CGEMM_FP16_SLICE)])
+        } else {
+            cgemm_winograd_input_pairs(Int32(m), low, high!, Int32(grid.width), Int32(grid.tilesX),
+                                       Int32(grid.phaseStride), work, transformed, positionStride, Int32(panels.width),
+                                       Int32(panels.count), Int32(c / 2), Int32(channelCount / 2), firstTile, ahead)
+        }
+    }
+}
+
+/// The powers of two that scale the half-precision pairs of the input tiles of `tileRows` of `grid`
+/// (`winogradInputTransformPairs` with `halfScales`), one for each slice of `CGEMM_FP16_SLICE` channels of
+/// `channelCount`, into `scales`: from the largest magnitude among the input rows those tiles read, times the most
+/// the transform can grow it (`cgemm_winograd_input_gain`), so that no transformed value's magnitude exceeds 2⁴, as
+/// `cgemm_panels_fp16_pairs` needs. Each of `workers` workers takes a share of the channels.
+package func winogradHalfTileScales(_ input: UnsafePointer<Float>, span: RowSpan, grid: WinogradGrid,
+                                    channelCount: Int, tileRows: Range<Int>, workers: Int,
+                                    into scales: UnsafeMutablePointer<Float>) {
+    let m = grid.tile.output, slice = Int(CGEMM_FP16_SLICE)
+    let first = max(grid.inputRows.lowerBound, grid.rows.lowerBound &+ m &* tileRows.lowerBound &- 1)
+    let end = min(grid.inputRows.upperBound, grid.rows.lowerBound &+ m &* tileRows.upperBound &+ 1)
+    let slices = (channelCount &+ slice &- 1) / slice
+    // Parts of a slice each, as many as give every worker some.
+    let parts = max(1, min(slice, (workers &+ slices &- 1) / slices)), partChannels = (slice &+ parts &- 1) / parts
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: slices &* parts) { largest in
+        parallelBands(slices &* parts, workers: min(workers, slices &* parts), blasThreads: 1) { index, _ in
+            let channel = (index / parts) &* slice &+ (index % parts) &* partChannels
+            let count = min(partChannels, min(channelCount, (index / parts &+ 1) &* slice) &- channel)
+            largest[index] = count > 0 && end > first
+                ? cgemm_largest_magnitude(input + span.offset(channel: channel, row: first), (end &- first) &* span.width,
+                                          Int32(count), span.plane)
+                : 0
+        }
+        let gain = cgemm_winograd_input_gain(Int32(m))
+        for s in 0 ..< slices {
+            let most = largest[s &* parts ..< (s &+ 1) &* parts].max()!
+            scales[s] = cgemm_fp16_tiles_scale(most * gain)
+        }
     }
 }
 

@@ -309,6 +309,52 @@ final class PanelGEMMTests: XCTestCase {
         }
     }
 
+    /// cgemm_panels_fp16_pairs, B's pairs scaled slice by slice by powers of two of the caller's (here a quarter of
+    /// what cgemm_panels_fp16 picks, as the input transform's bound leaves them), gives the bits of cgemm_panels_fp16
+    /// on the floats those pairs stand for: integers times a power of two of each slice (2⁻¹⁰, 1, 2⁵), so that every
+    /// scaled value and every partial sum stays a normal half-precision value and the two scalings round alike;
+    /// several slices, a last partial slice, partial and narrow panels. On every processor (without AVX512_FP16 both
+    /// take their float sums).
+    func testHalfPairsProductsGiveTheBitsOfTheFloatProducts() {
+        let rows = Int(CGEMM_PANEL_ROWS), columns = Int(CGEMM_PANEL_COLUMNS), slice = Int(CGEMM_FP16_SLICE)
+        var rng = SplitMix64(seed: 29)
+        let exponents = [-10, 0, 5]
+        for (m, n, k) in [(16, 100, 520), (8, 13, 16), (24, 48, 264)] {
+            let slices = (k + slice - 1) / slice
+            // A: integers from −8 to 8, exact in half precision with the scale 1.
+            let a = (0 ..< m * k).map { _ in Float(Int.random(in: -8 ... 8, using: &rng)) }
+            var aPairs = [UInt32](repeating: 0, count: m * k / 2), unused = aPairs
+            for first in stride(from: 0, to: m, by: rows) {
+                cgemm_fp16_kernel_block(Int32(m), Int32(k), Int32(first), Array(a[(first * k)...]), 1, &aPairs, &unused)
+            }
+            // B in cgemm_panels' panels: integers from −16 to 16 (16 in each slice of each panel) times 2^e of the slice.
+            var b = [Float](repeating: 0, count: k * n), pairs = [UInt32](repeating: 0, count: k / 2 * n)
+            let inverses = (0 ..< slices).map { Float(sign: .plus, exponent: exponents[$0 % 3] + 2, significand: 1) }
+            for first in stride(from: 0, to: n, by: columns) {
+                let w = min(columns, n - first)
+                for j in 0 ..< k {
+                    for l in 0 ..< w {
+                        let integer = l == j % w ? 16 : Int.random(in: -16 ... 16, using: &rng)
+                        b[first * k + j * w + l] =
+                            Float(integer) * Float(sign: .plus, exponent: exponents[j / slice % 3], significand: 1)
+                    }
+                }
+                for j in stride(from: 0, to: k, by: 2) {
+                    for l in 0 ..< w {
+                        func half(_ x: Float) -> UInt32 { UInt32(Float16(x / inverses[j / slice]).bitPattern) }
+                        pairs[first * k / 2 + j / 2 * w + l] =
+                            half(b[first * k + j * w + l]) | half(b[first * k + (j + 1) * w + l]) << 16
+                    }
+                }
+            }
+            var fromPairs = [Float](repeating: 7, count: m * n), fromFloats = fromPairs
+            cgemm_panels_fp16_pairs(Int32(m), Int32(n), Int32(k), 0.75, aPairs, pairs, inverses, &fromPairs, n)
+            cgemm_panels_fp16(Int32(m), Int32(n), Int32(k), 0.75, aPairs, b, &fromFloats, n)
+            XCTAssertFalse(fromFloats.contains(7), "\(m)x\(n)x\(k)")
+            XCTAssertEqual(fromPairs.map(\.bitPattern), fromFloats.map(\.bitPattern), "\(m)x\(n)x\(k)")
+        }
+    }
+
     private func checkKernels(on path: KernelPath, file: StaticString = #filePath, line: UInt = #line) throws {
         try XCTSkipUnless(path.isSupported, "the processor cannot run the \(path.rawValue) kernels")
         try withKernelPath(path) {

@@ -1,3 +1,4 @@
+import CGEMM
 import XCTest
 @testable import Kernels
 @testable import StyleTransfer
@@ -135,7 +136,7 @@ final class WinogradTests: XCTestCase {
             for pairs in [false, true] {
                 let conv = Convolution(weights, threads: 2, algorithm: .winograd, precision: .bf16, tile: tile)
                 XCTAssertTrue(conv.usesBF16)
-                conv.usesBF16Pairs = pairs
+                conv.usesPairs = pairs
                 let scratch = Tensor(channels: 1, height: 1,
                                      width: conv.scratchCount(height: 2 * tile.output, width: w, limit: .max / 2))
                 let output = Tensor(channels: co, height: h, width: w)
@@ -149,10 +150,69 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// The tile transforms (input, input in bfloat16 pairs, output) give the same bits on every own kernel path, at
-    /// widths that take the eight-tile register paths, their scalar tails, and a last group of fewer than eight tiles
-    /// (tile rows of 2, 8, 9, 16, 17 and 38 tiles); and they compute Bᵀ d B and Aᵀ M A of the matrices in
-    /// Winograd.swift, with each value at its place.
+    /// With half-precision products, the input tiles written in half-precision pairs (each band's slices of 256
+    /// channels scaled by the bound of their input rows) give what the float tiles give, each product scaling and
+    /// rounding its own: forward and backward, both tiles, a band of several panels with a shorter last one, two slices
+    /// of channels a thousand times apart, at magnitudes from 10⁻²⁰ to 10²⁰ of float's range (half precision's own
+    /// reaches from 6 · 10⁻⁸ to 65504). Equal to within 10⁻⁴ of the largest value (they differ only where a scaled
+    /// value falls below half precision's normal range), and within 3 % in norm of the float64 convolution.
+    func testHalfPairsGiveWhatTheFloatTilesGive() throws {
+        try XCTSkipUnless(ProductPrecision.half.isSupported && KernelPath.current == .avx512,
+                          "the processor has no AVX512_FP16")
+        var rng = SplitMix64(seed: 37)
+        for tile in WinogradTile.allCases {
+            let (ci, co, h, w) = (264, 16, 3 * tile.output - 1, 70)
+            // No bias, which would not scale with the input.
+            let random = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
+            let weights = ConvLayerWeights(name: "conv", inChannels: ci, outChannels: co, kernel: random.kernel,
+                                           bias: [Float](repeating: 0, count: co))
+            var values = randomValues(ci * h * w, using: &rng)
+            for index in 256 * h * w ..< values.count { values[index] *= 1000 }
+            let gradient = randomValues(co * h * w, using: &rng)
+            let expected = naiveConvolution(values, height: h, width: w, weights: weights)
+            let expectedGradient = naiveConvolutionInputGradient(gradient, height: h, width: w, weights: weights)
+            for magnitude: Float in [1, 1e-20, 1e20] {
+                var results: [[Float]] = []
+                for pairs in [false, true] {
+                    let conv = Convolution(weights, threads: 2, algorithm: .winograd, precision: .half, tile: tile)
+                    XCTAssertTrue(conv.usesHalf)
+                    conv.usesPairs = pairs
+                    let scratch = Tensor(channels: 1, height: 1,
+                                         width: conv.scratchCount(height: 2 * tile.output, width: w, limit: .max / 2))
+                    let output = Tensor(channels: co, height: h, width: w)
+                    conv.forward(Tensor(channels: ci, height: h, width: w, values: values.map { $0 * magnitude }),
+                                 into: output, reluMask: nil, scratch: scratch)
+                    let gradInput = Tensor(channels: ci, height: h, width: w)
+                    conv.backwardInput(Tensor(channels: co, height: h, width: w,
+                                              values: gradient.map { $0 * magnitude }),
+                                       into: gradInput, inputMask: nil, scratch: scratch)
+                    let label = "\(tile) \(magnitude) pairs \(pairs)"
+                    XCTAssertLessThan(relativeError(output.values, expected.map { $0 * Double(magnitude) }), 3e-2,
+                                      label)
+                    XCTAssertLessThan(relativeError(gradInput.values,
+                                                    expectedGradient.map { $0 * Double(magnitude) }), 3e-2, label)
+                    results.append(output.values + gradInput.values)
+                }
+                let largest = results[0].reduce(Float(0)) { max($0, abs($1)) }
+                XCTAssertGreaterThan(largest, 0)
+                for (pair, float) in zip(results[1], results[0]) {
+                    XCTAssertLessThanOrEqual(abs(pair - float), 1e-4 * largest, "\(tile) \(magnitude)")
+                }
+            }
+        }
+    }
+
+    /// ‖actual − expected‖ / ‖expected‖.
+    private func relativeError(_ actual: [Float], _ expected: [Double]) -> Double {
+        let difference = zip(actual, expected).reduce(0.0) { $0 + (Double($1.0) - $1.1) * (Double($1.0) - $1.1) }
+        return (difference / expected.reduce(0.0) { $0 + $1 * $1 }).squareRoot()
+    }
+
+    /// The tile transforms (input, input in bfloat16 pairs and in half-precision pairs, output) give the same bits on
+    /// every own kernel path, at widths that take the eight-tile register paths, their scalar tails, and a last group
+    /// of fewer than eight tiles (tile rows of 2, 8, 9, 16, 17 and 38 tiles); they compute Bᵀ d B and Aᵀ M A of the
+    /// matrices in Winograd.swift, with each value at its place; and each half-precision pair holds the float
+    /// transform's values times the scale, rounded as Swift's Float16 rounds.
     func testTransformsGiveTheSameBitsOnEveryPath() throws {
         let paths = supportedKernelPaths.filter { $0 != .openblas }
         XCTAssertTrue(paths.contains(.portable))
@@ -173,6 +233,8 @@ final class WinogradTests: XCTestCase {
                         var work = [Float](repeating: 0, count: grid.workCount)
                         var floats = [Float](repeating: 0, count: tile.positions * stride)
                         var pairs = [UInt32](repeating: 0, count: tile.positions * pairStride)
+                        var halfPairs = [UInt32](repeating: 0, count: tile.positions * pairStride)
+                        let halfScales: [Float] = [0.125]
                         var output = [Float](repeating: 0, count: channels * height * width)
                         input.withUnsafeBufferPointer { input in
                             winogradInputTransform(input.baseAddress!, span: span, grid: grid, channels: 0 ..< channels,
@@ -182,11 +244,15 @@ final class WinogradTests: XCTestCase {
                                                         pairs: 0 ..< channels / 2, channelCount: channels,
                                                         tileRows: 0 ..< grid.tilesY, panels: panels, into: &pairs,
                                                         work: &work)
+                            winogradInputTransformPairs(input.baseAddress!, span: span, grid: grid,
+                                                        pairs: 0 ..< channels / 2, channelCount: channels,
+                                                        tileRows: 0 ..< grid.tilesY, panels: panels, into: &halfPairs,
+                                                        work: &work, halfScales: halfScales)
                         }
                         winogradOutputTransform(products, channels: 0 ..< channels, channelCount: channels,
                                                 tileRows: 0 ..< grid.tilesY, tileStride: panels.count, grid: grid,
                                                 into: &output, span: span, work: &work) { _, _, _ in }
-                        results.append(floats.map(\.bitPattern) + pairs + output.map(\.bitPattern))
+                        results.append(floats.map(\.bitPattern) + pairs + halfPairs + output.map(\.bitPattern))
                         guard path == paths[0] else { return }
                         let (transformed, places) = Self.inputTransformReference(input, grid: grid, channels: channels)
                         assertClose(places.map { floats[$0.position * stride
@@ -201,6 +267,17 @@ final class WinogradTests: XCTestCase {
                             return Float(bitPattern: place.channel % 2 == 0 ? word << 16 : word & 0xFFFF_0000)
                         }
                         assertClose(halves, transformed, relative: 1.0 / 128, "\(tile) \(width) input pairs")
+                        for place in places {
+                            let word = halfPairs[place.position * pairStride
+                                                 + panels.offset(channel: place.channel / 2, channels: channels / 2,
+                                                                 tile: place.tile)]
+                            let float = floats[place.position * stride
+                                               + panels.offset(channel: place.channel, channels: channels,
+                                                               tile: place.tile)]
+                            XCTAssertEqual(place.channel % 2 == 0 ? word & 0xFFFF : word >> 16,
+                                           UInt32(Float16(float * halfScales[0]).bitPattern),
+                                           "\(tile) \(width) half pair at \(place)")
+                        }
                         assertClose(output, Self.outputTransformReference(products, grid: grid, channels: channels,
                                                                           tileStride: panels.count),
                                     relative: 1e-6, "\(tile) \(width) output")
@@ -209,6 +286,67 @@ final class WinogradTests: XCTestCase {
                 for (path, result) in zip(paths, results) {
                     XCTAssertEqual(result, results[0], "\(tile) width \(width): \(path) against \(paths[0])")
                 }
+            }
+        }
+    }
+
+    /// cgemm_winograd_input_gain is the most Bᵀ d B can grow the largest magnitude of d: the square of the largest sum
+    /// of magnitudes of a row of the matrices in Winograd.swift, reached by the tile whose values have the signs of
+    /// that position's coefficients. And winogradHalfTileScales scales each slice of 256 channels so that that bound
+    /// on its band's tiles lies in [2³, 2⁴): over only the input rows the band's tiles read, the channels of other
+    /// slices (a thousand times larger here) and the rows of other bands (ten thousand times) left out.
+    func testInputGainAndHalfTileScales() {
+        for tile in WinogradTile.allCases {
+            let (alpha, bT) = (tile.input, Self.bTMatrices[tile]!)
+            let sums = bT.map { $0.reduce(0) { $0 + abs($1) } }, largestSum = sums.max()!
+            let gain = cgemm_winograd_input_gain(Int32(tile.output))
+            XCTAssertEqual(Double(gain), largestSum * largestSum, "\(tile)")
+            // One tile of a map α − 2 square (its rows and columns −1 … α − 2, the first and last outside, zeros) with
+            // the signs of position (widest, widest), magnitude 3, for a widest row whose first and last coefficients
+            // are zero: the transform's value there is gain · 3.
+            let widest = sums.indices.first { sums[$0] == largestSum && bT[$0][0] == 0 && bT[$0][alpha - 1] == 0 }!
+            let side = alpha - 2
+            let grid = WinogradGrid(tile: tile, rows: 0 ..< side, height: side, width: side)
+            let panels = WinogradPanels.cgemm(tiles: 1)
+            let input = (0 ..< side * side).map { index -> Float in
+                let (u, v) = (index / side + 1, index % side + 1)
+                return bT[widest][u] * bT[widest][v] < 0 ? -3 : 3
+            }
+            var work = [Float](repeating: 0, count: grid.workCount)
+            var floats = [Float](repeating: 0, count: tile.positions * winogradPositionStride(channels: 1, count: 1))
+            input.withUnsafeBufferPointer {
+                winogradInputTransform($0.baseAddress!, span: .whole(height: side, width: side), grid: grid,
+                                       channels: 0 ..< 1, channelCount: 1, tileRows: 0 ..< 1, panels: panels,
+                                       into: &floats, work: &work)
+            }
+            let position = widest * alpha + widest
+            XCTAssertEqual(abs(floats[position * winogradPositionStride(channels: 1, count: 1)]), 3 * gain, "\(tile)")
+
+            // Scales: 264 channels (two slices), 4 tile rows, the band of tile rows 1 ..< 3.
+            let (channels, width, m) = (264, 20, tile.output)
+            let height = 4 * m
+            let bandGrid = WinogradGrid(tile: tile, rows: 0 ..< height, height: height, width: width)
+            var map = [Float](repeating: 0, count: channels * height * width)
+            for c in 0 ..< channels {
+                for y in 0 ..< height {
+                    for x in 0 ..< width {
+                        // Inside the band's rows (m − 1 ..< 3m + 1): 0.5 in the first slice, up to 500 in the second;
+                        // elsewhere 5000.
+                        let inside = (m - 1 ..< 3 * m + 1).contains(y)
+                        map[(c * height + y) * width + x] = !inside ? 5000 : c < 256 ? 0.5 : Float(c - 255) * 500 / 8
+                    }
+                }
+            }
+            map[(3 * height + m - 1) * width + 7] = -0.75  // the first slice's largest magnitude, on the band's first row
+            var scales = [Float](repeating: 0, count: 2)
+            map.withUnsafeBufferPointer {
+                winogradHalfTileScales($0.baseAddress!, span: .whole(height: height, width: width), grid: bandGrid,
+                                       channelCount: channels, tileRows: 1 ..< 3, workers: 2, into: &scales)
+            }
+            for (s, largest) in [Float(0.75), 500].enumerated() {
+                let bound = largest * gain * scales[s]
+                XCTAssertTrue(bound >= 8 && bound < 16, "\(tile) slice \(s): \(largest) · \(gain) · \(scales[s])")
+                XCTAssertEqual(scales[s], Float(sign: .plus, exponent: scales[s].exponent, significand: 1))
             }
         }
     }

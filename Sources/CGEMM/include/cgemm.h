@@ -32,6 +32,8 @@
 
 #define CGEMM_PANEL_ROWS 8
 #define CGEMM_PANEL_COLUMNS 48
+/* The values of k that share one scale in the half-precision products (a slice: see cgemm_panels_fp16). */
+#define CGEMM_FP16_SLICE 256
 
 /* The instruction sets of the kernels, from the most portable. */
 typedef enum cgemm_isa {
@@ -112,6 +114,19 @@ void cgemm_fp16_kernel_block(int m, int k, int o0, const float *block, float sca
  * (elsewhere the same roundings with the products summed in float); on one thread, with a buffer of its own for B's
  * pairs that grows to the largest B it has seen. */
 void cgemm_panels_fp16(int m, int n, int k, float alpha, const uint32_t *a, const float *b, float *c, ptrdiff_t ldc);
+
+/* The power of two that scales B's values for cgemm_panels_fp16_pairs when their magnitudes are at most `largest`:
+ * into [2^3, 2^4) when that bound is reached (1 for a zero or non-finite largest). */
+float cgemm_fp16_tiles_scale(float largest);
+
+/* cgemm_panels_fp16 with B already in half-precision pairs, in cgemm_panels_bf16_pairs's layout of B (from
+ * cgemm_winograd_input_half_pairs), each value of slice s (values s·256 … s·256 + 255 of k) scaled by a power of two
+ * whose inverse is inverses[s], the same in every panel, and no value's magnitude above 2^4: the products and sums
+ * as cgemm_panels_fp16 runs them. Where the scaled values and the partial sums stay above half precision's smallest
+ * normal value, the same bits as cgemm_panels_fp16 on the floats the pairs stand for, whatever those powers of two.
+ * Only where cgemm_supports_fp16() (elsewhere the same roundings with the products summed in float); on one thread. */
+void cgemm_panels_fp16_pairs(int m, int n, int k, float alpha, const uint32_t *a, const uint32_t *pairs,
+                             const float *inverses, float *c, ptrdiff_t ldc);
 
 /* The floats of a work area for cgemm_gram_upper, cgemm_gram_upper_bf16 or cgemm_gram_upper_fp16 with this many
  * channels. */
@@ -208,6 +223,10 @@ void cgemm_multiply_fp16(int m, int n, int k, float alpha, const float *packedA,
  * pairs + k·positionStride + offset(tile) for position k, offset as above with channel `pair` of `pairCount`; the
  * places of pair + 1 asked for as above.
  *
+ * cgemm_winograd_input_half_pairs: the same pairs in half precision, each value times `scale` (a power of two) rounded
+ * to nearest, ties to even, for cgemm_panels_fp16_pairs: sixteen values an AVX-512 vector and vcvtps2ph where
+ * AVX512_FP16 is, the other paths rounding in plain C; the same bits on every path.
+ *
  * cgemm_winograd_output: Y = Aᵀ M A of tilesX tiles of one tile row, M at transformed + k·positionStride + t for
  * position k and tile t, into the first `rows` (≤ tile) rows of `output`, rowStride floats apart, `width` columns each.
  */
@@ -220,6 +239,18 @@ void cgemm_winograd_input(int tile, const float *const rows[], int width, int ti
 void cgemm_winograd_input_pairs(int tile, const float *const low[], const float *const high[], int width, int tilesX,
                                 int phaseStride, float *work, uint32_t *pairs, ptrdiff_t positionStride, int panelWidth,
                                 int panelCount, int pair, int pairCount, int firstTile, ptrdiff_t ahead);
+
+void cgemm_winograd_input_half_pairs(int tile, const float *const low[], const float *const high[], int width,
+                                     int tilesX, int phaseStride, float *work, uint32_t *pairs,
+                                     ptrdiff_t positionStride, int panelWidth, int panelCount, int pair, int pairCount,
+                                     int firstTile, ptrdiff_t ahead, float scale);
+
+/* The most by which Bᵀ d B of a tile of either algorithm (tile 4 or 6) can exceed the largest magnitude of d: the square
+ * of the largest sum of magnitudes of a row of Bᵀ. */
+float cgemm_winograd_input_gain(int tile);
+
+/* The largest magnitude of count floats at each of x, x + stride, … (blocks of them); NaNs are passed over. */
+float cgemm_largest_magnitude(const float *x, ptrdiff_t count, int blocks, ptrdiff_t stride);
 
 /* pairs[i] = the bfloat16 pair of low[i] (low half) and high[i] (high half), rounded as cgemm_winograd_input_pairs
  * rounds: for i < count. */
