@@ -1145,10 +1145,9 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
             float const alpha, int const prefetch, struct fp16Sums * const sums, int const accumulate) {
     __mmask16 mask[3];
     columnMasks(columns, mask);
-    for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < vectors; ++v)
-            for (int h = 0; h < 2; ++h)
-                _mm512_store_ps(sums->single[i][v][h], _mm512_setzero_ps());
+    __m512i const evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    __m512i const odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    __m512 total[MR][3];
     for (int j0 = 0; j0 < k / 2; j0 += FP16_CHAIN) {
         int const end = minimum(k / 2, j0 + FP16_CHAIN);
         /* Whether this chain starts its slice of B, and whether it ends it. */
@@ -1181,26 +1180,30 @@ fp16BlockIn(int const vectors, int const k, const uint32_t *a, ptrdiff_t const l
                                     starts ? acc[i][v] : _mm512_add_ph(acc[i][v], _mm512_load_ph(sums->half[i][v])));
             continue;
         }
+        /* The slice's sums times its inverse scale, added to those of the slices before it (to zero in the first
+         * slice, which has none: the float32 sums are never read before they are written); after the last slice, each
+         * column's even and odd sums added in registers, without going through memory. */
         __m512 const inverse = _mm512_set1_ps(inverses[j0 / (FP16_SLICE / 2)]);
+        int const first = j0 < FP16_SLICE / 2, last = end == k / 2;
         for (int i = 0; i < MR; ++i)
             for (int v = 0; v < vectors; ++v) {
                 __m512h const slice = starts ? acc[i][v] : _mm512_add_ph(acc[i][v], _mm512_load_ph(sums->half[i][v]));
                 __m256h const low = _mm512_castph512_ph256(slice);
                 __m256h const high = (__m256h)_mm512_extracti64x4_epi64((__m512i)slice, 1);
                 float * const even = sums->single[i][v][0], * const odd = sums->single[i][v][1];
-                _mm512_store_ps(even, _mm512_fmadd_ps(_mm512_cvtxph_ps(low), inverse, _mm512_load_ps(even)));
-                _mm512_store_ps(odd, _mm512_fmadd_ps(_mm512_cvtxph_ps(high), inverse, _mm512_load_ps(odd)));
+                __m512 const evenSums = _mm512_fmadd_ps(_mm512_cvtxph_ps(low), inverse,
+                                                        first ? _mm512_setzero_ps() : _mm512_load_ps(even));
+                __m512 const oddSums = _mm512_fmadd_ps(_mm512_cvtxph_ps(high), inverse,
+                                                       first ? _mm512_setzero_ps() : _mm512_load_ps(odd));
+                if (last) {
+                    total[i][v] = _mm512_add_ps(_mm512_permutex2var_ps(evenSums, evens, oddSums),
+                                                _mm512_permutex2var_ps(evenSums, odds, oddSums));
+                } else {
+                    _mm512_store_ps(even, evenSums);
+                    _mm512_store_ps(odd, oddSums);
+                }
             }
     }
-    __m512i const evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-    __m512i const odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
-    __m512 total[MR][3];
-    for (int i = 0; i < MR; ++i)
-        for (int v = 0; v < vectors; ++v) {
-            __m512 const first = _mm512_load_ps(sums->single[i][v][0]), second = _mm512_load_ps(sums->single[i][v][1]);
-            total[i][v] = _mm512_add_ps(_mm512_permutex2var_ps(first, evens, second),
-                                        _mm512_permutex2var_ps(first, odds, second));
-        }
     storeBlock512(vectors, total, mask, c, ldc, rows, alpha, accumulate);
 }
 
