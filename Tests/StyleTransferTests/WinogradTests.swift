@@ -130,20 +130,12 @@ final class WinogradTests: XCTestCase {
         for tile in WinogradTile.allCases {
             let (ci, co, h, w) = (16, 40, 5 * tile.output - 1, 150)
             let weights = randomConvWeights(inChannels: ci, outChannels: co, using: &rng)
-            let input = Tensor(channels: ci, height: h, width: w, values: randomValues(ci * h * w, using: &rng))
-            let gradOutput = Tensor(channels: co, height: h, width: w, values: randomValues(co * h * w, using: &rng))
-            var results: [[Float]] = []
-            for pairs in [false, true] {
-                let conv = Convolution(weights, threads: 2, algorithm: .winograd, precision: .bf16, tile: tile)
-                XCTAssertTrue(conv.usesBF16)
-                conv.usesPairs = pairs
-                let scratch = Tensor(channels: 1, height: 1,
-                                     width: conv.scratchCount(height: 2 * tile.output, width: w, limit: .max / 2))
-                let output = Tensor(channels: co, height: h, width: w)
-                conv.forward(input, into: output, reluMask: nil, scratch: scratch)
-                let gradInput = Tensor(channels: ci, height: h, width: w)
-                conv.backwardInput(gradOutput, into: gradInput, inputMask: nil, scratch: scratch)
-                results.append(output.values + gradInput.values)
+            let input = randomValues(ci * h * w, using: &rng), gradOutput = randomValues(co * h * w, using: &rng)
+            let results = [false, true].map { pairs in
+                let (output, gradInput) = Self.forwardAndBackward(weights, precision: .bf16, tile: tile, pairs: pairs,
+                                                                  input: input, gradient: gradOutput, height: h,
+                                                                  width: w)
+                return output + gradInput
             }
             XCTAssertGreaterThan(results[0].map { abs($0) }.max()!, 0)
             XCTAssertEqual(results[1].map(\.bitPattern), results[0].map(\.bitPattern), "\(tile)")
@@ -172,26 +164,15 @@ final class WinogradTests: XCTestCase {
             let expected = naiveConvolution(values, height: h, width: w, weights: weights)
             let expectedGradient = naiveConvolutionInputGradient(gradient, height: h, width: w, weights: weights)
             for magnitude: Float in [1, 1e-20, 1e20] {
-                var results: [[Float]] = []
-                for pairs in [false, true] {
-                    let conv = Convolution(weights, threads: 2, algorithm: .winograd, precision: .half, tile: tile)
-                    XCTAssertTrue(conv.usesHalf)
-                    conv.usesPairs = pairs
-                    let scratch = Tensor(channels: 1, height: 1,
-                                         width: conv.scratchCount(height: 2 * tile.output, width: w, limit: .max / 2))
-                    let output = Tensor(channels: co, height: h, width: w)
-                    conv.forward(Tensor(channels: ci, height: h, width: w, values: values.map { $0 * magnitude }),
-                                 into: output, reluMask: nil, scratch: scratch)
-                    let gradInput = Tensor(channels: ci, height: h, width: w)
-                    conv.backwardInput(Tensor(channels: co, height: h, width: w,
-                                              values: gradient.map { $0 * magnitude }),
-                                       into: gradInput, inputMask: nil, scratch: scratch)
+                let results = [false, true].map { pairs in
+                    let (output, gradInput) = Self.forwardAndBackward(
+                        weights, precision: .half, tile: tile, pairs: pairs, input: values.map { $0 * magnitude },
+                        gradient: gradient.map { $0 * magnitude }, height: h, width: w)
                     let label = "\(tile) \(magnitude) pairs \(pairs)"
-                    XCTAssertLessThan(relativeError(output.values, expected.map { $0 * Double(magnitude) }), 3e-2,
+                    XCTAssertLessThan(relativeError(output, expected.map { $0 * Double(magnitude) }), 3e-2, label)
+                    XCTAssertLessThan(relativeError(gradInput, expectedGradient.map { $0 * Double(magnitude) }), 3e-2,
                                       label)
-                    XCTAssertLessThan(relativeError(gradInput.values,
-                                                    expectedGradient.map { $0 * Double(magnitude) }), 3e-2, label)
-                    results.append(output.values + gradInput.values)
+                    return output + gradInput
                 }
                 let largest = results[0].reduce(Float(0)) { max($0, abs($1)) }
                 XCTAssertGreaterThan(largest, 0)
@@ -200,6 +181,27 @@ final class WinogradTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// The forward pass of `input` and the input gradient of `gradient` (height × width maps) through a Winograd
+    /// convolution of `weights` asked for `precision` products (which must run) and `tile`, with its input tiles in
+    /// pairs or in floats, in bands of two tile rows.
+    private static func forwardAndBackward(_ weights: ConvLayerWeights, precision: ProductPrecision, tile: WinogradTile,
+                                           pairs: Bool, input: [Float], gradient: [Float], height: Int, width: Int)
+        -> (output: [Float], gradInput: [Float]) {
+        let (ci, co) = (weights.inChannels, weights.outChannels)
+        let conv = Convolution(weights, threads: 2, algorithm: .winograd, precision: precision, tile: tile)
+        XCTAssertEqual(conv.productPrecision, precision)
+        conv.usesPairs = pairs
+        let scratch = Tensor(channels: 1, height: 1,
+                             width: conv.scratchCount(height: 2 * tile.output, width: width, limit: .max / 2))
+        let output = Tensor(channels: co, height: height, width: width)
+        conv.forward(Tensor(channels: ci, height: height, width: width, values: input), into: output, reluMask: nil,
+                     scratch: scratch)
+        let gradInput = Tensor(channels: ci, height: height, width: width)
+        conv.backwardInput(Tensor(channels: co, height: height, width: width, values: gradient), into: gradInput,
+                           inputMask: nil, scratch: scratch)
+        return (output.values, gradInput.values)
     }
 
     /// ‖actual − expected‖ / ‖expected‖.
