@@ -1232,20 +1232,22 @@ fp16Block(int const columns) {
 }
 
 /* The products of cgemm_panels_fp16 with B in half-precision pairs (its panels' layout, as cgemm_panels_bf16_pairs
- * reads B): each 8-row block of A over every panel, the slices of k innermost; panel p's slice s has the inverse scale
- * inverses[p·inverseStride + s]. */
+ * reads B): each panel of B under every 8-row block of A, all of k in each block; panel p's slice s has the inverse
+ * scale inverses[p·inverseStride + s]. A panel's pairs (up to 48 KiB, at 512 values of k) stay in the first-level cache
+ * while A streams past them, 32 bytes a step where a panel would take 192 (an evaluation at 512×384 0.98 times as long
+ * as with the blocks of A outside). */
 static FP16 void
 fp16PairsProduct(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
                  const uint32_t * const pairs, const float * const inverses, int const inverseStride, float * const c,
                  ptrdiff_t const ldc) {
     _Alignas(64) struct fp16Sums sums;
-    for (int i0 = 0; i0 < m; i0 += MR)
-        for (int l0 = 0; l0 < n; l0 += NR) {
-            int const nr = minimum(NR, n - l0);
+    for (int l0 = 0; l0 < n; l0 += NR) {
+        int const nr = minimum(NR, n - l0);
+        for (int i0 = 0; i0 < m; i0 += MR)
             fp16Block(nr)(k, a + (ptrdiff_t)i0 * (k / 2), MR, pairs + (ptrdiff_t)l0 * (k / 2), nr,
                           inverses + (l0 / NR) * inverseStride, c + (ptrdiff_t)i0 * ldc + l0, ldc, MR, nr, alpha,
                           PAIRS_PREFETCH, &sums, 0);
-        }
+    }
 }
 
 /* B's pairs and their slices' inverse scales, grown as a thread's products need: kept for the thread's life. */
@@ -1253,8 +1255,8 @@ static _Thread_local uint32_t *fp16Words;
 static _Thread_local size_t fp16WordCount;
 
 /* cgemm_panels_fp16 on this processor: B converted first, each slice of FP16_SLICE values of k of each panel with its
- * own scale, then each 8-row block of A over every panel, the slices of k innermost, as bf16PairsProduct goes. Returns 0
- * (and computes nothing) when the buffer for B's pairs cannot be had. */
+ * own scale, then the products as fp16PairsProduct runs them. Returns 0 (and computes nothing) when the buffer for B's
+ * pairs cannot be had. */
 static FP16 int
 fp16Product(int const m, int const n, int const k, float const alpha, const uint32_t * const a, const float * const b,
             float * const c, ptrdiff_t const ldc) {
