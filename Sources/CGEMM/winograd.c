@@ -4,8 +4,9 @@
  * instruction set has: the same code compiled for AVX2 (eight tiles are one ymm register) and for the target's baseline
  * (portable); where AVX-512 is, sixteen tiles of a channel a zmm register (inputRowWide, outputRowWide), the input's
  * groups that a panel's end splits stored with masks; and for the input transform to bfloat16 pairs where AVX512_BF16
- * is, two channels' eight tiles side by side. All compute every value with the same operations in the same order, so
- * all give the same bits.
+ * is, or to half-precision pairs where AVX512_FP16 is, two channels' eight tiles side by side. All compute every value
+ * with the same operations in the same order, so all give the same bits. Also the largest magnitude of a band's input
+ * rows and the most the input transform can grow it, from which the half-precision pairs take their scale.
  */
 #include "cgemm.h"
 #include "half.h"
