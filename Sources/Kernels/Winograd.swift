@@ -293,8 +293,9 @@ package func winogradHalfTileScales(_ input: UnsafePointer<Float>, span: RowSpan
     let first = max(grid.inputRows.lowerBound, grid.rows.lowerBound &+ m &* tileRows.lowerBound &- 1)
     let end = min(grid.inputRows.upperBound, grid.rows.lowerBound &+ m &* tileRows.upperBound &+ 1)
     let slices = (channelCount &+ slice &- 1) / slice
-    // Parts of a slice each, as many as give every worker some.
-    let parts = max(1, min(slice, (workers &+ slices &- 1) / slices)), partChannels = (slice &+ parts &- 1) / parts
+    // Parts of a slice each, as many as give every worker some (of a slice's channels, or of all when there are fewer).
+    let parts = max(1, min(slice, (workers &+ slices &- 1) / slices))
+    let partChannels = (min(slice, channelCount) &+ parts &- 1) / parts
     withUnsafeTemporaryAllocation(of: Float.self, capacity: slices &* parts) { largest in
         parallelBands(slices &* parts, workers: min(workers, slices &* parts), blasThreads: 1) { index, _ in
             let channel = (index / parts) &* slice &+ (index % parts) &* partChannels

@@ -296,7 +296,8 @@ final class WinogradTests: XCTestCase {
     /// of magnitudes of a row of the matrices in Winograd.swift, reached by the tile whose values have the signs of
     /// that position's coefficients. And winogradHalfTileScales scales each slice of 256 channels so that that bound
     /// on its band's tiles lies in [2³, 2⁴): over only the input rows the band's tiles read, the channels of other
-    /// slices (a thousand times larger here) and the rows of other bands (ten thousand times) left out.
+    /// slices (a thousand times larger here) and the rows of other bands (ten thousand times) left out, and over all
+    /// of a slice's channels when the workers share fewer than a slice.
     func testInputGainAndHalfTileScales() {
         for tile in WinogradTile.allCases {
             let (alpha, bT) = (tile.input, Self.bTMatrices[tile]!)
@@ -350,6 +351,15 @@ final class WinogradTests: XCTestCase {
                 XCTAssertTrue(bound >= 8 && bound < 16, "\(tile) slice \(s): \(largest) · \(gain) · \(scales[s])")
                 XCTAssertEqual(scales[s], Float(sign: .plus, exponent: scales[s].exponent, significand: 1))
             }
+            // Fewer channels than a slice, shared between two workers: the largest in the second worker's share.
+            var few = [Float](repeating: 0.25, count: 40 * height * width)
+            few[(30 * height + 2 * m) * width + 3] = 6
+            var scale: Float = 0
+            few.withUnsafeBufferPointer {
+                winogradHalfTileScales($0.baseAddress!, span: .whole(height: height, width: width), grid: bandGrid,
+                                       channelCount: 40, tileRows: 1 ..< 3, workers: 2, into: &scale)
+            }
+            XCTAssertTrue(6 * gain * scale >= 8 && 6 * gain * scale < 16, "\(tile): 6 · \(gain) · \(scale)")
         }
     }
 
