@@ -1464,7 +1464,7 @@ cgemm_panels_bf16_pairs(int const m, int const n, int const k, float const alpha
             for (int l = 0; l < nr; ++l) {
                 float sum = 0;
                 for (int j = 0; j < k; ++j)
-                    sum += bf16Value(a[(ptrdiff_t)(i / MR) * MR * k + (j / 2) * MR + i % MR], j % 2)
+                    sum += bf16Value(a[(ptrdiff_t)(i / MR) * MR * (k / 2) + (j / 2) * MR + i % MR], j % 2)
                            * bf16Value(panel[(ptrdiff_t)(j / 2) * nr + l], j % 2);
                 c[(ptrdiff_t)i * ldc + l0 + l] = alpha * sum;
             }
@@ -1545,6 +1545,25 @@ cgemm_fp16_kernel_block(int const m, int const k, int const o0, const float * co
                 halfPair(block[(ptrdiff_t)j * MR + 2 * q], block[(ptrdiff_t)j * MR + 2 * q + 1], scale);
 }
 
+/* The half-precision products without AVX512_FP16, over one slice of k (values j0 … j0 + kc) of nr columns of C: A in
+ * half-precision pairs (cgemm_panels_bf16_pairs's layout, k values a row), the slice of a B panel in pairs (pair step
+ * j at slice + j·nr), the products summed in float; factor times each sum is stored into C, or added to it after the
+ * first slice. */
+static void
+halfSliceInFloat(int const m, int const k, int const j0, int const kc, const uint32_t * const a,
+                 const uint32_t * const slice, int const nr, float const factor, float * const c,
+                 ptrdiff_t const ldc) {
+    for (int i = 0; i < m; ++i)
+        for (int l = 0; l < nr; ++l) {
+            float sum = 0;
+            for (int j = j0; j < j0 + kc; ++j)
+                sum += halfOfPair(a[(ptrdiff_t)(i / MR) * MR * (k / 2) + (j / 2) * MR + i % MR], j)
+                       * halfOfPair(slice[(ptrdiff_t)((j - j0) / 2) * nr + l], j);
+            float * const target = c + (ptrdiff_t)i * ldc + l;
+            *target = (j0 > 0 ? *target : 0) + factor * sum;
+        }
+}
+
 void
 cgemm_panels_fp16(int const m, int const n, int const k, float const alpha, const uint32_t * const a,
                   const float * const b, float * const c, ptrdiff_t const ldc) {
@@ -1553,9 +1572,10 @@ cgemm_panels_fp16(int const m, int const n, int const k, float const alpha, cons
         return;
 #endif
     /* Where the processor lacks AVX512_FP16 (never called there) or the buffer for B's pairs cannot be had: each slice
-     * of each panel of B scaled and rounded as fp16Product does, the products of the half-precision values summed in
-     * float, a slice at a time. */
+     * of each panel of B scaled and rounded to pairs as fp16Product does, then summed as cgemm_panels_fp16_pairs sums
+     * there. */
     int const slices = (k + FP16_SLICE - 1) / FP16_SLICE;
+    uint32_t pairs[FP16_SLICE / 2 * NR];
     for (int l0 = 0; l0 < n; l0 += NR) {
         int const nr = minimum(NR, n - l0);
         const float * const panel = b + (ptrdiff_t)l0 * k;
@@ -1566,17 +1586,11 @@ cgemm_panels_fp16(int const m, int const n, int const k, float const alpha, cons
                 for (int l = 0; l < nr; ++l)
                     largest = __builtin_fmaxf(largest, __builtin_fabsf(panel[(ptrdiff_t)j * nr + l]));
             float const scale = powerOfTwoScale(largest, FP16_B_EXPONENT);
-            for (int i = 0; i < m; ++i)
-                for (int l = 0; l < nr; ++l) {
-                    float sum = 0;
-                    for (int j = j0; j < j0 + kc; ++j) {
-                        uint32_t const pair = a[(ptrdiff_t)(i / MR) * MR * k + (j / 2) * MR + i % MR];
-                        sum += halfValue((uint16_t)(j % 2 ? pair >> 16 : pair & 0xFFFFu))
-                               * halfValue(halfBits(panel[(ptrdiff_t)j * nr + l] * scale));
-                    }
-                    float * const target = c + (ptrdiff_t)i * ldc + l0 + l;
-                    *target = (s > 0 ? *target : 0) + alpha / scale * sum;
-                }
+            for (int j = 0; j < kc; j += 2)
+                for (int l = 0; l < nr; ++l)
+                    pairs[(j / 2) * nr + l] = halfPair(panel[(ptrdiff_t)(j0 + j) * nr + l],
+                                                       panel[(ptrdiff_t)(j0 + j + 1) * nr + l], scale);
+            halfSliceInFloat(m, k, j0, kc, a, pairs, nr, alpha / scale, c + l0, ldc);
         }
     }
 }
@@ -1592,24 +1606,13 @@ cgemm_panels_fp16_pairs(int const m, int const n, int const k, float const alpha
     }
 #endif
     /* Where the processor lacks AVX512_FP16 (never called there): the products of the half-precision values summed in
-     * float, a slice at a time, as cgemm_panels_fp16 does there. */
-    int const slices = (k + FP16_SLICE - 1) / FP16_SLICE;
+     * float, a slice at a time. */
     for (int l0 = 0; l0 < n; l0 += NR) {
         int const nr = minimum(NR, n - l0);
-        const uint32_t * const panel = pairs + (ptrdiff_t)l0 * (k / 2);
-        for (int s = 0; s < slices; ++s)
-            for (int i = 0; i < m; ++i)
-                for (int l = 0; l < nr; ++l) {
-                    float sum = 0;
-                    for (int j = s * FP16_SLICE; j < minimum(k, (s + 1) * FP16_SLICE); ++j) {
-                        uint32_t const left = a[(ptrdiff_t)(i / MR) * MR * k + (j / 2) * MR + i % MR];
-                        uint32_t const right = panel[(ptrdiff_t)(j / 2) * nr + l];
-                        sum += halfValue((uint16_t)(j % 2 ? left >> 16 : left & 0xFFFFu))
-                               * halfValue((uint16_t)(j % 2 ? right >> 16 : right & 0xFFFFu));
-                    }
-                    float * const target = c + (ptrdiff_t)i * ldc + l0 + l;
-                    *target = (s > 0 ? *target : 0) + alpha * inverses[s] * sum;
-                }
+        for (int j0 = 0; j0 < k; j0 += FP16_SLICE)
+            halfSliceInFloat(m, k, j0, minimum(FP16_SLICE, k - j0), a,
+                             pairs + (ptrdiff_t)l0 * (k / 2) + (ptrdiff_t)(j0 / 2) * nr, nr,
+                             alpha * inverses[j0 / FP16_SLICE], c + l0, ldc);
     }
 }
 

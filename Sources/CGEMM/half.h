@@ -39,4 +39,11 @@ halfValue(uint16_t const h) {
     return h & 0x8000u ? -magnitude : magnitude;
 }
 
+/* The float of value `index` of a word of two half-precision values: the low half for an even index, the high half for
+ * an odd one. */
+static inline float
+halfOfPair(uint32_t const pair, int const index) {
+    return halfValue((uint16_t)(index % 2 ? pair >> 16 : pair & 0xFFFFu));
+}
+
 #endif
