@@ -164,8 +164,8 @@ void cgemm_gram_upper_bf16_columns(int channels, int pixels, const float *f, ptr
 /* cgemm_gram_upper in half precision: each slice of 128 pixels of each panel of 48 channels scaled by the power of two
  * that brings its largest magnitude into [2^3, 2^4) and rounded to half precision (to nearest, ties to even), the
  * products summed as cgemm_panels_fp16 sums them (each lane's 64 products of a slice in half precision, as two chains
- * of 32, then times the inverses of both panels' scales into float32 sums). Only where cgemm_supports_fp16(); elsewhere it is
- * cgemm_gram_upper. */
+ * of 32, then times the inverses of both panels' scales into float32 sums). Only where cgemm_supports_fp16();
+ * elsewhere it is cgemm_gram_upper. */
 void cgemm_gram_upper_fp16(int channels, int pixels, const float *f, ptrdiff_t ldf, float *g, ptrdiff_t ldg,
                            float *work);
 
@@ -195,8 +195,8 @@ void cgemm_multiply_bf16(int m, int n, int k, float alpha, const float *packedA,
 /* cgemm_multiply in half precision: each slice of 128 values of k of A scaled by the power of two that brings its
  * largest magnitude into [2^3, 2^4), each slice of each panel of 48 columns of B by the one that brings its largest
  * into [2^3, 2^4), both rounded to half precision (to nearest, ties to even) and their products summed as
- * cgemm_panels_fp16 sums them (each lane's 64 products of a slice as two chains of 32); allocates m·64 words for A's pairs. Only where cgemm_supports_fp16(); elsewhere (or
- * when that allocation fails) it is cgemm_multiply. */
+ * cgemm_panels_fp16 sums them (each lane's 64 products of a slice as two chains of 32); allocates m·64 words for A's
+ * pairs. Only where cgemm_supports_fp16(); elsewhere (or when that allocation fails) it is cgemm_multiply. */
 void cgemm_multiply_fp16(int m, int n, int k, float alpha, const float *packedA, const float *b, ptrdiff_t ldb,
                          int accumulate, float *c, ptrdiff_t ldc);
 
